@@ -1,0 +1,352 @@
+"""The command line: parse, call the API, print text or one JSON document.
+
+Exit codes (also in the README):
+  0 ok · 1 unexpected · 2 usage · 3 conflict (someone else was first)
+  4 refused (not yours, not registered, unknown target) · 5 invalid data
+  6 remote unreachable, or still rejected after the retry bound (nothing changed)
+
+All errors are mapped in one place, `main`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import ExitCode, GitcoordError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EPILOG = """\b
+Exit codes: 0 ok, 2 usage, 3 conflict (someone else was first),
+4 refused (not yours / not registered / unknown target), 5 invalid data,
+6 remote unreachable or still rejected after retries (nothing changed), 1 unexpected.
+"""
+
+
+class Ctx:
+    """What the group options decided, shared by every command."""
+
+    def __init__(self) -> None:
+        self.path = "."
+        self.ref: str | None = None
+        self.remote: str | None = "auto"
+        self.session: str | None = None
+        self.timeout: float | None = None
+        self.json = False
+        self._coord: Any = None
+
+    def coordinator(self) -> Any:
+        if self._coord is None:
+            from .api import Coordinator
+
+            self._coord = Coordinator(
+                self.path,
+                session=self.session,
+                ref=self.ref,
+                remote=self.remote,
+                timeout=self.timeout,
+            )
+        return self._coord
+
+    def close(self) -> None:
+        if self._coord is not None:
+            self._coord.close()
+
+
+def _common(f: F) -> F:
+    """--json and --session are accepted after the subcommand too."""
+
+    def set_json(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(Ctx).json = True
+
+    def set_session(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.ensure_object(Ctx).session = value
+
+    f = click.option(
+        "--session",
+        metavar="ID",
+        expose_value=False,
+        callback=set_session,
+        help="This session's id (default: $GITCOORD_SESSION).",
+    )(f)
+    f = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        callback=set_json,
+        help="Print exactly one JSON document on stdout.",
+    )(f)
+    return f
+
+
+def emit(data: dict[str, Any], text: str) -> None:
+    ctx = click.get_current_context().find_object(Ctx)
+    if ctx is not None and ctx.json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        click.echo(text)
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gitcoord")
+@click.option("-C", "path", metavar="PATH", default=".", help="Run as if started in PATH (like git -C).")
+@click.option("--ref", metavar="BRANCH", help="Coordination branch (default: git config gitcoord.ref, else 'gitcoord').")
+@click.option("--remote", metavar="NAME", help="Remote that coordinates (default: gitcoord.remote, else origin if it exists).")
+@click.option("--local", is_flag=True, help="Ignore remotes: coordinate through this repository's own branch.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Bound on talking to the remote (default 30, or gitcoord.timeout).")
+@_common
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    path: str,
+    ref: str | None,
+    remote: str | None,
+    local: bool,
+    timeout: float | None,
+) -> None:
+    """Coordinate many AI coding sessions through git.
+
+    Registrations, claims and messages are YAML files on a coordination
+    branch; every change is one commit pushed with compare-and-swap, so the
+    first push wins and the loser re-reads and re-decides.
+
+    \b
+    Typical session:
+      export GITCOORD_SESSION=research-1
+      gitcoord init                       # once per repository
+      gitcoord register --role "Prospect research" --goal "25 prospects/day"
+      gitcoord claim task i-match --hours 2
+      gitcoord status
+      gitcoord release task i-match
+    """
+    obj = ctx.ensure_object(Ctx)
+    obj.path = path
+    obj.ref = ref
+    if local and remote:
+        raise UsageError("--local and --remote exclude each other")
+    obj.remote = None if local else (remote or "auto")
+    obj.timeout = timeout
+    ctx.call_on_close(obj.close)
+
+
+def _ctx() -> Ctx:
+    return click.get_current_context().ensure_object(Ctx)
+
+
+def _wrote(outcome: Any, done: str, unchanged: str) -> str:
+    if outcome.commit:
+        return f"{done} (commit {outcome.commit[:10]})"
+    return unchanged
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    return {
+        **outcome.change.result,
+        "op": outcome.change.op,
+        "changed": outcome.commit is not None,
+        "commit": outcome.commit,
+        "attempts": outcome.attempts,
+    }
+
+
+@cli.command()
+@click.option("--slots", type=click.IntRange(1, 1000), default=12, show_default=True, help="How many session numbers.")
+@click.option("--lease-hours", type=click.FloatRange(min=0, min_open=True, max=720), default=2.0, show_default=True, help="Default claim lease.")
+@click.option("--stale-after", "stale_after_minutes", type=click.IntRange(1, 10080), default=20, show_default=True, metavar="MINUTES", help="Heartbeat age that marks a session stale.")
+@click.option("--clock-skew", "clock_skew_seconds", type=click.IntRange(0, 3600), default=60, show_default=True, metavar="SECONDS", help="Grace after expiry before a claim may be taken over.")
+@_common
+def init(**settings: Any) -> None:
+    """Create the coordination branch (idempotent: exit 0 if it exists)."""
+    c = _ctx().coordinator()
+    outcome = c.init(**settings)
+    cfg = outcome.change.result["config"]
+    text = _wrote(
+        outcome,
+        f"initialised {c.store.where} with {cfg['slots']} slots",
+        f"{c.store.where} is already initialised ({cfg['slots']} slots)",
+    )
+    emit(_outcome_json(outcome), text)
+
+
+@cli.command()
+@click.option("--role", metavar="TEXT", help="What this session is responsible for.")
+@click.option("--goal", metavar="TEXT", help="Its measurable objective.")
+@click.option("--number", type=int, metavar="N", help="Session number in 1..slots (default: lowest free).")
+@_common
+def register(role: str | None, goal: str | None, number: int | None) -> None:
+    """Register this session: a unique number, a role and a goal.
+
+    First registration of a number wins; the loser gets exit 3 and the free
+    numbers. Registering again updates role and goal and keeps the number.
+    """
+    outcome = _ctx().coordinator().register(role=role, goal=goal, number=number)
+    s = outcome.change.result["session"]
+    emit(
+        _outcome_json(outcome),
+        _wrote(
+            outcome,
+            f"registered {s['id']} as #{s['number']}: {s['role']}",
+            f"{s['id']} is registered as #{s['number']} (unchanged)",
+        ),
+    )
+
+
+def _lease_options(f: F) -> F:
+    f = click.option("--ttl", metavar="DURATION", help="Lease length: 30s, 10m, 2h, 1d.")(f)
+    f = click.option("--hours", type=float, metavar="H", help="Lease length in hours.")(f)
+    return f
+
+
+@cli.command()
+@click.argument("type_", metavar="TYPE")
+@click.argument("name")
+@_lease_options
+@click.option("--note", metavar="TEXT", help="What you are doing with it.")
+@_common
+def claim(type_: str, name: str, hours: float | None, ttl: str | None, note: str | None) -> None:
+    """Claim TYPE NAME (e.g. `task i-match`) for a lease.
+
+    Held by another session and unexpired: exit 3 naming the holder. Expired
+    (past the clock-skew grace): taken over, generation + 1. Yours already:
+    renewed.
+    """
+    outcome = _ctx().coordinator().claim(type_, name, ttl=ttl, hours=hours, note=note)
+    c = outcome.change.result["claim"]
+    verb = {"claim": "claimed", "renew": "renewed", "takeover": "took over"}[outcome.change.op]
+    emit(
+        _outcome_json(outcome),
+        _wrote(
+            outcome,
+            f"{verb} {c['resource']} until {c['expires_at']} (generation {c['generation']})",
+            f"{c['resource']} unchanged",
+        ),
+    )
+
+
+@cli.command()
+@click.argument("type_", metavar="TYPE")
+@click.argument("name")
+@_lease_options
+@_common
+def renew(type_: str, name: str, hours: float | None, ttl: str | None) -> None:
+    """Extend a claim you hold (exit 4 if it is not yours)."""
+    outcome = _ctx().coordinator().renew(type_, name, ttl=ttl, hours=hours)
+    c = outcome.change.result["claim"]
+    emit(
+        _outcome_json(outcome),
+        _wrote(outcome, f"renewed {c['resource']} until {c['expires_at']}", "unchanged"),
+    )
+
+
+@cli.command()
+@click.argument("type_", metavar="TYPE")
+@click.argument("name")
+@_common
+def release(type_: str, name: str) -> None:
+    """Release a claim you hold (exit 4 if someone else holds it)."""
+    outcome = _ctx().coordinator().release(type_, name)
+    c = outcome.change.result["claim"]
+    emit(
+        _outcome_json(outcome),
+        _wrote(outcome, f"released {c['resource']}", f"{c['resource']} was already released"),
+    )
+
+
+@cli.command()
+@_common
+def status() -> None:
+    """Show sessions and claims as they are on the branch now."""
+    from . import clock, render
+    from .api import status_json
+
+    c = _ctx().coordinator()
+    now = clock.now()
+    data = status_json(c.snapshot(), now)
+    emit(data, render.status(data, now))
+
+
+@cli.command()
+@click.option("--ref", "at_ref", metavar="REF", help="Validate this ref or commit instead of the current tip.")
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
+@_common
+def validate(at_ref: str | None, path: str | None) -> None:
+    """Check schema and invariants of the branch, a REF, or a directory PATH.
+
+    Exit 5 listing each problem with its file.
+    """
+    if at_ref and path:
+        raise UsageError("give --ref or PATH, not both")
+    problems = _ctx().coordinator().validate(ref=at_ref, path=path)
+    if problems:
+        from .errors import InvalidError
+
+        raise InvalidError(
+            f"{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+            problems=[p.to_json() for p in problems],
+        )
+    emit({"valid": True, "problems": []}, "valid")
+
+
+@cli.command()
+@click.option("--sessions", "count", type=click.IntRange(2, 50), default=6, show_default=True, help="How many sessions.")
+@click.option("--keep", is_flag=True, help="Keep the temporary directory and print where it is.")
+@_common
+def demo(count: int, keep: bool) -> None:
+    """Run a demo on a throwaway bare remote: sessions register, race, and the dashboard prints."""
+    from .demo import run_demo
+
+    summary = run_demo(count, keep=keep, echo=None if _ctx().json else click.echo)
+    emit(summary, "")
+
+
+# --- entry point and the one error mapping -----------------------------------------
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in argv
+
+
+def _fail(err: GitcoordError, as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps({"error": err.to_json()}, indent=2))
+    else:
+        click.echo(f"gitcoord: {err.message}", err=True)
+    return int(err.code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
+    try:
+        cli.main(args=args, prog_name="gitcoord", standalone_mode=False)
+    except GitcoordError as err:
+        return _fail(err, as_json)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("gitcoord: aborted", err=True)
+        return int(ExitCode.UNEXPECTED)
+    except click.ClickException as exc:
+        return _fail(UsageError(exc.format_message()), as_json)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the one place a bug becomes exit 1, not a traceback
+        if os.environ.get("GITCOORD_DEBUG"):
+            raise
+        return _fail(
+            GitcoordError(f"unexpected error: {type(exc).__name__}: {exc} (set GITCOORD_DEBUG=1 for a traceback)"),
+            as_json,
+        )
+    return 0

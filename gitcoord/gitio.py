@@ -1,0 +1,333 @@
+"""The one door to git: every git process gitcoord starts goes through `Git.run`.
+
+Rules kept here so no caller has to remember them:
+- argument lists, never shell strings; bytes in and out; checked exit codes;
+- `LC_ALL=C` so the few messages we must recognise are stable, no terminal
+  prompts (an agent cannot answer one), stdin closed unless we feed it;
+- the repository location is passed explicitly (`GIT_DIR`) and the variables a
+  hook exports (`GIT_INDEX_FILE`, `GIT_WORK_TREE`, ...) are dropped, so running
+  from inside a hook of another repository cannot write into the wrong place.
+
+Objects are read through one long-lived `git cat-file --batch` per command and
+written as loose objects directly (the format is git's stable on-disk format:
+a zlib stream of "<type> <size>\\0<data>" named by its hash). Writing them in
+process saves one git process per object, which matters on the hot path; see
+the README's performance notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+# Variables that point git at a repository, index or object store. A hook runs
+# with these set for *its* repository; we always say which repository we mean.
+_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_PREFIX",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_QUARANTINE_PATH",
+)
+
+ZERO_OIDS = {"sha1": "0" * 40, "sha256": "0" * 64}
+
+
+class GitError(Exception):
+    """A git process failed. Callers translate it into a `GitcoordError`."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: bytes, stdout: bytes = b""):
+        self.argv = list(args)
+        self.returncode = returncode
+        self.stderr = stderr.decode("utf-8", "replace")
+        self.stdout = stdout.decode("utf-8", "replace")
+        first = next((ln for ln in self.stderr.splitlines() if ln.strip()), "")
+        super().__init__(f"git {' '.join(self.argv[:2])} failed ({returncode}): {first}")
+
+
+class GitTimeout(GitError):
+    pass
+
+
+def clean_env(extra: Mapping[str, str] | None = None, keep_objects: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in _LOCATION_VARS:
+        if keep_objects and name in (
+            "GIT_OBJECT_DIRECTORY",
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+            "GIT_QUARANTINE_PATH",
+        ):
+            continue
+        env.pop(name, None)
+    env["LC_ALL"] = "C"
+    env.pop("LANGUAGE", None)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Git:
+    """Runs git against one repository."""
+
+    def __init__(self, git_dir: str, *, keep_objects: bool = False) -> None:
+        self.git_dir = git_dir
+        self.env = clean_env({"GIT_DIR": git_dir}, keep_objects=keep_objects)
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        input: bytes | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+        config: Sequence[str] = (),
+    ) -> subprocess.CompletedProcess[bytes]:
+        argv = ["git"]
+        for item in config:
+            argv += ["-c", item]
+        argv += list(args)
+        try:
+            proc = subprocess.run(
+                argv,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                env=self.env,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise GitTimeout(args, -1, b"timed out after %.1fs" % (timeout or 0)) from exc
+        if check and proc.returncode != 0:
+            raise GitError(args, proc.returncode, proc.stderr, proc.stdout)
+        return proc
+
+    def out(self, args: Sequence[str], **kw: object) -> str:
+        return self.run(args, **kw).stdout.decode("utf-8", "replace")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    git_dir: str
+    common_dir: str
+    object_format: str
+    bare: bool
+
+    @property
+    def objects_dir(self) -> str:
+        return os.path.join(self.common_dir, "objects")
+
+    @property
+    def zero_oid(self) -> str:
+        return ZERO_OIDS[self.object_format]
+
+
+def discover(path: str, *, keep_objects: bool = False) -> RepoInfo:
+    """Find the repository containing `path` (like `git -C path`)."""
+    env = clean_env(keep_objects=keep_objects)
+    if keep_objects and "GIT_DIR" in os.environ:
+        # Inside a server hook: GIT_DIR names the repository being pushed to.
+        env["GIT_DIR"] = os.environ["GIT_DIR"]
+    proc = subprocess.run(
+        [
+            "git",
+            "rev-parse",
+            "--absolute-git-dir",
+            "--git-common-dir",
+            "--is-bare-repository",
+            "--show-object-format",
+        ],
+        cwd=path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(["rev-parse", path], proc.returncode, proc.stderr)
+    git_dir, common, bare, fmt = proc.stdout.decode().splitlines()[:4]
+    if not os.path.isabs(common):
+        common = os.path.normpath(os.path.join(path, common))
+    return RepoInfo(git_dir, common, fmt or "sha1", bare == "true")
+
+
+# --- objects ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str  # "100644", "40000", ...
+    name: str
+    oid: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == "40000"
+
+
+def parse_tree(data: bytes, hexlen: int) -> list[TreeEntry]:
+    raw = hexlen // 2
+    entries: list[TreeEntry] = []
+    i = 0
+    while i < len(data):
+        sp = data.index(b" ", i)
+        nul = data.index(b"\0", sp)
+        mode = data[i:sp].decode()
+        name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
+        oid = data[nul + 1 : nul + 1 + raw].hex()
+        entries.append(TreeEntry(mode, name, oid))
+        i = nul + 1 + raw
+    return entries
+
+
+def format_tree(entries: Iterable[TreeEntry]) -> bytes:
+    # git sorts tree entries as if directory names ended with "/".
+    def key(e: TreeEntry) -> bytes:
+        n = e.name.encode("utf-8", "surrogateescape")
+        return n + b"/" if e.is_tree else n
+
+    out = bytearray()
+    for e in sorted(entries, key=key):
+        out += e.mode.encode() + b" " + e.name.encode("utf-8", "surrogateescape") + b"\0"
+        out += bytes.fromhex(e.oid)
+    return bytes(out)
+
+
+class ObjectReader:
+    """One `git cat-file --batch` for the whole command, asked interactively."""
+
+    def __init__(self, git: Git) -> None:
+        self._git = git
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                ["git", "cat-file", "--batch"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=self._git.env,
+            )
+        return self._proc
+
+    def read(self, name: str) -> tuple[str, str, bytes] | None:
+        """Return (oid, type, data) for an object name, or None when it does not exist."""
+        if "\n" in name:
+            raise ValueError("object name with a newline")
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(name.encode() + b"\n")
+        proc.stdin.flush()
+        header = proc.stdout.readline()
+        if not header:
+            raise GitError(["cat-file", "--batch"], proc.poll() or -1, b"cat-file exited early")
+        parts = header.split()
+        if len(parts) != 3:  # "<name> missing" or "<name> ambiguous"
+            return None
+        oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
+        data = proc.stdout.read(size)
+        proc.stdout.read(1)  # the newline after the contents
+        return oid, kind, data
+
+    def tree(self, oid: str) -> list[TreeEntry]:
+        got = self.read(oid)
+        if got is None or got[1] != "tree":
+            raise GitError(["cat-file", oid], -1, b"not a tree")
+        return parse_tree(got[2], len(got[0]))
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:  # pragma: no cover - cat-file already gone
+                pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ObjectWriter:
+    """Writes loose objects the way git does: temp file in the fan-out dir, then link."""
+
+    def __init__(self, info: RepoInfo) -> None:
+        self._dir = info.objects_dir
+        self._algo = info.object_format
+
+    def hash(self, kind: str, data: bytes) -> str:
+        return hashlib.new(self._algo, b"%s %d\0" % (kind.encode(), len(data)) + data).hexdigest()
+
+    def write(self, kind: str, data: bytes) -> str:
+        raw = b"%s %d\0" % (kind.encode(), len(data)) + data
+        oid = hashlib.new(self._algo, raw).hexdigest()
+        fan = os.path.join(self._dir, oid[:2])
+        path = os.path.join(fan, oid[2:])
+        if os.path.exists(path):
+            return oid
+        os.makedirs(fan, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=fan)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(zlib.compress(raw, 1))
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process wrote the same object: same bytes
+            except OSError:
+                os.replace(tmp, path)  # filesystems without hard links
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return oid
+
+
+def format_commit(
+    tree: str,
+    parents: Sequence[str],
+    author: str,
+    committer: str,
+    timestamp: int,
+    message: str,
+) -> bytes:
+    lines = [f"tree {tree}"]
+    lines += [f"parent {p}" for p in parents]
+    lines.append(f"author {author} {timestamp} +0000")
+    lines.append(f"committer {committer} {timestamp} +0000")
+    body = "\n".join(lines) + "\n\n" + message
+    if not body.endswith("\n"):
+        body += "\n"
+    return body.encode("utf-8")
+
+
+def parse_commit(data: bytes) -> tuple[dict[str, list[str]], str]:
+    head, _, message = data.partition(b"\n\n")
+    headers: dict[str, list[str]] = {}
+    for line in head.decode("utf-8", "replace").splitlines():
+        if line.startswith(" "):
+            continue  # continuation (gpgsig)
+        key, _, value = line.partition(" ")
+        headers.setdefault(key, []).append(value)
+    return headers, message.decode("utf-8", "replace")

@@ -1,0 +1,143 @@
+"""The YAML files of the coordination branch, one pydantic model per kind of file.
+
+The JSON Schemas in the repository's `coordination/schema/` folder are generated
+from these classes (`python -m gitcoord.schema`) and a test keeps them in sync.
+Models are strict (`extra="forbid"`) so a typo in a hand-edited file is reported
+instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from .names import CLAIM_NAME_PATTERN, CLAIM_TYPE_PATTERN, SESSION_ID_PATTERN, name_problem
+
+FORMAT = 1
+
+
+def _single_line(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must be a single line without control characters")
+    if value != value.strip():
+        raise ValueError("must not start or end with white space")
+    return value
+
+
+def _text(value: str) -> str:
+    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _claim_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+ClaimType = Annotated[str, StringConstraints(pattern=CLAIM_TYPE_PATTERN)]
+ClaimName = Annotated[
+    str, StringConstraints(pattern=CLAIM_NAME_PATTERN), AfterValidator(_claim_name)
+]
+Role = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_single_line)]
+Goal = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_single_line)]
+Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
+Timestamp = AwareDatetime
+
+ROLE_MAX = 200
+GOAL_MAX = 500
+NOTE_MAX = 2000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Config(_Model):
+    """`coordination/config.yaml`: settings every session obeys."""
+
+    format: Literal[1] = Field(FORMAT, description="Version of the branch layout.")
+    slots: int = Field(12, ge=1, le=1000, description="How many session numbers (1..slots).")
+    lease_hours: float = Field(
+        2.0, gt=0, le=720, description="Default claim lease when a claim gives no duration."
+    )
+    stale_after_minutes: int = Field(
+        20, ge=1, le=10080, description="A session with no heartbeat for this long is stale."
+    )
+    clock_skew_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "Grace allowed for clock differences between machines: an expired claim can be "
+            "taken over only this long after its expiry."
+        ),
+    )
+    created_at: Timestamp = Field(description="When the branch was initialised.")
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(hours=self.lease_hours)
+
+    @property
+    def skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_seconds)
+
+
+class Session(_Model):
+    """`coordination/sessions/<id>.yaml`: one registered session."""
+
+    id: SessionId = Field(description="The session id; the file is named after it.")
+    number: int = Field(ge=1, description="Unique session number, 1..slots.")
+    role: Role = Field(description="What the session is responsible for.")
+    goal: Goal = Field(description="Its measurable objective.")
+    registered_at: Timestamp
+    updated_at: Timestamp
+
+
+ClaimStatus = Literal["live", "expired", "released"]
+
+
+class Claim(_Model):
+    """`coordination/claims/<type>/<name>.yaml`: the lease on one resource.
+
+    The file stays after a release (as a tombstone) so that `generation`, the
+    fencing token, keeps growing across every change of holder.
+    """
+
+    type: ClaimType
+    name: ClaimName
+    holder: SessionId = Field(description="Current holder, or the last one once released.")
+    generation: int = Field(
+        ge=1, description="Fencing token: grows by one every time the claim is granted anew."
+    )
+    acquired_at: Timestamp = Field(description="When the current holder got it.")
+    expires_at: Timestamp
+    renewed_at: Timestamp | None = None
+    released_at: Timestamp | None = None
+    note: Note = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}/{self.name}"
+
+    def status(self, now: datetime) -> ClaimStatus:
+        if self.released_at is not None:
+            return "released"
+        return "live" if self.expires_at > now else "expired"
+
+    def takeable(self, now: datetime, skew: timedelta) -> bool:
+        """True when a session other than the holder may take it now."""
+        return self.released_at is not None or self.expires_at + skew <= now
+
+
+DOCUMENTS: dict[str, type[_Model]] = {
+    "config": Config,
+    "session": Session,
+    "claim": Claim,
+}

@@ -1,0 +1,99 @@
+"""What a session id, a claim type and a claim name may be, and where each lives on the branch.
+
+Every check here runs before git is called, so a hostile or mistyped name is a
+usage error (exit 2) and can never become a path outside `coordination/` or an
+argument that git would read as an option. The pydantic models reuse the same
+patterns, so a hand-edited file with a bad name is caught by the validator.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+from .errors import UsageError
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CLAIM_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+# Names may be globs (`claim path src/api/**`) and ranges (`prospects:1-25`),
+# so they allow more punctuation; whitespace, quotes and backslashes never.
+CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_*?\[{][A-Za-z0-9._:@+=,~/*?\[\]!{}^#%-]{0,127}$"
+
+_SESSION_RE = re.compile(SESSION_ID_PATTERN)
+_TYPE_RE = re.compile(CLAIM_TYPE_PATTERN)
+_NAME_RE = re.compile(CLAIM_NAME_PATTERN)
+
+ROOT = "coordination"
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def check_session_id(value: str) -> str:
+    if not _SESSION_RE.match(value) or ".." in value:
+        raise UsageError(
+            f"invalid session id {_shown(value)}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            field="session",
+        )
+    return value
+
+
+def check_claim_type(value: str) -> str:
+    if not _TYPE_RE.match(value):
+        raise UsageError(
+            f"invalid claim type {_shown(value)}: use 1-32 lowercase letters, digits, '_' or '-', "
+            "starting with a letter (e.g. task, service, path)",
+            field="type",
+        )
+    return value
+
+
+def name_problem(value: str) -> str | None:
+    """Why `value` is not a valid claim name, or None."""
+    if not _NAME_RE.match(value):
+        return (
+            "use 1-128 characters: letters, digits and . _ : @ + = , ~ / * ? [ ] ! { } ^ # % -, "
+            "not starting with '-' or '.'"
+        )
+    segments = value.split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        return "no empty, '.' or '..' path segments"
+    return None
+
+
+def check_claim_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise UsageError(f"invalid claim name {_shown(value)}: {problem}", field="name")
+    return value
+
+
+def resource_key(type_: str, name: str) -> str:
+    return f"{type_}/{name}"
+
+
+# --- paths on the branch ----------------------------------------------------
+
+
+def config_path() -> str:
+    return f"{ROOT}/config.yaml"
+
+
+def session_path(session_id: str) -> str:
+    return f"{ROOT}/sessions/{session_id}.yaml"
+
+
+def claim_file_stem(name: str) -> str:
+    # Percent-encoding is injective and keeps '/', '*' and ':' out of file names,
+    # so one resource is always exactly one file.
+    return quote(name, safe="")
+
+
+def claim_name_from_stem(stem: str) -> str:
+    return unquote(stem)
+
+
+def claim_path(type_: str, name: str) -> str:
+    return f"{ROOT}/claims/{type_}/{claim_file_stem(name)}.yaml"

@@ -1,0 +1,316 @@
+"""The verbs, as pure functions of a State: no git, no I/O, no clock of their own.
+
+Each takes the state read from the tip and returns a `Change` (the files to
+write, the audit subject and trailers, the result to report) or raises a
+`GitcoordError`. The store calls them again on a fresh state whenever a push
+loses a race, so every decision is re-made on what is true now: first push
+wins, and the loser re-decides; nothing is ever merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import names
+from .clock import human_delta, iso
+from .errors import ConflictError, InvalidError, RefusedError, UsageError
+from .models import Claim, Config, Session
+from .state import State
+
+
+@dataclass
+class Change:
+    op: str
+    subject: str
+    session: str | None = None
+    resource: str | None = None
+    writes: dict[str, BaseModel | None] = field(default_factory=dict)
+    trailers: dict[str, str] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def noop(self) -> bool:
+        return not self.writes
+
+
+def _build(model: type[BaseModel], **fields: Any) -> Any:
+    """Construct a document, turning a validation failure of user input into exit 5."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidError(f"invalid {where}: {err['msg']}", field=where) from None
+
+
+def require_initialised(state: State) -> Config:
+    if state.config is None:
+        raise RefusedError(
+            "the coordination branch is not initialised: run `gitcoord init` first",
+            hint="gitcoord init",
+        )
+    return state.config
+
+
+def require_registered(state: State, session: str | None) -> Session:
+    require_initialised(state)
+    if not session:
+        raise RefusedError(
+            "no session: pass --session ID or set GITCOORD_SESSION",
+            hint="export GITCOORD_SESSION=<id>",
+        )
+    found = state.sessions.get(session)
+    if found is None:
+        raise RefusedError(
+            f"session {session!r} is not registered: run "
+            f"`gitcoord --session {session} register --role ROLE --goal GOAL` first",
+            session=session,
+        )
+    return found
+
+
+# --- init -----------------------------------------------------------------------
+
+
+def init(
+    state: State,
+    now: datetime,
+    *,
+    slots: int = 12,
+    lease_hours: float = 2.0,
+    stale_after_minutes: int = 20,
+    clock_skew_seconds: int = 60,
+) -> Change:
+    if state.config is not None:
+        return Change("init", "init", result={"created": False, **_config_json(state.config)})
+    config = _build(
+        Config,
+        slots=slots,
+        lease_hours=lease_hours,
+        stale_after_minutes=stale_after_minutes,
+        clock_skew_seconds=clock_skew_seconds,
+        created_at=now,
+    )
+    return Change(
+        "init",
+        f"init coordination with {slots} slots",
+        writes={names.config_path(): config},
+        trailers={"Gitcoord-Slots": str(slots)},
+        result={"created": True, **_config_json(config)},
+    )
+
+
+def _config_json(config: Config) -> dict[str, Any]:
+    return {"config": config.model_dump(mode="json")}
+
+
+# --- register ---------------------------------------------------------------------
+
+
+def register(
+    state: State,
+    now: datetime,
+    *,
+    session: str,
+    role: str | None,
+    goal: str | None,
+    number: int | None = None,
+) -> Change:
+    config = require_initialised(state)
+    existing = state.sessions.get(session)
+    free = state.free_numbers()
+    if number is not None and not 1 <= number <= config.slots:
+        raise UsageError(
+            f"--number must be within 1..{config.slots}", free_numbers=free, slots=config.slots
+        )
+    if number is None:
+        if existing is not None:
+            number = existing.number
+        elif free:
+            number = free[0]
+        else:
+            raise ConflictError(
+                f"all {config.slots} session numbers are taken", free_numbers=[], slots=config.slots
+            )
+    holder = state.session_by_number(number)
+    if holder is not None and holder.id != session:
+        raise ConflictError(
+            f"number {number} is taken by session {holder.id!r}; free numbers: "
+            + (", ".join(map(str, free)) or "none"),
+            number=number,
+            holder=holder.id,
+            free_numbers=free,
+            path=names.session_path(holder.id),
+        )
+    role = role if role is not None else (existing.role if existing else None)
+    goal = goal if goal is not None else (existing.goal if existing else None)
+    if role is None or goal is None:
+        raise UsageError("a new session needs --role and --goal", session=session)
+    doc: Session = _build(
+        Session,
+        id=session,
+        number=number,
+        role=role,
+        goal=goal,
+        registered_at=existing.registered_at if existing else now,
+        updated_at=now,
+    )
+    result = {"session": doc.model_dump(mode="json"), "created": existing is None}
+    if existing is not None and (existing.number, existing.role, existing.goal) == (
+        number,
+        role,
+        goal,
+    ):
+        return Change("register", "register", session=session, result=result)
+    verb = "register" if existing is None else "update"
+    return Change(
+        "register",
+        f"{verb} {session} as #{number}",
+        session=session,
+        resource=f"session/{session}",
+        writes={names.session_path(session): doc},
+        trailers={"Gitcoord-Number": str(number)},
+        result=result,
+    )
+
+
+# --- claims -------------------------------------------------------------------------
+
+
+def _claim_json(claim: Claim, now: datetime) -> dict[str, Any]:
+    return {**claim.model_dump(mode="json"), "status": claim.status(now), "resource": claim.key}
+
+
+def claim(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    type_: str,
+    name: str,
+    ttl: timedelta | None = None,
+    note: str | None = None,
+) -> Change:
+    me = require_registered(state, session)
+    config = require_initialised(state)
+    key = names.resource_key(type_, name)
+    path = names.claim_path(type_, name)
+    ttl = ttl or config.lease
+    current = state.claims.get(key)
+    trailers: dict[str, str] = {}
+
+    if current is None:
+        op, generation, acquired = "claim", 1, now
+        subject = f"claim {key} by {me.id}"
+    elif current.holder == me.id and current.released_at is None:
+        op, generation, acquired = "renew", current.generation, current.acquired_at
+        subject = f"renew {key} by {me.id}"
+    elif current.takeable(now, config.skew):
+        op, generation, acquired = "claim", current.generation + 1, now
+        subject = f"claim {key} by {me.id}"
+        if current.released_at is None and current.holder != me.id:
+            op = "takeover"
+            subject = f"take over {key} from {current.holder} by {me.id}"
+            trailers["Gitcoord-Takeover-From"] = current.holder
+    else:
+        raise _held(current, now, config.skew)
+
+    doc: Claim = _build(
+        Claim,
+        type=type_,
+        name=name,
+        holder=me.id,
+        generation=generation,
+        acquired_at=acquired,
+        expires_at=now + ttl,
+        renewed_at=now if op == "renew" else None,
+        note=note if note is not None else (current.note if current and op == "renew" else ""),
+    )
+    trailers["Gitcoord-Generation"] = str(generation)
+    trailers["Gitcoord-Expires"] = iso(doc.expires_at)
+    return Change(
+        op,
+        subject,
+        session=me.id,
+        resource=key,
+        writes={path: doc},
+        trailers=trailers,
+        result={"claim": _claim_json(doc, now), "action": op},
+    )
+
+
+def _held(current: Claim, now: datetime, skew: timedelta) -> ConflictError:
+    if current.expires_at > now:
+        why = f"until {iso(current.expires_at)} (in {human_delta(current.expires_at - now)})"
+    else:
+        why = (
+            f"expired at {iso(current.expires_at)}, but can be taken over only after "
+            f"{iso(current.expires_at + skew)} (clock-skew grace)"
+        )
+    return ConflictError(
+        f"{current.key} is held by {current.holder} {why}, generation {current.generation}",
+        resource=current.key,
+        holder=current.holder,
+        expires_at=iso(current.expires_at),
+        takeover_after=iso(current.expires_at + skew),
+        generation=current.generation,
+        path=names.claim_path(current.type, current.name),
+    )
+
+
+def _own_claim(state: State, me: Session, type_: str, name: str) -> Claim:
+    key = names.resource_key(type_, name)
+    current = state.claims.get(key)
+    if current is None:
+        raise RefusedError(f"{key} is not claimed", resource=key)
+    if current.holder != me.id:
+        raise RefusedError(
+            f"{key} is held by {current.holder}, not by {me.id}",
+            resource=key,
+            holder=current.holder,
+        )
+    return current
+
+
+def renew(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    type_: str,
+    name: str,
+    ttl: timedelta | None = None,
+) -> Change:
+    """Extend a claim this session holds; unlike `claim`, never acquires."""
+    me = require_registered(state, session)
+    current = _own_claim(state, me, type_, name)
+    if current.released_at is not None:
+        raise RefusedError(f"{current.key} was released; claim it again", resource=current.key)
+    return claim(state, now, session=session, type_=type_, name=name, ttl=ttl)
+
+
+def release(state: State, now: datetime, *, session: str | None, type_: str, name: str) -> Change:
+    me = require_registered(state, session)
+    current = _own_claim(state, me, type_, name)
+    if current.released_at is not None:
+        return Change(
+            "release",
+            "release",
+            session=me.id,
+            resource=current.key,
+            result={"claim": _claim_json(current, now), "action": "already-released"},
+        )
+    doc = current.model_copy(update={"released_at": now})
+    return Change(
+        "release",
+        f"release {current.key} by {me.id}",
+        session=me.id,
+        resource=current.key,
+        writes={names.claim_path(type_, name): doc},
+        trailers={"Gitcoord-Generation": str(current.generation)},
+        result={"claim": _claim_json(doc, now), "action": "released"},
+    )

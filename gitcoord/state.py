@@ -1,0 +1,178 @@
+"""The coordination state: what the files under `coordination/` say, as typed objects.
+
+`load_state` reads a tree (a commit on the branch, or a directory on disk) and
+never raises on bad data: every unreadable, malformed or misplaced file becomes
+a `Problem` naming the file, so `validate` can list them all and mutations can
+refuse to build on a broken state with a precise message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from . import names, yamlio
+from .models import Claim, Config, Session
+
+TOP_LEVEL = {"config.yaml", "sessions", "claims"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} [{self.rule}]"
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "rule": self.rule, "message": self.message}
+
+
+class Source(Protocol):
+    """A read-only view of a tree: a commit's tree or a directory on disk."""
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        """(name, is_dir) entries of a directory, or None when it does not exist."""
+
+    def read(self, path: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class State:
+    config: Config | None = None
+    sessions: Mapping[str, Session] = field(default_factory=dict)
+    claims: Mapping[str, Claim] = field(default_factory=dict)  # keyed by "type/name"
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def initialised(self) -> bool:
+        return self.config is not None
+
+    def session_by_number(self, number: int) -> Session | None:
+        return next((s for s in self.sessions.values() if s.number == number), None)
+
+    def free_numbers(self) -> list[int]:
+        if self.config is None:
+            return []
+        taken = {s.number for s in self.sessions.values()}
+        return [n for n in range(1, self.config.slots + 1) if n not in taken]
+
+    def apply(self, writes: Mapping[str, BaseModel | None]) -> State:
+        """The state after writing `writes` (path -> new document, or None to delete)."""
+        config = self.config
+        sessions = dict(self.sessions)
+        claims = dict(self.claims)
+        for path, doc in writes.items():
+            if path == names.config_path():
+                assert doc is None or isinstance(doc, Config)
+                config = doc
+            elif isinstance(doc, Session):
+                sessions[doc.id] = doc
+            elif isinstance(doc, Claim):
+                claims[doc.key] = doc
+            elif doc is None:
+                sessions = {k: v for k, v in sessions.items() if names.session_path(k) != path}
+                claims = {
+                    k: v for k, v in claims.items() if names.claim_path(v.type, v.name) != path
+                }
+        return replace(self, config=config, sessions=sessions, claims=claims)
+
+
+def _parse(src: Source, path: str, model: type[BaseModel], problems: list[Problem]) -> BaseModel | None:
+    try:
+        raw = src.read(path)
+        data = yamlio.load(raw)
+    except yamlio.YamlProblem as exc:
+        problems.append(Problem(path, "yaml", str(exc)))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(path, "schema", "expected a mapping of fields"))
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(file)"
+            problems.append(Problem(path, "schema", f"{where}: {err['msg']}"))
+        return None
+
+
+def _files(src: Source, path: str, problems: list[Problem]) -> Iterator[tuple[str, str]]:
+    """(stem, path) of the .yaml files in a directory; anything else is a problem."""
+    for name, is_dir in sorted(src.listdir(path) or []):
+        full = f"{path}/{name}"
+        if is_dir or not name.endswith(".yaml"):
+            problems.append(Problem(full, "layout", "unexpected entry: only .yaml files belong here"))
+            continue
+        yield name[: -len(".yaml")], full
+
+
+def load_state(src: Source) -> State:
+    root = names.ROOT
+    top = src.listdir(root)
+    if top is None:
+        return State()
+    problems: list[Problem] = []
+    for name, _ in top:
+        if name not in TOP_LEVEL:
+            problems.append(Problem(f"{root}/{name}", "layout", "unexpected entry in coordination/"))
+
+    config = None
+    if any(name == "config.yaml" for name, _ in top):
+        parsed = _parse(src, names.config_path(), Config, problems)
+        config = parsed if isinstance(parsed, Config) else None
+    else:
+        problems.append(Problem(names.config_path(), "layout", "missing: run `gitcoord init`"))
+
+    sessions: dict[str, Session] = {}
+    for stem, path in _files(src, f"{root}/sessions", problems):
+        doc = _parse(src, path, Session, problems)
+        if isinstance(doc, Session):
+            if doc.id != stem:
+                problems.append(
+                    Problem(path, "path", f"file name says {stem!r} but the id is {doc.id!r}")
+                )
+                continue
+            sessions[doc.id] = doc
+
+    claims: dict[str, Claim] = {}
+    for type_dir, is_dir in sorted(src.listdir(f"{root}/claims") or []):
+        dir_path = f"{root}/claims/{type_dir}"
+        if not is_dir:
+            problems.append(Problem(dir_path, "layout", "expected a folder per claim type"))
+            continue
+        for stem, path in _files(src, dir_path, problems):
+            doc = _parse(src, path, Claim, problems)
+            if not isinstance(doc, Claim):
+                continue
+            expected = names.claim_path(doc.type, doc.name)
+            if expected != path:
+                problems.append(
+                    Problem(path, "path", f"claim {doc.key!r} belongs in {expected}")
+                )
+                continue
+            claims[doc.key] = doc
+    return State(config, sessions, claims, tuple(problems))
+
+
+class DirSource:
+    """`Source` over a directory on disk that contains a `coordination/` folder."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        full = os.path.join(self._root, path)
+        if not os.path.isdir(full):
+            return None
+        return [(e.name, e.is_dir()) for e in os.scandir(full)]
+
+    def read(self, path: str) -> bytes:
+        with open(os.path.join(self._root, path), "rb") as fh:
+            return fh.read(yamlio.MAX_FILE_BYTES + 1)

@@ -1,0 +1,450 @@
+"""The store: the coordination branch as a compare-and-swap register of whole states.
+
+One transaction, used by every mutating command:
+
+    read the tip (fetch it when there is a remote)
+    load the state at that tip, refuse if it is broken
+    plan = operation(state)               # pure; may raise a conflict
+    validate(state after plan)
+    write blobs, trees and a commit whose parent is the tip (no work tree, no index)
+    compare-and-swap the branch from tip to the commit
+        remote: git push --force-with-lease=<ref>:<tip>   (receive-pack checks under lock)
+        local:  git update-ref <ref> <commit> <tip>
+    on losing the race: back off with jitter and go round again on the new tip
+
+The loser never merges: it re-reads and the operation decides afresh, so a claim
+that someone else won becomes exit 3 naming the winner.
+
+Several processes may run this at once in one clone. They share nothing but
+refs, and every ref write is either a compare-and-swap we retry or a cache
+(`refs/remotes/<remote>/<branch>`) whose lock collisions we tolerate.
+FETCH_HEAD is never written and no index file is ever used.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import ConflictError, InvalidError, RemoteError
+from .gitio import (
+    Git,
+    GitError,
+    GitTimeout,
+    ObjectReader,
+    ObjectWriter,
+    RepoInfo,
+    TreeEntry,
+    format_commit,
+    format_tree,
+)
+from .ops import Change
+from .state import Problem, State, load_state
+from .validate import check_state
+
+DEFAULT_TIMEOUT = 30.0
+MAX_ATTEMPTS = 40
+_LOCK_TIMEOUT = ["core.filesRefLockTimeout=1000"]
+_LOCK_ERRORS = ("cannot lock ref", "Unable to create", "unable to resolve reference", "is at ")
+_STALE = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock")
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def signature(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+@dataclass
+class Outcome:
+    """What a transaction did."""
+
+    change: Change
+    commit: str | None  # None when the operation changed nothing
+    tip: str | None  # the tip it was decided on
+    attempts: int
+
+
+class TreeSource:
+    """`state.Source` over a commit's tree, read through one cat-file process."""
+
+    def __init__(self, reader: ObjectReader, root_tree: str | None) -> None:
+        self._reader = reader
+        self._root = root_tree
+        self._cache: dict[str, list[TreeEntry] | None] = {}
+
+    def entries(self, path: str) -> list[TreeEntry] | None:
+        if path in self._cache:
+            return self._cache[path]
+        found: list[TreeEntry] | None
+        if self._root is None:
+            found = None
+        elif path == "":
+            found = self._reader.tree(self._root)
+        else:
+            parent, _, leaf = path.rpartition("/")
+            above = self.entries(parent)
+            entry = next((e for e in above or [] if e.name == leaf), None)
+            found = self._reader.tree(entry.oid) if entry is not None and entry.is_tree else None
+        self._cache[path] = found
+        return found
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        found = self.entries(path)
+        return None if found is None else [(e.name, e.is_tree) for e in found]
+
+    def read(self, path: str) -> bytes:
+        parent, _, leaf = path.rpartition("/")
+        entry = next((e for e in self.entries(parent) or [] if e.name == leaf), None)
+        got = self._reader.read(entry.oid) if entry is not None else None
+        if got is None:
+            raise FileNotFoundError(path)
+        return got[2]
+
+
+class Store:
+    def __init__(
+        self,
+        info: RepoInfo,
+        git: Git,
+        *,
+        branch: str,
+        remote: str | None,
+        identity: Identity,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.info = info
+        self.git = git
+        self.branch = branch
+        self.remote = remote
+        self.identity = identity
+        self.timeout = timeout
+        self.ref = f"refs/heads/{branch}"
+        self.mirror = f"refs/remotes/{remote}/{branch}" if remote else self.ref
+        self.reader = ObjectReader(git)
+        self.writer = ObjectWriter(info)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return f"{self.branch} on {self.remote}" if self.remote else f"{self.branch} (local)"
+
+    # --- reading -------------------------------------------------------------
+
+    def fetch_tip(self, deadline: float) -> str | None:
+        """The branch tip as it is now: fetched from the remote, or read locally."""
+        if self.remote is not None:
+            if not self._fetch(deadline):
+                return None
+        got = self.reader.read(self.mirror)
+        if got is None:
+            return None
+        if got[1] != "commit":
+            raise InvalidError(f"{self.mirror} does not point at a commit")
+        return got[0]
+
+    def _fetch(self, deadline: float) -> bool:
+        """Fetch the remote branch into its mirror ref; False when it does not exist."""
+        assert self.remote is not None
+        argv = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-auto-gc",
+            "--no-auto-maintenance",
+            "--no-recurse-submodules",
+            "--no-write-commit-graph",
+            "--refmap=",
+            self.remote,
+            f"+{self.ref}:{self.mirror}",
+        ]
+        for attempt in range(4):
+            proc = self._run_remote(argv, deadline, "fetch from")
+            if proc.returncode == 0:
+                return True
+            err = proc.stderr.decode("utf-8", "replace")
+            if "couldn't find remote ref" in err:
+                return False
+            if any(s in err for s in _LOCK_ERRORS):
+                # Another process in this clone is writing the mirror: the objects are
+                # here; fetch again (cheap) so we end up with a tip no older than ours.
+                if attempt < 3:
+                    self._sleep(attempt, deadline)
+                continue
+            raise RemoteError(
+                f"cannot fetch {self.branch} from {self.remote}: {_first_error(err)}",
+                remote=self.remote,
+            )
+        return True  # the mirror was written by a concurrent fetch; good enough, CAS guards
+
+    def _run_remote(self, argv: list[str], deadline: float, what: str) -> subprocess.CompletedProcess[bytes]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RemoteError(
+                f"timed out after {self.timeout:g}s talking to {self.remote}", remote=self.remote
+            )
+        try:
+            return self.git.run(argv, check=False, timeout=remaining, config=_LOCK_TIMEOUT)
+        except GitTimeout:
+            raise RemoteError(
+                f"timed out after {self.timeout:g}s trying to {what} {self.remote}",
+                remote=self.remote,
+            ) from None
+
+    def load(self, tip: str | None) -> State:
+        if tip is None:
+            return State()
+        got = self.reader.read(tip)
+        assert got is not None
+        tree = got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
+        return load_state(TreeSource(self.reader, tree))
+
+    def snapshot(self) -> tuple[str | None, State]:
+        deadline = time.monotonic() + self.timeout
+        tip = self.fetch_tip(deadline)
+        return tip, self.load(tip)
+
+    def last_commit(self, tip: str, path: str) -> str | None:
+        proc = self.git.run(["log", "-1", "--format=%H", tip, "--", path], check=False)
+        return proc.stdout.decode().strip() or None
+
+    # --- writing -------------------------------------------------------------
+
+    def transact(self, plan: Callable[[State], Change], now: Callable[[], datetime]) -> Outcome:
+        deadline = time.monotonic() + self.timeout
+        pending: str | None = None  # a commit whose push may have landed (reply lost)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            tip = self.fetch_tip(deadline)
+            if pending is not None and tip is not None and self._contains(tip, pending):
+                return Outcome(self._pending_change, pending, tip, attempt)
+            state = self.load(tip)
+            _refuse_broken(state, tip)
+            try:
+                change = plan(state)
+            except ConflictError as exc:
+                self._add_winner(exc, tip)
+                raise
+            if change.noop:
+                return Outcome(change, None, tip, attempt)
+            after = state.apply(change.writes)
+            bad = check_state(after)
+            if bad:
+                raise InvalidError(
+                    f"refusing to write an invalid state: {bad[0]}",
+                    problems=[p.to_json() for p in bad],
+                )
+            commit = self._write_commit(tip, change, now())
+            result = self._swap(tip, commit, deadline)
+            if result == "ok":
+                return Outcome(change, commit, tip, attempt)
+            if result == "unknown":
+                pending, self._pending_change = commit, change
+            self._sleep(attempt, deadline)
+        raise RemoteError(
+            f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
+            attempts=MAX_ATTEMPTS,
+        )
+
+    _pending_change: Change
+
+    def _add_winner(self, exc: ConflictError, tip: str | None) -> None:
+        path = exc.details.get("path")
+        if tip and isinstance(path, str):
+            commit = self.last_commit(tip, path)
+            if commit:
+                exc.details["commit"] = commit
+                exc.message += f" (since commit {commit[:10]})"
+                exc.args = (exc.message,)
+
+    def _contains(self, tip: str, commit: str) -> bool:
+        if tip == commit:
+            return True
+        proc = self.git.run(["merge-base", "--is-ancestor", commit, tip], check=False)
+        return proc.returncode == 0
+
+    def _write_commit(self, tip: str | None, change: Change, when: datetime) -> str:
+        blobs = {
+            path: (None if doc is None else self.writer.write("blob", _dump(doc)))
+            for path, doc in change.writes.items()
+        }
+        base_tree = None
+        if tip is not None:
+            got = self.reader.read(tip)
+            assert got is not None
+            base_tree = got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
+        tree = self._build_tree(base_tree, "", blobs)
+        lines = [change.subject, ""]
+        trailers = {"Gitcoord-Op": change.op}
+        if change.session:
+            trailers["Gitcoord-Session"] = change.session
+        if change.resource:
+            trailers["Gitcoord-Resource"] = change.resource
+        trailers.update(change.trailers)
+        lines += [f"{k}: {v}" for k, v in trailers.items()]
+        sig = self.identity.signature()
+        data = format_commit(
+            tree or self.writer.write("tree", b""),
+            [tip] if tip else [],
+            sig,
+            sig,
+            int(when.timestamp()),
+            "\n".join(lines) + "\n",
+        )
+        return self.writer.write("commit", data)
+
+    def _build_tree(self, base: str | None, prefix: str, blobs: dict[str, str | None]) -> str | None:
+        """A new tree: `base` with the files in `blobs` (relative to `prefix`) replaced.
+
+        Subtrees with no change keep their object id, so a write costs objects
+        proportional to its depth, not to the size of the state.
+        """
+        entries = {e.name: e for e in (self.reader.tree(base) if base else [])}
+        children: dict[str, dict[str, str | None]] = {}
+        for path, oid in blobs.items():
+            head, sep, rest = path.partition("/")
+            if sep:
+                children.setdefault(head, {})[rest] = oid
+            elif oid is None:
+                entries.pop(head, None)
+            else:
+                entries[head] = TreeEntry("100644", head, oid)
+        for name, sub in children.items():
+            old = entries.get(name)
+            new = self._build_tree(old.oid if old and old.is_tree else None, prefix + name + "/", sub)
+            if new is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = TreeEntry("40000", name, new)
+        if not entries:
+            return None
+        return self.writer.write("tree", format_tree(entries.values()))
+
+    def _swap(self, old: str | None, new: str, deadline: float) -> str:
+        """Compare-and-swap the branch. 'ok', 'lost' (someone was first) or 'unknown'."""
+        if self.remote is None:
+            proc = self.git.run(
+                ["update-ref", "-m", "gitcoord", self.ref, new, old or self.info.zero_oid],
+                check=False,
+                config=_LOCK_TIMEOUT,
+            )
+            if proc.returncode == 0:
+                return "ok"
+            err = proc.stderr.decode("utf-8", "replace")
+            if any(s in err for s in _LOCK_ERRORS):
+                return "lost"
+            raise GitError(["update-ref", self.ref], proc.returncode, proc.stderr)
+
+        proc = self._run_remote(
+            [
+                "push",
+                "--porcelain",
+                "--no-verify",
+                f"--force-with-lease={self.ref}:{old or ''}",
+                self.remote,
+                f"{new}:{self.ref}",
+            ],
+            deadline,
+            "push to",
+        )
+        status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), self.ref)
+        err = proc.stderr.decode("utf-8", "replace")
+        if status is None:
+            # No verdict for our ref: the connection failed. The push may still have
+            # landed; the next round's fetch tells.
+            if proc.returncode != 0 and not _maybe_sent(err):
+                raise RemoteError(
+                    f"cannot push to {self.remote}: {_first_error(err)}; nothing was written",
+                    remote=self.remote,
+                )
+            return "unknown"
+        flag, summary = status
+        if flag in (" ", "+", "*", "="):
+            return "ok"
+        if "hook declined" in summary or "pre-receive" in summary:
+            raise InvalidError(
+                f"{self.remote} rejected the change: {_remote_message(err) or summary}",
+                remote=self.remote,
+            )
+        if any(s in summary for s in _STALE):
+            return "lost"
+        return "unknown"
+
+    def _sleep(self, attempt: int, deadline: float) -> None:
+        # Full jitter: spreads racing writers apart so the next round has a winner.
+        delay = random.uniform(0, min(1.0, 0.015 * 2 ** min(attempt, 8)))
+        time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+
+
+def _dump(doc: object) -> bytes:
+    from . import yamlio
+
+    return yamlio.dump(doc)  # type: ignore[arg-type]
+
+
+def _refuse_broken(state: State, tip: str | None) -> None:
+    problems: list[Problem] = check_state(state)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidError(
+            f"the coordination branch at {(tip or '')[:10]} is invalid: {problems[0]}{more}; "
+            "run `gitcoord validate` to list the problems, then fix or remove those files "
+            "with a commit on the branch",
+            problems=[p.to_json() for p in problems],
+            tip=tip,
+        )
+
+
+def _porcelain_status(out: str, ref: str) -> tuple[str, str] | None:
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[1].endswith(":" + ref):
+            return parts[0][:1] or " ", parts[2]
+    return None
+
+
+def _first_error(err: str) -> str:
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("fatal:", "error:")):
+            return ln.split(":", 1)[1].strip()
+    return lines[0] if lines else "unknown error"
+
+
+def _remote_message(err: str) -> str:
+    return " ".join(
+        ln[len("remote:") :].strip() for ln in err.splitlines() if ln.startswith("remote:")
+    ).strip()
+
+
+def _maybe_sent(err: str) -> bool:
+    """Did the failure happen after the pack may have reached the server?"""
+    before = (
+        "Could not read from remote repository",
+        "unable to access",
+        "Connection refused",
+        "does not appear to be a git repository",
+        "not found",
+        "unable to connect",
+        "Could not resolve host",
+        "No such file or directory",
+        "timed out",
+    )
+    return not any(s in err for s in before)
+
+
