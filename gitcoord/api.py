@@ -105,7 +105,9 @@ class Coordinator:
         if timeout <= 0:
             raise UsageError("timeout must be positive")
         identity = Identity(
-            os.environ.get("GIT_AUTHOR_NAME") or cfg.get("user.name") or (self.session or "gitcoord"),
+            os.environ.get("GIT_AUTHOR_NAME")
+            or cfg.get("user.name")
+            or (self.session or "gitcoord"),
             os.environ.get("GIT_AUTHOR_EMAIL") or cfg.get("user.email") or "gitcoord@localhost",
         )
         self.store = Store(

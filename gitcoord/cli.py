@@ -99,11 +99,28 @@ def emit(data: dict[str, Any], text: str) -> None:
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gitcoord")
-@click.option("-C", "path", metavar="PATH", default=".", help="Run as if started in PATH (like git -C).")
-@click.option("--ref", metavar="BRANCH", help="Coordination branch (default: git config gitcoord.ref, else 'gitcoord').")
-@click.option("--remote", metavar="NAME", help="Remote that coordinates (default: gitcoord.remote, else origin if it exists).")
-@click.option("--local", is_flag=True, help="Ignore remotes: coordinate through this repository's own branch.")
-@click.option("--timeout", type=float, metavar="SECONDS", help="Bound on talking to the remote (default 30, or gitcoord.timeout).")
+@click.option(
+    "-C", "path", metavar="PATH", default=".", help="Run as if started in PATH (like git -C)."
+)
+@click.option(
+    "--ref",
+    metavar="BRANCH",
+    help="Coordination branch (default: git config gitcoord.ref, else 'gitcoord').",
+)
+@click.option(
+    "--remote",
+    metavar="NAME",
+    help="Remote that coordinates (default: gitcoord.remote, else origin if it exists).",
+)
+@click.option(
+    "--local", is_flag=True, help="Ignore remotes: coordinate through this repository's own branch."
+)
+@click.option(
+    "--timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Bound on talking to the remote (default 30, or gitcoord.timeout).",
+)
 @_common
 @click.pass_context
 def cli(
@@ -160,10 +177,38 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--slots", type=click.IntRange(1, 1000), default=12, show_default=True, help="How many session numbers.")
-@click.option("--lease-hours", type=click.FloatRange(min=0, min_open=True, max=720), default=2.0, show_default=True, help="Default claim lease.")
-@click.option("--stale-after", "stale_after_minutes", type=click.IntRange(1, 10080), default=20, show_default=True, metavar="MINUTES", help="Heartbeat age that marks a session stale.")
-@click.option("--clock-skew", "clock_skew_seconds", type=click.IntRange(0, 3600), default=60, show_default=True, metavar="SECONDS", help="Grace after expiry before a claim may be taken over.")
+@click.option(
+    "--slots",
+    type=click.IntRange(1, 1000),
+    default=12,
+    show_default=True,
+    help="How many session numbers.",
+)
+@click.option(
+    "--lease-hours",
+    type=click.FloatRange(min=0, min_open=True, max=720),
+    default=2.0,
+    show_default=True,
+    help="Default claim lease.",
+)
+@click.option(
+    "--stale-after",
+    "stale_after_minutes",
+    type=click.IntRange(1, 10080),
+    default=20,
+    show_default=True,
+    metavar="MINUTES",
+    help="Heartbeat age that marks a session stale.",
+)
+@click.option(
+    "--clock-skew",
+    "clock_skew_seconds",
+    type=click.IntRange(0, 3600),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="Grace after expiry before a claim may be taken over.",
+)
 @_common
 def init(**settings: Any) -> None:
     """Create the coordination branch (idempotent: exit 0 if it exists)."""
@@ -181,7 +226,9 @@ def init(**settings: Any) -> None:
 @cli.command()
 @click.option("--role", metavar="TEXT", help="What this session is responsible for.")
 @click.option("--goal", metavar="TEXT", help="Its measurable objective.")
-@click.option("--number", type=int, metavar="N", help="Session number in 1..slots (default: lowest free).")
+@click.option(
+    "--number", type=int, metavar="N", help="Session number in 1..slots (default: lowest free)."
+)
 @_common
 def register(role: str | None, goal: str | None, number: int | None) -> None:
     """Register this session: a unique number, a role and a goal.
@@ -276,7 +323,9 @@ def status() -> None:
 
 
 @cli.command()
-@click.option("--ref", "at_ref", metavar="REF", help="Validate this ref or commit instead of the current tip.")
+@click.option(
+    "--ref", "at_ref", metavar="REF", help="Validate this ref or commit instead of the current tip."
+)
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
 @_common
 def validate(at_ref: str | None, path: str | None) -> None:
@@ -298,7 +347,14 @@ def validate(at_ref: str | None, path: str | None) -> None:
 
 
 @cli.command()
-@click.option("--sessions", "count", type=click.IntRange(2, 50), default=6, show_default=True, help="How many sessions.")
+@click.option(
+    "--sessions",
+    "count",
+    type=click.IntRange(2, 50),
+    default=6,
+    show_default=True,
+    help="How many sessions.",
+)
 @click.option("--keep", is_flag=True, help="Keep the temporary directory and print where it is.")
 @_common
 def demo(count: int, keep: bool) -> None:
@@ -306,7 +362,15 @@ def demo(count: int, keep: bool) -> None:
     from .demo import run_demo
 
     summary = run_demo(count, keep=keep, echo=None if _ctx().json else click.echo)
-    emit(summary, "")
+    if _ctx().json:
+        emit(summary, "")
+    broken = (
+        summary["lost_updates"] or summary["double_grants"] or len(summary["race"]["winners"]) != 1
+    )
+    if broken:
+        raise GitcoordError(
+            "demo invariants failed: expected one winner, 0 lost updates, 0 double grants"
+        )
 
 
 # --- entry point and the one error mapping -----------------------------------------
@@ -346,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("GITCOORD_DEBUG"):
             raise
         return _fail(
-            GitcoordError(f"unexpected error: {type(exc).__name__}: {exc} (set GITCOORD_DEBUG=1 for a traceback)"),
+            GitcoordError(
+                f"unexpected error: {type(exc).__name__}: {exc} "
+                "(set GITCOORD_DEBUG=1 for a traceback)"
+            ),
             as_json,
         )
     return 0

@@ -26,7 +26,9 @@ def now() -> datetime:
         try:
             t += timedelta(seconds=float(offset))
         except ValueError:
-            raise UsageError(f"GITCOORD_CLOCK_OFFSET must be a number of seconds, not {offset!r}")
+            raise UsageError(
+                f"GITCOORD_CLOCK_OFFSET must be a number of seconds, not {offset!r}"
+            ) from None
     return t
 
 
@@ -34,7 +36,9 @@ def parse_ttl(text: str) -> timedelta:
     """'30s', '10m', '2h', '1d' -> timedelta (bounded to 30 days)."""
     m = _TTL_RE.match(text.strip())
     if not m:
-        raise UsageError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 10m, 2h, 1d")
+        raise UsageError(
+            f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 10m, 2h, 1d"
+        )
     return _bounded(timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]), text)
 
 

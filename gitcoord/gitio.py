@@ -17,6 +17,7 @@ the README's performance notes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -250,10 +251,8 @@ class ObjectReader:
         proc, self._proc = self._proc, None
         if proc is not None:
             assert proc.stdin is not None
-            try:
+            with contextlib.suppress(BrokenPipeError):  # cat-file already gone
                 proc.stdin.close()
-            except BrokenPipeError:  # pragma: no cover - cat-file already gone
-                pass
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:  # pragma: no cover

@@ -61,7 +61,7 @@ class _Model(BaseModel):
 class Config(_Model):
     """`coordination/config.yaml`: settings every session obeys."""
 
-    format: Literal[1] = Field(FORMAT, description="Version of the branch layout.")
+    format: Literal[1] = Field(1, description="Version of the branch layout.")
     slots: int = Field(12, ge=1, le=1000, description="How many session numbers (1..slots).")
     lease_hours: float = Field(
         2.0, gt=0, le=720, description="Default claim lease when a claim gives no duration."

@@ -17,9 +17,11 @@ def _short(text: str, width: int) -> str:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join("  " + line for line in out)
 
 
@@ -60,7 +62,15 @@ def status(data: dict[str, Any], now: datetime) -> str:
                 when = "in " + human_delta(expires - now)
             else:
                 when = "EXPIRED " + human_delta(now - expires) + " ago"
-            rows.append([c["resource"], c["holder"], str(c["generation"]), when, _short(c.get("note", ""), 30)])
+            rows.append(
+                [
+                    c["resource"],
+                    c["holder"],
+                    str(c["generation"]),
+                    when,
+                    _short(c.get("note", ""), 30),
+                ]
+            )
         lines.append(table(rows, ["RESOURCE", "HOLDER", "GEN", "EXPIRES", "NOTE"]))
     else:
         lines.append("  (no live claims)")
@@ -76,7 +86,8 @@ def status(data: dict[str, Any], now: datetime) -> str:
 def _ranges(numbers: list[int]) -> str:
     parts: list[str] = []
     start = prev = numbers[0]
-    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+    tail: list[int | None] = [*numbers[1:], None]
+    for n in tail:
         if n is not None and n == prev + 1:
             prev = n
             continue

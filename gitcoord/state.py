@@ -84,7 +84,9 @@ class State:
         return replace(self, config=config, sessions=sessions, claims=claims)
 
 
-def _parse(src: Source, path: str, model: type[BaseModel], problems: list[Problem]) -> BaseModel | None:
+def _parse(
+    src: Source, path: str, model: type[BaseModel], problems: list[Problem]
+) -> BaseModel | None:
     try:
         raw = src.read(path)
         data = yamlio.load(raw)
@@ -108,7 +110,9 @@ def _files(src: Source, path: str, problems: list[Problem]) -> Iterator[tuple[st
     for name, is_dir in sorted(src.listdir(path) or []):
         full = f"{path}/{name}"
         if is_dir or not name.endswith(".yaml"):
-            problems.append(Problem(full, "layout", "unexpected entry: only .yaml files belong here"))
+            problems.append(
+                Problem(full, "layout", "unexpected entry: only .yaml files belong here")
+            )
             continue
         yield name[: -len(".yaml")], full
 
@@ -121,7 +125,9 @@ def load_state(src: Source) -> State:
     problems: list[Problem] = []
     for name, _ in top:
         if name not in TOP_LEVEL:
-            problems.append(Problem(f"{root}/{name}", "layout", "unexpected entry in coordination/"))
+            problems.append(
+                Problem(f"{root}/{name}", "layout", "unexpected entry in coordination/")
+            )
 
     config = None
     if any(name == "config.yaml" for name, _ in top):
@@ -147,15 +153,13 @@ def load_state(src: Source) -> State:
         if not is_dir:
             problems.append(Problem(dir_path, "layout", "expected a folder per claim type"))
             continue
-        for stem, path in _files(src, dir_path, problems):
+        for _stem, path in _files(src, dir_path, problems):
             doc = _parse(src, path, Claim, problems)
             if not isinstance(doc, Claim):
                 continue
             expected = names.claim_path(doc.type, doc.name)
             if expected != path:
-                problems.append(
-                    Problem(path, "path", f"claim {doc.key!r} belongs in {expected}")
-                )
+                problems.append(Problem(path, "path", f"claim {doc.key!r} belongs in {expected}"))
                 continue
             claims[doc.key] = doc
     return State(config, sessions, claims, tuple(problems))

@@ -148,9 +148,8 @@ class Store:
 
     def fetch_tip(self, deadline: float) -> str | None:
         """The branch tip as it is now: fetched from the remote, or read locally."""
-        if self.remote is not None:
-            if not self._fetch(deadline):
-                return None
+        if self.remote is not None and not self._fetch(deadline):
+            return None
         got = self.reader.read(self.mirror)
         if got is None:
             return None
@@ -193,7 +192,9 @@ class Store:
             )
         return True  # the mirror was written by a concurrent fetch; good enough, CAS guards
 
-    def _run_remote(self, argv: list[str], deadline: float, what: str) -> subprocess.CompletedProcess[bytes]:
+    def _run_remote(
+        self, argv: list[str], deadline: float, what: str
+    ) -> subprocess.CompletedProcess[bytes]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RemoteError(
@@ -308,7 +309,9 @@ class Store:
         )
         return self.writer.write("commit", data)
 
-    def _build_tree(self, base: str | None, prefix: str, blobs: dict[str, str | None]) -> str | None:
+    def _build_tree(
+        self, base: str | None, prefix: str, blobs: dict[str, str | None]
+    ) -> str | None:
         """A new tree: `base` with the files in `blobs` (relative to `prefix`) replaced.
 
         Subtrees with no change keep their object id, so a write costs objects
@@ -326,7 +329,9 @@ class Store:
                 entries[head] = TreeEntry("100644", head, oid)
         for name, sub in children.items():
             old = entries.get(name)
-            new = self._build_tree(old.oid if old and old.is_tree else None, prefix + name + "/", sub)
+            new = self._build_tree(
+                old.oid if old and old.is_tree else None, prefix + name + "/", sub
+            )
             if new is None:
                 entries.pop(name, None)
             else:
@@ -446,5 +451,3 @@ def _maybe_sent(err: str) -> bool:
         "timed out",
     )
     return not any(s in err for s in before)
-
-

@@ -24,7 +24,7 @@ def _yaml() -> YAML:
     y = YAML(typ="safe", pure=True)
     y.default_flow_style = False
     y.width = 4096
-    y.representer.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    y.representer.sort_base_mapping_type_on_output = False
 
     def str_rep(dumper: Any, data: str) -> Any:
         if "\n" in data:

@@ -1,0 +1,199 @@
+"""Hermetic fixtures: real git, real bare remotes, nothing outside temp dirs.
+
+Every test runs with a temporary HOME, GIT_CONFIG_NOSYSTEM=1, a global config
+of our own and fixed identities, so the machine's git configuration can
+neither help nor break a test (the approach of git-revise's and pre-commit's
+test suites).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gitcoord.cli import main as cli_main
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in list(os.environ):
+        if name.startswith(("GIT_", "GITCOORD_")):
+            monkeypatch.delenv(name)
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n"
+        "[init]\n\tdefaultBranch = main\n"
+        '[protocol "file"]\n\tallow = always\n'
+        "[advice]\n\tdetachedHead = false\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test User")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test User")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    return home
+
+
+def git(cwd: Path | str, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        import json
+
+        return json.loads(self.out)
+
+
+def run(cwd: Path | str, *args: str, session: str | None = None) -> Result:
+    """Run the CLI in this process (fast): the same `main` the console script calls."""
+    argv = ["-C", str(cwd)]
+    if session:
+        argv += ["--session", session]
+    argv += list(args)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(argv)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def spawn(
+    cwd: Path | str, *args: str, session: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start the CLI as a real separate process (for races)."""
+    argv = [sys.executable, "-m", "gitcoord", "-C", str(cwd)]
+    if session:
+        argv += ["--session", session]
+    argv += list(args)
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_proc(cwd: Path | str, *args: str, session: str | None = None) -> Result:
+    p = spawn(cwd, *args, session=session)
+    out, err = p.communicate(timeout=120)
+    return Result(p.returncode, out, err)
+
+
+@dataclass
+class World:
+    """A bare remote and a factory of clones of it."""
+
+    root: Path
+    remote: Path
+
+    def clone(self, name: str) -> Path:
+        dest = self.root / name
+        git(self.root, "clone", "-q", str(self.remote), str(dest))
+        return dest
+
+    def local_repo(self, name: str) -> Path:
+        dest = self.root / name
+        git(self.root, "init", "-q", str(dest))
+        return dest
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    return World(tmp_path, remote)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def git_daemon(base: Path) -> Iterator[str]:
+    """A real `git daemon` on loopback serving (and accepting pushes to) `base`."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--max-connections=64",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("git daemon did not start")
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def daemon_world(world: World) -> Iterator[tuple[World, str]]:
+    """`world` whose remote is reached over git:// instead of the file system."""
+    with git_daemon(world.root) as base_url:
+        url = f"{base_url}/{world.remote.name}"
+        yield world, url
+
+
+def clone_url(world: World, url: str, name: str) -> Path:
+    dest = world.root / name
+    git(world.root, "clone", "-q", url, str(dest))
+    return dest
+
+
+def snapshot_worktree(path: Path) -> tuple[str, str, str, str]:
+    """Everything a gitcoord command must leave alone in a user's clone."""
+    return (
+        git(path, "status", "--porcelain=v1", "-uall", "--ignored"),
+        git(path, "rev-parse", "--symbolic-full-name", "HEAD", check=False),
+        (path / ".git" / "index").read_bytes().hex() if (path / ".git" / "index").exists() else "",
+        git(path, "diff"),
+    )
+
+
+def lock_files(git_dir: Path) -> list[str]:
+    return [str(p) for p in git_dir.rglob("*.lock")]

@@ -1,0 +1,450 @@
+"""Races between real processes on real git: first push wins, nobody is lost.
+
+Every test here starts separate `python -m gitcoord` processes (never threads,
+never mocks) against real repositories: a bare remote on the file system, a
+`git daemon` on loopback, or one local repository with no remote. Processes of
+one race are all started before any is waited for, so they genuinely overlap.
+
+What is asserted is counts, never timings: exactly one winner per contested
+resource, every loser exits 3 naming the winner, exactly one commit per win on
+the remote branch, no write lost when resources differ, no leftover lock files,
+a clean `git fsck`, and the user's work tree untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import Result, World, clone_url, git, lock_files, run, snapshot_worktree, spawn
+
+BRANCH = "gitcoord"
+PROC_TIMEOUT = 180  # per race: generous, a hang fails the test instead of the suite
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    cwd: Path
+    args: tuple[str, ...]
+    session: str | None = None
+
+
+def race(jobs: Sequence[Job]) -> list[Result]:
+    """Start every job as its own process, then wait for all: results in job order."""
+    procs = [spawn(j.cwd, *j.args, session=j.session) for j in jobs]
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=PROC_TIMEOUT)
+            results.append(Result(p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+def describe(results: Sequence[Result], jobs: Sequence[Job] | None = None) -> str:
+    lines = []
+    for i, r in enumerate(results):
+        who = f"{jobs[i].session} " if jobs else ""
+        lines.append(f"  [{i}] {who}exit {r.code}: {(r.err or r.out).strip()[:300]}")
+    return "\n".join(lines)
+
+
+def subjects(repo: Path, ref: str = BRANCH) -> list[str]:
+    """Commit subjects on the coordination branch of `repo`, oldest first."""
+    return git(repo, "log", "--reverse", "--format=%s", ref).splitlines()
+
+
+def status(clone: Path, *extra: str) -> dict:
+    r = run(clone, *extra, "status", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert isinstance(data, dict)
+    return data
+
+
+def assert_valid(clone: Path, *extra: str) -> None:
+    r = run(clone, *extra, "validate", "--json")
+    assert r.code == 0, f"validate failed ({r.code}): {r.out}{r.err}"
+    assert r.json() == {"valid": True, "problems": []}
+
+
+def assert_fsck_clean(repo: Path) -> None:
+    proc = subprocess.run(
+        ["git", "fsck", "--full", "--strict", "--no-dangling"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, f"git fsck in {repo}: {proc.stdout}{proc.stderr}"
+    noise = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert noise == [], f"git fsck in {repo} reported: {noise}"
+
+
+def git_dir(repo: Path) -> Path:
+    return repo if (repo / "HEAD").is_file() and not (repo / ".git").exists() else repo / ".git"
+
+
+def assert_no_locks(*repos: Path) -> None:
+    for repo in repos:
+        locks = lock_files(git_dir(repo))
+        assert locks == [], f"leftover lock files in {repo}: {locks}"
+
+
+def founded(world: World, clones: int, *, slots: int = 12) -> list[Path]:
+    """A remote initialised with `slots` slots and `clones` fresh clones of it."""
+    paths = [world.clone(f"c{i}") for i in range(1, clones + 1)]
+    r = run(paths[0], "init", "--slots", str(slots))
+    assert r.code == 0, r.err
+    return paths
+
+
+def register_all(pairs: Sequence[tuple[Path, str]]) -> None:
+    """Register sessions one after the other (setup, not under test)."""
+    for clone, sid in pairs:
+        r = run(clone, "register", "--role", f"role of {sid}", "--goal", "race", session=sid)
+        assert r.code == 0, r.err
+
+
+def same_claim_rounds(clones: Sequence[Path], sessions: Sequence[str], rounds: int) -> dict[int, str]:
+    """`rounds` independent races of every session for one fresh resource.
+
+    Returns the winner of each round; fails with every bad round listed.
+    """
+    winners: dict[int, str] = {}
+    bad: list[str] = []
+    for rnd in range(rounds):
+        resource = f"hot-{rnd}"
+        jobs = [Job(c, ("claim", "task", resource), s) for c, s in zip(clones, sessions)]
+        results = race(jobs)
+        codes = Counter(r.code for r in results)
+        won = [jobs[i].session for i, r in enumerate(results) if r.code == 0]
+        if codes != Counter({0: 1, 3: len(jobs) - 1}):
+            bad.append(f"round {rnd}: exit codes {dict(codes)}\n{describe(results, jobs)}")
+            continue
+        winner = won[0]
+        assert winner is not None
+        winners[rnd] = winner
+        for job, r in zip(jobs, results):
+            if r.code == 3 and f"task/{resource} is held by {winner} " not in r.err:
+                bad.append(f"round {rnd}: loser {job.session} does not name {winner}: {r.err!r}")
+    assert not bad, f"{len(bad)} bad round(s) of {rounds}:\n" + "\n".join(bad)
+    return winners
+
+
+def assert_one_commit_per_round(remote: Path, winners: dict[int, str]) -> None:
+    subs = subjects(remote)
+    for rnd, winner in winners.items():
+        landed = [s for s in subs if s.startswith(f"claim task/hot-{rnd} by ")]
+        assert landed == [f"claim task/hot-{rnd} by {winner}"], (rnd, landed)
+
+
+def assert_claims_on_branch(clone: Path, expected: dict[str, str]) -> None:
+    """Every resource in `expected` is claimed on the branch by the given holder."""
+    claims = {c["resource"]: c for c in status(clone)["claims"]}
+    missing = sorted(set(expected) - set(claims))
+    assert not missing, f"{len(missing)} claim(s) lost: {missing}"
+    wrong = {k: (claims[k]["holder"], v) for k, v in expected.items() if claims[k]["holder"] != v}
+    assert not wrong, f"wrong holders (got, expected): {wrong}"
+    for key in expected:
+        assert claims[key]["generation"] == 1, claims[key]
+        assert claims[key]["status"] == "active", claims[key]
+
+
+def distinct_resources_race(clones: Sequence[Path], sessions: Sequence[str], per: int) -> dict[str, str]:
+    """Every session claims `per` resources of its own, all processes at once."""
+    jobs = [
+        Job(c, ("claim", "task", f"{s}-r{k}"), s)
+        for c, s in zip(clones, sessions)
+        for k in range(per)
+    ]
+    results = race(jobs)
+    codes = Counter(r.code for r in results)
+    assert codes == Counter({0: len(jobs)}), f"exit codes {dict(codes)}\n{describe(results, jobs)}"
+    return {f"task/{s}-r{k}": s for s in sessions for k in range(per)}
+
+
+# --- 1. eight processes, one claim, fifty rounds --------------------------------------
+
+
+@pytest.mark.slow
+def test_same_claim_eight_way_race_has_exactly_one_winner_every_round(world: World) -> None:
+    clones = founded(world, 8)
+    sessions = [f"s{i}" for i in range(1, 9)]
+    register_all(list(zip(clones, sessions)))
+    before = len(subjects(world.remote))
+
+    winners = same_claim_rounds(clones, sessions, rounds=50)
+
+    assert len(winners) == 50
+    assert_one_commit_per_round(world.remote, winners)
+    # Nothing else landed: one commit per round, no duplicate, no stray retry.
+    assert len(subjects(world.remote)) == before + 50
+    assert_claims_on_branch(clones[-1], {f"task/hot-{r}": w for r, w in winners.items()})
+    assert_valid(clones[0])
+    assert_no_locks(world.remote, *clones)
+
+
+# --- 2. one session number, several sessions ------------------------------------------
+
+
+def test_same_number_race_one_winner_others_get_free_numbers(world: World) -> None:
+    clones = founded(world, 6)
+    taken: set[int] = set()
+    for rnd, number in enumerate((3, 5, 12)):
+        sessions = [f"n{rnd}-{i}" for i in range(len(clones))]
+        jobs = [
+            Job(c, ("register", "--number", str(number), "--role", "r", "--goal", "g", "--json"), s)
+            for c, s in zip(clones, sessions)
+        ]
+        results = race(jobs)
+        codes = Counter(r.code for r in results)
+        assert codes == Counter({0: 1, 3: len(jobs) - 1}), f"round {rnd}\n{describe(results, jobs)}"
+        winner = next(j.session for j, r in zip(jobs, results) if r.code == 0)
+        won = next(r for r in results if r.code == 0).json()
+        assert isinstance(won, dict)
+        assert won["session"]["id"] == winner
+        assert won["session"]["number"] == number
+        taken.add(number)
+        free = [n for n in range(1, 13) if n not in taken]
+        for job, r in zip(jobs, results):
+            if r.code != 3:
+                continue
+            doc = r.json()
+            assert isinstance(doc, dict), r.out
+            err = doc["error"]
+            assert err["kind"] == "conflict", err
+            assert err["code"] == 3, err
+            assert err["number"] == number, err
+            assert err["holder"] == winner, (job.session, err)
+            assert err["free_numbers"] == free, (job.session, err)
+            assert winner in err["message"], err
+
+    data = status(clones[0])
+    assert sorted(s["number"] for s in data["sessions"]) == [3, 5, 12]
+    assert len([s for s in subjects(world.remote) if s.startswith("register ")]) == 3
+    assert_valid(clones[0])
+
+
+# --- 3. distinct resources: nothing lost ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_distinct_resources_race_loses_nothing(world: World) -> None:
+    clones = founded(world, 8)
+    sessions = [f"d{i}" for i in range(1, 9)]
+    register_all(list(zip(clones, sessions)))
+    before = len(subjects(world.remote))
+
+    expected = distinct_resources_race(clones, sessions, per=2)
+
+    assert_claims_on_branch(clones[0], expected)
+    subs = subjects(world.remote)
+    assert len(subs) == before + len(expected), subs[before:]
+    assert sorted(subs[before:]) == sorted(f"claim {k} by {v}" for k, v in expected.items())
+    assert_valid(clones[0])
+    assert_no_locks(world.remote, *clones)
+
+
+# --- 4. sessions sharing one clone ----------------------------------------------------
+
+
+def test_concurrent_init_creates_the_branch_once(world: World) -> None:
+    a, b = world.clone("a"), world.clone("b")
+    jobs = [Job(c, ("init", "--json")) for c in (a, a, a, a, b, b)]
+    results = race(jobs)
+    assert [r.code for r in results] == [0] * len(jobs), describe(results)
+    created = [r.json()["created"] for r in results]  # type: ignore[index]
+    assert created.count(True) == 1, created
+    assert subjects(world.remote) == ["init coordination with 12 slots"]
+    assert_no_locks(world.remote, a, b)
+    assert_valid(a)
+
+
+@pytest.mark.slow
+def test_founding_setup_twelve_sessions_ten_in_one_clone(world: World) -> None:
+    shared, other = founded(world, 2)
+    sessions = [f"f{i:02d}" for i in range(1, 13)]
+    places = [shared] * 10 + [other] * 2
+    jobs = [
+        Job(c, ("register", "--role", f"role {s}", "--goal", "found", "--json"), s)
+        for c, s in zip(places, sessions)
+    ]
+    results = race(jobs)
+    assert [r.code for r in results] == [0] * 12, describe(results, jobs)
+    numbers = {}
+    for job, r in zip(jobs, results):
+        doc = r.json()
+        assert isinstance(doc, dict)
+        assert doc["session"]["id"] == job.session
+        numbers[job.session] = doc["session"]["number"]
+    assert sorted(numbers.values()) == list(range(1, 13)), numbers
+
+    for clone in (shared, other):
+        data = status(clone)
+        assert {s["id"]: s["number"] for s in data["sessions"]} == numbers
+        assert data["free_numbers"] == []
+        assert_valid(clone)
+    assert len([s for s in subjects(world.remote) if s.startswith("register ")]) == 12
+    assert_no_locks(world.remote, shared, other)
+    for repo in (world.remote, shared, other):
+        assert_fsck_clean(repo)
+
+
+@pytest.mark.parametrize("mode", ["no-remote", "--local"])
+def test_local_only_ten_processes_one_repo_one_winner(world: World, mode: str) -> None:
+    if mode == "no-remote":
+        repo, extra = world.local_repo("solo"), ()
+    else:
+        repo, extra = world.clone("solo"), ("--local",)
+    r = run(repo, *extra, "init")
+    assert r.code == 0, r.err
+    assert "(local)" in r.out
+    sessions = [f"l{i}" for i in range(1, 11)]
+    for sid in sessions:
+        r = run(repo, *extra, "register", "--role", "r", "--goal", "g", session=sid)
+        assert r.code == 0, r.err
+
+    winners = {}
+    for rnd in range(3):
+        resource = f"hot-{rnd}"
+        jobs = [Job(repo, (*extra, "claim", "task", resource), s) for s in sessions]
+        results = race(jobs)
+        codes = Counter(r.code for r in results)
+        assert codes == Counter({0: 1, 3: 9}), f"round {rnd}\n{describe(results, jobs)}"
+        winner = next(j.session for j, r in zip(jobs, results) if r.code == 0)
+        winners[rnd] = winner
+        for r in results:
+            if r.code == 3:
+                assert f"task/{resource} is held by {winner} " in r.err, r.err
+
+    assert_one_commit_per_round(repo, winners)
+    assert_claims_on_branch_local(repo, extra, winners)
+    assert_valid(repo, *extra)
+    assert_no_locks(repo)
+    assert_fsck_clean(repo)
+    # Local mode never talks to a remote.
+    assert git(world.remote, "for-each-ref").strip() == ""
+
+
+def assert_claims_on_branch_local(repo: Path, extra: tuple[str, ...], winners: dict[int, str]) -> None:
+    claims = {c["resource"]: c["holder"] for c in status(repo, *extra)["claims"]}
+    assert claims == {f"task/hot-{r}": w for r, w in winners.items()}
+
+
+# --- 5. the user's work tree is left alone --------------------------------------------
+
+
+def tree_fingerprint(repo: Path) -> dict[str, str]:
+    """Every file outside .git with a hash of its bytes, plus HEAD and the current branch."""
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(repo):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            p = Path(dirpath, name)
+            files[str(p.relative_to(repo))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    files[".git/HEAD"] = (repo / ".git" / "HEAD").read_text()
+    files["HEAD commit"] = git(repo, "rev-parse", "HEAD").strip()
+    files["refs/heads/main"] = git(repo, "rev-parse", "refs/heads/main").strip()
+    files["stash"] = git(repo, "stash", "list")
+    return files
+
+
+@pytest.mark.parametrize("mode", ["remote", "--local"])
+def test_commands_leave_dirty_worktree_index_and_head_untouched(world: World, mode: str) -> None:
+    repo = world.clone("user")
+    extra = ("--local",) if mode == "--local" else ()
+    (repo / "tracked.txt").write_text("one\n")
+    (repo / "staged.txt").write_text("base\n")
+    git(repo, "add", "tracked.txt", "staged.txt")
+    git(repo, "commit", "-q", "-m", "user work")
+    (repo / "tracked.txt").write_text("one\nmodified, not staged\n")
+    (repo / "staged.txt").write_text("base\nstaged change\n")
+    git(repo, "add", "staged.txt")
+    (repo / "staged.txt").write_text("base\nstaged change\nand more unstaged\n")
+    (repo / "untracked.txt").write_text("mine\n")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "notes.md").write_text("untracked in a folder\n")
+
+    before = snapshot_worktree(repo)
+    fingerprint = tree_fingerprint(repo)
+    index_before = (repo / ".git" / "index").read_bytes()
+
+    commands = [
+        ("init",),
+        ("register", "--role", "r", "--goal", "g"),
+        ("claim", "task", "t1"),
+        ("claim", "task", "t1"),  # renew
+        ("status",),
+        ("release", "task", "t1"),
+        ("status", "--json"),
+        ("validate",),
+    ]
+    for cmd in commands:
+        # Real processes, started from inside the work tree (a subfolder) like an agent would.
+        p = subprocess.run(
+            [*spawn_argv(), *extra, "--session", "u1", *cmd],
+            cwd=repo / "sub",
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=120,
+            check=False,
+        )
+        assert p.returncode == 0, (cmd, p.stdout, p.stderr)
+        assert snapshot_worktree(repo) == before, f"`gitcoord {' '.join(cmd)}` changed the work tree"
+
+    assert tree_fingerprint(repo) == fingerprint
+    assert (repo / ".git" / "index").read_bytes() == index_before
+    assert git(repo, "branch", "--show-current").strip() == "main"
+    assert_no_locks(repo)
+    if mode == "remote":
+        assert "release task/t1 by u1" in subjects(world.remote)
+    else:
+        assert "release task/t1 by u1" in subjects(repo)
+
+
+def spawn_argv() -> list[str]:
+    return [sys.executable, "-m", "gitcoord"]
+
+
+# --- 6. the same races over git:// ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_daemon_same_claim_race_and_distinct_resources(daemon_world: tuple[World, str]) -> None:
+    world, url = daemon_world
+    clones = [clone_url(world, url, f"g{i}") for i in range(1, 9)]
+    for c in clones:
+        assert git(c, "remote", "get-url", "origin").strip().startswith("git://")
+    r = run(clones[0], "init")
+    assert r.code == 0, r.err
+    sessions = [f"g{i}" for i in range(1, 9)]
+    register_all(list(zip(clones, sessions)))
+    before = len(subjects(world.remote))
+
+    winners = same_claim_rounds(clones, sessions, rounds=10)
+    assert len(winners) == 10
+    assert_one_commit_per_round(world.remote, winners)
+
+    expected = distinct_resources_race(clones, sessions, per=2)
+    expected.update({f"task/hot-{r}": w for r, w in winners.items()})
+    assert_claims_on_branch(clones[3], expected)
+    assert len(subjects(world.remote)) == before + len(expected)
+    assert_valid(clones[0])
+    assert_no_locks(world.remote, *clones)
+    assert_fsck_clean(world.remote)
