@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock, names, ops
-from .errors import RefusedError, UsageError
+from . import clock, history, mailbox, names, ops
+from .errors import ConflictError, InvalidError, RefusedError, UsageError
 from .gitio import Git, GitError, discover
+from .models import BODY_MAX_BYTES, Heartbeat
+from .pending import Pending
 from .state import Problem, State
 from .store import DEFAULT_TIMEOUT, Identity, Outcome, Store
 
@@ -134,25 +137,65 @@ class Coordinator:
         return status_json(snap, clock.now())
 
     def validate(self, ref: str | None = None, path: str | None = None) -> list[Problem]:
-        from .validate import check_state
+        """Every problem of the branch tip, of `ref`, or of a directory `path` (deep)."""
+        from .state import DirSource, Source, load_state
+        from .validate import check_messages, check_state
 
+        src: Source
         if path is not None:
-            from .state import DirSource, load_state
-
-            return check_state(load_state(DirSource(path)))
-        if ref is not None:
-            got = self.store.reader.read(ref)
-            if got is None:
-                raise UsageError(f"no such ref or commit: {ref}")
-            if got[1] != "commit":
-                raise UsageError(f"{ref} is not a commit")
-            return check_state(self.store.load(got[0]))
-        return check_state(self.snapshot().state)
+            src = DirSource(path)
+        else:
+            if ref is not None:
+                got = self.store.reader.read(ref)
+                if got is None:
+                    raise UsageError(f"no such ref or commit: {ref}")
+                if got[1] != "commit":
+                    raise UsageError(f"{ref} is not a commit")
+                commit: str | None = got[0]
+            else:
+                commit, _ = self.store.snapshot()
+            src = self.store.view(commit)
+        state = load_state(src)
+        return check_state(state) + check_messages(src, state)
 
     # --- writes --------------------------------------------------------------
 
+    def _pending(self) -> Pending | None:
+        return Pending(self.store.info.common_dir, self.session) if self.session else None
+
     def _transact(self, plan: Callable[[State], ops.Change]) -> Outcome:
-        return self.store.transact(plan, clock.now)
+        """One transaction, carrying what this session owes the branch (see `pending`)."""
+        pending = self._pending()
+        owed = pending.read() if pending is not None else {}
+        if not owed:
+            return self.store.transact(plan, clock.now)
+        carried: dict[str, Any] = {}
+
+        def with_owed(state: State) -> ops.Change:
+            change = plan(state)
+            carried.clear()
+            if change.noop or change.session != self.session:
+                return change
+            beat = owed.get("heartbeat")
+            if beat and "Gitcoord-Heartbeat" not in change.trailers:
+                try:
+                    doc = Heartbeat.model_validate(beat)
+                except ValueError:
+                    doc = None
+                last = state.heartbeats.get(doc.session) if doc else None
+                if doc is not None and (last is None or last.at < doc.at):
+                    change.writes[names.heartbeat_path(doc.session)] = doc
+                    change.trailers["Gitcoord-Heartbeat"] = clock.iso(doc.at)
+                carried["heartbeat"] = beat
+            if owed.get("collisions"):
+                change.trailers["Gitcoord-Collisions"] = str(owed["collisions"])
+                carried["collisions"] = owed["collisions"]
+            return change
+
+        outcome = self.store.transact(with_owed, clock.now)
+        if outcome.commit and carried and pending is not None:
+            pending.settle(carried)
+        return outcome
 
     def init(self, **settings: Any) -> Outcome:
         return self._transact(lambda s: ops.init(s, clock.now(), **settings))
@@ -179,11 +222,23 @@ class Coordinator:
         names.check_claim_type(type_)
         names.check_claim_name(name)
         lease = _lease(ttl, hours)
-        return self._transact(
-            lambda s: ops.claim(
-                s, clock.now(), session=self.session, type_=type_, name=name, ttl=lease, note=note
+        try:
+            return self._transact(
+                lambda s: ops.claim(
+                    s,
+                    clock.now(),
+                    session=self.session,
+                    type_=type_,
+                    name=name,
+                    ttl=lease,
+                    note=note,
+                )
             )
-        )
+        except ConflictError:
+            pending = self._pending()
+            if pending is not None:
+                pending.add_collision()  # counted in `metrics` once carried to the branch
+            raise
 
     def renew(
         self,
@@ -209,6 +264,140 @@ class Coordinator:
             lambda s: ops.release(s, clock.now(), session=self.session, type_=type_, name=name)
         )
 
+    # --- heartbeats and messages ---------------------------------------------
+
+    def heartbeat(
+        self, action: str, target: str, phase: str, progress: int, *, force: bool = False
+    ) -> dict[str, Any]:
+        """Record what this session is doing; pushes only when due (see README)."""
+        session = self._need_session()
+        beat = ops.make_heartbeat(session, action, target, phase, progress, clock.now())
+        outcome = self._transact(lambda s: ops.heartbeat(s, beat, force=force))
+        result = outcome.change.result
+        pending = self._pending()
+        if pending is not None:
+            if result["action"] == "deferred":
+                pending.defer_heartbeat(result["heartbeat"])
+            elif result["action"] == "pushed":
+                owed = pending.read().get("heartbeat")
+                if owed and owed.get("at", "") <= result["heartbeat"]["at"]:
+                    pending.settle({"heartbeat": owed})
+        return {**result, "changed": outcome.commit is not None, "commit": outcome.commit}
+
+    def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Outcome:
+        if len(body.encode("utf-8")) > BODY_MAX_BYTES:
+            raise InvalidError(
+                f"message body is {len(body.encode('utf-8'))} bytes; the limit is "
+                f"{BODY_MAX_BYTES} bytes (64 KiB): put large content in the repository and "
+                "send its path",
+                limit=BODY_MAX_BYTES,
+            )
+        if reply_to is not None:
+            names.check_message_id(reply_to)
+        if to != names.BROADCAST and not to.isdigit():
+            names.check_session_id(to)
+
+        def plan(state: State) -> ops.Change:
+            view = self.store.view_of(state)
+            original = mailbox.find(view, reply_to) if reply_to else None
+            while True:
+                mid = clock.message_id(clock.precise_now(), secrets.token_hex(3))
+                if mailbox.find(view, mid) is None:
+                    break
+            return ops.send(
+                state,
+                clock.now(),
+                session=self.session,
+                to=to,
+                subject=subject,
+                body=body,
+                message_id=mid,
+                original=original,
+                reply_to=reply_to,
+            )
+
+        return self._transact(plan)
+
+    def inbox(self, *, include_read: bool = False, peek: bool = False) -> dict[str, Any]:
+        session = self._need_session()
+        tip, state = self.store.snapshot()
+        ops.require_registered(state, session)
+        seen = state.reads.get(session)
+        old = self.store.view(seen.through) if seen is not None else None
+        if old is not None and old.entries("") is None:
+            old = None  # the marked commit is gone (branch recreated): all unread
+        view = self.store.view_of(state)
+        items = mailbox.inbox(view, old, session, include_read=include_read)
+        shown = []
+        for item in items:
+            entry = {**item.message.model_dump(mode="json"), "read": item.read}
+            if item.message.reply_to:
+                orig = mailbox.find(view, item.message.reply_to)
+                entry["in_reply_to"] = (
+                    {"id": orig.id, "sender": orig.sender, "subject": orig.subject}
+                    if orig
+                    else {"id": item.message.reply_to}
+                )
+            shown.append(entry)
+        unread = sum(1 for i in items if not i.read)
+        marked = None
+        if unread and not peek and tip is not None:
+            through = tip
+            outcome = self._transact(
+                lambda s: ops.mark_read(s, clock.now(), session=session, through=through, seen=seen)
+            )
+            marked = outcome.commit
+        return {
+            "session": session,
+            "messages": shown,
+            "unread": unread,
+            "marked_read": marked is not None,
+            "commit": marked,
+        }
+
+    # --- history -------------------------------------------------------------
+
+    def log(
+        self,
+        *,
+        session: str | None = None,
+        resource: str | None = None,
+        op: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = 50,
+    ) -> list[history.Entry]:
+        tip, _ = self.store.snapshot()
+        if tip is None:
+            return []
+        found = []
+        for entry in history.entries(self.store.git, tip, since):
+            if history.matches(entry, session=session, resource=resource, op=op):
+                found.append(entry)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    def metrics(self) -> dict[str, Any]:
+        tip, state = self.store.snapshot()
+        entries = list(history.entries(self.store.git, tip)) if tip else []
+        return history.metrics(entries, state, clock.now())
+
+    def state_page(self, *, write: bool = False) -> tuple[str, Outcome | None]:
+        from . import render
+
+        tip, state = self.store.snapshot()
+        now = clock.now()
+        recent = mailbox.recent(self.store.view_of(state), 10)
+        page = render.state_page(
+            status_json(Snapshot(tip, state, self.store.where), now), recent, now
+        )
+        if not write:
+            return page, None
+        data = page.encode("utf-8")
+        return page, self._transact(
+            lambda s: ops.state_page(s, clock.now(), session=self.session, page=data)
+        )
+
     def _need_session(self) -> str:
         if not self.session:
             raise RefusedError(
@@ -230,11 +419,26 @@ def _lease(ttl: str | timedelta | None, hours: float | None) -> timedelta | None
     return None
 
 
-def status_json(snap: Snapshot, now: Any) -> dict[str, Any]:
+def _session_json(state: State, sid: str, now: datetime) -> dict[str, Any]:
+    session = state.sessions[sid]
+    beat = state.heartbeats.get(sid)
+    last = beat.at if beat else session.registered_at
+    stale_after = timedelta(minutes=state.config.stale_after_minutes if state.config else 20)
+    return {
+        **session.model_dump(mode="json"),
+        "heartbeat": beat.model_dump(mode="json", exclude={"session"}) if beat else None,
+        "last_seen": clock.iso(last),
+        "stale": now - last > stale_after,
+    }
+
+
+def status_json(snap: Snapshot, now: datetime) -> dict[str, Any]:
     state = snap.state
     config = state.config
     sessions = sorted(state.sessions.values(), key=lambda s: s.number)
     claims = sorted(state.claims.values(), key=lambda c: c.key)
+    from .validate import check_state
+
     return {
         "where": snap.where,
         "tip": snap.tip,
@@ -242,10 +446,11 @@ def status_json(snap: Snapshot, now: Any) -> dict[str, Any]:
         "slots": config.slots if config else None,
         "registered": len(sessions),
         "free_numbers": state.free_numbers(),
-        "sessions": [s.model_dump(mode="json") for s in sessions],
+        "sessions": [_session_json(state, s.id, now) for s in sessions],
         "claims": [
             {**c.model_dump(mode="json"), "resource": c.key, "status": c.status(now)}
             for c in claims
         ],
-        "problems": [p.to_json() for p in state.problems],
+        "stale_after_minutes": config.stale_after_minutes if config else None,
+        "problems": [p.to_json() for p in check_state(state)],
     }

@@ -16,6 +16,10 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+# Pydantic looks for plugins through importlib.metadata on import (~30 ms); the
+# CLI uses none. Set before anything imports pydantic.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 import click
 
 from . import __version__
@@ -344,6 +348,142 @@ def validate(at_ref: str | None, path: str | None) -> None:
             problems=[p.to_json() for p in problems],
         )
     emit({"valid": True, "problems": []}, "valid")
+
+
+@cli.command()
+@click.argument("action")
+@click.argument("target")
+@click.argument("phase")
+@click.argument("progress", type=click.IntRange(0, 100))
+@click.option("--force", is_flag=True, help="Push now even if unchanged or too soon.")
+@_common
+def heartbeat(action: str, target: str, phase: str, progress: int, force: bool) -> None:
+    """Say what this session is doing: ACTION TARGET PHASE PROGRESS (0-100).
+
+    \b
+    Example: gitcoord heartbeat implementing i-match tests 60
+    Call it every few minutes. To spare the remote, an unchanged heartbeat is
+    pushed only when the last one is heartbeat_quiet_seconds old (default 600),
+    and a changed one sooner than heartbeat_min_seconds (default 120) after the
+    last is kept locally and carried by this session's next write.
+    """
+    data = _ctx().coordinator().heartbeat(action, target, phase, progress, force=force)
+    hb = data["heartbeat"]
+    text = {
+        "pushed": f"heartbeat pushed: {hb['action']} {hb['target']} ({hb['phase']}) "
+        f"{hb['progress']}% (commit {str(data['commit'])[:10]})",
+        "skipped": f"heartbeat unchanged; last pushed at {data['last_pushed_at']}, nothing to push",
+        "deferred": f"heartbeat kept locally (last pushed at {data['last_pushed_at']}); "
+        "it rides along with your next write",
+    }[data["action"]]
+    emit(data, text)
+
+
+@cli.command()
+@click.argument("to")
+@click.argument("subject")
+@click.argument("body")
+@click.option("--reply-to", metavar="ID", help="Id of the message this answers.")
+@_common
+def send(to: str, subject: str, body: str, reply_to: str | None) -> None:
+    """Send a message TO a session id, a session number, or `broadcast`.
+
+    BODY `-` reads the body from stdin (at most 64 KiB).
+
+    \b
+    Examples:
+      gitcoord send marketing-orchestrator "Blocked" "Need API keys for outreach"
+      gitcoord send 12 "Question" "Who owns nginx?"
+      gitcoord send broadcast "Completed" "i-match deployed"
+      git diff | gitcoord send 4 "Review please" -
+    """
+    if body == "-":
+        from .models import BODY_MAX_BYTES
+
+        raw = sys.stdin.buffer.read(BODY_MAX_BYTES + 1)
+        body = raw.decode("utf-8", "replace")
+    outcome = _ctx().coordinator().send(to, subject, body, reply_to=reply_to)
+    m = outcome.change.result["message"]
+    emit(
+        _outcome_json(outcome),
+        f"sent {m['id']} to {m['to']} (commit {str(outcome.commit)[:10]})",
+    )
+
+
+@cli.command()
+@click.option("--all", "include_read", is_flag=True, help="Show read messages too.")
+@click.option("--peek", is_flag=True, help="Leave unread messages unread.")
+@_common
+def inbox(include_read: bool, peek: bool) -> None:
+    """Show unread direct and broadcast messages, oldest first, then mark them read.
+
+    The read mark is committed (`coordination/reads/<session>.yaml`), so it
+    follows the session to other machines; nothing is pushed when there is
+    nothing new.
+    """
+    from . import render
+
+    data = _ctx().coordinator().inbox(include_read=include_read, peek=peek)
+    emit(data, render.inbox(data))
+
+
+@cli.command()
+@click.option("--session", "of_session", metavar="ID", help="Only this session's operations.")
+@click.option("--resource", metavar="R", help="Only this resource (task/x), or a type (task).")
+@click.option("--op", metavar="OP", help="Only this operation (claim, release, send, ...).")
+@click.option(
+    "--since", metavar="WHEN", help="Only newer: a duration back (2h, 1d) or an ISO date."
+)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
+def log(
+    of_session: str | None,
+    resource: str | None,
+    op: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The audit trail, newest first: one line per operation from the branch history.
+
+    Here `--session` filters the log; reading it needs no session of your own.
+    """
+    from . import clock, render
+
+    if as_json:
+        _ctx().json = True
+    when = clock.parse_since(since) if since else None
+    entries = (
+        _ctx()
+        .coordinator()
+        .log(session=of_session, resource=resource, op=op, since=when, limit=limit)
+    )
+    rows = [e.to_json() for e in entries]
+    emit({"entries": rows}, render.log(rows))
+
+
+@cli.command()
+@click.option("--write", is_flag=True, help="Commit it as coordination/CURRENT_STATE.md.")
+@_common
+def state(write: bool) -> None:
+    """Print a Markdown page of the current state (sessions, claims, recent messages)."""
+    page, outcome = _ctx().coordinator().state_page(write=write)
+    data: dict[str, Any] = {"markdown": page}
+    text = page.rstrip("\n")
+    if outcome is not None:
+        data.update(_outcome_json(outcome))
+        text += f"\n\n(written to coordination/CURRENT_STATE.md, commit {str(outcome.commit)[:10]})"
+    emit(data, text)
+
+
+@cli.command()
+@_common
+def metrics() -> None:
+    """The founding plan's success metrics, computed from the branch history."""
+    from . import render
+
+    data = _ctx().coordinator().metrics()
+    emit(data, render.metrics(data))
 
 
 @cli.command()

@@ -32,6 +32,21 @@ def now() -> datetime:
     return t
 
 
+def message_id(t: datetime, entropy: str) -> str:
+    """Time-sortable id: UTC to the millisecond, then random hex against same-ms ties."""
+    t = t.astimezone(timezone.utc)
+    return f"{t:%Y%m%dT%H%M%S}{t.microsecond // 1000:03d}Z-{entropy}"
+
+
+def precise_now() -> datetime:
+    """Like `now` but with milliseconds (message ids)."""
+    t = datetime.now(timezone.utc)
+    offset = os.environ.get("GITCOORD_CLOCK_OFFSET")
+    if offset:
+        t += timedelta(seconds=float(offset))
+    return t
+
+
 def parse_ttl(text: str) -> timedelta:
     """'30s', '10m', '2h', '1d' -> timedelta (bounded to 30 days)."""
     m = _TTL_RE.match(text.strip())
@@ -40,6 +55,19 @@ def parse_ttl(text: str) -> timedelta:
             f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 10m, 2h, 1d"
         )
     return _bounded(timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]), text)
+
+
+def parse_since(text: str) -> datetime:
+    """'2h' (that long ago) or an ISO date/time -> an aware datetime."""
+    if _TTL_RE.match(text.strip()):
+        return now() - parse_ttl(text)
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"invalid --since {text!r}: use a duration back (30m, 2h, 1d) or an ISO date"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def hours(value: float) -> timedelta:

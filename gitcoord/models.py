@@ -13,7 +13,13 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from .names import CLAIM_NAME_PATTERN, CLAIM_TYPE_PATTERN, SESSION_ID_PATTERN, name_problem
+from .names import (
+    CLAIM_NAME_PATTERN,
+    CLAIM_TYPE_PATTERN,
+    MESSAGE_ID_PATTERN,
+    SESSION_ID_PATTERN,
+    name_problem,
+)
 
 FORMAT = 1
 
@@ -78,6 +84,21 @@ class Config(_Model):
             "taken over only this long after its expiry."
         ),
     )
+    heartbeat_min_seconds: int = Field(
+        120,
+        ge=0,
+        le=86400,
+        description=(
+            "A changed heartbeat sooner than this after the last pushed one is not pushed on its "
+            "own: it is kept locally and carried by the session's next write."
+        ),
+    )
+    heartbeat_quiet_seconds: int = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="An unchanged heartbeat is pushed only when the last one is this old.",
+    )
     created_at: Timestamp = Field(description="When the branch was initialised.")
 
     @property
@@ -136,8 +157,73 @@ class Claim(_Model):
         return self.released_at is not None or self.expires_at + skew <= now
 
 
+Field200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(_single_line)]
+Subject = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_single_line)
+]
+MessageId = Annotated[str, StringConstraints(pattern=MESSAGE_ID_PATTERN)]
+Recipient = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+BODY_MAX_BYTES = 64 * 1024
+
+
+def _body(value: str) -> str:
+    _text(value)
+    if len(value.encode("utf-8")) > BODY_MAX_BYTES:
+        raise ValueError(f"must be at most {BODY_MAX_BYTES} bytes")
+    return value
+
+
+Body = Annotated[str, AfterValidator(_body)]
+
+
+class Heartbeat(_Model):
+    """`coordination/heartbeats/<id>.yaml`: a session's latest heartbeat.
+
+    The founding plan's four fields: ACTION TARGET PHASE PROGRESS.
+    """
+
+    session: SessionId
+    action: Field200 = Field(description="What the session is doing, e.g. 'implementing'.")
+    target: Field200 = Field(description="What it is doing it to, e.g. 'i-match'.")
+    phase: Field200 = Field(description="Where it is, e.g. 'tests'.")
+    progress: int = Field(ge=0, le=100, description="Percent done, 0-100.")
+    at: Timestamp = Field(description="When the session sent it.")
+
+
+class Message(_Model):
+    """`coordination/messages/<to>/<YYYY-MM-DD>/<id>.yaml`: one message.
+
+    `to` is a session id or `broadcast`. Messages are only ever added, never changed.
+    """
+
+    id: MessageId = Field(
+        description="Unique and time-sortable: UTC time to the millisecond + random."
+    )
+    sender: SessionId
+    to: Recipient
+    subject: Subject
+    body: Body
+    sent_at: Timestamp
+    reply_to: MessageId | None = Field(None, description="Id of the message this one answers.")
+
+
+class ReadMark(_Model):
+    """`coordination/reads/<id>.yaml`: how far a session has read its inbox.
+
+    Every message already on the branch at commit `through` counts as read;
+    anything added after it is unread.
+    """
+
+    session: SessionId
+    through: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
+    at: Timestamp
+
+
 DOCUMENTS: dict[str, type[_Model]] = {
     "config": Config,
     "session": Session,
     "claim": Claim,
+    "heartbeat": Heartbeat,
+    "message": Message,
+    "read": ReadMark,
 }

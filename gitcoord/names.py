@@ -19,7 +19,11 @@ CLAIM_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 # so they allow more punctuation; whitespace, quotes and backslashes never.
 CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_*?\[{][A-Za-z0-9._:@+=,~/*?\[\]!{}^#%-]{0,127}$"
 
+MESSAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
+BROADCAST = "broadcast"
+
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
+_MESSAGE_RE = re.compile(MESSAGE_ID_PATTERN)
 _TYPE_RE = re.compile(CLAIM_TYPE_PATTERN)
 _NAME_RE = re.compile(CLAIM_NAME_PATTERN)
 
@@ -31,6 +35,8 @@ def _shown(value: str) -> str:
 
 
 def check_session_id(value: str) -> str:
+    if value == BROADCAST:
+        raise UsageError(f"{BROADCAST!r} is reserved for messages to everyone", field="session")
     if not _SESSION_RE.match(value) or ".." in value:
         raise UsageError(
             f"invalid session id {_shown(value)}: use 1-64 letters, digits, '.', '_' or '-', "
@@ -97,3 +103,37 @@ def claim_name_from_stem(stem: str) -> str:
 
 def claim_path(type_: str, name: str) -> str:
     return f"{ROOT}/claims/{type_}/{claim_file_stem(name)}.yaml"
+
+
+def heartbeat_path(session_id: str) -> str:
+    return f"{ROOT}/heartbeats/{session_id}.yaml"
+
+
+def read_path(session_id: str) -> str:
+    return f"{ROOT}/reads/{session_id}.yaml"
+
+
+def state_page_path() -> str:
+    return f"{ROOT}/CURRENT_STATE.md"
+
+
+def check_message_id(value: str) -> str:
+    if not _MESSAGE_RE.match(value):
+        raise UsageError(
+            f"invalid message id {_shown(value)}: expected e.g. 20261121T093000123Z-a1b2c3",
+            field="message",
+        )
+    return value
+
+
+def message_day(message_id: str) -> str:
+    """'20261121T...' -> '2026-11-21': messages are sharded by recipient and UTC day."""
+    return f"{message_id[0:4]}-{message_id[4:6]}-{message_id[6:8]}"
+
+
+def message_dir(recipient: str) -> str:
+    return f"{ROOT}/messages/{recipient}"
+
+
+def message_path(recipient: str, message_id: str) -> str:
+    return f"{message_dir(recipient)}/{message_day(message_id)}/{message_id}.yaml"

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from . import names
 from .clock import human_delta, iso
 from .errors import ConflictError, InvalidError, RefusedError, UsageError
-from .models import Claim, Config, Session
-from .state import State
+from .models import Claim, Config, Heartbeat, Message, ReadMark, Session
+from .state import Doc, State
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Change:
     subject: str
     session: str | None = None
     resource: str | None = None
-    writes: dict[str, BaseModel | None] = field(default_factory=dict)
+    writes: dict[str, Doc] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -313,4 +313,156 @@ def release(state: State, now: datetime, *, session: str | None, type_: str, nam
         writes={names.claim_path(type_, name): doc},
         trailers={"Gitcoord-Generation": str(current.generation)},
         result={"claim": _claim_json(doc, now), "action": "released"},
+    )
+
+
+# --- heartbeats ---------------------------------------------------------------------
+
+
+def heartbeat(state: State, beat: Heartbeat, *, force: bool = False) -> Change:
+    """Push the heartbeat when due; otherwise a no-op saying 'skipped' or 'deferred'."""
+    me = require_registered(state, beat.session)
+    last = state.heartbeats.get(me.id)
+    due = "push" if force else heartbeat_due(state, beat)
+    result = {
+        "heartbeat": beat.model_dump(mode="json"),
+        "last_pushed_at": iso(last.at) if last else None,
+        "action": {"push": "pushed", "skip": "skipped", "defer": "deferred"}[due],
+    }
+    if due != "push":
+        return Change("heartbeat", "heartbeat", session=me.id, result=result)
+    return Change(
+        "heartbeat",
+        f"heartbeat {me.id}: {beat.action} {beat.target} ({beat.phase}, {beat.progress}%)",
+        session=me.id,
+        writes={names.heartbeat_path(me.id): beat},
+        trailers={"Gitcoord-Heartbeat": iso(beat.at)},
+        result=result,
+    )
+
+
+def make_heartbeat(
+    session: str, action: str, target: str, phase: str, progress: int, now: datetime
+) -> Heartbeat:
+    result: Heartbeat = _build(
+        Heartbeat,
+        session=session,
+        action=action,
+        target=target,
+        phase=phase,
+        progress=progress,
+        at=now,
+    )
+    return result
+
+
+def heartbeat_due(state: State, beat: Heartbeat) -> str:
+    """'push', 'skip' (unchanged and recent) or 'defer' (changed but too soon)."""
+    config = require_initialised(state)
+    last = state.heartbeats.get(beat.session)
+    if last is None:
+        return "push"
+    age = (beat.at - last.at).total_seconds()
+    same = (last.action, last.target, last.phase, last.progress) == (
+        beat.action,
+        beat.target,
+        beat.phase,
+        beat.progress,
+    )
+    if same and age < config.heartbeat_quiet_seconds:
+        return "skip"
+    if not same and age < config.heartbeat_min_seconds:
+        return "defer"
+    return "push"
+
+
+# --- messages -----------------------------------------------------------------------
+
+
+def resolve_recipient(state: State, to: str) -> str:
+    """A session id, a session number, or 'broadcast' -> the folder name; exit 4 if unknown."""
+    if to == names.BROADCAST:
+        return to
+    if to.isdigit():
+        found = state.session_by_number(int(to))
+        if found is None:
+            raise RefusedError(f"no session has number {to}", recipient=to)
+        return found.id
+    if to not in state.sessions:
+        raise RefusedError(
+            f"unknown recipient {to!r}: not a registered session id or number, nor 'broadcast'",
+            recipient=to,
+        )
+    return to
+
+
+def send(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    to: str,
+    subject: str,
+    body: str,
+    message_id: str,
+    original: Message | None = None,
+    reply_to: str | None = None,
+) -> Change:
+    me = require_registered(state, session)
+    recipient = resolve_recipient(state, to)
+    if reply_to is not None and (
+        original is None
+        or not (original.to in (me.id, names.BROADCAST) or original.sender == me.id)
+    ):
+        raise RefusedError(f"no message {reply_to} that {me.id} could answer", reply_to=reply_to)
+    msg: Message = _build(
+        Message,
+        id=message_id,
+        sender=me.id,
+        to=recipient,
+        subject=subject,
+        body=body,
+        sent_at=now,
+        reply_to=reply_to,
+    )
+    trailers = {"Gitcoord-Message": msg.id, "Gitcoord-To": recipient}
+    if reply_to:
+        trailers["Gitcoord-Reply-To"] = reply_to
+    return Change(
+        "send",
+        f"send {msg.id} from {me.id} to {recipient}: {subject[:60]}",
+        session=me.id,
+        resource=f"message/{msg.id}",
+        writes={names.message_path(recipient, msg.id): msg},
+        trailers=trailers,
+        result={"message": msg.model_dump(mode="json")},
+    )
+
+
+def mark_read(
+    state: State, now: datetime, *, session: str, through: str, seen: ReadMark | None
+) -> Change:
+    """Move the read mark to `through`, unless another process of this session moved it."""
+    me = require_registered(state, session)
+    current = state.reads.get(me.id)
+    if current != seen:
+        return Change("read", "read", session=me.id)
+    mark: ReadMark = _build(ReadMark, session=me.id, through=through, at=now)
+    return Change(
+        "read",
+        f"read inbox of {me.id} through {through[:10]}",
+        session=me.id,
+        writes={names.read_path(me.id): mark},
+        trailers={"Gitcoord-Read-Through": through},
+    )
+
+
+def state_page(state: State, now: datetime, *, session: str | None, page: bytes) -> Change:
+    me = require_registered(state, session)
+    return Change(
+        "state",
+        f"update CURRENT_STATE.md by {me.id}",
+        session=me.id,
+        writes={names.state_page_path(): page},
+        result={"path": names.state_page_path()},
     )

@@ -11,14 +11,26 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from . import names, yamlio
-from .models import Claim, Config, Session
+from .models import Claim, Config, Heartbeat, ReadMark, Session
 
-TOP_LEVEL = {"config.yaml", "sessions", "claims"}
+M = TypeVar("M", bound=BaseModel)
+
+TOP_LEVEL = {
+    "config.yaml",
+    "sessions",
+    "claims",
+    "heartbeats",
+    "messages",
+    "reads",
+    "CURRENT_STATE.md",
+}
+
+Doc = BaseModel | bytes | None  # what a write puts at a path (bytes: CURRENT_STATE.md)
 
 
 @dataclass(frozen=True)
@@ -45,10 +57,15 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class State:
+    """The eagerly loaded part of the branch. Messages are read on demand (`mailbox`)."""
+
     config: Config | None = None
     sessions: Mapping[str, Session] = field(default_factory=dict)
     claims: Mapping[str, Claim] = field(default_factory=dict)  # keyed by "type/name"
+    heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)
+    reads: Mapping[str, ReadMark] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+    source: Source | None = field(default=None, compare=False, repr=False)
 
     @property
     def initialised(self) -> bool:
@@ -63,30 +80,35 @@ class State:
         taken = {s.number for s in self.sessions.values()}
         return [n for n in range(1, self.config.slots + 1) if n not in taken]
 
-    def apply(self, writes: Mapping[str, BaseModel | None]) -> State:
-        """The state after writing `writes` (path -> new document, or None to delete)."""
+    def apply(self, writes: Mapping[str, Doc]) -> State:
+        """The state after `writes` (path -> new document). Messages are not held here."""
         config = self.config
-        sessions = dict(self.sessions)
-        claims = dict(self.claims)
+        sessions, claims = dict(self.sessions), dict(self.claims)
+        heartbeats, reads = dict(self.heartbeats), dict(self.reads)
         for path, doc in writes.items():
-            if path == names.config_path():
-                assert doc is None or isinstance(doc, Config)
+            if isinstance(doc, Config):
                 config = doc
             elif isinstance(doc, Session):
                 sessions[doc.id] = doc
             elif isinstance(doc, Claim):
                 claims[doc.key] = doc
+            elif isinstance(doc, Heartbeat):
+                heartbeats[doc.session] = doc
+            elif isinstance(doc, ReadMark):
+                reads[doc.session] = doc
             elif doc is None:
-                sessions = {k: v for k, v in sessions.items() if names.session_path(k) != path}
-                claims = {
-                    k: v for k, v in claims.items() if names.claim_path(v.type, v.name) != path
-                }
-        return replace(self, config=config, sessions=sessions, claims=claims)
+                raise ValueError(f"deleting {path} is not an operation gitcoord performs")
+        return replace(
+            self,
+            config=config,
+            sessions=sessions,
+            claims=claims,
+            heartbeats=heartbeats,
+            reads=reads,
+        )
 
 
-def _parse(
-    src: Source, path: str, model: type[BaseModel], problems: list[Problem]
-) -> BaseModel | None:
+def parse(src: Source, path: str, model: type[M], problems: list[Problem]) -> M | None:
     try:
         raw = src.read(path)
         data = yamlio.load(raw)
@@ -117,11 +139,29 @@ def _files(src: Source, path: str, problems: list[Problem]) -> Iterator[tuple[st
         yield name[: -len(".yaml")], full
 
 
+def _per_session(
+    src: Source, folder: str, model: type[M], key: str, problems: list[Problem]
+) -> dict[str, M]:
+    """Load `coordination/<folder>/<session>.yaml` files whose `key` field names the file."""
+    found: dict[str, M] = {}
+    for stem, path in _files(src, f"{names.ROOT}/{folder}", problems):
+        doc = parse(src, path, model, problems)
+        if isinstance(doc, model):
+            value = getattr(doc, key)
+            if value != stem:
+                problems.append(
+                    Problem(path, "path", f"file name says {stem!r} but {key} is {value!r}")
+                )
+                continue
+            found[value] = doc
+    return found
+
+
 def load_state(src: Source) -> State:
     root = names.ROOT
     top = src.listdir(root)
     if top is None:
-        return State()
+        return State(source=src)
     problems: list[Problem] = []
     for name, _ in top:
         if name not in TOP_LEVEL:
@@ -131,21 +171,14 @@ def load_state(src: Source) -> State:
 
     config = None
     if any(name == "config.yaml" for name, _ in top):
-        parsed = _parse(src, names.config_path(), Config, problems)
+        parsed = parse(src, names.config_path(), Config, problems)
         config = parsed if isinstance(parsed, Config) else None
     else:
         problems.append(Problem(names.config_path(), "layout", "missing: run `gitcoord init`"))
 
-    sessions: dict[str, Session] = {}
-    for stem, path in _files(src, f"{root}/sessions", problems):
-        doc = _parse(src, path, Session, problems)
-        if isinstance(doc, Session):
-            if doc.id != stem:
-                problems.append(
-                    Problem(path, "path", f"file name says {stem!r} but the id is {doc.id!r}")
-                )
-                continue
-            sessions[doc.id] = doc
+    sessions = _per_session(src, "sessions", Session, "id", problems)
+    heartbeats = _per_session(src, "heartbeats", Heartbeat, "session", problems)
+    reads = _per_session(src, "reads", ReadMark, "session", problems)
 
     claims: dict[str, Claim] = {}
     for type_dir, is_dir in sorted(src.listdir(f"{root}/claims") or []):
@@ -154,7 +187,7 @@ def load_state(src: Source) -> State:
             problems.append(Problem(dir_path, "layout", "expected a folder per claim type"))
             continue
         for _stem, path in _files(src, dir_path, problems):
-            doc = _parse(src, path, Claim, problems)
+            doc = parse(src, path, Claim, problems)
             if not isinstance(doc, Claim):
                 continue
             expected = names.claim_path(doc.type, doc.name)
@@ -162,7 +195,7 @@ def load_state(src: Source) -> State:
                 problems.append(Problem(path, "path", f"claim {doc.key!r} belongs in {expected}"))
                 continue
             claims[doc.key] = doc
-    return State(config, sessions, claims, tuple(problems))
+    return State(config, sessions, claims, heartbeats, reads, tuple(problems), src)
 
 
 class DirSource:

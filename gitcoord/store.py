@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from .errors import ConflictError, InvalidError, RemoteError
 from .gitio import (
     Git,
@@ -99,6 +101,12 @@ class TreeSource:
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         found = self.entries(path)
         return None if found is None else [(e.name, e.is_tree) for e in found]
+
+    def blob(self, oid: str) -> bytes:
+        got = self._reader.read(oid)
+        if got is None:
+            raise FileNotFoundError(oid)
+        return got[2]
 
     def read(self, path: str) -> bytes:
         parent, _, leaf = path.rpartition("/")
@@ -208,13 +216,25 @@ class Store:
                 remote=self.remote,
             ) from None
 
+    def tree_of(self, commit: str) -> str | None:
+        got = self.reader.read(commit)
+        if got is None or got[1] != "commit":
+            return None
+        return got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
+
+    def view(self, commit: str | None) -> TreeSource:
+        """The tree of `commit` (empty when None or unknown), read on demand."""
+        return TreeSource(self.reader, self.tree_of(commit) if commit else None)
+
+    def view_of(self, state: State) -> TreeSource:
+        """The tree a loaded state came from (for reading messages on demand)."""
+        src = state.source
+        return src if isinstance(src, TreeSource) else TreeSource(self.reader, None)
+
     def load(self, tip: str | None) -> State:
         if tip is None:
             return State()
-        got = self.reader.read(tip)
-        assert got is not None
-        tree = got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
-        return load_state(TreeSource(self.reader, tree))
+        return load_state(self.view(tip))
 
     def snapshot(self) -> tuple[str | None, State]:
         deadline = time.monotonic() + self.timeout
@@ -284,11 +304,7 @@ class Store:
             path: (None if doc is None else self.writer.write("blob", _dump(doc)))
             for path, doc in change.writes.items()
         }
-        base_tree = None
-        if tip is not None:
-            got = self.reader.read(tip)
-            assert got is not None
-            base_tree = got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
+        base_tree = self.tree_of(tip) if tip is not None else None
         tree = self._build_tree(base_tree, "", blobs)
         lines = [change.subject, ""]
         trailers = {"Gitcoord-Op": change.op}
@@ -396,10 +412,12 @@ class Store:
         time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 
-def _dump(doc: object) -> bytes:
+def _dump(doc: BaseModel | bytes) -> bytes:
+    if isinstance(doc, bytes):
+        return doc
     from . import yamlio
 
-    return yamlio.dump(doc)  # type: ignore[arg-type]
+    return yamlio.dump(doc)
 
 
 def _refuse_broken(state: State, tip: str | None) -> None:

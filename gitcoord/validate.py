@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from . import names
-from .state import Problem, State
+from .state import Problem, Source, State, parse
 
 
 def check_state(state: State) -> list[Problem]:
@@ -45,6 +45,16 @@ def check_state(state: State) -> list[Problem]:
                 )
             )
 
+    for sid in sorted(state.heartbeats):
+        if sid not in state.sessions:
+            problems.append(
+                Problem(names.heartbeat_path(sid), "session-registered", f"{sid!r} not registered")
+            )
+    for sid in sorted(state.reads):
+        if sid not in state.sessions:
+            problems.append(
+                Problem(names.read_path(sid), "session-registered", f"{sid!r} not registered")
+            )
     for _, claim in sorted(state.claims.items()):
         path = names.claim_path(claim.type, claim.name)
         if claim.holder not in state.sessions:
@@ -55,4 +65,46 @@ def check_state(state: State) -> list[Problem]:
             problems.append(Problem(path, "time-order", "expires_at is not after acquired_at"))
         if claim.released_at is not None and claim.released_at < claim.acquired_at:
             problems.append(Problem(path, "time-order", "released_at is before acquired_at"))
+    return problems
+
+
+def check_messages(src: Source, state: State) -> list[Problem]:
+    """Every message file: schema, path derived from (to, id), known sender and recipient.
+
+    Deep: reads every message, so `gitcoord validate` and the hooks run it, while
+    transactions only build messages through the model and derive their paths.
+    """
+    from .models import Message
+
+    problems: list[Problem] = []
+    root = f"{names.ROOT}/messages"
+    for recipient, is_dir in sorted(src.listdir(root) or []):
+        if not is_dir:
+            problems.append(Problem(f"{root}/{recipient}", "layout", "expected a folder"))
+            continue
+        for day, day_is_dir in sorted(src.listdir(f"{root}/{recipient}") or []):
+            folder = f"{root}/{recipient}/{day}"
+            if not day_is_dir:
+                problems.append(Problem(folder, "layout", "expected a day folder"))
+                continue
+            for name, f_is_dir in sorted(src.listdir(folder) or []):
+                path = f"{folder}/{name}"
+                if f_is_dir or not name.endswith(".yaml"):
+                    problems.append(Problem(path, "layout", "only .yaml files belong here"))
+                    continue
+                msg = parse(src, path, Message, problems)
+                if msg is None:
+                    continue
+                if names.message_path(msg.to, msg.id) != path:
+                    problems.append(
+                        Problem(path, "path", f"belongs in {names.message_path(msg.to, msg.id)}")
+                    )
+                if msg.sender not in state.sessions:
+                    problems.append(
+                        Problem(path, "sender-registered", f"sender {msg.sender!r} not registered")
+                    )
+                if msg.to != names.BROADCAST and msg.to not in state.sessions:
+                    problems.append(
+                        Problem(path, "recipient-known", f"recipient {msg.to!r} not registered")
+                    )
     return problems

@@ -12,6 +12,23 @@ from gitcoord.validate import check_state
 EXAMPLE = REPO_ROOT / "coordination" / "example"
 
 
+def all_messages(root):
+    for path in sorted((root / "coordination" / "messages").rglob("*.yaml")):
+        yield path
+
+
+def test_example_messages_are_valid_and_placed_by_key() -> None:
+    from gitcoord import names, yamlio
+    from gitcoord.models import Message
+
+    paths = list(all_messages(EXAMPLE))
+    assert paths
+    for path in paths:
+        msg = Message.model_validate(yamlio.load(path.read_bytes()))
+        rel = path.relative_to(EXAMPLE).as_posix()
+        assert rel == names.message_path(msg.to, msg.id)
+
+
 def test_json_schemas_match_models() -> None:
     for name, text in schema.render().items():
         path = schema.SCHEMA_DIR / name
@@ -33,4 +50,10 @@ def test_example_tree_shows_every_kind_of_file() -> None:
         shown.add("session")
     if state.claims:
         shown.add("claim")
+    if state.heartbeats:
+        shown.add("heartbeat")
+    if state.reads:
+        shown.add("read")
+    if list(all_messages(EXAMPLE)):
+        shown.add("message")
     assert shown == set(DOCUMENTS), f"example tree lacks {set(DOCUMENTS) - shown}"
