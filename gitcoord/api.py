@@ -91,9 +91,10 @@ class Coordinator:
         branch = check_branch(ref or cfg.get("gitcoord.ref") or "gitcoord")
         remotes = {k[len("remote.") : -len(".url")] for k in cfg if k.startswith("remote.")}
         if remote == AUTO:
-            remote = cfg.get("gitcoord.remote") or ("origin" if "origin" in remotes else None)
-            if remote == "":
-                remote = None
+            if "gitcoord.remote" in cfg:  # an empty value means local-only
+                remote = cfg["gitcoord.remote"] or None
+            else:
+                remote = "origin" if "origin" in remotes else None
         if remote is not None and remote not in remotes:
             raise UsageError(
                 f"no remote named {remote!r} in this repository "

@@ -91,7 +91,11 @@ def assert_fsck_clean(repo: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, f"git fsck in {repo}: {proc.stdout}{proc.stderr}"
-    noise = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    noise = [
+        ln
+        for ln in (proc.stdout + proc.stderr).splitlines()
+        if ln.strip() and not ln.startswith("notice: HEAD points to an unborn branch")
+    ]
     assert noise == [], f"git fsck in {repo} reported: {noise}"
 
 
@@ -120,7 +124,9 @@ def register_all(pairs: Sequence[tuple[Path, str]]) -> None:
         assert r.code == 0, r.err
 
 
-def same_claim_rounds(clones: Sequence[Path], sessions: Sequence[str], rounds: int) -> dict[int, str]:
+def same_claim_rounds(
+    clones: Sequence[Path], sessions: Sequence[str], rounds: int
+) -> dict[int, str]:
     """`rounds` independent races of every session for one fresh resource.
 
     Returns the winner of each round; fails with every bad round listed.
@@ -129,7 +135,8 @@ def same_claim_rounds(clones: Sequence[Path], sessions: Sequence[str], rounds: i
     bad: list[str] = []
     for rnd in range(rounds):
         resource = f"hot-{rnd}"
-        jobs = [Job(c, ("claim", "task", resource), s) for c, s in zip(clones, sessions)]
+        pairs = zip(clones, sessions, strict=True)
+        jobs = [Job(c, ("claim", "task", resource), s) for c, s in pairs]
         results = race(jobs)
         codes = Counter(r.code for r in results)
         won = [jobs[i].session for i, r in enumerate(results) if r.code == 0]
@@ -139,7 +146,7 @@ def same_claim_rounds(clones: Sequence[Path], sessions: Sequence[str], rounds: i
         winner = won[0]
         assert winner is not None
         winners[rnd] = winner
-        for job, r in zip(jobs, results):
+        for job, r in zip(jobs, results, strict=True):
             if r.code == 3 and f"task/{resource} is held by {winner} " not in r.err:
                 bad.append(f"round {rnd}: loser {job.session} does not name {winner}: {r.err!r}")
     assert not bad, f"{len(bad)} bad round(s) of {rounds}:\n" + "\n".join(bad)
@@ -162,14 +169,16 @@ def assert_claims_on_branch(clone: Path, expected: dict[str, str]) -> None:
     assert not wrong, f"wrong holders (got, expected): {wrong}"
     for key in expected:
         assert claims[key]["generation"] == 1, claims[key]
-        assert claims[key]["status"] == "active", claims[key]
+        assert claims[key]["status"] == "live", claims[key]
 
 
-def distinct_resources_race(clones: Sequence[Path], sessions: Sequence[str], per: int) -> dict[str, str]:
+def distinct_resources_race(
+    clones: Sequence[Path], sessions: Sequence[str], per: int
+) -> dict[str, str]:
     """Every session claims `per` resources of its own, all processes at once."""
     jobs = [
         Job(c, ("claim", "task", f"{s}-r{k}"), s)
-        for c, s in zip(clones, sessions)
+        for c, s in zip(clones, sessions, strict=True)
         for k in range(per)
     ]
     results = race(jobs)
@@ -185,7 +194,7 @@ def distinct_resources_race(clones: Sequence[Path], sessions: Sequence[str], per
 def test_same_claim_eight_way_race_has_exactly_one_winner_every_round(world: World) -> None:
     clones = founded(world, 8)
     sessions = [f"s{i}" for i in range(1, 9)]
-    register_all(list(zip(clones, sessions)))
+    register_all(list(zip(clones, sessions, strict=True)))
     before = len(subjects(world.remote))
 
     winners = same_claim_rounds(clones, sessions, rounds=50)
@@ -209,19 +218,19 @@ def test_same_number_race_one_winner_others_get_free_numbers(world: World) -> No
         sessions = [f"n{rnd}-{i}" for i in range(len(clones))]
         jobs = [
             Job(c, ("register", "--number", str(number), "--role", "r", "--goal", "g", "--json"), s)
-            for c, s in zip(clones, sessions)
+            for c, s in zip(clones, sessions, strict=True)
         ]
         results = race(jobs)
         codes = Counter(r.code for r in results)
         assert codes == Counter({0: 1, 3: len(jobs) - 1}), f"round {rnd}\n{describe(results, jobs)}"
-        winner = next(j.session for j, r in zip(jobs, results) if r.code == 0)
+        winner = next(j.session for j, r in zip(jobs, results, strict=True) if r.code == 0)
         won = next(r for r in results if r.code == 0).json()
         assert isinstance(won, dict)
         assert won["session"]["id"] == winner
         assert won["session"]["number"] == number
         taken.add(number)
         free = [n for n in range(1, 13) if n not in taken]
-        for job, r in zip(jobs, results):
+        for job, r in zip(jobs, results, strict=True):
             if r.code != 3:
                 continue
             doc = r.json()
@@ -247,7 +256,7 @@ def test_same_number_race_one_winner_others_get_free_numbers(world: World) -> No
 def test_distinct_resources_race_loses_nothing(world: World) -> None:
     clones = founded(world, 8)
     sessions = [f"d{i}" for i in range(1, 9)]
-    register_all(list(zip(clones, sessions)))
+    register_all(list(zip(clones, sessions, strict=True)))
     before = len(subjects(world.remote))
 
     expected = distinct_resources_race(clones, sessions, per=2)
@@ -282,12 +291,12 @@ def test_founding_setup_twelve_sessions_ten_in_one_clone(world: World) -> None:
     places = [shared] * 10 + [other] * 2
     jobs = [
         Job(c, ("register", "--role", f"role {s}", "--goal", "found", "--json"), s)
-        for c, s in zip(places, sessions)
+        for c, s in zip(places, sessions, strict=True)
     ]
     results = race(jobs)
     assert [r.code for r in results] == [0] * 12, describe(results, jobs)
     numbers = {}
-    for job, r in zip(jobs, results):
+    for job, r in zip(jobs, results, strict=True):
         doc = r.json()
         assert isinstance(doc, dict)
         assert doc["session"]["id"] == job.session
@@ -326,7 +335,7 @@ def test_local_only_ten_processes_one_repo_one_winner(world: World, mode: str) -
         results = race(jobs)
         codes = Counter(r.code for r in results)
         assert codes == Counter({0: 1, 3: 9}), f"round {rnd}\n{describe(results, jobs)}"
-        winner = next(j.session for j, r in zip(jobs, results) if r.code == 0)
+        winner = next(j.session for j, r in zip(jobs, results, strict=True) if r.code == 0)
         winners[rnd] = winner
         for r in results:
             if r.code == 3:
@@ -341,7 +350,9 @@ def test_local_only_ten_processes_one_repo_one_winner(world: World, mode: str) -
     assert git(world.remote, "for-each-ref").strip() == ""
 
 
-def assert_claims_on_branch_local(repo: Path, extra: tuple[str, ...], winners: dict[int, str]) -> None:
+def assert_claims_on_branch_local(
+    repo: Path, extra: tuple[str, ...], winners: dict[int, str]
+) -> None:
     claims = {c["resource"]: c["holder"] for c in status(repo, *extra)["claims"]}
     assert claims == {f"task/hot-{r}": w for r, w in winners.items()}
 
@@ -406,7 +417,8 @@ def test_commands_leave_dirty_worktree_index_and_head_untouched(world: World, mo
             check=False,
         )
         assert p.returncode == 0, (cmd, p.stdout, p.stderr)
-        assert snapshot_worktree(repo) == before, f"`gitcoord {' '.join(cmd)}` changed the work tree"
+        changed = f"`gitcoord {' '.join(cmd)}` changed the work tree"
+        assert snapshot_worktree(repo) == before, changed
 
     assert tree_fingerprint(repo) == fingerprint
     assert (repo / ".git" / "index").read_bytes() == index_before
@@ -434,7 +446,7 @@ def test_daemon_same_claim_race_and_distinct_resources(daemon_world: tuple[World
     r = run(clones[0], "init")
     assert r.code == 0, r.err
     sessions = [f"g{i}" for i in range(1, 9)]
-    register_all(list(zip(clones, sessions)))
+    register_all(list(zip(clones, sessions, strict=True)))
     before = len(subjects(world.remote))
 
     winners = same_claim_rounds(clones, sessions, rounds=10)
