@@ -87,6 +87,8 @@ class Coordinator:
         except GitError as exc:
             raise UsageError(f"not a git repository: {path} ({exc.stderr.strip()})") from None
         git = Git(info.git_dir)
+        self._path = os.path.abspath(path)
+        self._top: str | None = None
         cfg = _git_config(git)
         branch = check_branch(ref or cfg.get("gitcoord.ref") or "gitcoord")
         remotes = {k[len("remote.") : -len(".url")] for k in cfg if k.startswith("remote.")}
@@ -220,8 +222,7 @@ class Coordinator:
         hours: float | None = None,
         note: str | None = None,
     ) -> Outcome:
-        names.check_claim_type(type_)
-        names.check_claim_name(name)
+        _check_resource(type_, name)
         lease = _lease(ttl, hours)
         try:
             return self._transact(
@@ -399,6 +400,75 @@ class Coordinator:
             lambda s: ops.state_page(s, clock.now(), session=self.session, page=data)
         )
 
+    # --- path claims -----------------------------------------------------------
+
+    def guard(self, paths: list[str], *, timeout: float = 3.0) -> dict[str, Any]:
+        """Which of `paths` fall inside a binding path claim of another session.
+
+        Reads the freshest state it can within `timeout` seconds and says so
+        (`fresh: false`) when it had to use the last fetched state instead.
+        Paths may be absolute, or relative to the repository's top level.
+        """
+        from . import overlap
+
+        tip, state, fresh = self.store.snapshot_or_cached(timeout)
+        now = clock.now()
+        skew = state.config.skew if state.config else timedelta(0)
+        claims = [
+            c
+            for c in state.claims.values()
+            if c.type == overlap.PATH_TYPE
+            and c.holder != self.session
+            and not c.takeable(now, skew)
+        ]
+        rel = [self._repo_relative(p) for p in paths]
+        violations = []
+        for original, path in zip(paths, rel, strict=True):
+            if path is None:
+                continue  # outside this repository: not ours to guard
+            for c in claims:
+                if overlap.path_in(c.name, path):
+                    violations.append(
+                        {
+                            "path": path,
+                            "given": original,
+                            "holder": c.holder,
+                            "claim": c.name,
+                            "expires_at": clock.iso(c.expires_at),
+                            "generation": c.generation,
+                        }
+                    )
+                    break
+        return {"violations": violations, "fresh": fresh, "tip": tip, "checked": len(paths)}
+
+    def check_paths(self, paths: list[str]) -> list[dict[str, Any]]:
+        """`guard(paths)["violations"]`: each {path, holder, claim, expires_at}."""
+        result: list[dict[str, Any]] = self.guard(paths)["violations"]
+        return result
+
+    def staged_paths(self) -> list[str]:
+        out = self.store.git.run(
+            ["diff", "--cached", "--name-only", "-z", "--no-renames"],
+            cwd=self._toplevel(),
+        ).stdout
+        return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+    def _toplevel(self) -> str | None:
+        if self._top is None:
+            proc = self.store.git.run(["rev-parse", "--show-toplevel"], check=False, cwd=self._path)
+            self._top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+        return self._top or None
+
+    def _repo_relative(self, path: str) -> str | None:
+        top = self._toplevel()
+        full = path if os.path.isabs(path) else os.path.join(self._path, path)
+        if top is None:
+            return path.lstrip("/")
+        rel = os.path.relpath(os.path.realpath(full), os.path.realpath(top))
+        if rel.startswith(".."):
+            return None
+        return rel.replace(os.sep, "/")
+
     def _need_session(self) -> str:
         if not self.session:
             raise RefusedError(
@@ -406,6 +476,21 @@ class Coordinator:
                 hint="export GITCOORD_SESSION=<id>",
             )
         return self.session
+
+
+def _check_resource(type_: str, name: str) -> None:
+    from . import overlap
+
+    names.check_claim_type(type_)
+    names.check_claim_name(name)
+    problem = overlap.range_problem(name)
+    if problem:
+        raise UsageError(problem, field="name")
+    if type_ == overlap.PATH_TYPE:
+        try:
+            overlap.matcher(name)
+        except ValueError as exc:
+            raise UsageError(str(exc), field="name") from None
 
 
 def _lease(ttl: str | timedelta | None, hours: float | None) -> timedelta | None:

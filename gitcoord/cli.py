@@ -487,6 +487,82 @@ def metrics() -> None:
 
 
 @cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--staged", is_flag=True, help="Check the files staged for commit.")
+@click.option(
+    "--fresh-timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to try for the freshest state before using the last fetched one.",
+)
+@_common
+def guard(paths: tuple[str, ...], staged: bool, fresh_timeout: float) -> None:
+    """Refuse (exit 3) when a path is inside another session's live path claim.
+
+    \b
+    Path claims are gitignore-style globs: `gitcoord claim path 'src/api/**'`.
+    The pre-commit hook runs `gitcoord guard --staged`; the holder of a claim and
+    unclaimed paths pass. `git commit --no-verify` skips it, as any git hook.
+    """
+    from .errors import ConflictError
+
+    c = _ctx().coordinator()
+    todo = list(paths) + (c.staged_paths() if staged else [])
+    data = c.guard(todo, timeout=fresh_timeout)
+    if not data["fresh"]:
+        click.echo(
+            "gitcoord: warning: the remote did not answer in time; "
+            "checked against the last fetched state",
+            err=True,
+        )
+    if data["violations"]:
+        lines = [
+            f"  {v['path']}: claimed by {v['holder']} ('{v['claim']}') until {v['expires_at']}"
+            for v in data["violations"]
+        ]
+        raise ConflictError(
+            f"{len(data['violations'])} path(s) are claimed by other sessions:\n"
+            + "\n".join(lines),
+            violations=data["violations"],
+            fresh=data["fresh"],
+        )
+    emit(data, f"ok: {len(todo)} path(s) free to change")
+
+
+@cli.command()
+@_common
+def mcp() -> None:
+    """Serve gitcoord's verbs to an AI agent over MCP (stdio).
+
+    The session is --session / $GITCOORD_SESSION. Add it to a project with
+    `gitcoord integrate claude-code`, or by hand to .mcp.json as
+    {"command": "gitcoord", "args": ["mcp"]}.
+    """
+    from .mcp_server import serve
+
+    ctx = _ctx()
+    serve(path=ctx.path, session=ctx.session, ref=ctx.ref, remote=ctx.remote)
+
+
+@cli.command()
+@click.argument("tool", type=click.Choice(["claude-code"]))
+@click.option(
+    "--remove", is_flag=True, help="Undo: remove gitcoord's entries, keep everything else."
+)
+@click.option("--no-mcp", is_flag=True, help="Do not add the MCP server to .mcp.json.")
+@click.option("--release-on-stop", is_flag=True, help="Release the session's claims when it ends.")
+@_common
+def integrate(tool: str, remove: bool, no_mcp: bool, release_on_stop: bool) -> None:
+    """Wire gitcoord into an AI coding tool's hooks (merged, never overwritten)."""
+    from .integrate import claude_code
+
+    data = claude_code(_ctx().path, remove=remove, mcp=not no_mcp, release_on_stop=release_on_stop)
+    emit(data, data["summary"])
+
+
+@cli.command()
 @click.option(
     "--sessions",
     "count",

@@ -92,6 +92,7 @@ class Git:
         check: bool = True,
         timeout: float | None = None,
         config: Sequence[str] = (),
+        cwd: str | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         argv = ["git"]
         for item in config:
@@ -103,15 +104,23 @@ class Git:
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
-                env=self.env,
+                env=self.env if cwd is None else self._worktree_env(cwd),
                 timeout=timeout,
                 check=False,
+                cwd=cwd,
             )
         except subprocess.TimeoutExpired as exc:
             raise GitTimeout(args, -1, b"timed out after %.1fs" % (timeout or 0)) from exc
         if check and proc.returncode != 0:
             raise GitError(args, proc.returncode, proc.stderr, proc.stdout)
         return proc
+
+    def _worktree_env(self, cwd: str) -> dict[str, str]:
+        # Commands about the work tree (rev-parse --show-toplevel, diff --cached) must
+        # discover it from cwd, so they run without GIT_DIR.
+        env = dict(self.env)
+        env.pop("GIT_DIR", None)
+        return env
 
     def out(self, args: Sequence[str], **kw: object) -> str:
         return self.run(args, **kw).stdout.decode("utf-8", "replace")  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import names
+from . import names, overlap
 from .clock import human_delta, iso
 from .errors import ConflictError, InvalidError, RefusedError, UsageError
 from .models import Claim, Config, Heartbeat, Message, ReadMark, Session
@@ -218,6 +218,10 @@ def claim(
             trailers["Gitcoord-Takeover-From"] = current.holder
     else:
         raise _held(current, now, config.skew)
+    if op != "renew":
+        for other in overlapping(state, type_, name, now):
+            if other.holder != me.id:
+                raise _held(other, now, config.skew, overlap_with=key)
 
     doc: Claim = _build(
         Claim,
@@ -243,7 +247,22 @@ def claim(
     )
 
 
-def _held(current: Claim, now: datetime, skew: timedelta) -> ConflictError:
+def overlapping(state: State, type_: str, name: str, now: datetime) -> list[Claim]:
+    """Claims of other names that cover some of the same paths or items and still bind."""
+    skew = state.config.skew if state.config else timedelta(0)
+    return [
+        c
+        for c in state.claims.values()
+        if c.type == type_
+        and c.name != name
+        and not c.takeable(now, skew)
+        and overlap.overlaps(type_, c.name, name)
+    ]
+
+
+def _held(
+    current: Claim, now: datetime, skew: timedelta, overlap_with: str | None = None
+) -> ConflictError:
     if current.expires_at > now:
         why = f"until {iso(current.expires_at)} (in {human_delta(current.expires_at - now)})"
     else:
@@ -251,8 +270,9 @@ def _held(current: Claim, now: datetime, skew: timedelta) -> ConflictError:
             f"expired at {iso(current.expires_at)}, but can be taken over only after "
             f"{iso(current.expires_at + skew)} (clock-skew grace)"
         )
+    what = current.key if overlap_with is None else f"{overlap_with} overlaps {current.key}, which"
     return ConflictError(
-        f"{current.key} is held by {current.holder} {why}, generation {current.generation}",
+        f"{what} is held by {current.holder} {why}, generation {current.generation}",
         resource=current.key,
         holder=current.holder,
         expires_at=iso(current.expires_at),

@@ -241,6 +241,17 @@ class Store:
         tip = self.fetch_tip(deadline)
         return tip, self.load(tip)
 
+    def snapshot_or_cached(self, timeout: float) -> tuple[str | None, State, bool]:
+        """The freshest state reachable within `timeout`; falls back to the last
+        fetched one (third value False) when the remote does not answer in time."""
+        try:
+            tip = self.fetch_tip(time.monotonic() + timeout)
+            return tip, self.load(tip), True
+        except RemoteError:
+            got = self.reader.read(self.mirror)
+            tip = got[0] if got is not None and got[1] == "commit" else None
+            return tip, self.load(tip), False
+
     def last_commit(self, tip: str, path: str) -> str | None:
         proc = self.git.run(["log", "-1", "--format=%H", tip, "--", path], check=False)
         return proc.stdout.decode().strip() or None
@@ -264,7 +275,7 @@ class Store:
             if change.noop:
                 return Outcome(change, None, tip, attempt)
             after = state.apply(change.writes)
-            bad = check_state(after)
+            bad = check_state(after, now())
             if bad:
                 raise InvalidError(
                     f"refusing to write an invalid state: {bad[0]}",

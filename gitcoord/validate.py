@@ -7,12 +7,16 @@ and by the hooks. Problems name the file and the rule they break.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from . import names
+from .ops import overlapping
 from .state import Problem, Source, State, parse
 
 
-def check_state(state: State) -> list[Problem]:
+def check_state(state: State, now: datetime | None = None) -> list[Problem]:
+    """Every rule a state obeys. With `now`, also that no two binding claims of
+    different holders overlap at that time (time-dependent, so optional)."""
     problems = list(state.problems)
     if state.config is None:
         if state.sessions or state.claims:
@@ -65,6 +69,16 @@ def check_state(state: State) -> list[Problem]:
             problems.append(Problem(path, "time-order", "expires_at is not after acquired_at"))
         if claim.released_at is not None and claim.released_at < claim.acquired_at:
             problems.append(Problem(path, "time-order", "released_at is before acquired_at"))
+        if now is not None:
+            for other in overlapping(state, claim.type, claim.name, now):
+                if other.holder != claim.holder and other.key < claim.key:
+                    problems.append(
+                        Problem(
+                            path,
+                            "overlap",
+                            f"overlaps {other.key} held by {other.holder} at the same time",
+                        )
+                    )
     return problems
 
 
