@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock, history, mailbox, names, ops
+from . import clock, forge, history, mailbox, names, ops
 from .errors import ConflictError, InvalidError, RefusedError, UsageError
 from .gitio import Git, GitError, discover
 from .models import BODY_MAX_BYTES, Heartbeat
@@ -76,6 +76,7 @@ class Coordinator:
         ref: str | None = None,
         remote: str | None = AUTO,
         timeout: float | None = None,
+        objects_from_env: bool = False,
     ) -> None:
         if session is None:
             session = os.environ.get("GITCOORD_SESSION") or None
@@ -83,10 +84,12 @@ class Coordinator:
         if not os.path.isdir(path):
             raise UsageError(f"no such directory: {path}")
         try:
-            info = discover(path)
+            # objects_from_env: inside a server hook, pushed objects sit in a quarantine
+            # that only the hook's environment points at.
+            info = discover(path, keep_objects=objects_from_env)
         except GitError as exc:
             raise UsageError(f"not a git repository: {path} ({exc.stderr.strip()})") from None
-        git = Git(info.git_dir)
+        git = Git(info.git_dir, keep_objects=objects_from_env)
         self._path = os.path.abspath(path)
         self._top: str | None = None
         cfg = _git_config(git)
@@ -119,6 +122,7 @@ class Coordinator:
         self.store = Store(
             info, git, branch=branch, remote=remote, identity=identity, timeout=timeout
         )
+        self.remote_url = cfg.get(f"remote.{remote}.url") if remote else None
 
     def close(self) -> None:
         self.store.close()
@@ -160,6 +164,16 @@ class Coordinator:
             src = self.store.view(commit)
         state = load_state(src)
         return check_state(state) + check_messages(src, state)
+
+    def validate_tree(self, tree: str) -> list[Problem]:
+        """Problems of a tree that is not (yet) a commit, e.g. a staged one."""
+        from .state import load_state
+        from .store import TreeSource
+        from .validate import check_messages, check_state
+
+        src = TreeSource(self.store.reader, tree)
+        state = load_state(src)
+        return check_state(state, clock.now()) + check_messages(src, state)
 
     # --- writes --------------------------------------------------------------
 
@@ -234,6 +248,7 @@ class Coordinator:
                     name=name,
                     ttl=lease,
                     note=note,
+                    approval_id=_approval_id(),
                 )
             )
         except ConflictError:
@@ -469,6 +484,115 @@ class Coordinator:
             return None
         return rel.replace(os.sep, "/")
 
+    # --- approvals -------------------------------------------------------------
+
+    def request_approval(
+        self, subject: str, *, note: str = "", kind: str = "general", open_pr: bool = False
+    ) -> dict[str, Any]:
+        """Record a pending request and push `gitcoord-approval/<id>`, whose one commit
+        marks it approved: a listed approver merging that branch approves it."""
+        aid = _approval_id()
+        outcome = self._transact(
+            lambda s: ops.request_approval(
+                s,
+                clock.now(),
+                session=self.session,
+                approval_id=aid,
+                subject=subject,
+                note=note,
+                kind=kind,
+            )
+        )
+        assert outcome.commit is not None
+        request = self.store.load(outcome.commit).approvals[aid]
+        branch = names.APPROVAL_BRANCH_PREFIX + aid
+        change = ops.Change(
+            "approval-grant",
+            f"approve {aid}: {subject[:60]}",
+            resource=f"approval/{aid}",
+            writes={names.approval_path(aid): ops.approved(request, clock.now(), None)},
+            trailers={"Gitcoord-Approval": aid},
+        )
+        proposal = self.store.write_commit(outcome.commit, change, clock.now())
+        self.store.publish_branch(branch, proposal)
+        pr = forge.pull_request(self.remote_url, self.store.branch, branch)
+        created = forge.gh_pr_create(self.store.branch, branch, subject, note) if open_pr else None
+        return {
+            "approval": request.model_dump(mode="json"),
+            "commit": outcome.commit,
+            "branch": branch,
+            "proposal": proposal,
+            "pull_request_url": created or pr,
+            "how": (
+                f"open a pull request from {branch} into {self.store.branch}"
+                + (f": {pr}" if pr else "")
+                + f"; a listed approver merging it approves. Or: gitcoord approval grant {aid}"
+            ),
+        }
+
+    def grant_approval(self, approval_id: str) -> Outcome:
+        names.check_approval_id(approval_id)
+        approver = self.store.identity.email
+        return self._transact(
+            lambda s: ops.grant_approval(
+                s, clock.now(), approval_id=approval_id, approver=approver, session=self.session
+            )
+        )
+
+    def approvals(self) -> list[dict[str, Any]]:
+        _, state = self.store.snapshot()
+        return [
+            a.model_dump(mode="json") for a in sorted(state.approvals.values(), key=lambda a: a.id)
+        ]
+
+    def activate(self) -> Outcome:
+        return self._transact(lambda s: ops.activate(s, clock.now(), session=self.session))
+
+    def verify_range(self, spec: str) -> list[Problem]:
+        """Problems of moving the branch along `OLD..NEW` (what CI and the hooks check)."""
+        from .verify import verify_update
+
+        old_name, sep, new_name = spec.partition("..")
+        if not sep or not new_name:
+            raise UsageError(f"invalid range {spec!r}: use OLD..NEW (OLD may be empty)")
+        old = self._commit(old_name) if old_name and set(old_name) != {"0"} else None
+        return verify_update(self.store, old, self._commit(new_name))
+
+    def install_workflow(self) -> Outcome:
+        from . import hooks
+
+        data = hooks.workflow(self.store.branch)
+        path = ".github/workflows/gitcoord.yml"
+
+        def plan(state: State) -> ops.Change:
+            ops.require_initialised(state)
+            if self.session is not None:
+                ops.require_registered(state, self.session)
+            src = self.store.view_of(state)
+            try:
+                same = src.read(path) == data
+            except FileNotFoundError:
+                same = False
+            if same:
+                return ops.Change("hooks", "hooks", session=self.session)
+            return ops.Change(
+                "hooks",
+                "install the validating GitHub workflow",
+                session=self.session,
+                resource="workflow/gitcoord",
+                writes={path: data},
+            )
+
+        return self._transact(plan)
+
+    def _commit(self, name: str) -> str:
+        if name.startswith("-"):
+            raise UsageError(f"invalid revision {name!r}")
+        got = self.store.reader.read(name)
+        if got is None or got[1] != "commit":
+            raise UsageError(f"no such commit: {name}")
+        return got[0]
+
     def _need_session(self) -> str:
         if not self.session:
             raise RefusedError(
@@ -476,6 +600,10 @@ class Coordinator:
                 hint="export GITCOORD_SESSION=<id>",
             )
         return self.session
+
+
+def _approval_id() -> str:
+    return f"{clock.now():%Y%m%d}-{secrets.token_hex(3)}"
 
 
 def _check_resource(type_: str, name: str) -> None:
@@ -534,9 +662,13 @@ def status_json(snap: Snapshot, now: datetime) -> dict[str, Any]:
         "free_numbers": state.free_numbers(),
         "sessions": [_session_json(state, s.id, now) for s in sessions],
         "claims": [
-            {**c.model_dump(mode="json"), "resource": c.key, "status": c.status(now)}
+            {**c.model_dump(mode="json"), "resource": c.key, "status": state.claim_status(c, now)}
             for c in claims
         ],
         "stale_after_minutes": config.stale_after_minutes if config else None,
+        "activation": ops.activation_status(state),
+        "approvals_pending": sorted(
+            a.id for a in state.approvals.values() if a.status == "pending"
+        ),
         "problems": [p.to_json() for p in check_state(state)],
     }

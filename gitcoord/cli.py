@@ -213,6 +213,20 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
     metavar="SECONDS",
     help="Grace after expiry before a claim may be taken over.",
 )
+@click.option(
+    "--approver",
+    "approvers",
+    multiple=True,
+    metavar="EMAIL",
+    help="A human who approves requests (git author email); repeatable.",
+)
+@click.option(
+    "--require-approval",
+    "require_approval",
+    multiple=True,
+    metavar="TYPE",
+    help="A claim type that starts pending until approved (e.g. deploy); repeatable.",
+)
 @_common
 def init(**settings: Any) -> None:
     """Create the coordination branch (idempotent: exit 0 if it exists)."""
@@ -274,6 +288,8 @@ def claim(type_: str, name: str, hours: float | None, ttl: str | None, note: str
     outcome = _ctx().coordinator().claim(type_, name, ttl=ttl, hours=hours, note=note)
     c = outcome.change.result["claim"]
     verb = {"claim": "claimed", "renew": "renewed", "takeover": "took over"}[outcome.change.op]
+    if c.get("status") == "pending":
+        verb += f" (PENDING approval {c['approval']}: live once approved)"
     emit(
         _outcome_json(outcome),
         _wrote(
@@ -330,16 +346,23 @@ def status() -> None:
 @click.option(
     "--ref", "at_ref", metavar="REF", help="Validate this ref or commit instead of the current tip."
 )
+@click.option(
+    "--range",
+    "span",
+    metavar="OLD..NEW",
+    help="Validate moving the branch from OLD to NEW: every commit, and who changed what.",
+)
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
 @_common
-def validate(at_ref: str | None, path: str | None) -> None:
+def validate(at_ref: str | None, span: str | None, path: str | None) -> None:
     """Check schema and invariants of the branch, a REF, or a directory PATH.
 
     Exit 5 listing each problem with its file.
     """
-    if at_ref and path:
-        raise UsageError("give --ref or PATH, not both")
-    problems = _ctx().coordinator().validate(ref=at_ref, path=path)
+    if sum(x is not None for x in (at_ref, span, path)) > 1:
+        raise UsageError("give one of --ref, --range or PATH")
+    c = _ctx().coordinator()
+    problems = c.verify_range(span) if span else c.validate(ref=at_ref, path=path)
     if problems:
         from .errors import InvalidError
 
@@ -529,6 +552,175 @@ def guard(paths: tuple[str, ...], staged: bool, fresh_timeout: float) -> None:
             fresh=data["fresh"],
         )
     emit(data, f"ok: {len(todo)} path(s) free to change")
+
+
+@cli.group()
+def approval() -> None:
+    """Ask a human, and approve: requests, grants, and the list.
+
+    \b
+    A request is a pending file on the branch plus a branch
+    gitcoord-approval/<id> whose commit marks it approved: a listed approver
+    merging its pull request approves it. `approval grant ID` approves without a
+    forge, as the git author identity running it (listed in init --approver).
+    """
+
+
+@approval.command("request")
+@click.argument("subject")
+@click.option("--note", default="", metavar="TEXT", help="Details for the approver.")
+@click.option(
+    "--kind",
+    type=click.Choice(["general", "registry"]),
+    default="general",
+    show_default=True,
+    help="registry: the approval `gitcoord activate` needs.",
+)
+@click.option("--pr", "open_pr", is_flag=True, help="Open the pull request with `gh` if installed.")
+@_common
+def approval_request(subject: str, note: str, kind: str, open_pr: bool) -> None:
+    """Request approval of SUBJECT and print how to open its pull request."""
+    data = _ctx().coordinator().request_approval(subject, note=note, kind=kind, open_pr=open_pr)
+    a = data["approval"]
+    emit(data, f"requested approval {a['id']} ({a['kind']}): {a['subject']}\n{data['how']}")
+
+
+@approval.command("grant")
+@click.argument("approval_id", metavar="ID")
+@_common
+def approval_grant(approval_id: str) -> None:
+    """Approve request ID as your git identity (exit 4 unless you are a listed approver)."""
+    outcome = _ctx().coordinator().grant_approval(approval_id)
+    a = outcome.change.result["approval"]
+    emit(
+        _outcome_json(outcome),
+        _wrote(
+            outcome,
+            f"approved {a['id']} as {a['approved_by']}",
+            f"{a['id']} was already approved",
+        ),
+    )
+
+
+@approval.command("list")
+@_common
+def approval_list() -> None:
+    """Pending and approved requests."""
+    from . import render
+
+    rows = _ctx().coordinator().approvals()
+    emit({"approvals": rows}, render.approvals(rows))
+
+
+@cli.command()
+@_common
+def activate() -> None:
+    """Activate the registry: every slot registered and a registry request approved."""
+    outcome = _ctx().coordinator().activate()
+    info = outcome.change.result["activation"]
+    emit(
+        _outcome_json(outcome),
+        _wrote(
+            outcome,
+            f"activated: {info['registered']}/{info['slots']} sessions, "
+            f"approval {info['approval_id']}",
+            "the registry is already active",
+        ),
+    )
+
+
+@cli.group()
+def hooks() -> None:
+    """Install the validating hooks: client pre-commit, server pre-receive, GitHub workflow."""
+
+
+@hooks.command("install")
+@click.option(
+    "--server", metavar="BARE_REPO", help="Install the pre-receive hook in this bare repository."
+)
+@click.option(
+    "--github-workflow",
+    is_flag=True,
+    help="Commit the validating workflow to the coordination branch.",
+)
+@_common
+def hooks_install(server: str | None, github_workflow: bool) -> None:
+    """Install gitcoord's hook (chaining to any hook already there).
+
+    \b
+    gitcoord hooks install                   pre-commit in this clone
+    gitcoord hooks install --server PATH     pre-receive in a bare repository
+    gitcoord hooks install --github-workflow validation as a GitHub Actions check
+    """
+    from . import hooks as hk
+
+    ctx = _ctx()
+    if github_workflow:
+        outcome = ctx.coordinator().install_workflow()
+        emit(
+            _outcome_json(outcome),
+            _wrote(
+                outcome,
+                "committed .github/workflows/gitcoord.yml to the coordination branch; make "
+                "'gitcoord validate' a required status check on that branch",
+                "the workflow is already on the coordination branch",
+            ),
+        )
+        return
+    if server:
+        data = hk.install(server, "pre-receive")
+        ref = ctx.ref
+        if ref:
+            subprocess_config(server, "gitcoord.ref", ref)
+    else:
+        data = hk.install(ctx.path, "pre-commit")
+    chained = f"; runs the previous hook first ({data['chained']})" if data["chained"] else ""
+    emit(data, f"installed {data['hook']}{chained}")
+
+
+@hooks.command("uninstall")
+@click.option(
+    "--server", metavar="BARE_REPO", help="Remove the pre-receive hook from this bare repository."
+)
+@_common
+def hooks_uninstall(server: str | None) -> None:
+    """Remove gitcoord's hook and put back the one it chained to."""
+    from . import hooks as hk
+
+    data = hk.uninstall(server or _ctx().path, "pre-receive" if server else "pre-commit")
+    if not data["removed"]:
+        text = f"no gitcoord hook at {data['hook']}"
+    else:
+        text = f"removed {data['hook']}" + (
+            " and restored the previous hook" if data["restored"] else ""
+        )
+    emit(data, text)
+
+
+@hooks.command("run", hidden=True)
+@click.argument("which", type=click.Choice(["pre-commit", "pre-receive"]))
+def hooks_run(which: str) -> None:
+    """What the installed shims execute."""
+    from . import hooks as hk
+    from .errors import InvalidError
+
+    if which == "pre-receive":
+        lines = sys.stdin.read().splitlines()
+        rejected = hk.run_pre_receive(".", lines)
+        if rejected:
+            raise InvalidError(
+                "push rejected by gitcoord:\n" + "\n".join(f"  {r}" for r in rejected)
+            )
+        return
+    hk.run_pre_commit(".")
+
+
+def subprocess_config(repo: str, key: str, value: str) -> None:
+    import subprocess
+
+    from .gitio import clean_env
+
+    subprocess.run(["git", "config", key, value], cwd=repo, env=clean_env(), check=True)
 
 
 @cli.command()

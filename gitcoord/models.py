@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from .names import (
+    APPROVAL_ID_PATTERN,
     CLAIM_NAME_PATTERN,
     CLAIM_TYPE_PATTERN,
     MESSAGE_ID_PATTERN,
@@ -54,6 +55,8 @@ Role = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterVali
 Goal = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_single_line)]
 Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
 Timestamp = AwareDatetime
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>]{1,64}@[^@\s<>]{1,255}$")]
+ApprovalId = Annotated[str, StringConstraints(pattern=APPROVAL_ID_PATTERN)]
 
 ROLE_MAX = 200
 GOAL_MAX = 500
@@ -99,6 +102,14 @@ class Config(_Model):
         le=86400,
         description="An unchanged heartbeat is pushed only when the last one is this old.",
     )
+    approvers: list[Email] = Field(
+        default_factory=list,
+        description="Git author emails of the humans who approve requests (init --approver).",
+    )
+    require_approval: list[ClaimType] = Field(
+        default_factory=list,
+        description="Claim types that start pending and become live once approved (e.g. deploy).",
+    )
     created_at: Timestamp = Field(description="When the branch was initialised.")
 
     @property
@@ -142,6 +153,9 @@ class Claim(_Model):
     renewed_at: Timestamp | None = None
     released_at: Timestamp | None = None
     note: Note = ""
+    approval: ApprovalId | None = Field(
+        None, description="For types in require_approval: the request that must be approved."
+    )
 
     @property
     def key(self) -> str:
@@ -207,6 +221,39 @@ class Message(_Model):
     reply_to: MessageId | None = Field(None, description="Id of the message this one answers.")
 
 
+ApprovalKind = Literal["registry", "claim", "general"]
+
+
+class Approval(_Model):
+    """`coordination/approvals/<id>.yaml`: a request for a human's approval.
+
+    Approved by `gitcoord approval grant` (approved_by = the approver's git email)
+    or by a listed approver merging the `gitcoord-approval/<id>` branch.
+    """
+
+    id: ApprovalId
+    kind: ApprovalKind = Field(
+        "general", description="registry: activation; claim: a pending claim; general."
+    )
+    subject: Subject
+    note: Note = ""
+    resource: str | None = Field(None, description="For kind claim: the claim it gates.")
+    requested_by: SessionId
+    requested_at: Timestamp
+    status: Literal["pending", "approved"] = "pending"
+    approved_by: Email | None = None
+    approved_at: Timestamp | None = None
+
+
+class Activation(_Model):
+    """`coordination/activation.yaml`: the registry was activated (all slots, approved)."""
+
+    activated_at: Timestamp
+    activated_by: SessionId
+    approval: ApprovalId
+    sessions: int = Field(ge=1)
+
+
 class ReadMark(_Model):
     """`coordination/reads/<id>.yaml`: how far a session has read its inbox.
 
@@ -226,4 +273,6 @@ DOCUMENTS: dict[str, type[_Model]] = {
     "heartbeat": Heartbeat,
     "message": Message,
     "read": ReadMark,
+    "approval": Approval,
+    "activation": Activation,
 }

@@ -20,7 +20,9 @@ CLAIM_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_*?\[{][A-Za-z0-9._:@+=,~/*?\[\]!{}^#%-]{0,127}$"
 
 MESSAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
+APPROVAL_ID_PATTERN = r"^[0-9]{8}-[0-9a-f]{6}$"
 BROADCAST = "broadcast"
+APPROVAL_BRANCH_PREFIX = "gitcoord-approval/"
 
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
 _MESSAGE_RE = re.compile(MESSAGE_ID_PATTERN)
@@ -111,6 +113,25 @@ def heartbeat_path(session_id: str) -> str:
 
 def read_path(session_id: str) -> str:
     return f"{ROOT}/reads/{session_id}.yaml"
+
+
+def approval_path(approval_id: str) -> str:
+    return f"{ROOT}/approvals/{approval_id}.yaml"
+
+
+def activation_path() -> str:
+    return f"{ROOT}/activation.yaml"
+
+
+_APPROVAL_RE = re.compile(APPROVAL_ID_PATTERN)
+
+
+def check_approval_id(value: str) -> str:
+    if not _APPROVAL_RE.match(value):
+        raise UsageError(
+            f"invalid approval id {_shown(value)}: expected e.g. 20261121-a1b2c3", field="approval"
+        )
+    return value
 
 
 def state_page_path() -> str:

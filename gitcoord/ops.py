@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from . import names, overlap
 from .clock import human_delta, iso
 from .errors import ConflictError, InvalidError, RefusedError, UsageError
-from .models import Claim, Config, Heartbeat, Message, ReadMark, Session
+from .models import Activation, Approval, Claim, Config, Heartbeat, Message, ReadMark, Session
 from .state import Doc, State
 
 
@@ -84,6 +84,8 @@ def init(
     lease_hours: float = 2.0,
     stale_after_minutes: int = 20,
     clock_skew_seconds: int = 60,
+    approvers: tuple[str, ...] = (),
+    require_approval: tuple[str, ...] = (),
 ) -> Change:
     if state.config is not None:
         return Change("init", "init", result={"created": False, **_config_json(state.config)})
@@ -93,6 +95,8 @@ def init(
         lease_hours=lease_hours,
         stale_after_minutes=stale_after_minutes,
         clock_skew_seconds=clock_skew_seconds,
+        approvers=list(approvers),
+        require_approval=list(require_approval),
         created_at=now,
     )
     return Change(
@@ -194,6 +198,7 @@ def claim(
     name: str,
     ttl: timedelta | None = None,
     note: str | None = None,
+    approval_id: str | None = None,
 ) -> Change:
     me = require_registered(state, session)
     config = require_initialised(state)
@@ -223,6 +228,23 @@ def claim(
             if other.holder != me.id:
                 raise _held(other, now, config.skew, overlap_with=key)
 
+    writes: dict[str, Doc] = {}
+    gate = current.approval if (current and op == "renew") else None
+    if op != "renew" and type_ in config.require_approval:
+        if approval_id is None:
+            raise UsageError(f"{type_} claims need approval: no approval id was generated")
+        request = request_approval(
+            state,
+            now,
+            session=me.id,
+            approval_id=approval_id,
+            subject=f"claim {key} by {me.id}",
+            kind="claim",
+            resource=key,
+        )
+        writes.update(request.writes)
+        gate = approval_id
+        trailers["Gitcoord-Approval"] = approval_id
     doc: Claim = _build(
         Claim,
         type=type_,
@@ -233,7 +255,9 @@ def claim(
         expires_at=now + ttl,
         renewed_at=now if op == "renew" else None,
         note=note if note is not None else (current.note if current and op == "renew" else ""),
+        approval=gate,
     )
+    writes[path] = doc
     trailers["Gitcoord-Generation"] = str(generation)
     trailers["Gitcoord-Expires"] = iso(doc.expires_at)
     return Change(
@@ -241,9 +265,15 @@ def claim(
         subject,
         session=me.id,
         resource=key,
-        writes={path: doc},
+        writes=writes,
         trailers=trailers,
-        result={"claim": _claim_json(doc, now), "action": op},
+        result={
+            "claim": {
+                **_claim_json(doc, now),
+                "status": state.apply(writes).claim_status(doc, now),
+            },
+            "action": op,
+        },
     )
 
 
@@ -485,4 +515,124 @@ def state_page(state: State, now: datetime, *, session: str | None, page: bytes)
         session=me.id,
         writes={names.state_page_path(): page},
         result={"path": names.state_page_path()},
+    )
+
+
+# --- approvals and activation ------------------------------------------------------------
+
+
+def request_approval(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    approval_id: str,
+    subject: str,
+    note: str = "",
+    kind: str = "general",
+    resource: str | None = None,
+) -> Change:
+    me = require_registered(state, session)
+    if approval_id in state.approvals:
+        raise ConflictError(f"approval {approval_id} already exists", approval=approval_id)
+    doc: Approval = _build(
+        Approval,
+        id=approval_id,
+        kind=kind,
+        subject=subject,
+        note=note,
+        resource=resource,
+        requested_by=me.id,
+        requested_at=now,
+    )
+    return Change(
+        "approval-request",
+        f"request approval {approval_id} by {me.id}: {subject[:60]}",
+        session=me.id,
+        resource=f"approval/{approval_id}",
+        writes={names.approval_path(approval_id): doc},
+        trailers={"Gitcoord-Approval": approval_id},
+        result={"approval": doc.model_dump(mode="json")},
+    )
+
+
+def approved(request: Approval, now: datetime, approver: str | None) -> Approval:
+    return request.model_copy(
+        update={"status": "approved", "approved_by": approver, "approved_at": now}
+    )
+
+
+def grant_approval(
+    state: State, now: datetime, *, approval_id: str, approver: str, session: str | None
+) -> Change:
+    config = require_initialised(state)
+    request = state.approvals.get(approval_id)
+    if request is None:
+        raise RefusedError(f"no approval request {approval_id}", approval=approval_id)
+    if approver not in config.approvers:
+        raise RefusedError(
+            f"{approver or 'your git identity'} is not a listed approver "
+            f"({', '.join(config.approvers) or 'none are listed: init --approver EMAIL'})",
+            approver=approver,
+        )
+    if request.status == "approved":
+        return Change(
+            "approval-grant",
+            "grant",
+            session=session,
+            result={"approval": request.model_dump(mode="json"), "action": "already-approved"},
+        )
+    doc = approved(request, now, approver)
+    return Change(
+        "approval-grant",
+        f"approve {approval_id} ({request.subject[:50]}) by {approver}",
+        session=session,
+        resource=f"approval/{approval_id}",
+        writes={names.approval_path(approval_id): doc},
+        trailers={"Gitcoord-Approval": approval_id, "Gitcoord-Approver": approver},
+        result={"approval": doc.model_dump(mode="json"), "action": "approved"},
+    )
+
+
+def activation_status(state: State) -> dict[str, Any]:
+    config = state.config
+    slots = config.slots if config else 0
+    registry = sorted(
+        (a for a in state.approvals.values() if a.kind == "registry"), key=lambda a: a.id
+    )
+    granted = next((a for a in registry if a.status == "approved"), None)
+    chosen = granted or (registry[-1] if registry else None)
+    return {
+        "active": state.activation is not None,
+        "registered": len(state.sessions),
+        "slots": slots,
+        "approval": "approved" if granted else ("pending" if registry else "not requested"),
+        "approval_id": chosen.id if chosen else None,
+    }
+
+
+def activate(state: State, now: datetime, *, session: str | None) -> Change:
+    me = require_registered(state, session)
+    info = activation_status(state)
+    if state.activation is not None:
+        return Change("activate", "activate", session=me.id, result={"activation": info})
+    if info["registered"] < info["slots"] or info["approval"] != "approved":
+        raise RefusedError(
+            f"pending activation: {info['registered']}/{info['slots']} registered, "
+            f"registry approval {info['approval']}",
+            **info,
+        )
+    doc: Activation = _build(
+        Activation,
+        activated_at=now,
+        activated_by=me.id,
+        approval=info["approval_id"],
+        sessions=info["registered"],
+    )
+    return Change(
+        "activate",
+        f"activate the registry ({info['registered']} sessions) by {me.id}",
+        session=me.id,
+        writes={names.activation_path(): doc},
+        result={"activation": {**info, "active": True}},
     )

@@ -35,6 +35,16 @@ def status(data: dict[str, Any], now: datetime) -> str:
     free = data["free_numbers"]
     if free:
         lines.append(f"free numbers: {_ranges(free)}")
+    act = data.get("activation")
+    if act and act["active"]:
+        lines.append("registry: active")
+    elif act and (act["approval"] != "not requested" or act["registered"] >= act["slots"]):
+        lines.append(
+            f"pending activation: {act['registered']}/{act['slots']} registered, "
+            f"approval {act['approval']}"
+        )
+    if data.get("approvals_pending"):
+        lines.append(f"approvals pending: {', '.join(data['approvals_pending'])}")
     lines.append("")
     lines.append("SESSIONS")
     if data["sessions"]:
@@ -61,6 +71,8 @@ def status(data: dict[str, Any], now: datetime) -> str:
             expires = _ts(c["expires_at"])
             if c["status"] == "live":
                 when = "in " + human_delta(expires - now)
+            elif c["status"] == "pending":
+                when = f"PENDING approval {c.get('approval')}"
             else:
                 when = "EXPIRED " + human_delta(now - expires) + " ago"
             rows.append(
@@ -208,6 +220,23 @@ def state_page(data: dict[str, Any], recent: list[Any], now: datetime) -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def approvals(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no approval requests)"
+    table_rows = [
+        [
+            r["id"],
+            r["kind"],
+            r["status"],
+            r["requested_by"],
+            r.get("approved_by") or "-",
+            _short(r["subject"], 40),
+        ]
+        for r in rows
+    ]
+    return table(table_rows, ["ID", "KIND", "STATUS", "REQUESTED BY", "APPROVED BY", "SUBJECT"])
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from . import names, yamlio
-from .models import Claim, Config, Heartbeat, ReadMark, Session
+from .models import Activation, Approval, Claim, Config, Heartbeat, ReadMark, Session
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,6 +28,8 @@ TOP_LEVEL = {
     "heartbeats",
     "messages",
     "reads",
+    "approvals",
+    "activation.yaml",
     "CURRENT_STATE.md",
 }
 
@@ -64,6 +67,8 @@ class State:
     claims: Mapping[str, Claim] = field(default_factory=dict)  # keyed by "type/name"
     heartbeats: Mapping[str, Heartbeat] = field(default_factory=dict)
     reads: Mapping[str, ReadMark] = field(default_factory=dict)
+    approvals: Mapping[str, Approval] = field(default_factory=dict)
+    activation: Activation | None = None
     problems: tuple[Problem, ...] = ()
     source: Source | None = field(default=None, compare=False, repr=False)
 
@@ -80,11 +85,21 @@ class State:
         taken = {s.number for s in self.sessions.values()}
         return [n for n in range(1, self.config.slots + 1) if n not in taken]
 
+    def claim_status(self, claim: Claim, now: datetime) -> str:
+        """live / expired / released, or pending while its approval is not granted."""
+        base = claim.status(now)
+        if base != "released" and claim.approval is not None:
+            request = self.approvals.get(claim.approval)
+            if request is None or request.status != "approved":
+                return "pending"
+        return base
+
     def apply(self, writes: Mapping[str, Doc]) -> State:
         """The state after `writes` (path -> new document). Messages are not held here."""
         config = self.config
         sessions, claims = dict(self.sessions), dict(self.claims)
         heartbeats, reads = dict(self.heartbeats), dict(self.reads)
+        approvals, activation = dict(self.approvals), self.activation
         for path, doc in writes.items():
             if isinstance(doc, Config):
                 config = doc
@@ -96,6 +111,10 @@ class State:
                 heartbeats[doc.session] = doc
             elif isinstance(doc, ReadMark):
                 reads[doc.session] = doc
+            elif isinstance(doc, Approval):
+                approvals[doc.id] = doc
+            elif isinstance(doc, Activation):
+                activation = doc
             elif doc is None:
                 raise ValueError(f"deleting {path} is not an operation gitcoord performs")
         return replace(
@@ -105,6 +124,8 @@ class State:
             claims=claims,
             heartbeats=heartbeats,
             reads=reads,
+            approvals=approvals,
+            activation=activation,
         )
 
 
@@ -179,6 +200,10 @@ def load_state(src: Source) -> State:
     sessions = _per_session(src, "sessions", Session, "id", problems)
     heartbeats = _per_session(src, "heartbeats", Heartbeat, "session", problems)
     reads = _per_session(src, "reads", ReadMark, "session", problems)
+    approvals = _per_session(src, "approvals", Approval, "id", problems)
+    activation = None
+    if any(name == "activation.yaml" for name, _ in top):
+        activation = parse(src, names.activation_path(), Activation, problems)
 
     claims: dict[str, Claim] = {}
     for type_dir, is_dir in sorted(src.listdir(f"{root}/claims") or []):
@@ -195,7 +220,17 @@ def load_state(src: Source) -> State:
                 problems.append(Problem(path, "path", f"claim {doc.key!r} belongs in {expected}"))
                 continue
             claims[doc.key] = doc
-    return State(config, sessions, claims, heartbeats, reads, tuple(problems), src)
+    return State(
+        config,
+        sessions,
+        claims,
+        heartbeats,
+        reads,
+        approvals,
+        activation,
+        tuple(problems),
+        src,
+    )
 
 
 class DirSource:

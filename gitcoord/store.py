@@ -46,6 +46,7 @@ from .gitio import (
 )
 from .ops import Change
 from .state import Problem, State, load_state
+from .transition import Changed, CommitMeta, check_transition, doc_at
 from .validate import check_state
 
 DEFAULT_TIMEOUT = 30.0
@@ -275,13 +276,16 @@ class Store:
             if change.noop:
                 return Outcome(change, None, tip, attempt)
             after = state.apply(change.writes)
-            bad = check_state(after, now())
+            when = now()
+            meta = CommitMeta(None, self.identity.email, change.session, change.op, when)
+            changes = [Changed(p, doc_at(state, p), d) for p, d in change.writes.items()]
+            bad = check_state(after, when) + check_transition(state, after, changes, meta)
             if bad:
                 raise InvalidError(
                     f"refusing to write an invalid state: {bad[0]}",
                     problems=[p.to_json() for p in bad],
                 )
-            commit = self._write_commit(tip, change, now())
+            commit = self.write_commit(tip, change, when)
             result = self._swap(tip, commit, deadline)
             if result == "ok":
                 return Outcome(change, commit, tip, attempt)
@@ -310,7 +314,7 @@ class Store:
         proc = self.git.run(["merge-base", "--is-ancestor", commit, tip], check=False)
         return proc.returncode == 0
 
-    def _write_commit(self, tip: str | None, change: Change, when: datetime) -> str:
+    def write_commit(self, tip: str | None, change: Change, when: datetime) -> str:
         blobs = {
             path: (None if doc is None else self.writer.write("blob", _dump(doc)))
             for path, doc in change.writes.items()
@@ -416,6 +420,31 @@ class Store:
         if any(s in summary for s in _STALE):
             return "lost"
         return "unknown"
+
+    def publish_branch(self, branch: str, commit: str) -> None:
+        """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
+        ref = f"refs/heads/{branch}"
+        if self.remote is None:
+            self.git.run(["update-ref", ref, commit, self.info.zero_oid], config=_LOCK_TIMEOUT)
+            return
+        deadline = time.monotonic() + self.timeout
+        proc = self._run_remote(
+            [
+                "push",
+                "--porcelain",
+                "--no-verify",
+                f"--force-with-lease={ref}:",
+                self.remote,
+                f"{commit}:{ref}",
+            ],
+            deadline,
+            "push to",
+        )
+        status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), ref)
+        if status is None or status[0] not in (" ", "*", "+", "="):
+            err = proc.stderr.decode("utf-8", "replace")
+            why = status[1] if status else _first_error(err)
+            raise RemoteError(f"cannot push {branch} to {self.remote}: {why}", remote=self.remote)
 
     def _sleep(self, attempt: int, deadline: float) -> None:
         # Full jitter: spreads racing writers apart so the next round has a winner.

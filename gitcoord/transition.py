@@ -1,0 +1,274 @@
+"""Rules for a change from one state to the next: who may change what.
+
+`check_state` says a state is coherent; this says a commit was entitled to
+produce it. The same function runs in the CLI's transaction, in the server's
+pre-receive hook and in `gitcoord validate --range`, so an edit pushed by hand
+is held to exactly the rules the CLI obeys:
+
+- a commit speaks for one session (its `Gitcoord-Session:` trailer) and changes
+  only that session's files: its registration, heartbeat, read mark, the
+  messages it sends, the approval requests it makes, and claims it holds or
+  takes — taking another session's claim only once it is released or expired
+  past the clock-skew grace, with the generation (fencing token) + 1;
+- messages are append-only; nothing is ever deleted;
+- approving a request takes a commit authored by a listed approver;
+- commits without a session (hand edits, merges of approval branches) must be
+  authored by a listed approver, except the very first commit (`init`);
+- config.yaml and files outside coordination/ (the CI workflow) change only by
+  approvers — or by any session while the config lists no approvers at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import names, yamlio
+from .models import (
+    Activation,
+    Approval,
+    Claim,
+    Config,
+    Heartbeat,
+    Message,
+    ReadMark,
+    Session,
+)
+from .state import Doc, Problem, State
+
+
+@dataclass(frozen=True)
+class CommitMeta:
+    commit: str | None
+    author_email: str
+    session: str | None
+    op: str | None
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Changed:
+    path: str
+    old: Doc
+    new: Doc
+
+
+def model_for(path: str) -> type[BaseModel] | None:
+    """Which model a file at `path` must follow (None: raw file or not ours)."""
+    root = names.ROOT + "/"
+    if not path.startswith(root):
+        return None
+    parts = path[len(root) :].split("/")
+    table: dict[tuple[str, int], type[BaseModel]] = {
+        ("config.yaml", 1): Config,
+        ("activation.yaml", 1): Activation,
+        ("sessions", 2): Session,
+        ("heartbeats", 2): Heartbeat,
+        ("reads", 2): ReadMark,
+        ("approvals", 2): Approval,
+        ("claims", 3): Claim,
+        ("messages", 4): Message,
+    }
+    return table.get((parts[0], len(parts)))
+
+
+def parse_doc(path: str, raw: bytes | None) -> Doc:
+    """Bytes at `path` as its model (raw bytes when not a model file or unparsable)."""
+    if raw is None:
+        return None
+    model = model_for(path)
+    if model is None:
+        return raw
+    try:
+        return model.model_validate(yamlio.load(raw))
+    except (yamlio.YamlProblem, ValidationError, ValueError):
+        return raw  # check_state reports it; here it just cannot be attributed
+
+
+def doc_at(state: State, path: str) -> Doc:
+    """The document a loaded state holds at `path` (None for messages and raw files)."""
+    model = model_for(path)
+    stem = path.rsplit("/", 1)[-1].removesuffix(".yaml")
+    if model is Config:
+        return state.config
+    if model is Activation:
+        return state.activation
+    if model is Session:
+        return state.sessions.get(stem)
+    if model is Heartbeat:
+        return state.heartbeats.get(stem)
+    if model is ReadMark:
+        return state.reads.get(stem)
+    if model is Approval:
+        return state.approvals.get(stem)
+    if model is Claim:
+        type_ = path.split("/")[2]
+        return state.claims.get(names.resource_key(type_, names.claim_name_from_stem(stem)))
+    return None
+
+
+def _owner(doc: Doc) -> str | None:
+    """The session a per-session document belongs to."""
+    if isinstance(doc, Session):
+        return doc.id
+    if isinstance(doc, Heartbeat | ReadMark):
+        return doc.session
+    if isinstance(doc, Message):
+        return doc.sender
+    return None
+
+
+def check_transition(
+    old: State, new: State, changes: list[Changed], meta: CommitMeta
+) -> list[Problem]:
+    return list(_problems(old, new, changes, meta))
+
+
+def _problems(
+    old: State, new: State, changes: list[Changed], meta: CommitMeta
+) -> Iterator[Problem]:
+    config = old.config or new.config
+    approvers = set(config.approvers) if config else set()
+    admin = meta.author_email in approvers
+    creating = old.config is None
+    who = meta.session
+
+    def no(path: str, rule: str, message: str) -> Problem:
+        where = f"commit {meta.commit[:10]}: " if meta.commit else ""
+        return Problem(path, rule, where + message)
+
+    if who is None and not admin and not creating:
+        bad = [c.path for c in changes]
+        if bad:
+            yield no(
+                bad[0],
+                "session-trailer",
+                f"changes by {meta.author_email or 'an unknown author'} carry no "
+                "Gitcoord-Session trailer and the author is not a listed approver",
+            )
+        return
+
+    for ch in changes:
+        path, before, after = ch.path, ch.old, ch.new
+        if after is None:
+            if not admin:
+                yield no(path, "no-delete", "files on the coordination branch are never deleted")
+            continue
+        if not path.startswith(names.ROOT + "/"):
+            # e.g. .github/workflows/gitcoord.yml; open to sessions while nobody approves
+            if not admin and approvers:
+                yield no(path, "outside", "only approvers may change files outside coordination/")
+            continue
+        if isinstance(after, bytes):
+            continue  # CURRENT_STATE.md, or a file check_state reports as malformed
+        if admin and not isinstance(after, Approval):
+            continue
+        yield from _check_doc(path, before, after, old, meta, admin, creating or not approvers, no)
+
+
+def _check_doc(
+    path: str,
+    before: Doc,
+    after: BaseModel,
+    old: State,
+    meta: CommitMeta,
+    admin: bool,
+    config_open: bool,
+    no: Any,
+) -> Iterator[Problem]:
+    who = meta.session
+    if isinstance(after, Config):
+        if not config_open:
+            yield no(path, "config", "only approvers may change config.yaml")
+        return
+    if isinstance(after, Message):
+        if before is not None:
+            yield no(path, "append-only", "messages are never changed once sent")
+        elif after.sender != who:
+            yield no(path, "own-files", f"session {who} cannot send as {after.sender}")
+        return
+    if isinstance(after, Claim):
+        yield from _check_claim(path, before, after, old, meta, no)
+        return
+    if isinstance(after, Approval):
+        yield from _check_approval(path, before, after, meta, admin, no)
+        return
+    if isinstance(after, Activation):
+        if before is not None:
+            yield no(path, "append-only", "activation is recorded once")
+        elif after.activated_by != who:
+            yield no(path, "own-files", f"session {who} cannot activate as {after.activated_by}")
+        return
+    owner = _owner(after)
+    if owner is not None and owner != who:
+        yield no(path, "own-files", f"session {who} cannot change {owner}'s {path.split('/')[1]}")
+
+
+def _check_claim(
+    path: str, before: Doc, after: Claim, old: State, meta: CommitMeta, no: Any
+) -> Iterator[Problem]:
+    who = meta.session
+    prev = before if isinstance(before, Claim) else None
+    if prev is None:
+        if after.holder != who:
+            yield no(path, "own-files", f"session {who} cannot grant a claim to {after.holder}")
+        return
+    if after.holder == prev.holder:
+        if prev.holder != who:
+            yield no(path, "own-files", f"session {who} cannot change {prev.holder}'s claim")
+            return
+        regrant = prev.released_at is not None and after.released_at is None
+        want = prev.generation + 1 if regrant else prev.generation
+        if after.generation != want:
+            yield no(path, "generation", f"generation must be {want}, not {after.generation}")
+        return
+    if after.holder != who:
+        yield no(path, "own-files", f"session {who} cannot hand {prev.key} to {after.holder}")
+        return
+    skew = old.config.skew if old.config else None
+    if skew is None or not prev.takeable(meta.time, skew):
+        yield no(
+            path,
+            "takeover",
+            f"{prev.key} was still held by {prev.holder} "
+            f"(expires {prev.expires_at:%Y-%m-%dT%H:%M:%SZ} plus the clock-skew grace)",
+        )
+    if after.generation != prev.generation + 1:
+        yield no(
+            path,
+            "generation",
+            f"a new holder needs generation {prev.generation + 1}, not {after.generation}",
+        )
+
+
+def _check_approval(
+    path: str, before: Doc, after: Approval, meta: CommitMeta, admin: bool, no: Any
+) -> Iterator[Problem]:
+    prev = before if isinstance(before, Approval) else None
+    if prev is None:
+        if after.requested_by != meta.session and not admin:
+            yield no(
+                path, "own-files", f"session {meta.session} cannot request as {after.requested_by}"
+            )
+        if after.status == "approved" and not admin:
+            yield no(path, "approver", "a request cannot approve itself")
+        return
+    if prev.status == "pending" and after.status == "approved":
+        if not admin:
+            yield no(
+                path,
+                "approver",
+                f"approval by {meta.author_email or 'an unknown author'}, who is not a listed "
+                "approver",
+            )
+        elif after.approved_by not in (None, meta.author_email):
+            yield no(
+                path, "approver", f"approved_by must be the approving author {meta.author_email}"
+            )
+        return
+    if prev != after and not admin:
+        yield no(path, "approval", "approval requests change only from pending to approved")
