@@ -58,7 +58,7 @@ def _git_config(git: Git) -> dict[str, str]:
 
 def check_branch(name: str) -> str:
     if (
-        not _BRANCH_RE.match(name)
+        not _BRANCH_RE.fullmatch(name)
         or ".." in name
         or name.endswith((".lock", "/", "."))
         or "//" in name
@@ -93,6 +93,8 @@ class Coordinator:
         self._path = os.path.abspath(path)
         self._top: str | None = None
         cfg = _git_config(git)
+        if ref == "":
+            raise UsageError("--ref needs a branch name")
         branch = check_branch(ref or cfg.get("gitcoord.ref") or "gitcoord")
         remotes = {k[len("remote.") : -len(".url")] for k in cfg if k.startswith("remote.")}
         if remote == AUTO:
@@ -214,8 +216,111 @@ class Coordinator:
             pending.settle(carried)
         return outcome
 
-    def init(self, **settings: Any) -> Outcome:
-        return self._transact(lambda s: ops.init(s, clock.now(), **settings))
+    def init(self, template: str | None = None, **settings: Any) -> Outcome:
+        tpl = None
+        if template is not None:
+            from . import templates
+
+            tpl = templates.load(template, self._toplevel())
+        return self._transact(
+            lambda s: ops.init(s, clock.now(), template=tpl, session=self.session, **settings)
+        )
+
+    # --- the work board --------------------------------------------------------
+
+    def task_add(
+        self,
+        title: str,
+        *,
+        priority: str = "P2",
+        depends_on: tuple[str, ...] = (),
+        milestone: str | None = None,
+        note: str = "",
+    ) -> Outcome:
+        from . import board
+
+        for d in depends_on:
+            names.check_task_id(d)
+        if milestone is not None:
+            names.check_milestone(milestone)
+        return self._transact(
+            lambda s: board.add(
+                s,
+                clock.now(),
+                session=self.session,
+                title=title,
+                priority=priority,
+                depends_on=depends_on,
+                milestone=milestone,
+                note=note,
+            )
+        )
+
+    def tasks(self, status: str | None = None) -> list[dict[str, Any]]:
+        from . import board
+
+        _, state = self.store.snapshot()
+        now = clock.now()
+        rows = [board.task_json(state, t, now) for t in board.board(state, now)]
+        if status is None or status == "open":
+            rows = [r for r in rows if r["status"] != "done"]
+        elif status != "all":
+            rows = [r for r in rows if r["status"] == status]
+        return rows
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        from . import board
+
+        names.check_task_id(task_id)
+        _, state = self.store.snapshot()
+        found = state.tasks.get(task_id)
+        if found is None:
+            raise RefusedError(f"no task {task_id}", task=task_id)
+        return board.task_json(state, found, clock.now())
+
+    def task_done(self, task_id: str) -> Outcome:
+        from . import board
+
+        names.check_task_id(task_id)
+        return self._transact(
+            lambda s: board.done(s, clock.now(), session=self.session, task_id=task_id)
+        )
+
+    def next(
+        self, *, take: bool = False, ttl: str | timedelta | None = None, hours: float | None = None
+    ) -> Outcome:
+        from . import board
+
+        lease = _lease(ttl, hours)
+        return self._transact(
+            lambda s: board.next_task(s, clock.now(), session=self.session, take=take, ttl=lease)
+        )
+
+    def milestone_add(self, name: str, steps: tuple[str, ...]) -> Outcome:
+        from . import board
+
+        names.check_milestone(name)
+        return self._transact(
+            lambda s: board.milestone_add(
+                s, clock.now(), session=self.session, name=name, steps=steps
+            )
+        )
+
+    def milestone_done(self, name: str, step: str) -> Outcome:
+        from . import board
+
+        names.check_milestone(name)
+        return self._transact(
+            lambda s: board.milestone_done(
+                s, clock.now(), session=self.session, name=name, step=step
+            )
+        )
+
+    def milestones(self) -> list[dict[str, Any]]:
+        from . import board
+
+        _, state = self.store.snapshot()
+        return [board.milestone_json(m) for _, m in sorted(state.milestones.items())]
 
     def register(
         self, role: str | None = None, goal: str | None = None, number: int | None = None
@@ -602,6 +707,16 @@ class Coordinator:
         return self.session
 
 
+def _task_counts(state: State, now: datetime) -> dict[str, int]:
+    from . import board
+
+    counts: dict[str, int] = {}
+    for t in state.tasks.values():
+        st = board.task_status(state, t, now)
+        counts[st] = counts.get(st, 0) + 1
+    return counts
+
+
 def _approval_id() -> str:
     return f"{clock.now():%Y%m%d}-{secrets.token_hex(3)}"
 
@@ -667,6 +782,12 @@ def status_json(snap: Snapshot, now: datetime) -> dict[str, Any]:
         ],
         "stale_after_minutes": config.stale_after_minutes if config else None,
         "activation": ops.activation_status(state),
+        "template": state.roster.template if state.roster else None,
+        "milestones": [
+            {"name": m.name, "progress": round(m.progress * 100, 1), "steps": len(m.steps)}
+            for _, m in sorted(state.milestones.items())
+        ],
+        "tasks": _task_counts(state, now),
         "approvals_pending": sorted(
             a.id for a in state.approvals.values() if a.status == "pending"
         ),

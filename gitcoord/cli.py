@@ -227,6 +227,11 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
     metavar="TYPE",
     help="A claim type that starts pending until approved (e.g. deploy); repeatable.",
 )
+@click.option(
+    "--template",
+    metavar="NAME|PATH",
+    help="Start from a roster (marketing-12, dev-12, yours): slots, roles, goals, tasks.",
+)
 @_common
 def init(**settings: Any) -> None:
     """Create the coordination branch (idempotent: exit 0 if it exists)."""
@@ -352,7 +357,7 @@ def status() -> None:
     metavar="OLD..NEW",
     help="Validate moving the branch from OLD to NEW: every commit, and who changed what.",
 )
-@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
+@click.argument("path", required=False)
 @_common
 def validate(at_ref: str | None, span: str | None, path: str | None) -> None:
     """Check schema and invariants of the branch, a REF, or a directory PATH.
@@ -362,6 +367,10 @@ def validate(at_ref: str | None, span: str | None, path: str | None) -> None:
     if sum(x is not None for x in (at_ref, span, path)) > 1:
         raise UsageError("give one of --ref, --range or PATH")
     c = _ctx().coordinator()
+    if path is not None:
+        path = os.path.join(_ctx().path, path)
+        if not os.path.isdir(path):
+            raise UsageError(f"no such directory: {path}")
     problems = c.verify_range(span) if span else c.validate(ref=at_ref, path=path)
     if problems:
         from .errors import InvalidError
@@ -552,6 +561,176 @@ def guard(paths: tuple[str, ...], staged: bool, fresh_timeout: float) -> None:
             fresh=data["fresh"],
         )
     emit(data, f"ok: {len(todo)} path(s) free to change")
+
+
+@cli.group()
+def task() -> None:
+    """The work board: prioritised tasks (P0-P3) with dependencies.
+
+    \b
+    gitcoord task add "Deploy church-guidance-ministry" --priority P0
+    gitcoord task add "CI/CD pipeline" --priority P2 --depends-on t7
+    gitcoord next --claim        # the most urgent ready task, claimed
+    gitcoord task done t1        # by its holder; releases the claim
+    """
+
+
+@task.command("add")
+@click.argument("title")
+@click.option(
+    "--priority", type=click.Choice(["P0", "P1", "P2", "P3"]), default="P2", show_default=True
+)
+@click.option(
+    "--depends-on",
+    "depends_on",
+    multiple=True,
+    metavar="ID",
+    help="A task that must be done first; repeatable.",
+)
+@click.option("--milestone", metavar="NAME", help="The milestone this task belongs to.")
+@click.option("--note", default="", metavar="TEXT")
+@_common
+def task_add(
+    title: str, priority: str, depends_on: tuple[str, ...], milestone: str | None, note: str
+) -> None:
+    """Add a task; it gets the next short id (t1, t2, ...)."""
+    outcome = (
+        _ctx()
+        .coordinator()
+        .task_add(title, priority=priority, depends_on=depends_on, milestone=milestone, note=note)
+    )
+    t = outcome.change.result["task"]
+    emit(_outcome_json(outcome), f"added {t['id']} [{t['priority']}] {t['title']} ({t['status']})")
+
+
+@task.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "ready", "claimed", "blocked", "done", "all"]),
+    default="open",
+    show_default=True,
+)
+@_common
+def task_list(status: str) -> None:
+    """Tasks by priority, oldest first within a priority."""
+    from . import render
+
+    rows = _ctx().coordinator().tasks(status)
+    emit({"tasks": rows}, render.tasks(rows))
+
+
+@task.command("show")
+@click.argument("task_id", metavar="ID")
+@_common
+def task_show(task_id: str) -> None:
+    """One task, with its status, holder and what it waits for."""
+    from . import render
+
+    t = _ctx().coordinator().task(task_id)
+    emit({"task": t}, render.task(t))
+
+
+@task.command("done")
+@click.argument("task_id", metavar="ID")
+@_common
+def task_done(task_id: str) -> None:
+    """Mark a task you hold done (and release its claim), in one commit."""
+    outcome = _ctx().coordinator().task_done(task_id)
+    t = outcome.change.result["task"]
+    emit(
+        _outcome_json(outcome),
+        _wrote(outcome, f"done {t['id']}: {t['title']}", f"{t['id']} was already done"),
+    )
+
+
+@cli.command("next")
+@click.option("--claim", "take", is_flag=True, help="Claim it in the same transaction.")
+@_lease_options
+@_common
+def next_cmd(take: bool, hours: float | None, ttl: str | None) -> None:
+    """The highest-priority ready task: not done, not claimed, dependencies done.
+
+    With --claim, two sessions asking at once get two different tasks (or exit 3
+    when nothing is left).
+    """
+    outcome = _ctx().coordinator().next(take=take, ttl=ttl, hours=hours)
+    t = outcome.change.result["task"]
+    text = f"{t['id']} [{t['priority']}] {t['title']}"
+    if outcome.change.result.get("claimed"):
+        c = outcome.change.result["claim"]
+        text = f"claimed {text} until {c['expires_at']} (generation {c['generation']})"
+    emit(_outcome_json(outcome), text)
+
+
+@cli.group()
+def milestone() -> None:
+    """Multi-step progress, as the founding plan's MILESTONES/."""
+
+
+@milestone.command("add")
+@click.argument("name")
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    required=True,
+    metavar="TEXT",
+    help="A step; repeatable, in order.",
+)
+@_common
+def milestone_add(name: str, steps: tuple[str, ...]) -> None:
+    """Add a milestone with its steps."""
+    outcome = _ctx().coordinator().milestone_add(name, steps)
+    m = outcome.change.result["milestone"]
+    emit(_outcome_json(outcome), f"added milestone {m['name']} with {len(m['steps'])} steps")
+
+
+@milestone.command("done")
+@click.argument("name")
+@click.argument("step")
+@_common
+def milestone_done(name: str, step: str) -> None:
+    """Mark STEP (its text or its number, 1-based) of milestone NAME done."""
+    outcome = _ctx().coordinator().milestone_done(name, step)
+    m = outcome.change.result["milestone"]
+    emit(_outcome_json(outcome), f"{m['name']}: {m['progress']}% done")
+
+
+@milestone.command("list")
+@_common
+def milestone_list() -> None:
+    """Milestones with their progress."""
+    from . import render
+
+    rows = _ctx().coordinator().milestones()
+    emit({"milestones": rows}, render.milestones(rows))
+
+
+@cli.command()
+@_common
+def templates() -> None:
+    """The rosters `init --template` can start from (shipped and your own)."""
+    from . import templates as tpl
+
+    found = tpl.available(_ctx().coordinator()._toplevel())
+    rows = []
+    for name, where in sorted(found.items()):
+        t = tpl.load(name if where == "shipped" else where)
+        rows.append(
+            {
+                "name": name,
+                "source": where,
+                "slots": len(t.slots),
+                "tasks": len(t.tasks),
+                "description": t.description,
+            }
+        )
+    lines = [
+        f"{r['name']:<16} {r['slots']:>3} slots {r['tasks']:>3} tasks  "
+        f"{r['description']}  ({r['source']})"
+        for r in rows
+    ]
+    emit({"templates": rows}, "\n".join(lines))
 
 
 @cli.group()
@@ -779,6 +958,11 @@ def demo(count: int, keep: bool) -> None:
         raise GitcoordError(
             "demo invariants failed: expected one winner, 0 lost updates, 0 double grants"
         )
+
+
+from .integrate import hook as _hook_group  # noqa: E402
+
+cli.add_command(_hook_group)
 
 
 # --- entry point and the one error mapping -----------------------------------------

@@ -19,6 +19,7 @@ from .names import (
     CLAIM_TYPE_PATTERN,
     MESSAGE_ID_PATTERN,
     SESSION_ID_PATTERN,
+    TASK_ID_PATTERN,
     name_problem,
 )
 
@@ -254,6 +255,72 @@ class Activation(_Model):
     sessions: int = Field(ge=1)
 
 
+Priority = Literal["P0", "P1", "P2", "P3"]
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+MilestoneName = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+
+
+class Task(_Model):
+    """`coordination/tasks/<id>.yaml`: one item of the work board.
+
+    Who is working on it is not stored here: that is the claim
+    `claims/task/<id>.yaml`, so the task and its claim cannot drift apart.
+    """
+
+    id: TaskId = Field(description="Short and stable: t1, t2, ... (the next free number).")
+    title: Subject
+    priority: Priority = "P2"
+    depends_on: list[TaskId] = Field(default_factory=list)
+    milestone: MilestoneName | None = None
+    note: Note = ""
+    created_by: SessionId
+    created_at: Timestamp
+    done_by: SessionId | None = None
+    done_at: Timestamp | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+
+class Step(_Model):
+    name: Subject
+    done_by: SessionId | None = None
+    done_at: Timestamp | None = None
+
+
+class Milestone(_Model):
+    """`coordination/milestones/<name>.yaml`: multi-step progress (the founding MILESTONES/)."""
+
+    name: MilestoneName
+    steps: list[Step] = Field(min_length=1, max_length=100)
+    created_by: SessionId
+    created_at: Timestamp
+
+    @property
+    def progress(self) -> float:
+        return sum(1 for s in self.steps if s.done_at is not None) / len(self.steps)
+
+
+class Slot(_Model):
+    number: int = Field(ge=1)
+    session: SessionId | None = Field(None, description="Suggested session id for this slot.")
+    role: Role
+    goal: Goal
+    responsibilities: list[Field200] = Field(default_factory=list)
+
+
+class Roster(_Model):
+    """`coordination/roster.yaml`: the slots of a template (init --template)."""
+
+    template: str = Field(max_length=100)
+    description: Note = ""
+    slots: list[Slot] = Field(min_length=1, max_length=1000)
+
+    def slot(self, number: int) -> Slot | None:
+        return next((s for s in self.slots if s.number == number), None)
+
+
 class ReadMark(_Model):
     """`coordination/reads/<id>.yaml`: how far a session has read its inbox.
 
@@ -275,4 +342,7 @@ DOCUMENTS: dict[str, type[_Model]] = {
     "read": ReadMark,
     "approval": Approval,
     "activation": Activation,
+    "task": Task,
+    "milestone": Milestone,
+    "roster": Roster,
 }

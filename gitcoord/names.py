@@ -20,6 +20,7 @@ CLAIM_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_*?\[{][A-Za-z0-9._:@+=,~/*?\[\]!{}^#%-]{0,127}$"
 
 MESSAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
+TASK_ID_PATTERN = r"^t[1-9][0-9]{0,8}$"
 APPROVAL_ID_PATTERN = r"^[0-9]{8}-[0-9a-f]{6}$"
 BROADCAST = "broadcast"
 APPROVAL_BRANCH_PREFIX = "gitcoord-approval/"
@@ -39,7 +40,7 @@ def _shown(value: str) -> str:
 def check_session_id(value: str) -> str:
     if value == BROADCAST:
         raise UsageError(f"{BROADCAST!r} is reserved for messages to everyone", field="session")
-    if not _SESSION_RE.match(value) or ".." in value:
+    if not _SESSION_RE.fullmatch(value) or ".." in value:
         raise UsageError(
             f"invalid session id {_shown(value)}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
@@ -49,7 +50,7 @@ def check_session_id(value: str) -> str:
 
 
 def check_claim_type(value: str) -> str:
-    if not _TYPE_RE.match(value):
+    if not _TYPE_RE.fullmatch(value):
         raise UsageError(
             f"invalid claim type {_shown(value)}: use 1-32 lowercase letters, digits, '_' or '-', "
             "starting with a letter (e.g. task, service, path)",
@@ -60,7 +61,7 @@ def check_claim_type(value: str) -> str:
 
 def name_problem(value: str) -> str | None:
     """Why `value` is not a valid claim name, or None."""
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         return (
             "use 1-128 characters: letters, digits and . _ : @ + = , ~ / * ? [ ] ! { } ^ # % -, "
             "not starting with '-' or '.'"
@@ -127,9 +128,39 @@ _APPROVAL_RE = re.compile(APPROVAL_ID_PATTERN)
 
 
 def check_approval_id(value: str) -> str:
-    if not _APPROVAL_RE.match(value):
+    if not _APPROVAL_RE.fullmatch(value):
         raise UsageError(
             f"invalid approval id {_shown(value)}: expected e.g. 20261121-a1b2c3", field="approval"
+        )
+    return value
+
+
+def task_path(task_id: str) -> str:
+    return f"{ROOT}/tasks/{task_id}.yaml"
+
+
+def milestone_path(name: str) -> str:
+    return f"{ROOT}/milestones/{name}.yaml"
+
+
+def roster_path() -> str:
+    return f"{ROOT}/roster.yaml"
+
+
+_TASK_RE = re.compile(TASK_ID_PATTERN)
+
+
+def check_task_id(value: str) -> str:
+    if not _TASK_RE.fullmatch(value):
+        raise UsageError(f"invalid task id {_shown(value)}: expected t1, t2, ...", field="task")
+    return value
+
+
+def check_milestone(value: str) -> str:
+    if not _SESSION_RE.fullmatch(value) or ".." in value:
+        raise UsageError(
+            f"invalid milestone name {_shown(value)}: use 1-64 letters, digits, '.', '_' or '-'",
+            field="milestone",
         )
     return value
 
@@ -139,7 +170,7 @@ def state_page_path() -> str:
 
 
 def check_message_id(value: str) -> str:
-    if not _MESSAGE_RE.match(value):
+    if not _MESSAGE_RE.fullmatch(value):
         raise UsageError(
             f"invalid message id {_shown(value)}: expected e.g. 20261121T093000123Z-a1b2c3",
             field="message",

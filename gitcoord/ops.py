@@ -18,7 +18,19 @@ from pydantic import BaseModel, ValidationError
 from . import names, overlap
 from .clock import human_delta, iso
 from .errors import ConflictError, InvalidError, RefusedError, UsageError
-from .models import Activation, Approval, Claim, Config, Heartbeat, Message, ReadMark, Session
+from .models import (
+    Activation,
+    Approval,
+    Claim,
+    Config,
+    Heartbeat,
+    Message,
+    Milestone,
+    ReadMark,
+    Roster,
+    Session,
+    Task,
+)
 from .state import Doc, State
 
 
@@ -86,9 +98,13 @@ def init(
     clock_skew_seconds: int = 60,
     approvers: tuple[str, ...] = (),
     require_approval: tuple[str, ...] = (),
+    template: Any = None,
+    session: str | None = None,
 ) -> Change:
     if state.config is not None:
         return Change("init", "init", result={"created": False, **_config_json(state.config)})
+    if template is not None:
+        slots = len(template.slots)
     config = _build(
         Config,
         slots=slots,
@@ -99,13 +115,54 @@ def init(
         require_approval=list(require_approval),
         created_at=now,
     )
+    writes: dict[str, Doc] = {names.config_path(): config}
+    trailers = {"Gitcoord-Slots": str(slots)}
+    if template is not None:
+        writes.update(_seed(template, now, session or "gitcoord"))
+        trailers["Gitcoord-Template"] = template.name
     return Change(
         "init",
-        f"init coordination with {slots} slots",
-        writes={names.config_path(): config},
-        trailers={"Gitcoord-Slots": str(slots)},
-        result={"created": True, **_config_json(config)},
+        f"init coordination with {slots} slots"
+        + (f" from template {template.name}" if template is not None else ""),
+        writes=writes,
+        trailers=trailers,
+        result={
+            "created": True,
+            **_config_json(config),
+            "template": getattr(template, "name", None),
+        },
     )
+
+
+def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
+    """The roster, milestones and tasks a template starts the branch with."""
+    writes: dict[str, Doc] = {
+        names.roster_path(): _build(
+            Roster, template=template.name, description=template.description, slots=template.slots
+        )
+    }
+    for m in template.milestones:
+        writes[names.milestone_path(m.name)] = _build(
+            Milestone,
+            name=m.name,
+            steps=[{"name": s} for s in m.steps],
+            created_by=creator,
+            created_at=now,
+        )
+    ids = {t.key: f"t{i + 1}" for i, t in enumerate(template.tasks)}
+    for t in template.tasks:
+        writes[names.task_path(ids[t.key])] = _build(
+            Task,
+            id=ids[t.key],
+            title=t.title,
+            priority=t.priority,
+            depends_on=[ids[d] for d in t.depends_on],
+            milestone=t.milestone,
+            note=t.note,
+            created_by=creator,
+            created_at=now,
+        )
+    return writes
 
 
 def _config_json(config: Config) -> dict[str, Any]:
@@ -131,6 +188,11 @@ def register(
         raise UsageError(
             f"--number must be within 1..{config.slots}", free_numbers=free, slots=config.slots
         )
+    roster = state.roster
+    if number is None and existing is None and roster is not None:
+        suggested = next((s.number for s in roster.slots if s.session == session), None)
+        if suggested is not None and suggested in free:
+            number = suggested
     if number is None:
         if existing is not None:
             number = existing.number
@@ -150,10 +212,17 @@ def register(
             free_numbers=free,
             path=names.session_path(holder.id),
         )
+    slot = roster.slot(number) if roster is not None else None
     role = role if role is not None else (existing.role if existing else None)
     goal = goal if goal is not None else (existing.goal if existing else None)
+    if slot is not None and existing is None:
+        role = role if role is not None else slot.role
+        goal = goal if goal is not None else slot.goal
     if role is None or goal is None:
-        raise UsageError("a new session needs --role and --goal", session=session)
+        raise UsageError(
+            "a new session needs --role and --goal (or a template slot: init --template)",
+            session=session,
+        )
     doc: Session = _build(
         Session,
         id=session,
@@ -161,7 +230,7 @@ def register(
         role=role,
         goal=goal,
         registered_at=existing.registered_at if existing else now,
-        updated_at=now,
+        updated_at=max(now, existing.registered_at) if existing else now,
     )
     result = {"session": doc.model_dump(mode="json"), "created": existing is None}
     if existing is not None and (existing.number, existing.role, existing.goal) == (
@@ -223,6 +292,10 @@ def claim(
             trailers["Gitcoord-Takeover-From"] = current.holder
     else:
         raise _held(current, now, config.skew)
+    if op != "renew" and type_ == "task" and name in state.tasks:
+        from .board import check_claimable
+
+        check_claimable(state, name, now)
     if op != "renew":
         for other in overlapping(state, type_, name, now):
             if other.holder != me.id:
@@ -354,7 +427,7 @@ def release(state: State, now: datetime, *, session: str | None, type_: str, nam
             resource=current.key,
             result={"claim": _claim_json(current, now), "action": "already-released"},
         )
-    doc = current.model_copy(update={"released_at": now})
+    doc = current.model_copy(update={"released_at": max(now, current.acquired_at)})
     return Change(
         "release",
         f"release {current.key} by {me.id}",

@@ -31,7 +31,7 @@ _ALPHABET = [c for c in string.printable if c not in "/\t\n\r\x0b\x0c"] + ["\u00
 
 def parse_range(name: str) -> tuple[str, int, int] | None:
     """'prospects:1-25' -> ('prospects', 1, 25); None when the name is not a range."""
-    m = RANGE_RE.match(name)
+    m = RANGE_RE.fullmatch(name)
     if not m:
         return None
     a = int(m.group("a"))
@@ -66,7 +66,7 @@ def matcher(glob: str) -> Any:
     import pathspec
 
     try:
-        return pathspec.PathSpec.from_lines("gitwildmatch", [glob])
+        return pathspec.GitIgnoreSpec.from_lines([glob])
     except Exception as exc:  # pathspec raises its own error types for bad patterns
         raise ValueError(f"invalid glob {glob!r}: {exc}") from None
 

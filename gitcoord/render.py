@@ -27,6 +27,14 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 def status(data: dict[str, Any], now: datetime) -> str:
     if not data["initialised"]:
+        if data["problems"]:
+            shown = "\n".join(
+                f"  {p['path']}: {p['message']} [{p['rule']}]" for p in data["problems"]
+            )
+            return (
+                f"gitcoord · {data['where']} · the branch exists but its config is missing or "
+                f"unreadable:\n{shown}"
+            )
         return f"gitcoord · {data['where']} · not initialised: run `gitcoord init`"
     lines = [
         f"gitcoord · {data['where']} · tip {str(data['tip'])[:10]} · "
@@ -90,6 +98,19 @@ def status(data: dict[str, Any], now: datetime) -> str:
     released = len(data["claims"]) - len(active)
     if released:
         lines.append(f"  ({released} released)")
+    if data.get("tasks"):
+        counts = data["tasks"]
+        lines.append("")
+        lines.append(
+            "TASKS  "
+            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            + "  (`gitcoord task list`, `gitcoord next --claim`)"
+        )
+    if data.get("milestones"):
+        lines.append("")
+        lines.append("MILESTONES")
+        for m in data["milestones"]:
+            lines.append(f"  {m['name']}: {m['progress']}% of {m['steps']} steps")
     if data["problems"]:
         lines.append("")
         lines.append(f"PROBLEMS ({len(data['problems'])}): run `gitcoord validate`")
@@ -220,6 +241,51 @@ def state_page(data: dict[str, Any], recent: list[Any], now: datetime) -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def tasks(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no tasks: `gitcoord task add TITLE --priority P1`)"
+    out = []
+    for t in rows:
+        status = t["status"]
+        if status == "claimed":
+            status = f"claimed by {t['holder']}"
+        elif status == "blocked":
+            status = f"blocked on {', '.join(t['waiting_for'])}"
+        out.append(
+            [t["id"], t["priority"], _short(t["title"], 50), status, t.get("milestone") or ""]
+        )
+    return table(out, ["ID", "PRI", "TITLE", "STATUS", "MILESTONE"])
+
+
+def task(t: dict[str, Any]) -> str:
+    lines = [f"{t['id']} [{t['priority']}] {t['title']}", f"  status: {t['status']}"]
+    if t.get("holder"):
+        lines.append(f"  holder: {t['holder']}")
+    if t["depends_on"]:
+        lines.append(f"  depends on: {', '.join(t['depends_on'])}")
+    if t.get("milestone"):
+        lines.append(f"  milestone: {t['milestone']}")
+    lines.append(f"  added by {t['created_by']} at {t['created_at']}")
+    if t.get("done_at"):
+        lines.append(f"  done by {t['done_by']} at {t['done_at']}")
+    if t.get("note"):
+        lines.append(f"  note: {t['note']}")
+    return "\n".join(lines)
+
+
+def milestones(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no milestones: `gitcoord milestone add NAME --step S ...`)"
+    out = []
+    for m in rows:
+        out.append(f"{m['name']}: {m['progress']}%")
+        for i, st in enumerate(m["steps"], 1):
+            mark = "x" if st.get("done_at") else " "
+            who = f" ({st['done_by']})" if st.get("done_by") else ""
+            out.append(f"  [{mark}] {i}. {st['name']}{who}")
+    return "\n".join(out)
 
 
 def approvals(rows: list[dict[str, Any]]) -> str:

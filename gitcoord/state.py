@@ -17,7 +17,18 @@ from typing import Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from . import names, yamlio
-from .models import Activation, Approval, Claim, Config, Heartbeat, ReadMark, Session
+from .models import (
+    Activation,
+    Approval,
+    Claim,
+    Config,
+    Heartbeat,
+    Milestone,
+    ReadMark,
+    Roster,
+    Session,
+    Task,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,6 +41,9 @@ TOP_LEVEL = {
     "reads",
     "approvals",
     "activation.yaml",
+    "tasks",
+    "milestones",
+    "roster.yaml",
     "CURRENT_STATE.md",
 }
 
@@ -69,6 +83,9 @@ class State:
     reads: Mapping[str, ReadMark] = field(default_factory=dict)
     approvals: Mapping[str, Approval] = field(default_factory=dict)
     activation: Activation | None = None
+    tasks: Mapping[str, Task] = field(default_factory=dict)
+    milestones: Mapping[str, Milestone] = field(default_factory=dict)
+    roster: Roster | None = None
     problems: tuple[Problem, ...] = ()
     source: Source | None = field(default=None, compare=False, repr=False)
 
@@ -100,6 +117,7 @@ class State:
         sessions, claims = dict(self.sessions), dict(self.claims)
         heartbeats, reads = dict(self.heartbeats), dict(self.reads)
         approvals, activation = dict(self.approvals), self.activation
+        tasks, milestones, roster = dict(self.tasks), dict(self.milestones), self.roster
         for path, doc in writes.items():
             if isinstance(doc, Config):
                 config = doc
@@ -115,6 +133,12 @@ class State:
                 approvals[doc.id] = doc
             elif isinstance(doc, Activation):
                 activation = doc
+            elif isinstance(doc, Task):
+                tasks[doc.id] = doc
+            elif isinstance(doc, Milestone):
+                milestones[doc.name] = doc
+            elif isinstance(doc, Roster):
+                roster = doc
             elif doc is None:
                 raise ValueError(f"deleting {path} is not an operation gitcoord performs")
         return replace(
@@ -126,6 +150,9 @@ class State:
             reads=reads,
             approvals=approvals,
             activation=activation,
+            tasks=tasks,
+            milestones=milestones,
+            roster=roster,
         )
 
 
@@ -204,6 +231,11 @@ def load_state(src: Source) -> State:
     activation = None
     if any(name == "activation.yaml" for name, _ in top):
         activation = parse(src, names.activation_path(), Activation, problems)
+    tasks = _per_session(src, "tasks", Task, "id", problems)
+    milestones = _per_session(src, "milestones", Milestone, "name", problems)
+    roster = None
+    if any(name == "roster.yaml" for name, _ in top):
+        roster = parse(src, names.roster_path(), Roster, problems)
 
     claims: dict[str, Claim] = {}
     for type_dir, is_dir in sorted(src.listdir(f"{root}/claims") or []):
@@ -228,6 +260,9 @@ def load_state(src: Source) -> State:
         reads,
         approvals,
         activation,
+        tasks,
+        milestones,
+        roster,
         tuple(problems),
         src,
     )

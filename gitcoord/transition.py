@@ -35,8 +35,11 @@ from .models import (
     Config,
     Heartbeat,
     Message,
+    Milestone,
     ReadMark,
+    Roster,
     Session,
+    Task,
 )
 from .state import Doc, Problem, State
 
@@ -70,6 +73,9 @@ def model_for(path: str) -> type[BaseModel] | None:
         ("heartbeats", 2): Heartbeat,
         ("reads", 2): ReadMark,
         ("approvals", 2): Approval,
+        ("tasks", 2): Task,
+        ("milestones", 2): Milestone,
+        ("roster.yaml", 1): Roster,
         ("claims", 3): Claim,
         ("messages", 4): Message,
     }
@@ -105,6 +111,12 @@ def doc_at(state: State, path: str) -> Doc:
         return state.reads.get(stem)
     if model is Approval:
         return state.approvals.get(stem)
+    if model is Task:
+        return state.tasks.get(stem)
+    if model is Milestone:
+        return state.milestones.get(stem)
+    if model is Roster:
+        return state.roster
     if model is Claim:
         type_ = path.split("/")[2]
         return state.claims.get(names.resource_key(type_, names.claim_name_from_stem(stem)))
@@ -165,8 +177,8 @@ def _problems(
             continue
         if isinstance(after, bytes):
             continue  # CURRENT_STATE.md, or a file check_state reports as malformed
-        if admin and not isinstance(after, Approval):
-            continue
+        if creating or (admin and not isinstance(after, Approval)):
+            continue  # the first commit (init) lays out the branch; approvers may repair
         yield from _check_doc(path, before, after, old, meta, admin, creating or not approvers, no)
 
 
@@ -196,6 +208,26 @@ def _check_doc(
         return
     if isinstance(after, Approval):
         yield from _check_approval(path, before, after, meta, admin, no)
+        return
+    if isinstance(after, Task):
+        yield from _check_task(path, before, after, old, meta, no)
+        return
+    if isinstance(after, Milestone):
+        prev_m = before if isinstance(before, Milestone) else None
+        if prev_m is None:
+            if after.created_by != who:
+                yield no(path, "own-files", f"session {who} cannot create as {after.created_by}")
+            return
+        if [st.name for st in prev_m.steps] != [st.name for st in after.steps]:
+            yield no(path, "milestone", "a milestone's steps are fixed once added")
+            return
+        for a, b in zip(prev_m.steps, after.steps, strict=True):
+            if a != b and (a.done_at is not None or b.done_by != who):
+                yield no(path, "milestone", f"step {b.name!r}: only marking it done as {who}")
+        return
+    if isinstance(after, Roster):
+        if not config_open:
+            yield no(path, "config", "only approvers may change the roster")
         return
     if isinstance(after, Activation):
         if before is not None:
@@ -243,6 +275,26 @@ def _check_claim(
             "generation",
             f"a new holder needs generation {prev.generation + 1}, not {after.generation}",
         )
+
+
+def _check_task(
+    path: str, before: Doc, after: Task, old: State, meta: CommitMeta, no: Any
+) -> Iterator[Problem]:
+    who = meta.session
+    prev = before if isinstance(before, Task) else None
+    if prev is None:
+        if after.created_by != who:
+            yield no(path, "own-files", f"session {who} cannot add a task as {after.created_by}")
+        return
+    if prev.model_copy(update={"done_by": after.done_by, "done_at": after.done_at}) != after:
+        yield no(path, "task", "a task changes only by being marked done")
+        return
+    if prev.done or not after.done or after.done_by != who:
+        yield no(path, "task", f"only marking an open task done, as {who}")
+        return
+    held = old.claims.get(names.resource_key("task", after.id))
+    if held is None or held.holder != who or held.released_at is not None:
+        yield no(path, "task", f"{after.id} is marked done by {who}, who does not hold it")
 
 
 def _check_approval(

@@ -56,4 +56,13 @@ def test_example_tree_shows_every_kind_of_file() -> None:
         shown.add("read")
     if list(all_messages(EXAMPLE)):
         shown.add("message")
+    for kind, present in {
+        "approval": state.approvals,
+        "activation": state.activation,
+        "task": state.tasks,
+        "milestone": state.milestones,
+        "roster": state.roster,
+    }.items():
+        if present:
+            shown.add(kind)
     assert shown == set(DOCUMENTS), f"example tree lacks {set(DOCUMENTS) - shown}"
