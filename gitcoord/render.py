@@ -33,7 +33,8 @@ def status(data: dict[str, Any], now: datetime) -> str:
             )
             return (
                 f"gitcoord · {data['where']} · the branch exists but its config is missing or "
-                f"unreadable:\n{shown}"
+                f"unreadable\n\nPROBLEMS ({len(data['problems'])}): run `gitcoord validate`"
+                f"\n{shown}"
             )
         return f"gitcoord · {data['where']} · not initialised: run `gitcoord init`"
     lines = [

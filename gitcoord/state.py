@@ -222,7 +222,13 @@ def load_state(src: Source) -> State:
         parsed = parse(src, names.config_path(), Config, problems)
         config = parsed if isinstance(parsed, Config) else None
     else:
-        problems.append(Problem(names.config_path(), "layout", "missing: run `gitcoord init`"))
+        problems.append(
+            Problem(
+                names.config_path(),
+                "layout",
+                "missing, though the branch has other files: restore it with a commit",
+            )
+        )
 
     sessions = _per_session(src, "sessions", Session, "id", problems)
     heartbeats = _per_session(src, "heartbeats", Heartbeat, "session", problems)

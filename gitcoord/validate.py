@@ -19,7 +19,9 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     different holders overlap at that time (time-dependent, so optional)."""
     problems = list(state.problems)
     if state.config is None:
-        if state.sessions or state.claims:
+        if (state.sessions or state.claims) and not any(
+            p.path == names.config_path() for p in problems
+        ):
             problems.append(Problem(names.config_path(), "layout", "missing or unreadable config"))
         return problems
     slots = state.config.slots
