@@ -707,6 +707,11 @@ class Coordinator:
         return self.session
 
 
+def _natural(text: str) -> list[Any]:
+    """Sort key that orders emails:6-10 before emails:11-15."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def _task_counts(state: State, now: datetime) -> dict[str, int]:
     from . import board
 
@@ -765,7 +770,7 @@ def status_json(snap: Snapshot, now: datetime) -> dict[str, Any]:
     state = snap.state
     config = state.config
     sessions = sorted(state.sessions.values(), key=lambda s: s.number)
-    claims = sorted(state.claims.values(), key=lambda c: c.key)
+    claims = sorted(state.claims.values(), key=lambda c: _natural(c.key))
     from .validate import check_state
 
     return {

@@ -938,7 +938,7 @@ def integrate(tool: str, remove: bool, no_mcp: bool, release_on_stop: bool) -> N
     "--sessions",
     "count",
     type=click.IntRange(2, 50),
-    default=6,
+    default=12,
     show_default=True,
     help="How many sessions.",
 )

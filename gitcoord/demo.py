@@ -9,7 +9,7 @@ against the branch itself (lost updates and double grants must be 0).
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
 import sys
@@ -21,73 +21,13 @@ from typing import Any
 
 from .gitio import clean_env
 
-# The founding marketing registry's roster (shared/seeds 003), abridged.
-ROSTER = [
-    (
-        "marketing-orchestrator",
-        "Orchestrator - Master Coordinator",
-        "Coordinate 12 sessions to $120k MRR",
-    ),
-    (
-        "marketing-research-1",
-        "Research AI - Prospect Finding (Batch 1)",
-        "Find 25 prospects/day, score 70+/100",
-    ),
-    (
-        "marketing-research-2",
-        "Research AI - Prospect Finding (Batch 2)",
-        "Find 25 prospects/day, score 70+/100",
-    ),
-    (
-        "marketing-outreach-1",
-        "Outreach AI - Morning Batch 1",
-        "Send 17 personalized emails/day, 95%+ delivery",
-    ),
-    (
-        "marketing-outreach-2",
-        "Outreach AI - Morning Batch 2",
-        "Send 17 personalized emails/day, 95%+ delivery",
-    ),
-    (
-        "marketing-outreach-3",
-        "Outreach AI - Afternoon Batch",
-        "Send 16 personalized emails/day, 95%+ delivery",
-    ),
-    (
-        "marketing-conversation-1",
-        "Conversation AI - High Priority",
-        "Process high-value replies within 1 hour",
-    ),
-    (
-        "marketing-conversation-2",
-        "Conversation AI - Standard",
-        "Process standard replies within 2 hours",
-    ),
-    (
-        "marketing-conversation-3",
-        "Conversation AI - Support",
-        "Process remaining replies within 4 hours",
-    ),
-    (
-        "marketing-human-approver",
-        "Human Interface AI - Approval queue",
-        "Prepare the approval queue daily by 8 AM",
-    ),
-    (
-        "marketing-sales-closer-1",
-        "Sales Closer AI - Primary",
-        "Support 10+ sales calls/week, 30%+ close rate",
-    ),
-    (
-        "marketing-sales-closer-2",
-        "Sales Closer AI - Backup",
-        "Handle overflow calls, 30%+ close rate",
-    ),
-]
-
 
 def _roster(count: int) -> list[tuple[str, str, str]]:
-    out = list(ROSTER[:count])
+    """(session id, role, goal): the marketing-12 slots, then generic workers."""
+    from .templates import load
+
+    slots = load("marketing-12").slots
+    out = [(s.session or f"session-{s.number}", s.role, s.goal) for s in slots[:count]]
     for i in range(len(out), count):
         out.append((f"session-{i + 1}", f"Worker {i + 1}", f"Finish batch {i + 1}"))
     return out
@@ -137,78 +77,99 @@ def run_demo(
         env.setdefault("GIT_AUTHOR_EMAIL", "demo@gitcoord.invalid")
         run = _Runner(env)
         sessions = _roster(count)
-        home = {sid: clones[i % 2] for i, (sid, _, _) in enumerate(sessions)}
+        ids = [sid for sid, _, _ in sessions]
+        home = {sid: clones[i % 2] for i, sid in enumerate(ids)}
+        boss = ids[0]
 
-        say(f"demo: bare remote {remote}, {count} sessions in 2 clones")
-        code, _, err = run.all(
-            [run.start(clones[0], None, "init", "--slots", str(max(12, count)))]
-        )[0]
+        def each(make: Callable[[int, str], list[str]]) -> list[tuple[int, str, str]]:
+            return run.all([run.start(home[sid], sid, *make(i, sid)) for i, sid in enumerate(ids)])
+
+        def ok(results: list[tuple[int, str, str]]) -> int:
+            return sum(1 for code, _, _ in results if code == 0)
+
+        templated = count <= 12
+        say(f"demo: bare remote {remote}, {count} sessions in 2 clones (2 machines)")
+        init = (
+            ["init", "--template", "marketing-12"] if templated else ["init", "--slots", str(count)]
+        )
+        code, _, err = run.all([run.start(clones[0], None, *init)])[0]
         if code != 0:
             raise RuntimeError(f"init failed: {err.strip()}")
+        if templated:
+            say("step 0: initialised from the founding marketing-12 roster")
 
         say(f"step 1: {count} sessions register at the same instant")
-        regs = run.all(
-            [
-                run.start(home[sid], sid, "register", "--role", role, "--goal", goal)
-                for sid, role, goal in sessions
-            ]
+        regs = each(
+            lambda i, sid: (
+                ["register"]
+                if templated
+                else ["register", "--role", sessions[i][1], "--goal", sessions[i][2]]
+            )
         )
-        registered = sum(1 for c, _, _ in regs if c == 0)
-        for (sid, _, _), (c, _, e) in zip(sessions, regs, strict=True):
+        for sid, (c, _, e) in zip(ids, regs, strict=True):
             if c != 0:
                 say(f"  {sid}: exit {c}: {e.strip()}")
 
-        contested = "task/deploy-church-guidance"
-        say(f"step 2: all {count} race for `claim {contested.replace('/', ' ')}`")
-        race = run.all(
-            [
-                run.start(home[sid], sid, "claim", "task", "deploy-church-guidance", "--ttl", "1h")
-                for sid, _, _ in sessions
-            ]
-        )
-        winners = [sid for (sid, _, _), (c, _, _) in zip(sessions, race, strict=True) if c == 0]
-        losers = [sid for (sid, _, _), (c, _, _) in zip(sessions, race, strict=True) if c == 3]
+        contested = "batch/prospects:1-25"
+        say("step 2: all race for `claim batch prospects:1-25`")
+        race = each(lambda i, sid: ["claim", "batch", "prospects:1-25", "--ttl", "1h"])
+        winners = [sid for sid, (c, _, _) in zip(ids, race, strict=True) if c == 0]
+        losers = [sid for sid, (c, _, _) in zip(ids, race, strict=True) if c == 3]
         for w in winners:
             say(f"  winner: {w}")
         if losers:
             sample = next(e for (c, _, e) in race if c == 3).strip()
             say(f"  {len(losers)} losers got exit 3, e.g. {sample}")
 
-        say("step 3: every session claims its own batch at the same time")
-        own = run.all(
-            [
-                run.start(home[sid], sid, "claim", "task", f"batch-{i + 1}", "--ttl", "2h")
-                for i, (sid, _, _) in enumerate(sessions)
+        say("step 3: each claims its own, non-overlapping batch of emails at the same time")
+        own = each(
+            lambda i, sid: ["claim", "batch", f"emails:{i * 5 + 1}-{i * 5 + 5}", "--ttl", "2h"]
+        )
+
+        say("step 4: everyone sends a heartbeat, then reports to the orchestrator")
+        beats = each(
+            lambda i, sid: [
+                "heartbeat",
+                "working",
+                f"emails:{i * 5 + 1}-{i * 5 + 5}",
+                "drafting",
+                str(10 * (i % 10)),
             ]
         )
-        own_ok = sum(1 for c, _, _ in own if c == 0)
+        sent = run.all(
+            [
+                run.start(home[sid], sid, "send", boss, f"Status of {sid}", "On track.")
+                for sid in ids[1:]
+            ]
+            + [
+                run.start(
+                    home[boss], boss, "send", "broadcast", "Approval queue", "Human review at 8 AM."
+                )
+            ]
+        )
+        inbox = run.all([run.start(home[boss], boss, "inbox", "--json")])[0]
+        read = len(json.loads(inbox[1])["messages"]) if inbox[0] == 0 else 0
+        say(f"  {ok(beats)} heartbeats, {ok(sent)} messages; the orchestrator read {read}")
 
-        say("step 4: the winner finishes and releases; the dashboard:")
+        say("step 5: the race winner finishes and releases; the dashboard:")
         if winners:
-            run.all(
-                [
-                    run.start(
-                        home[winners[0]], winners[0], "release", "task", "deploy-church-guidance"
-                    )
-                ]
-            )
+            run.all([run.start(home[winners[0]], winners[0], "release", "batch", "prospects:1-25")])
         status = run.all([run.start(clones[1], None, "status")])[0][1]
         say("")
         say(status.rstrip())
 
-        # Check the claims against the branch itself, not against what processes said.
-        check = run.all([run.start(clones[0], None, "status", "--json")])[0][1]
-        import json
-
-        data = json.loads(check)
+        # Judge by the branch itself, not by what the processes said.
+        data = json.loads(run.all([run.start(clones[0], None, "status", "--json")])[0][1])
+        metrics = json.loads(run.all([run.start(clones[0], None, "metrics", "--json")])[0][1])
         on_branch = {c["resource"]: c for c in data["claims"]}
         lost = sum(
             1
-            for i, (c, _, _) in enumerate(own)
-            if c == 0 and f"task/batch-{i + 1}" not in on_branch
+            for i, (sid, (c, _, _)) in enumerate(zip(ids, own, strict=True))
+            if c == 0
+            and on_branch.get(f"batch/emails:{i * 5 + 1}-{i * 5 + 5}", {}).get("holder") != sid
         )
-        contested_claim = on_branch.get(contested)
-        double = max(0, len(winners) - 1)
+        lost += max(0, ok(regs) - data["registered"])
+        lost += max(0, ok(sent) - metrics["messages"]["sent"])
         log = subprocess.run(
             ["git", "log", "--format=%h %s", "gitcoord"],
             cwd=remote,
@@ -223,26 +184,29 @@ def run_demo(
             say(f"  {line}")
         summary = {
             "sessions": count,
-            "registered": registered,
+            "registered": data["registered"],
             "operations": run.operations,
             "race": {
                 "resource": contested,
                 "winners": winners,
                 "losers": len(losers),
-                "generation": contested_claim["generation"] if contested_claim else None,
             },
-            "distinct_claims": own_ok,
+            "distinct_claims": ok(own),
+            "heartbeats": ok(beats),
+            "messages": ok(sent),
             "commits": len(log),
             "lost_updates": lost,
-            "double_grants": double,
+            "double_grants": metrics["work_collisions"],
+            "collisions_prevented": metrics["collisions_prevented"],
             "elapsed_seconds": round(time.monotonic() - started, 2),
             "kept": str(tmp) if keep else None,
         }
         say("")
         say(
-            f"summary: {registered}/{count} registered, 1 race with {len(winners)} winner and "
-            f"{len(losers)} losers, {own_ok}/{count} distinct claims, {len(log)} commits, "
-            f"lost updates {lost}, double grants {double}, {summary['elapsed_seconds']}s"
+            f"summary: {summary['registered']}/{count} registered, {run.operations} operations, "
+            f"1 race with {len(winners)} winner and {len(losers)} losers, "
+            f"{ok(own)}/{count} distinct claims, {len(log)} commits, lost updates {lost}, "
+            f"double grants {summary['double_grants']}, {summary['elapsed_seconds']}s"
         )
         if keep:
             say(f"kept: {tmp}")
@@ -250,5 +214,3 @@ def run_demo(
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
-        elif os.environ.get("GITCOORD_DEBUG"):
-            print(tmp, file=sys.stderr)
