@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 # Pydantic looks for plugins through importlib.metadata on import (~30 ms); the
 # CLI uses none. Set before anything imports pydantic.
@@ -101,7 +101,39 @@ def emit(data: dict[str, Any], text: str) -> None:
         click.echo(text)
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands that live in their own modules, imported only when invoked.
+
+    Keeps `gitcoord claim` from paying for the MCP SDK, the Claude Code
+    integration or the doctor: each costs imports the hot path never needs.
+    """
+
+    lazy: ClassVar[dict[str, str]] = {
+        "hook": "gitcoord.integrate:hook",
+        "doctor": "gitcoord.doctor:doctor",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            try:
+                found: click.Command = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError:
+                return None
+            return found
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="gitcoord")
 @click.option(
     "-C", "path", metavar="PATH", default=".", help="Run as if started in PATH (like git -C)."
@@ -960,9 +992,6 @@ def demo(count: int, keep: bool) -> None:
         )
 
 
-from .integrate import hook as _hook_group  # noqa: E402
-
-cli.add_command(_hook_group)
 
 
 # --- entry point and the one error mapping -----------------------------------------
