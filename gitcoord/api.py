@@ -400,7 +400,7 @@ class Coordinator:
         if pending is not None:
             if result["action"] == "deferred":
                 pending.defer_heartbeat(result["heartbeat"])
-            elif result["action"] == "pushed":
+            else:  # pushed, or skipped as the branch already says so: older owed beats are moot
                 owed = pending.read().get("heartbeat")
                 if owed and owed.get("at", "") <= result["heartbeat"]["at"]:
                     pending.settle({"heartbeat": owed})
@@ -416,7 +416,7 @@ class Coordinator:
             )
         if reply_to is not None:
             names.check_message_id(reply_to)
-        if to != names.BROADCAST and not to.isdigit():
+        if to != names.BROADCAST and not names.is_number(to):
             names.check_session_id(to)
 
         def plan(state: State) -> ops.Change:

@@ -227,7 +227,7 @@ def milestone_done(
     if found is None:
         raise RefusedError(f"no milestone {name!r}", milestone=name)
     index = next((i for i, s in enumerate(found.steps) if s.name == step), None)
-    if index is None and step.isdigit() and 1 <= int(step) <= len(found.steps):
+    if index is None and names.is_number(step) and 1 <= int(step) <= len(found.steps):
         index = int(step) - 1
     if index is None:
         raise RefusedError(

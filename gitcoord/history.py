@@ -8,6 +8,7 @@ numbers are as auditable as the history itself.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
@@ -92,7 +93,8 @@ def matches(
         return False
     if resource is not None:
         res = entry.resource or ""
-        # `task` matches every task/...; `task/x` matches exactly.
+        # `task` matches every task/...; `task/x` matches itself (and anything below it,
+        # which only path-like names have).
         if res != resource and not res.startswith(resource.rstrip("/") + "/"):
             return False
     return op is None or entry.op == op
@@ -105,7 +107,7 @@ def _percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))  # nearest rank
     return ordered[rank]
 
 
@@ -141,7 +143,7 @@ def double_grants(history: list[Entry]) -> list[dict[str, Any]]:
     was live is a work collision. gitcoord's invariant is that there are none."""
     live: dict[str, tuple[str, datetime | None]] = {}  # resource -> (holder, expires)
     found = []
-    for e in sorted(history, key=lambda x: x.time):
+    for e in reversed(history):  # branch order, oldest first: commit times may be skewed
         res, who = e.resource, e.session
         if not res or not who:
             continue
@@ -174,7 +176,7 @@ def metrics(history: list[Entry], state: State, now: datetime) -> dict[str, Any]
         if mid and e.session:
             sent[mid] = (e.time, e.session, e.get("Gitcoord-To") or "")
     answered: dict[str, float] = {}
-    for e in sorted(history, key=lambda x: x.time):
+    for e in reversed(history):  # branch order, oldest first: commit times may be skewed
         orig_id = e.get("Gitcoord-Reply-To")
         orig = sent.get(orig_id or "")
         if orig_id is None or orig is None or orig_id in answered:

@@ -357,14 +357,14 @@ class HookInput:
                 session = f"claude-{short}" if short else None
         return cls(data, path, session)
 
-    def coordinator(self, *, session: bool = True) -> Coordinator:
+    def coordinator(self) -> Coordinator:
         from .api import Coordinator
 
         opts = _root_options()
         timeout = None if os.environ.get("GITCOORD_TIMEOUT") else HOOK_REMOTE_TIMEOUT
         return Coordinator(
             self.path,
-            session=self.session if session else None,
+            session=self.session,
             ref=opts.get("ref"),
             remote=opts.get("remote", "auto"),
             timeout=timeout,
@@ -625,11 +625,9 @@ def pre_tool_use() -> None:
 @click.option("--release", is_flag=True, help="Release every claim this session holds.")
 def stop(release: bool) -> None:
     """At the end of the session: with --release, release this session's claims."""
-    if not release:
-        return
     with _never_fail("stop", suffix="claims left to expire"):
-        inp = HookInput.read()
-        if not inp.session:
+        inp = HookInput.read()  # read stdin even when there is nothing to do
+        if not release or not inp.session:
             return
         with inp.coordinator() as c:
             mine = [

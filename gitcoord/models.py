@@ -35,7 +35,7 @@ def _single_line(value: str) -> str:
 
 
 def _text(value: str) -> str:
-    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
+    if any((ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127 for c in value):
         raise ValueError("must not contain control characters")
     return value
 

@@ -33,6 +33,11 @@ _NAME_RE = re.compile(CLAIM_NAME_PATTERN)
 ROOT = "coordination"
 
 
+def is_number(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and Arabic-Indic digits."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
+
+
 def _shown(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:40] + "...")
 

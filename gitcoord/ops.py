@@ -506,7 +506,7 @@ def resolve_recipient(state: State, to: str) -> str:
     """A session id, a session number, or 'broadcast' -> the folder name; exit 4 if unknown."""
     if to == names.BROADCAST:
         return to
-    if to.isdigit():
+    if names.is_number(to):
         found = state.session_by_number(int(to))
         if found is None:
             raise RefusedError(f"no session has number {to}", recipient=to)

@@ -27,7 +27,9 @@ def _yaml() -> YAML:
     y.representer.sort_base_mapping_type_on_output = False
 
     def str_rep(dumper: Any, data: str) -> Any:
-        if "\n" in data:
+        # A literal block reads best, but YAML folds \r, NEL and the Unicode line and
+        # paragraph separators inside one: such text is written double-quoted instead.
+        if "\n" in data and not any(c in data for c in "\r\x85\u2028\u2029"):
             return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
         return dumper.represent_str(data)
 
