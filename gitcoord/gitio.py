@@ -328,14 +328,3 @@ def format_commit(
     if not body.endswith("\n"):
         body += "\n"
     return body.encode("utf-8")
-
-
-def parse_commit(data: bytes) -> tuple[dict[str, list[str]], str]:
-    head, _, message = data.partition(b"\n\n")
-    headers: dict[str, list[str]] = {}
-    for line in head.decode("utf-8", "replace").splitlines():
-        if line.startswith(" "):
-            continue  # continuation (gpgsig)
-        key, _, value = line.partition(" ")
-        headers.setdefault(key, []).append(value)
-    return headers, message.decode("utf-8", "replace")

@@ -11,50 +11,34 @@ A merge of an approval branch is judged as one change by the merge's author.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from . import names
-from .gitio import parse_commit
+from . import clock, names
 from .state import Problem, State, load_state
 from .store import Store
 from .transition import Changed, CommitMeta, check_transition, parse_doc
 from .validate import check_messages_at, check_state
 
 
-def commit_meta(store: Store, commit: str) -> tuple[CommitMeta, list[str]]:
-    got = store.reader.read(commit)
-    if got is None or got[1] != "commit":
-        raise ValueError(f"{commit} is not a commit")
-    headers, message = parse_commit(got[2])
-    author = headers.get("author", [""])[0]
-    email = author[author.find("<") + 1 : author.find(">")] if "<" in author else ""
-    committer = headers.get("committer", [""])[0].split()
-    when = (
-        datetime.fromtimestamp(int(committer[-2]), timezone.utc)
-        if len(committer) >= 2
-        else (datetime.now(timezone.utc))
-    )
-    trailers = _trailers(message)
+def commit_meta(repo: Any, commit: str) -> tuple[CommitMeta, list[str]]:
+    """Author, committer time, trailers and parents of a pushed commit.
+
+    Read through GitPython (off the hot path: only hooks and `validate --range`
+    come here), whose Commit parses headers and trailers as git itself does
+    (`git interpret-trailers --parse`).
+    """
+    c = repo.commit(commit)
+    trailers = {k: v[-1] for k, v in c.trailers_dict.items() if v}
     meta = CommitMeta(
-        commit=commit,
-        author_email=email,
+        commit=c.hexsha,
+        author_email=c.author.email or "",
         session=trailers.get("Gitcoord-Session"),
         op=trailers.get("Gitcoord-Op"),
-        time=when,
+        time=datetime.fromtimestamp(c.committed_date, timezone.utc),
     )
-    return meta, headers.get("parent", [])
-
-
-def _trailers(message: str) -> dict[str, str]:
-    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
-    if len(paragraphs) < 2:
-        return {}
-    found = {}
-    for line in paragraphs[-1].splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key.replace("-", "").isalnum():
-            found[key] = value.strip()
-    return found
+    return meta, [p.hexsha for p in c.parents]
 
 
 def changed_files(
@@ -78,8 +62,27 @@ def changed_files(
     return found
 
 
-def verify_commit(store: Store, parent: str | None, commit: str) -> list[Problem]:
-    meta, _ = commit_meta(store, commit)
+def verify_commit(
+    store: Store, repo: Any, parent: str | None, commit: str, now: datetime | None = None
+) -> list[Problem]:
+    """Problems of one commit, judged at its own time — but never later than `now`
+    (the verifier's clock): a committer date is the pusher's to choose, so a commit
+    dated in the future could otherwise pass off a takeover as "after expiry"."""
+    meta, _ = commit_meta(repo, commit)
+    future: list[Problem] = []
+    if now is not None and meta.time > now:
+        old_cfg = store.load(parent).config if parent else None
+        skew = old_cfg.skew if old_cfg else timedelta(seconds=60)
+        if meta.time > now + skew:
+            future.append(
+                Problem(
+                    store.ref,
+                    "future-date",
+                    f"commit {commit[:10]} is dated {meta.time:%Y-%m-%dT%H:%M:%SZ}, beyond this "
+                    f"server's clock plus the clock-skew grace",
+                )
+            )
+        meta = replace(meta, time=now)
     old_state = store.load(parent) if parent else State()
     new_view = store.view(commit)
     new_state = load_state(new_view)
@@ -97,6 +100,7 @@ def verify_commit(store: Store, parent: str | None, commit: str) -> list[Problem
             message_paths.append(path)
     problems += check_messages_at(new_view, new_state, message_paths)
     problems += check_transition(old_state, new_state, changes, meta)
+    problems = future + problems
     short = commit[:10]
     return [
         p
@@ -106,8 +110,12 @@ def verify_commit(store: Store, parent: str | None, commit: str) -> list[Problem
     ]
 
 
-def verify_update(store: Store, old: str | None, new: str | None) -> list[Problem]:
-    """Every problem with moving the coordination branch from `old` to `new`."""
+def verify_update(
+    store: Store, old: str | None, new: str | None, now: datetime | None = None
+) -> list[Problem]:
+    """Every problem with moving the coordination branch from `old` to `new`, as seen
+    at `now` (default: this machine's clock)."""
+    now = now or clock.now()
     ref = store.ref
     if new is None:
         return [Problem(ref, "no-delete", "the coordination branch cannot be deleted")]
@@ -127,7 +135,11 @@ def verify_update(store: Store, old: str | None, new: str | None) -> list[Proble
         argv.append(f"^{old}")
     commits = store.git.run(argv).stdout.decode().split()
     problems: list[Problem] = []
-    for commit in commits:
-        _, parents = commit_meta(store, commit)
-        problems += verify_commit(store, parents[0] if parents else None, commit)
+    import git  # GitPython: ~100 ms to import, so only here
+
+    # The hook's environment (object quarantine included) is what GitPython's git sees.
+    with git.Repo(store.info.git_dir) as repo:
+        for commit in commits:
+            _, parents = commit_meta(repo, commit)
+            problems += verify_commit(store, repo, parents[0] if parents else None, commit, now)
     return problems
