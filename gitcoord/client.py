@@ -58,9 +58,11 @@ def fingerprint() -> str:
 
 
 def socket_path(fp: str | None = None) -> str:
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    folder = os.path.join(base, f"gitcoord-{os.getuid()}")
-    return os.path.join(folder, f"agent-{fp or fingerprint()}.sock")
+    name = f"gitcoord-{os.getuid()}/agent-{fp or fingerprint()}.sock"
+    path = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(), name)
+    if len(path.encode()) > 90:  # AF_UNIX paths are limited to ~107 bytes (plus ".<pid>")
+        path = os.path.join(tempfile.gettempdir(), name)
+    return path
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:

@@ -49,6 +49,10 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test User")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    # Spawned CLIs do their own work, so a kill -9 kills the work itself; the agent
+    # path is exercised on purpose in test_agent.py (GITCOORD_AGENT=1 there).
+    monkeypatch.setenv("GITCOORD_AGENT", "0")
+    monkeypatch.setenv("GITCOORD_AGENT_IDLE", "20")
     return home
 
 

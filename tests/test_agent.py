@@ -1,0 +1,158 @@
+"""The warm agent: commands through it behave exactly as in process, concurrently, and
+its absence or death never loses or repeats a command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import World, git, run
+
+from gitcoord import client
+
+
+@pytest.fixture
+def agent_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # A short private runtime dir: AF_UNIX socket paths are limited to ~107 bytes.
+    runtime = Path(tempfile.mkdtemp(prefix="gcr", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("GITCOORD_AGENT", "1")
+    yield runtime
+    for sock in runtime.rglob("*.sock"):
+        sock.unlink()  # a removed socket makes its agent exit
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def cli(cwd: Path, *args: str, stdin: str | None = None, session: str | None = None):
+    env = dict(os.environ)
+    if session:
+        env["GITCOORD_SESSION"] = session
+    return subprocess.run(
+        [sys.executable, "-m", "gitcoord", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def wait_for(path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(path)
+                    return
+                except OSError:
+                    pass
+        time.sleep(0.05)
+    raise AssertionError(f"no agent at {path}")
+
+
+def agent_pid(path: str) -> int:
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gitcoord.agent" in args and path.encode() in args:
+            return int(proc.name)
+    raise AssertionError("agent process not found")
+
+
+def test_commands_through_the_agent_match_in_process(world: World, agent_env: Path) -> None:
+    a = world.clone("a")
+    path = client.socket_path()
+    first = cli(a, "init")  # no agent yet: runs here and starts one
+    assert first.returncode == 0, first.stderr
+    wait_for(path)
+    pid = agent_pid(path)
+
+    # env (session), cwd and -C, stdin and exit codes all travel to the agent's child
+    assert cli(a, "register", "--role", "R", "--goal", "G", session="s1").returncode == 0
+    assert cli(a, "--session", "s2", "register", "--role", "R", "--goal", "G").returncode == 0
+    sub = a / "deep" / "dir"
+    sub.mkdir(parents=True)
+    r = cli(sub, "claim", "task", "x", session="s1")
+    assert r.returncode == 0, r.stderr
+    lost = cli(a, "claim", "task", "x", "--json", session="s2")
+    assert lost.returncode == 3
+    assert json.loads(lost.stdout)["error"]["holder"] == "s1"
+    body = "line one\nline two\n"
+    sent = cli(a, "send", "s2", "hello", "-", stdin=body, session="s1")
+    assert sent.returncode == 0, sent.stderr
+    inbox = run(a, "inbox", "--json", session="s2").json()
+    assert [m["body"] for m in inbox["messages"]] == [body]
+    bad = cli(a, "claim", "task", "-x", session="s1")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+    assert agent_pid(path) == pid, "the same agent served every command"
+    os.kill(pid, signal.SIGTERM)
+
+
+def test_concurrent_claims_through_the_agent_have_one_winner(
+    world: World, agent_env: Path
+) -> None:
+    a = world.clone("a")
+    assert cli(a, "init").returncode == 0
+    path = client.socket_path()
+    wait_for(path)
+    pid = agent_pid(path)
+    for i in range(8):
+        assert cli(a, "register", "--role", "R", "--goal", "G", session=f"s{i}").returncode == 0
+    for round_ in range(3):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "gitcoord", "claim", "task", f"hot-{round_}"],
+                cwd=a,
+                env={**os.environ, "GITCOORD_SESSION": f"s{i}"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(8)
+        ]
+        codes = [p.wait(timeout=120) for p in procs]
+        assert sorted(codes) == [0] + [3] * 7, codes
+    log = git(world.remote, "log", "--format=%s", "gitcoord")
+    assert sum(1 for line in log.splitlines() if line.startswith("claim task/hot-")) == 3
+    os.kill(pid, signal.SIGTERM)
+
+
+def test_a_dead_agent_or_stale_socket_falls_back_to_in_process(
+    world: World, agent_env: Path
+) -> None:
+    a = world.clone("a")
+    path = client.socket_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)  # a socket file nobody listens on
+    stale.close()
+    r = cli(a, "init")
+    assert r.returncode == 0, r.stderr
+    r = cli(a, "status", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["initialised"]
+    wait_for(path)  # the stale socket was replaced by a live agent
+    os.kill(agent_pid(path), signal.SIGKILL)
+    time.sleep(0.2)
+    r = cli(a, "status", "--json")  # the dead agent's socket: run here instead
+    assert r.returncode == 0 and json.loads(r.stdout)["initialised"]
+
+
+def test_command_detection_skips_global_options() -> None:
+    assert client.socket_path("abc").endswith("agent-abc.sock")
+    assert client._command(["-C", "x", "--json", "claim", "task", "y"]) == "claim"
+    assert client._command(["--session", "s", "mcp"]) == "mcp"
