@@ -221,6 +221,8 @@ class Coordinator:
         if template is not None:
             from . import templates
 
+            if template.endswith((".yaml", ".yml")) or os.sep in template:
+                template = os.path.join(self._path, template)  # like every path: relative to -C
             tpl = templates.load(template, self._toplevel())
         return self._transact(
             lambda s: ops.init(s, clock.now(), template=tpl, session=self.session, **settings)

@@ -745,9 +745,13 @@ def templates() -> None:
     from . import templates as tpl
 
     found = tpl.available(_ctx().coordinator()._toplevel())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, where in sorted(found.items()):
-        t = tpl.load(name if where == "shipped" else where)
+        try:
+            t = tpl.load(name if where == "shipped" else where)
+        except GitcoordError as exc:
+            rows.append({"name": name, "source": where, "error": exc.message})
+            continue
         rows.append(
             {
                 "name": name,
@@ -760,6 +764,8 @@ def templates() -> None:
     lines = [
         f"{r['name']:<16} {r['slots']:>3} slots {r['tasks']:>3} tasks  "
         f"{r['description']}  ({r['source']})"
+        if "error" not in r
+        else f"{r['name']:<16} UNUSABLE: {r['error']}  ({r['source']})"
         for r in rows
     ]
     emit({"templates": rows}, "\n".join(lines))
@@ -1013,7 +1019,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
     try:
-        cli.main(args=args, prog_name="gitcoord", standalone_mode=False)
+        code = cli.main(args=args, prog_name="gitcoord", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code  # ctx.exit(n): click returns it instead of raising
     except GitcoordError as err:
         return _fail(err, as_json)
     except click.exceptions.Exit as exc:

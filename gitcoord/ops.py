@@ -191,8 +191,15 @@ def register(
     roster = state.roster
     if number is None and existing is None and roster is not None:
         suggested = next((s.number for s in roster.slots if s.session == session), None)
-        if suggested is not None and suggested in free:
-            number = suggested
+        if suggested is not None:
+            number = suggested  # its own slot (a conflict below if someone took it)
+        else:
+            # Prefer slots not suggested for a roster session that has yet to register;
+            # when every free slot is, take the lowest (the suggestion is not a lock).
+            waiting = {
+                s.number for s in roster.slots if s.session and s.session not in state.sessions
+            }
+            free = [n for n in free if n not in waiting] or free
     if number is None:
         if existing is not None:
             number = existing.number

@@ -23,10 +23,14 @@ FETCH_HEAD is never written and no index file is ever used.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import os
 import random
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,13 +51,17 @@ from .gitio import (
 from .ops import Change
 from .state import Problem, State, load_state
 from .transition import Changed, CommitMeta, check_transition, doc_at
-from .validate import check_state
+from .validate import check_messages, check_state
 
 DEFAULT_TIMEOUT = 30.0
 MAX_ATTEMPTS = 40
 _LOCK_TIMEOUT = ["core.filesRefLockTimeout=1000"]
 _LOCK_ERRORS = ("cannot lock ref", "Unable to create", "unable to resolve reference", "is at ")
 _STALE = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock")
+
+
+class CutOff(RemoteError):
+    """A git process talking to the remote was stopped at the deadline, mid-way."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ class Store:
         try:
             return self.git.run(argv, check=False, timeout=remaining, config=_LOCK_TIMEOUT)
         except GitTimeout:
-            raise RemoteError(
+            raise CutOff(
                 f"timed out after {self.timeout:g}s trying to {what} {self.remote}",
                 remote=self.remote,
             ) from None
@@ -259,15 +267,89 @@ class Store:
 
     # --- writing -------------------------------------------------------------
 
-    def transact(self, plan: Callable[[State], Change], now: Callable[[], datetime]) -> Outcome:
+    def transact(
+        self, plan: Callable[[State], Change], now: Callable[[], datetime], *, repair: bool = False
+    ) -> Outcome:
+        """`repair` (doctor --fix): plan on a broken state, and judge the result by
+        loading the tree written (it may delete files, which `State.apply` cannot).
+
+        Transactions from one clone take turns (an flock, released by the kernel
+        even on kill -9): racing each other through the remote would only burn
+        pushes, since all but one would lose. Across clones, compare-and-swap decides.
+        """
         deadline = time.monotonic() + self.timeout
+        with self._local_turn(deadline):
+            try:
+                return self._attempts(plan, now, repair, deadline)
+            except RemoteError as exc:
+                if self._pending is None:
+                    raise
+                return self._settle_pending(exc)
+
+    _pending: str | None = None
+    _push_error: str | None = None
+
+    def _settle_pending(self, exc: RemoteError) -> Outcome:
+        """A push was sent but its outcome never came back (cut off, or the deadline hit
+        while the server was still at it). Look once more, briefly; never claim that
+        nothing was written when the commit may yet land."""
+        pending = self._pending
+        assert pending is not None
+        try:
+            tip = self.fetch_tip(time.monotonic() + min(10.0, self.timeout))
+            if tip is not None and self._contains(tip, pending):
+                return Outcome(self._pending_change, pending, tip, 0)
+        except RemoteError:
+            pass
+        why = f" (last push: {self._push_error})" if self._push_error else ""
+        raise RemoteError(
+            f"{exc.message.removesuffix('; nothing was written')}{why}; commit {pending[:10]} "
+            "was sent and may still land: check `gitcoord log` before retrying",
+            commit=pending,
+            uncertain=True,
+            remote=self.remote,
+        ) from None
+
+    @contextlib.contextmanager
+    def _local_turn(self, deadline: float) -> Iterator[None]:
+        folder = os.path.join(self.info.common_dir, "gitcoord")
+        os.makedirs(folder, exist_ok=True)
+        key = hashlib.sha1(f"{self.remote}\0{self.ref}".encode()).hexdigest()[:12]
+        with open(os.path.join(folder, f"turn-{key}.flock"), "a") as fh:
+            wait = 0.001
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RemoteError(
+                            f"timed out after {self.timeout:g}s waiting for this clone's other "
+                            "gitcoord commands; nothing was written"
+                        ) from None
+                    time.sleep(wait)
+                    wait = min(0.02, wait * 1.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _attempts(
+        self,
+        plan: Callable[[State], Change],
+        now: Callable[[], datetime],
+        repair: bool,
+        deadline: float,
+    ) -> Outcome:
         pending: str | None = None  # a commit whose push may have landed (reply lost)
+        self._pending = self._push_error = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             tip = self.fetch_tip(deadline)
             if pending is not None and tip is not None and self._contains(tip, pending):
                 return Outcome(self._pending_change, pending, tip, attempt)
             state = self.load(tip)
-            _refuse_broken(state, tip)
+            if not repair:
+                _refuse_broken(state, tip)
             try:
                 change = plan(state)
             except ConflictError as exc:
@@ -275,22 +357,30 @@ class Store:
                 raise
             if change.noop:
                 return Outcome(change, None, tip, attempt)
-            after = state.apply(change.writes)
             when = now()
             meta = CommitMeta(None, self.identity.email, change.session, change.op, when)
             changes = [Changed(p, doc_at(state, p), d) for p, d in change.writes.items()]
-            bad = check_state(after, when) + check_transition(state, after, changes, meta)
+            if repair:
+                commit = self.write_commit(tip, change, when)
+                after = self.load(commit)
+                bad = check_state(after, when) + check_messages(self.view(commit), after)
+            else:
+                after = state.apply(change.writes)
+                bad = check_state(after, when)
+            bad += check_transition(state, after, changes, meta)
             if bad:
                 raise InvalidError(
                     f"refusing to write an invalid state: {bad[0]}",
                     problems=[p.to_json() for p in bad],
                 )
-            commit = self.write_commit(tip, change, when)
+            if not repair:
+                commit = self.write_commit(tip, change, when)
             result = self._swap(tip, commit, deadline)
             if result == "ok":
                 return Outcome(change, commit, tip, attempt)
             if result == "unknown":
                 pending, self._pending_change = commit, change
+                self._pending = pending
             self._sleep(attempt, deadline)
         raise RemoteError(
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
@@ -386,18 +476,21 @@ class Store:
                 return "lost"
             raise GitError(["update-ref", self.ref], proc.returncode, proc.stderr)
 
-        proc = self._run_remote(
-            [
-                "push",
-                "--porcelain",
-                "--no-verify",
-                f"--force-with-lease={self.ref}:{old or ''}",
-                self.remote,
-                f"{new}:{self.ref}",
-            ],
-            deadline,
-            "push to",
-        )
+        try:
+            proc = self._run_remote(
+                [
+                    "push",
+                    "--porcelain",
+                    "--no-verify",
+                    f"--force-with-lease={self.ref}:{old or ''}",
+                    self.remote,
+                    f"{new}:{self.ref}",
+                ],
+                deadline,
+                "push to",
+            )
+        except CutOff:
+            return "unknown"  # killed mid-push: the server may still complete it
         status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), self.ref)
         err = proc.stderr.decode("utf-8", "replace")
         if status is None:
@@ -408,6 +501,7 @@ class Store:
                     f"cannot push to {self.remote}: {_first_error(err)}; nothing was written",
                     remote=self.remote,
                 )
+            self._push_error = _first_error(err)  # said when we give up (_settle_pending)
             return "unknown"
         flag, summary = status
         if flag in (" ", "+", "*", "="):
@@ -466,8 +560,8 @@ def _refuse_broken(state: State, tip: str | None) -> None:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InvalidError(
             f"the coordination branch at {(tip or '')[:10]} is invalid: {problems[0]}{more}; "
-            "run `gitcoord validate` to list the problems, then fix or remove those files "
-            "with a commit on the branch",
+            "run `gitcoord doctor` to list the problems and `gitcoord doctor --fix` to move the "
+            "bad files into coordination/quarantine/ (bytes kept)",
             problems=[p.to_json() for p in problems],
             tip=tip,
         )

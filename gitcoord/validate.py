@@ -111,7 +111,7 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
                         path, "approval", f"approval {claim.approval} does not gate {claim.key}"
                     )
                 )
-        if now is not None:
+        if now is not None and not claim.takeable(now, state.config.skew):
             for other in overlapping(state, claim.type, claim.name, now):
                 if other.holder != claim.holder and other.key < claim.key:
                     problems.append(
