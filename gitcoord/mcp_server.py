@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -190,10 +190,67 @@ def build_server(coord: Coordinator) -> MCPServer:
         """Release a claim you hold. Releasing twice is not an error."""
         return gate(session, lambda c: _outcome(c.release(type, name)))
 
-    # --- task verbs ----------------------------------------------------------
-    # `next` (take the next free task) and the other task verbs go here once the
-    # engine has them: one `@server.tool()` each, calling the Coordinator
-    # through `gate(session, ...)` like the claims above.
+    # --- the work board -------------------------------------------------------
+
+    @server.tool(name="next")
+    def next_task(
+        claim: Annotated[
+            bool, Field(description="Claim it in the same transaction (no one else gets it).")
+        ] = True,
+        ttl: Ttl = None,
+        session: SessionArg = None,
+    ) -> dict[str, Any]:
+        """The highest-priority ready task (not done, not claimed, dependencies done).
+
+        With claim=true (the default) it is yours in the same commit; an error says
+        so when nothing is left.
+        """
+        return gate(session, lambda c: _outcome(c.next(take=claim, ttl=ttl)))
+
+    @server.tool()
+    def task_add(
+        title: Annotated[str, Field(description="One line.")],
+        priority: Annotated[
+            Literal["P0", "P1", "P2", "P3"], Field(description="P0 urgent .. P3 low.")
+        ] = "P2",
+        depends_on: Annotated[
+            list[str] | None, Field(description="Task ids (t1, t2, ...) to finish first.")
+        ] = None,
+        milestone: Annotated[str | None, Field(description="Milestone name.")] = None,
+        note: Annotated[str, Field(description="Details.")] = "",
+        session: SessionArg = None,
+    ) -> dict[str, Any]:
+        """Add a task to the board; it gets the next short id (t1, t2, ...)."""
+        return gate(
+            session,
+            lambda c: _outcome(
+                c.task_add(
+                    title,
+                    priority=priority,
+                    depends_on=tuple(depends_on or ()),
+                    milestone=milestone,
+                    note=note,
+                )
+            ),
+        )
+
+    @server.tool()
+    def task_list(
+        status: Annotated[
+            Literal["open", "ready", "claimed", "blocked", "done", "all"],
+            Field(description="Which tasks."),
+        ] = "open",
+    ) -> dict[str, Any]:
+        """Tasks by priority, oldest first within a priority, with holder and blockers."""
+        return gate(None, lambda c: {"tasks": c.tasks(status)})
+
+    @server.tool()
+    def task_done(
+        task_id: Annotated[str, Field(description="The task you hold, e.g. t3.")],
+        session: SessionArg = None,
+    ) -> dict[str, Any]:
+        """Mark a task you hold done; its claim is released in the same commit."""
+        return gate(session, lambda c: _outcome(c.task_done(task_id)))
 
     # --- heartbeats and messages ---------------------------------------------
 

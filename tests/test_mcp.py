@@ -22,7 +22,21 @@ from conftest import World, run
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
-TOOLS = {"register", "claim", "renew", "release", "heartbeat", "send", "inbox", "status", "log"}
+TOOLS = {
+    "register",
+    "claim",
+    "renew",
+    "release",
+    "heartbeat",
+    "send",
+    "inbox",
+    "status",
+    "log",
+    "next",
+    "task_add",
+    "task_list",
+    "task_done",
+}
 
 
 @asynccontextmanager
@@ -141,6 +155,18 @@ def test_mcp_tools_claims_conflicts_and_messages(clones: tuple[Path, Path, Path]
                 log = ok(await alpha.call_tool("log", {"resource": "task/i-match"}))
                 ops = [(e["op"], e["session"]) for e in log["entries"]]
                 assert ops[0] == ("claim", "beta") and ("release", "alpha") in ops
+
+                # the board: add, take with next, nothing left for the other, done
+                added = ok(await alpha.call_tool("task_add", {"title": "Ship", "priority": "P0"}))
+                tid = added["task"]["id"]
+                took = ok(await beta.call_tool("next", {}))
+                assert took["task"]["id"] == tid and took["claim"]["holder"] == "beta"
+                empty = await alpha.call_tool("next", {})
+                assert empty.is_error and "nothing left" in text(empty), text(empty)
+                done = ok(await beta.call_tool("task_done", {"task_id": tid}))
+                assert done["task"]["status"] == "done"
+                board = ok(await alpha.call_tool("task_list", {"status": "all"}))
+                assert [(t["id"], t["status"]) for t in board["tasks"]] == [(tid, "done")]
 
     anyio.run(main)
 
