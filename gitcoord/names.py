@@ -42,26 +42,31 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:40] + "...")
 
 
+def _check(pattern: re.Pattern[str], value: str, what: str, field: str, hint: str) -> str:
+    """`value` if it matches whole (and has no '..'), else a usage error naming `what`."""
+    if not pattern.fullmatch(value) or ".." in value:
+        raise UsageError(f"invalid {what} {_shown(value)}: {hint}", field=field)
+    return value
+
+
+_ID_HINT = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 def check_session_id(value: str) -> str:
     if value == BROADCAST:
         raise UsageError(f"{BROADCAST!r} is reserved for messages to everyone", field="session")
-    if not _SESSION_RE.fullmatch(value) or ".." in value:
-        raise UsageError(
-            f"invalid session id {_shown(value)}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-            field="session",
-        )
-    return value
+    return _check(_SESSION_RE, value, "session id", "session", _ID_HINT)
 
 
 def check_claim_type(value: str) -> str:
-    if not _TYPE_RE.fullmatch(value):
-        raise UsageError(
-            f"invalid claim type {_shown(value)}: use 1-32 lowercase letters, digits, '_' or '-', "
-            "starting with a letter (e.g. task, service, path)",
-            field="type",
-        )
-    return value
+    return _check(
+        _TYPE_RE,
+        value,
+        "claim type",
+        "type",
+        "use 1-32 lowercase letters, digits, '_' or '-', starting with a letter "
+        "(e.g. task, service, path)",
+    )
 
 
 def name_problem(value: str) -> str | None:
@@ -133,11 +138,7 @@ _APPROVAL_RE = re.compile(APPROVAL_ID_PATTERN)
 
 
 def check_approval_id(value: str) -> str:
-    if not _APPROVAL_RE.fullmatch(value):
-        raise UsageError(
-            f"invalid approval id {_shown(value)}: expected e.g. 20261121-a1b2c3", field="approval"
-        )
-    return value
+    return _check(_APPROVAL_RE, value, "approval id", "approval", "expected e.g. 20261121-a1b2c3")
 
 
 def task_path(task_id: str) -> str:
@@ -156,18 +157,11 @@ _TASK_RE = re.compile(TASK_ID_PATTERN)
 
 
 def check_task_id(value: str) -> str:
-    if not _TASK_RE.fullmatch(value):
-        raise UsageError(f"invalid task id {_shown(value)}: expected t1, t2, ...", field="task")
-    return value
+    return _check(_TASK_RE, value, "task id", "task", "expected t1, t2, ...")
 
 
 def check_milestone(value: str) -> str:
-    if not _SESSION_RE.fullmatch(value) or ".." in value:
-        raise UsageError(
-            f"invalid milestone name {_shown(value)}: use 1-64 letters, digits, '.', '_' or '-'",
-            field="milestone",
-        )
-    return value
+    return _check(_SESSION_RE, value, "milestone name", "milestone", _ID_HINT)
 
 
 def state_page_path() -> str:
@@ -175,12 +169,9 @@ def state_page_path() -> str:
 
 
 def check_message_id(value: str) -> str:
-    if not _MESSAGE_RE.fullmatch(value):
-        raise UsageError(
-            f"invalid message id {_shown(value)}: expected e.g. 20261121T093000123Z-a1b2c3",
-            field="message",
-        )
-    return value
+    return _check(
+        _MESSAGE_RE, value, "message id", "message", "expected e.g. 20261121T093000123Z-a1b2c3"
+    )
 
 
 def message_day(message_id: str) -> str:
