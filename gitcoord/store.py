@@ -17,7 +17,7 @@ that someone else won becomes exit 3 naming the winner.
 
 Several processes may run this at once in one clone. They share nothing but
 refs, and every ref write is either a compare-and-swap we retry or a cache
-(`refs/remotes/<remote>/<branch>`) whose lock collisions we tolerate.
+(`refs/gitcoord/remotes/<remote>/<branch>`) whose lock collisions we tolerate.
 FETCH_HEAD is never written and no index file is ever used.
 """
 
@@ -144,7 +144,11 @@ class Store:
         self.identity = identity
         self.timeout = timeout
         self.ref = f"refs/heads/{branch}"
-        self.mirror = f"refs/remotes/{remote}/{branch}" if remote else self.ref
+        # Our own copy of the remote tip. Not refs/remotes/<remote>/<branch>: `git push`
+        # moves that one without checking its old value, so a late push in this clone
+        # could set it back between a fetch and the read that follows. Only our fetch
+        # (which checks the old value) writes this ref.
+        self.mirror = f"refs/gitcoord/remotes/{remote}/{branch}" if remote else self.ref
         self.reader = ObjectReader(git)
         self.writer = ObjectWriter(info)
 
@@ -504,7 +508,12 @@ class Store:
             self._push_error = _first_error(err)  # said when we give up (_settle_pending)
             return "unknown"
         flag, summary = status
-        if flag in (" ", "+", "*", "="):
+        if flag == "=":
+            # "Up to date": an identical commit is already there (two inits in the same
+            # second build the same bytes). Git says so before it checks the lease, so
+            # it is not our win: re-read and re-decide.
+            return "lost"
+        if flag in (" ", "+", "*"):
             return "ok"
         if "hook declined" in summary or "pre-receive" in summary:
             raise InvalidError(

@@ -1,9 +1,18 @@
 """Races between real processes on real git: first push wins, nobody is lost.
 
-Every test here starts separate `python -m gitcoord` processes (never threads,
-never mocks) against real repositories: a bare remote on the file system, a
-`git daemon` on loopback, or one local repository with no remote. Processes of
-one race are all started before any is waited for, so they genuinely overlap.
+Every test here starts separate processes (never threads, never mocks) against
+real repositories: a bare remote on the file system, a `git daemon` on loopback,
+or one local repository with no remote. Processes of one race are all started
+before any is waited for, so they genuinely overlap.
+
+Two ways to start a process, both running the CLI's `main` with real git:
+- cold (`race`): `python -m gitcoord ...`, exactly what a user runs;
+- forked (`fork_race`): a child forked from this test process, which has
+  already imported gitcoord, held at a gate until every child of the race
+  exists, then released at once. Importing gitcoord costs ~0.5 s of CPU per
+  cold process; forking skips that, which is what makes fifty 8-way rounds
+  affordable on two cores, and the gate makes the race harsher than cold
+  starts (which arrive spread over the import time).
 
 What is asserted is counts, never timings: exactly one winner per contested
 resource, every loser exits 3 naming the winner, exactly one commit per win on
@@ -14,19 +23,48 @@ a clean `git fsck`, and the user's work tree untouched.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Result, World, clone_url, git, lock_files, run, snapshot_worktree, spawn
+from conftest import (
+    Result,
+    World,
+    clone_url,
+    git,
+    lock_files,
+    run,
+    run_proc,
+    snapshot_worktree,
+    spawn,
+)
+
+import gitcoord.api
+import gitcoord.render
+import gitcoord.yamlio
+from gitcoord.cli import main as cli_main
+
+# The CLI imports these lazily; loaded here so forked children do not pay for them.
+_PRELOADED = (gitcoord.api, gitcoord.render, gitcoord.yamlio)
 
 BRANCH = "gitcoord"
-PROC_TIMEOUT = 180  # per race: generous, a hang fails the test instead of the suite
+# GITCOORD_TEST_COLD_RACES=1 runs the repeated 8-way races with cold processes too
+# (read at import: the hermetic fixture clears GITCOORD_* before each test).
+COLD_RACES = os.environ.get("GITCOORD_TEST_COLD_RACES") == "1"
+# Racers get a long deadline so that a busy machine cannot turn "slow" into exit 6:
+# these tests count outcomes, and the default 30 s bound would be a timing assertion.
+RACE_TIMEOUT = ("--timeout", "240")
+PROC_TIMEOUT = 400  # per race: a hang fails the test instead of the suite
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -41,7 +79,7 @@ class Job:
 
 def race(jobs: Sequence[Job]) -> list[Result]:
     """Start every job as its own process, then wait for all: results in job order."""
-    procs = [spawn(j.cwd, *j.args, session=j.session) for j in jobs]
+    procs = [spawn(j.cwd, *RACE_TIMEOUT, *j.args, session=j.session) for j in jobs]
     results = []
     try:
         for p in procs:
@@ -53,6 +91,77 @@ def race(jobs: Sequence[Job]) -> list[Result]:
                 p.kill()
                 p.communicate()
     return results
+
+
+def fork_race(jobs: Sequence[Job]) -> list[Result]:
+    """Like `race`, with forked children released together through a gate."""
+    gate_r, gate_w = os.pipe()
+    with tempfile.TemporaryDirectory(prefix="gitcoord-race-") as tmp:
+        children: list[tuple[int, str, str]] = []
+        try:
+            for i, job in enumerate(jobs):
+                out, err = os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child never returns
+                    _forked_child(gate_r, gate_w, job, out, err)
+                children.append((pid, out, err))
+        finally:
+            os.close(gate_w)  # every child's read of the gate now sees EOF: go
+            os.close(gate_r)
+        deadline = time.monotonic() + PROC_TIMEOUT
+        codes: dict[int, int] = {}
+        while len(codes) < len(children):
+            for pid, _, _ in children:
+                if pid in codes:
+                    continue
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+            if len(codes) < len(children):
+                if time.monotonic() > deadline:
+                    for pid, _, _ in children:
+                        if pid not in codes:
+                            os.kill(pid, signal.SIGKILL)
+                            os.waitpid(pid, 0)
+                    raise AssertionError(f"race still running after {PROC_TIMEOUT}s")
+                time.sleep(0.01)
+        return [
+            Result(codes[pid], Path(out).read_text(), Path(err).read_text())
+            for pid, out, err in children
+        ]
+
+
+def _forked_child(gate_r: int, gate_w: int, job: Job, out: str, err: str) -> None:
+    code = 1
+    try:
+        os.close(gate_w)
+        for path, fd in ((out, 1), (err, 2)):
+            f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(f, fd)
+            os.close(f)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8")
+        os.read(gate_r, 1)  # blocks until the parent has forked every child
+        os.close(gate_r)
+        argv = ["-C", str(job.cwd)]
+        if job.session:
+            argv += ["--session", job.session]
+        code = cli_main([*argv, *RACE_TIMEOUT, *job.args])
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def describe(results: Sequence[Result], jobs: Sequence[Job] | None = None) -> str:
@@ -125,7 +234,10 @@ def register_all(pairs: Sequence[tuple[Path, str]]) -> None:
 
 
 def same_claim_rounds(
-    clones: Sequence[Path], sessions: Sequence[str], rounds: int
+    clones: Sequence[Path],
+    sessions: Sequence[str],
+    rounds: int,
+    launch: Callable[[Sequence[Job]], list[Result]] = race,
 ) -> dict[int, str]:
     """`rounds` independent races of every session for one fresh resource.
 
@@ -137,7 +249,7 @@ def same_claim_rounds(
         resource = f"hot-{rnd}"
         pairs = zip(clones, sessions, strict=True)
         jobs = [Job(c, ("claim", "task", resource), s) for c, s in pairs]
-        results = race(jobs)
+        results = launch(jobs)
         codes = Counter(r.code for r in results)
         won = [jobs[i].session for i, r in enumerate(results) if r.code == 0]
         if codes != Counter({0: 1, 3: len(jobs) - 1}):
@@ -197,7 +309,8 @@ def test_same_claim_eight_way_race_has_exactly_one_winner_every_round(world: Wor
     register_all(list(zip(clones, sessions, strict=True)))
     before = len(subjects(world.remote))
 
-    winners = same_claim_rounds(clones, sessions, rounds=50)
+    launch = race if COLD_RACES else fork_race
+    winners = same_claim_rounds(clones, sessions, rounds=50, launch=launch)
 
     assert len(winners) == 50
     assert_one_commit_per_round(world.remote, winners)
@@ -206,6 +319,7 @@ def test_same_claim_eight_way_race_has_exactly_one_winner_every_round(world: Wor
     assert_claims_on_branch(clones[-1], {f"task/hot-{r}": w for r, w in winners.items()})
     assert_valid(clones[0])
     assert_no_locks(world.remote, *clones)
+    assert_fsck_clean(world.remote)
 
 
 # --- 2. one session number, several sessions ------------------------------------------
@@ -272,20 +386,42 @@ def test_distinct_resources_race_loses_nothing(world: World) -> None:
 # --- 4. sessions sharing one clone ----------------------------------------------------
 
 
-def test_concurrent_init_creates_the_branch_once(world: World) -> None:
-    a, b = world.clone("a"), world.clone("b")
-    jobs = [Job(c, ("init", "--json")) for c in (a, a, a, a, b, b)]
-    results = race(jobs)
-    assert [r.code for r in results] == [0] * len(jobs), describe(results)
-    created = [r.json()["created"] for r in results]  # type: ignore[index]
-    assert created.count(True) == 1, created
-    assert subjects(world.remote) == ["init coordination with 12 slots"]
-    assert_no_locks(world.remote, a, b)
-    assert_valid(a)
+@pytest.mark.parametrize("mode", ["remote", "no-remote"])
+def test_concurrent_init_creates_the_branch_once(world: World, mode: str) -> None:
+    """Six `init`s at once (three clones, or one repository): all succeed, one creates.
+
+    Several rounds on fresh repositories: released together through the gate, the
+    racers usually build their commit within the same second, so racers in different
+    clones build byte-identical init commits (same tree, no parent, same second).
+    """
+    bad = []
+    for rnd in range(6):
+        if mode == "remote":
+            remote = world.root / f"remote{rnd}.git"
+            git(world.root, "init", "-q", "--bare", str(remote))
+            a, b, c = (world.root / f"{x}{rnd}" for x in "abc")
+            for dest in (a, b, c):
+                git(world.root, "clone", "-q", str(remote), str(dest))
+            places, where = [a, b, c, a, b, c], remote
+        else:
+            a = b = where = world.local_repo(f"solo{rnd}")
+            places = [a] * 6
+        jobs = [Job(c, ("init", "--json")) for c in places]
+        results = (race if rnd == 0 else fork_race)(jobs)  # one round of cold processes
+        assert [r.code for r in results] == [0] * len(jobs), describe(results)
+        docs = [r.json() for r in results]
+        created = [d["created"] for d in docs]  # type: ignore[index]
+        if created.count(True) != 1:
+            bad.append(f"round {rnd}: created={created} commits={[d['commit'] for d in docs]}")  # type: ignore[index]
+        assert subjects(where) == ["init coordination with 12 slots"]
+        assert_no_locks(where, a, b)
+        assert_valid(a)
+    assert not bad, "more than one process says it created the branch:\n" + "\n".join(bad)
 
 
 @pytest.mark.slow
-def test_founding_setup_twelve_sessions_ten_in_one_clone(world: World) -> None:
+@pytest.mark.parametrize("launcher", ["cold", "forked"])
+def test_founding_setup_twelve_sessions_ten_in_one_clone(world: World, launcher: str) -> None:
     shared, other = founded(world, 2)
     sessions = [f"f{i:02d}" for i in range(1, 13)]
     places = [shared] * 10 + [other] * 2
@@ -293,7 +429,7 @@ def test_founding_setup_twelve_sessions_ten_in_one_clone(world: World) -> None:
         Job(c, ("register", "--role", f"role {s}", "--goal", "found", "--json"), s)
         for c, s in zip(places, sessions, strict=True)
     ]
-    results = race(jobs)
+    results = (race if launcher == "cold" else fork_race)(jobs)
     assert [r.code for r in results] == [0] * 12, describe(results, jobs)
     numbers = {}
     for job, r in zip(jobs, results, strict=True):
@@ -329,10 +465,10 @@ def test_local_only_ten_processes_one_repo_one_winner(world: World, mode: str) -
         assert r.code == 0, r.err
 
     winners = {}
-    for rnd in range(3):
+    for rnd in range(10):
         resource = f"hot-{rnd}"
         jobs = [Job(repo, (*extra, "claim", "task", resource), s) for s in sessions]
-        results = race(jobs)
+        results = fork_race(jobs)
         codes = Counter(r.code for r in results)
         assert codes == Counter({0: 1, 3: 9}), f"round {rnd}\n{describe(results, jobs)}"
         winner = next(j.session for j, r in zip(jobs, results, strict=True) if r.code == 0)
@@ -342,6 +478,7 @@ def test_local_only_ten_processes_one_repo_one_winner(world: World, mode: str) -
                 assert f"task/{resource} is held by {winner} " in r.err, r.err
 
     assert_one_commit_per_round(repo, winners)
+    assert len(subjects(repo)) == 1 + len(sessions) + len(winners)  # init, registers, claims
     assert_claims_on_branch_local(repo, extra, winners)
     assert_valid(repo, *extra)
     assert_no_locks(repo)
@@ -449,7 +586,9 @@ def test_daemon_same_claim_race_and_distinct_resources(daemon_world: tuple[World
     register_all(list(zip(clones, sessions, strict=True)))
     before = len(subjects(world.remote))
 
-    winners = same_claim_rounds(clones, sessions, rounds=10)
+    winners = same_claim_rounds(
+        clones, sessions, rounds=10, launch=race if COLD_RACES else fork_race
+    )
     assert len(winners) == 10
     assert_one_commit_per_round(world.remote, winners)
 
@@ -460,3 +599,113 @@ def test_daemon_same_claim_race_and_distinct_resources(daemon_world: tuple[World
     assert_valid(clones[0])
     assert_no_locks(world.remote, *clones)
     assert_fsck_clean(world.remote)
+
+
+# --- a push cut off by the timeout may still land --------------------------------------
+
+
+def test_push_cut_off_by_timeout_that_lands_is_not_reported_as_nothing_written(
+    world: World,
+) -> None:
+    """Found by the daemon race on a loaded machine: two claims whose push was killed
+    at the 30 s deadline ("timed out ... trying to push to origin", exit 6, which the
+    README defines as "nothing changed") were on the remote branch afterwards.
+
+    Made deterministic here: the remote's pre-receive hook holds the push until the
+    test lets it go, so the client's deadline kills `git push` while receive-pack
+    (its own process on the remote side) goes on and updates the branch.
+    """
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    entered, release = world.root / "hook-entered", world.root / "hook-release"
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f"touch '{entered}'\n"
+        "i=0\n"
+        f"while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    try:
+        r = run_proc(a, "--timeout", "5", "claim", "task", "slow", "--json", session="s1")
+    finally:
+        release.touch()
+    if not entered.exists():
+        pytest.skip(f"the push never reached the remote within the timeout: {r.out}{r.err}")
+    landed = None
+    for _ in range(600):  # receive-pack finishes on its own once released
+        log = git(world.remote, "log", "--format=%H %s", BRANCH)
+        landed = next((ln.split()[0] for ln in log.splitlines() if "claim task/slow" in ln), None)
+        if landed:
+            break
+        time.sleep(0.05)
+    assert landed, "precondition: receive-pack should complete after the client is gone"
+    assert_no_locks(world.remote, a)
+    if r.code == 0:
+        assert r.json()["commit"] == landed  # type: ignore[index]
+        return
+    # Not knowing is fine; saying "nothing changed" (exit 6's documented meaning) is not:
+    # the error must at least name the commit that may have landed.
+    assert landed[:10] in r.out, (
+        f"exit {r.code} for a claim that landed as {landed[:10]}; the error does not say "
+        f"the write may have happened:\n{r.out}{r.err}"
+    )
+
+
+# --- two clones building the same commit ----------------------------------------------
+
+
+def test_identical_commit_pushed_first_by_another_clone_is_not_a_second_win(
+    world: World,
+) -> None:
+    """Found by the concurrent-init race: two `init`s in different clones within one
+    second build byte-identical commits (same tree, no parent, same timestamp, no
+    session), so both push the same object id. The second push finds the branch
+    already at that commit and git reports it `=` (up to date) — before it ever checks
+    the lease — and both processes report `created: true`.
+
+    Made deterministic with the remote-side programs each clone runs (config
+    `remote.origin.uploadpack` / `receivepack`): clone b's fetch finishes first; clone
+    a's push waits for it; b's push waits until a's commit is on the remote.
+    """
+    a, b = world.clone("a"), world.clone("b")
+    fetched = world.root / "b-fetched"
+    wrappers = world.root / "wrappers"
+    wrappers.mkdir()
+
+    def wrapper(name: str, body: str) -> str:
+        path = wrappers / name
+        path.write_text("#!/bin/sh\n" + body)
+        path.chmod(0o755)
+        return str(path)
+
+    wait = "i=0; while ! {cond} && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+    b_upload = wrapper("b-upload", f"git upload-pack \"$@\"; rc=$?; touch '{fetched}'; exit $rc\n")
+    a_receive = wrapper(
+        "a-receive", wait.format(cond=f"[ -e '{fetched}' ]") + 'exec git receive-pack "$@"\n'
+    )
+    landed = f"git --git-dir='{world.remote}' rev-parse -q --verify refs/heads/{BRANCH} >/dev/null"
+    b_receive = wrapper("b-receive", wait.format(cond=landed) + 'exec git receive-pack "$@"\n')
+    git(a, "config", "remote.origin.receivepack", a_receive)
+    git(b, "config", "remote.origin.uploadpack", b_upload)
+    git(b, "config", "remote.origin.receivepack", b_receive)
+
+    while time.time() % 1 > 0.2:  # start early in a second: both commits get one timestamp
+        time.sleep(0.01)
+    ra, rb = fork_race([Job(a, ("init", "--json")), Job(b, ("init", "--json"))])
+    assert (ra.code, rb.code) == (0, 0), describe([ra, rb])
+    assert fetched.exists()
+    assert subjects(world.remote) == ["init coordination with 12 slots"]
+    tip = git(world.remote, "rev-parse", BRANCH).strip()
+    da, db = ra.json(), rb.json()
+    assert isinstance(da, dict) and isinstance(db, dict)
+    assert da["created"] is True and da["commit"] == tip, da  # a's push landed first
+    # b's push carried the same bytes but changed nothing: b did not create the branch.
+    assert db["created"] is False, (
+        f"both processes say they created the branch (commit {tip[:10]}): b's push was "
+        f"answered '= [up to date]' and counted as a win\n{rb.out}"
+    )
+    assert_no_locks(world.remote, a, b)
