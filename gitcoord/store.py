@@ -569,8 +569,9 @@ def _refuse_broken(state: State, tip: str | None) -> None:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InvalidError(
             f"the coordination branch at {(tip or '')[:10]} is invalid: {problems[0]}{more}; "
-            "run `gitcoord doctor` to list the problems and `gitcoord doctor --fix` to move the "
-            "bad files into coordination/quarantine/ (bytes kept)",
+            "run `gitcoord validate` (or `gitcoord doctor`) to list the problems and "
+            "`gitcoord doctor --fix` to move the bad files into coordination/quarantine/ "
+            "(bytes kept)",
             problems=[p.to_json() for p in problems],
             tip=tip,
         )
