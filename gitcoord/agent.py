@@ -117,6 +117,10 @@ def serve(path: str) -> None:
             if os.fork() == 0:  # the child runs one command and exits
                 code = 0
                 try:
+                    # SIG_IGN for SIGCHLD is inherited: the kernel would reap every git
+                    # process the command starts, and subprocess would read each exit
+                    # code as 0 (a failed push or compare-and-swap taken for success).
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     sock.close()
                     conn.settimeout(None)
                     _handle(conn)

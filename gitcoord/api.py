@@ -125,6 +125,7 @@ class Coordinator:
             info, git, branch=branch, remote=remote, identity=identity, timeout=timeout
         )
         self.remote_url = cfg.get(f"remote.{remote}.url") if remote else None
+        self.store.remote_url = self.remote_url
 
     def close(self) -> None:
         self.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import datetime, timedelta, timezone
@@ -20,16 +21,22 @@ def now() -> datetime:
     uses it to run sessions with skewed clocks, and it is the knob for a machine
     whose clock is known to be off.
     """
-    t = datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(timezone.utc).replace(microsecond=0) + _offset()
+
+
+def _offset() -> timedelta:
     offset = os.environ.get("GITCOORD_CLOCK_OFFSET")
-    if offset:
-        try:
-            t += timedelta(seconds=float(offset))
-        except ValueError:
-            raise UsageError(
-                f"GITCOORD_CLOCK_OFFSET must be a number of seconds, not {offset!r}"
-            ) from None
-    return t
+    if not offset:
+        return timedelta(0)
+    try:
+        seconds = float(offset)
+        if abs(seconds) > 10 * 365 * 86400:  # NaN passes; timedelta() refuses it
+            raise ValueError
+        return timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
+        raise UsageError(
+            f"GITCOORD_CLOCK_OFFSET must be a number of seconds (within 10 years), not {offset!r}"
+        ) from None
 
 
 def message_id(t: datetime, entropy: str) -> str:
@@ -40,11 +47,7 @@ def message_id(t: datetime, entropy: str) -> str:
 
 def precise_now() -> datetime:
     """Like `now` but with milliseconds (message ids)."""
-    t = datetime.now(timezone.utc)
-    offset = os.environ.get("GITCOORD_CLOCK_OFFSET")
-    if offset:
-        t += timedelta(seconds=float(offset))
-    return t
+    return datetime.now(timezone.utc) + _offset()
 
 
 def parse_ttl(text: str) -> timedelta:
@@ -54,7 +57,7 @@ def parse_ttl(text: str) -> timedelta:
         raise UsageError(
             f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 10m, 2h, 1d"
         )
-    return _bounded(timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]), text)
+    return _bounded(float(m.group(1)) * _UNITS[m.group(2)], text)
 
 
 def parse_since(text: str) -> datetime:
@@ -71,14 +74,18 @@ def parse_since(text: str) -> datetime:
 
 
 def hours(value: float) -> timedelta:
-    return _bounded(timedelta(hours=value), f"{value}h")
+    return _bounded(value * 3600, f"{value}h")
 
 
-def _bounded(delta: timedelta, shown: str) -> timedelta:
+def _bounded(seconds: float, shown: str) -> timedelta:
+    # Checked as a number first: timedelta() raises on NaN, infinity and huge values.
+    if math.isnan(seconds):
+        raise UsageError(f"duration {shown} is not a number")
+    if seconds > MAX_TTL.total_seconds():
+        raise UsageError(f"duration {shown} is longer than the 30-day maximum")
+    delta = timedelta(seconds=seconds) if seconds > 0 else timedelta(0)
     if delta <= timedelta(0):
         raise UsageError(f"duration {shown} must be positive")
-    if delta > MAX_TTL:
-        raise UsageError(f"duration {shown} is longer than the 30-day maximum")
     return delta
 
 

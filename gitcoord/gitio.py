@@ -233,8 +233,8 @@ class ObjectReader:
 
     def read(self, name: str) -> tuple[str, str, bytes] | None:
         """Return (oid, type, data) for an object name, or None when it does not exist."""
-        if "\n" in name:
-            raise ValueError("object name with a newline")
+        if "\n" in name or "\0" in name:
+            return None  # no object is named so (and a newline would end the request)
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(name.encode() + b"\n")
@@ -243,7 +243,8 @@ class ObjectReader:
         if not header:
             raise GitError(["cat-file", "--batch"], proc.poll() or -1, b"cat-file exited early")
         parts = header.split()
-        if len(parts) != 3:  # "<name> missing" or "<name> ambiguous"
+        # "<name> missing" or "<name> ambiguous" (a name may itself contain spaces)
+        if len(parts) != 3 or not parts[2].isdigit() or header.endswith(b" missing\n"):
             return None
         oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
         data = proc.stdout.read(size)

@@ -45,6 +45,9 @@ TOP_LEVEL = {
     "milestones",
     "roster.yaml",
     "CURRENT_STATE.md",
+    # Bad files moved aside by `gitcoord doctor --fix`, raw bytes kept: never parsed,
+    # so one broken file can be set aside without losing it (see gitcoord.quarantine).
+    "quarantine",
 }
 
 Doc = BaseModel | bytes | None  # what a write puts at a path (bytes: CURRENT_STATE.md)
@@ -163,6 +166,9 @@ def parse(src: Source, path: str, model: type[M], problems: list[Problem]) -> M 
     except yamlio.YamlProblem as exc:
         problems.append(Problem(path, "yaml", str(exc)))
         return None
+    except OSError:  # e.g. a submodule entry or a folder pushed where a file belongs
+        problems.append(Problem(path, "layout", "unreadable: not a regular file"))
+        return None
     if not isinstance(data, dict):
         problems.append(Problem(path, "schema", "expected a mapping of fields"))
         return None
@@ -211,11 +217,13 @@ def load_state(src: Source) -> State:
     if top is None:
         return State(source=src)
     problems: list[Problem] = []
-    for name, _ in top:
+    for name, is_dir in top:
         if name not in TOP_LEVEL:
             problems.append(
                 Problem(f"{root}/{name}", "layout", "unexpected entry in coordination/")
             )
+        elif name == "quarantine" and not is_dir:
+            problems.append(Problem(f"{root}/{name}", "layout", "expected a folder"))
 
     config = None
     if any(name == "config.yaml" for name, _ in top):

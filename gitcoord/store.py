@@ -29,6 +29,7 @@ import hashlib
 import os
 import random
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -291,6 +292,8 @@ class Store:
                 return self._settle_pending(exc)
 
     _pending: str | None = None
+    _round: float = 0.0  # how long the last lost round took (the backoff's unit)
+    remote_url: str | None = None  # set by the Coordinator: the machine-wide turn's key
     _push_error: str | None = None
 
     def _settle_pending(self, exc: RemoteError) -> Outcome:
@@ -316,9 +319,18 @@ class Store:
 
     @contextlib.contextmanager
     def _local_turn(self, deadline: float) -> Iterator[None]:
-        folder = os.path.join(self.info.common_dir, "gitcoord")
-        os.makedirs(folder, exist_ok=True)
-        key = hashlib.sha1(f"{self.remote}\0{self.ref}".encode()).hexdigest()[:12]
+        # One turn per remote branch for the whole machine when the remote's URL is
+        # known (every clone of this user takes turns: the founding setup's sessions in
+        # several directories never race each other through the remote), else per clone.
+        if self.remote_url:
+            base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+            folder = os.path.join(base, f"gitcoord-{os.getuid()}")
+            scope = f"{self.remote_url}\0{self.ref}"
+        else:
+            folder = os.path.join(self.info.common_dir, "gitcoord")
+            scope = f"{self.remote}\0{self.ref}"
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        key = hashlib.sha1(scope.encode()).hexdigest()[:12]
         with open(os.path.join(folder, f"turn-{key}.flock"), "a") as fh:
             wait = 0.001
             while True:
@@ -348,6 +360,7 @@ class Store:
         pending: str | None = None  # a commit whose push may have landed (reply lost)
         self._pending = self._push_error = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            started = time.monotonic()
             tip = self.fetch_tip(deadline)
             if pending is not None and tip is not None and self._contains(tip, pending):
                 return Outcome(self._pending_change, pending, tip, attempt)
@@ -385,6 +398,7 @@ class Store:
             if result == "unknown":
                 pending, self._pending_change = commit, change
                 self._pending = pending
+            self._round = time.monotonic() - started
             self._sleep(attempt, deadline)
         raise RemoteError(
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
@@ -550,8 +564,11 @@ class Store:
             raise RemoteError(f"cannot push {branch} to {self.remote}: {why}", remote=self.remote)
 
     def _sleep(self, attempt: int, deadline: float) -> None:
-        # Full jitter: spreads racing writers apart so the next round has a winner.
-        delay = random.uniform(0, min(1.0, 0.015 * 2 ** min(attempt, 8)))
+        # Full jitter over the length of the round just lost, doubling per attempt:
+        # racers spread over as many round-lengths as there are of them, so the next
+        # round has a winner instead of another pile-up (a fixed small base did not).
+        base = max(0.015, self._round)
+        delay = random.uniform(0, min(2.0, base * 2 ** min(attempt - 1, 6)))
         time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 

@@ -10,7 +10,10 @@ is held to exactly the rules the CLI obeys:
   messages it sends, the approval requests it makes, and claims it holds or
   takes — taking another session's claim only once it is released or expired
   past the clock-skew grace, with the generation (fencing token) + 1;
-- messages are append-only; nothing is ever deleted;
+- messages are append-only; nothing is ever deleted — except by a quarantine
+  commit (`doctor --fix`, by anyone), which may only move the files the parent
+  tree's own problems condemn into coordination/quarantine/, bytes unchanged,
+  and which is the only commit that writes there (see `quarantine.py`);
 - approving a request takes a commit authored by a listed approver;
 - commits without a session (hand edits, merges of approval branches) must be
   authored by a listed approver, except the very first commit (`init`);
@@ -153,6 +156,11 @@ def _problems(
         where = f"commit {meta.commit[:10]}: " if meta.commit else ""
         return Problem(path, rule, where + message)
 
+    if meta.op == QUARANTINE_OP and not creating:
+        # `doctor --fix`: entitled by what it moves, not by who runs it (see below).
+        yield from _check_quarantine(old, changes, meta, no)
+        return
+
     if who is None and not admin and not creating:
         bad = [c.path for c in changes]
         if bad:
@@ -166,6 +174,9 @@ def _problems(
 
     for ch in changes:
         path, before, after = ch.path, ch.old, ch.new
+        if path.startswith(QUARANTINE_PREFIX) and not admin:
+            yield no(path, "quarantine", "only a quarantine commit (doctor --fix) adds here")
+            continue
         if after is None:
             if not admin:
                 yield no(path, "no-delete", "files on the coordination branch are never deleted")
@@ -180,6 +191,38 @@ def _problems(
         if creating or (admin and not isinstance(after, Approval)):
             continue  # the first commit (init) lays out the branch; approvers may repair
         yield from _check_doc(path, before, after, old, meta, admin, creating or not approvers, no)
+
+
+QUARANTINE_OP = "quarantine"
+QUARANTINE_PREFIX = names.ROOT + "/quarantine/"
+
+
+def _check_quarantine(
+    old: State, changes: list[Changed], meta: CommitMeta, no: Any
+) -> Iterator[Problem]:
+    """A quarantine commit (`Gitcoord-Op: quarantine`, by anyone) may only move files
+    that the parent tree's own problems condemn (`quarantine.plan`, computed here
+    again) to their quarantine names, bytes unchanged, and do nothing else."""
+    from . import quarantine
+
+    src = old.source
+    deleted = sorted(c.path for c in changes if c.new is None)
+    added = {c.path: c.new for c in changes if c.new is not None}
+    if src is None or not deleted:
+        yield no(
+            QUARANTINE_PREFIX.rstrip("/"), "quarantine", "a quarantine commit moves bad files"
+        )
+        return
+    condemned = set(quarantine.plan(src, meta.time).condemned)
+    condemned |= set(quarantine.plan(src).condemned)  # the time-independent part
+    for path in deleted:
+        if not any(path == c or path.startswith(c + "/") for c in condemned):
+            yield no(path, "quarantine", "only files that break the rules may be quarantined")
+    for original, copy in quarantine.quarantine_paths(src, deleted).items():
+        if added.pop(copy, None) != quarantine.raw(src, original):
+            yield no(copy, "quarantine", f"must hold the unchanged bytes of {original}")
+    for path in sorted(added):
+        yield no(path, "quarantine", "a quarantine commit only moves bad files aside")
 
 
 def _check_doc(

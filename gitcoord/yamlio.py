@@ -7,6 +7,7 @@ block, and every file ends with a newline, so diffs on the branch read well.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -54,7 +55,94 @@ def load(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    deep = _too_deep(text)
+    if deep:
+        raise YamlProblem(f"malformed YAML: {deep}")
     try:
         return _Y.load(text)
     except YAMLError as exc:
         raise YamlProblem(f"malformed YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise YamlProblem("malformed YAML: nested too deeply") from None
+    except Exception as exc:  # a constructor's own error: `2026-13-45`, `!!int x`, ...
+        raise YamlProblem(f"malformed YAML: {' '.join(str(exc).split())[:200]}") from None
+
+
+MAX_FLOW_DEPTH = 32
+_COMPACT = re.compile(r"(?:[-?][ \t]+){32}")  # `- - - - x`: one level per indicator
+MAX_BLOCK_COLUMN = 256
+_TOKEN_START = "[{,"
+
+
+def _too_deep(text: str) -> str | None:
+    """Why `text` nests too deeply to parse in bounded time, or None.
+
+    The pure-Python parser spends time quadratic in the nesting depth (a 6 KB file
+    of 3000 nested `[` took ~10 s), and recurses once per level. No coordination
+    file nests beyond a few levels, so deeper ones are refused before parsing.
+    Linear, and free for ordinary files (few brackets, little indentation). It may
+    over-count (brackets in exotic multi-line quoted text), never under-count:
+    quoted text ends at the end of a line here, and a quote only opens one where
+    YAML's would (line start, after `[ { ,`, or after `: - ?` and a space; `-` only
+    outside flow collections).
+    """
+    if (
+        text.count("[") + text.count("{") <= MAX_FLOW_DEPTH
+        and "\n" + " " * 64 not in text
+        and not _COMPACT.search(text)
+    ):
+        return None
+    depth = 0
+    block_indent: int | None = None  # inside a block scalar started at this indent
+    for line in text.split("\n"):
+        indent = len(line) - len(line.lstrip(" "))
+        if block_indent is not None:
+            if not line.strip() or indent > block_indent:
+                continue  # literal or folded text
+            block_indent = None
+        if depth == 0 and indent + len(line) - len(line.lstrip(" -?")) > MAX_BLOCK_COLUMN:
+            return f"nested too deeply (column {MAX_BLOCK_COLUMN})"
+        quote = ""
+        prev = ""  # the last character that was not a space, on this line
+        spaced = True  # whitespace since `prev`
+        i = 0
+        while i < len(line):
+            c = line[i]
+            if quote:
+                if c == "\\" and quote == '"':
+                    i += 1
+                elif c == quote:
+                    if quote == "'" and line[i + 1 : i + 2] == "'":
+                        i += 1
+                    else:
+                        quote, prev, spaced = "", c, False
+            elif c in " \t":
+                spaced = True
+            else:
+                indicators = ":?" if depth else ":-?"  # `-` is plain text in flow context
+                opens = prev == "" or prev in _TOKEN_START or (prev in indicators and spaced)
+                if c in "!&" and opens:  # a tag or anchor: what follows it still opens
+                    while i + 1 < len(line) and line[i + 1] not in " \t":
+                        i += 1
+                    c = ":"
+                elif c in "'\"" and opens:
+                    quote = c
+                elif c == "#" and spaced:
+                    break  # a comment
+                elif c in "[{":
+                    if not opens and depth == 0:
+                        c = "x"  # inside a plain scalar: just text
+                    else:
+                        depth += 1
+                        if depth > MAX_FLOW_DEPTH:
+                            return f"nested too deeply (more than {MAX_FLOW_DEPTH} levels)"
+                elif c in "]}":
+                    depth = max(0, depth - 1)
+                elif c in "|>" and opens and depth == 0:
+                    rest = line[i + 1 :].split(" #", 1)[0].strip()
+                    if all(ch in "0123456789+-" for ch in rest):
+                        block_indent = indent
+                        break
+                prev, spaced = c, False
+            i += 1
+    return None

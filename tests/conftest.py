@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +54,10 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Spawned CLIs do their own work, so a kill -9 kills the work itself; the agent
     # path is exercised on purpose in test_agent.py (GITCOORD_AGENT=1 there).
     monkeypatch.setenv("GITCOORD_AGENT", "0")
+    # gitcoord's per-user runtime files (turn locks, agent sockets) stay in the test's dir.
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     monkeypatch.setenv("GITCOORD_AGENT_IDLE", "20")
     return home
 
@@ -201,3 +207,89 @@ def snapshot_worktree(path: Path) -> tuple[str, str, str, str]:
 
 def lock_files(git_dir: Path) -> list[str]:
     return [str(p) for p in git_dir.rglob("*.lock")]
+
+
+# --- smart HTTP through a real web server -------------------------------------------------
+
+LIGHTTPD = "/usr/sbin/lighttpd"
+HTTP_BACKEND_CANDIDATES = (
+    "/usr/lib/git-core/git-http-backend",
+    "/usr/libexec/git-core/git-http-backend",
+)
+
+
+def http_backend() -> str | None:
+    exec_path = subprocess.run(
+        ["git", "--exec-path"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    for path in (os.path.join(exec_path, "git-http-backend"), *HTTP_BACKEND_CANDIDATES):
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def http_server(base: Path) -> Iterator[str]:
+    """`git http-backend` behind lighttpd (Debian's `lighttpd` package) on a free loopback
+    port, serving and accepting pushes to the bare repositories in `base`.
+
+    Runs unprivileged-style from a config file in a temp dir; .ci/run installs the
+    package when it is missing and CI runs as root. Skips (with the reason) only when
+    the server binary is absent.
+    """
+    server = shutil.which("lighttpd") or (LIGHTTPD if os.access(LIGHTTPD, os.X_OK) else None)
+    backend = http_backend()
+    if server is None:
+        pytest.skip("smart HTTP needs lighttpd (apt-get install lighttpd; .ci/run does it as root)")
+    if backend is None:
+        pytest.skip("smart HTTP needs git-http-backend, which this git does not ship")
+    conf_dir = Path(tempfile.mkdtemp(prefix="gitcoord-http-"))
+    (conf_dir / "www").mkdir()
+    port = free_port()
+    (conf_dir / "lighttpd.conf").write_text(
+        f'server.document-root = "{conf_dir / "www"}"\n'
+        'server.bind = "127.0.0.1"\n'
+        f"server.port = {port}\n"
+        f'server.errorlog = "{conf_dir / "error.log"}"\n'
+        "server.max-connections = 256\n"
+        'server.modules += ("mod_alias", "mod_setenv", "mod_cgi")\n'
+        f'alias.url = ("/git" => "{backend}")\n'
+        '$HTTP["url"] =~ "^/git" {\n'
+        '  cgi.assign = ("" => "")\n'
+        f'  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{base}", '
+        '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1")\n'
+        "}\n"
+    )
+    proc = subprocess.Popen(
+        [server, "-D", "-f", str(conf_dir / "lighttpd.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"lighttpd did not start: {err}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("lighttpd did not start listening")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/git"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(conf_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def http_world(world: World) -> Iterator[tuple[World, str]]:
+    """`world` whose remote is reached over smart HTTP (lighttpd + git http-backend)."""
+    git(world.remote, "config", "http.receivepack", "true")
+    with http_server(world.root) as base_url:
+        yield world, f"{base_url}/{world.remote.name}"

@@ -13,8 +13,7 @@ EXAMPLE = REPO_ROOT / "coordination" / "example"
 
 
 def all_messages(root):
-    for path in sorted((root / "coordination" / "messages").rglob("*.yaml")):
-        yield path
+    return sorted((root / "coordination" / "messages").rglob("*.yaml"))
 
 
 def test_example_messages_are_valid_and_placed_by_key() -> None:

@@ -1,0 +1,176 @@
+"""Run the whole benchmark suite and write benchmarks/RESULTS.md and benchmarks/contention.png.
+
+    .venv/bin/python -m benchmarks            # the full suite (under 10 minutes on 2 cores)
+    .venv/bin/python -m benchmarks --quick    # a short smoke run of every section
+    .venv/bin/python benchmarks/run.py ...    # the same
+
+Sections, all measured in one run on this machine, side by side (ratios, not absolute
+times, are what to compare; medians of several runs):
+  1-3. one claim: the raw git floor, `gitcoord claim` cold and through the warm agent, and
+       in process (benchmarks/single.py);
+  4.   contention: throughput of 1-16 concurrent sessions, loser latency, the naive
+       floor's curve, lost updates (benchmarks/contention.py);
+  5.   growth: status and inbox against history length, message count and claim files
+       (benchmarks/growth.py);
+  6.   a simulated workday for 12, 50 and 200 sessions (benchmarks/workday.py);
+  7.   transports: file://, git daemon and smart HTTP (benchmarks/single.py);
+  and where the time of one claim goes (benchmarks/phases.py).
+Hermetic: a temporary HOME and git configuration, everything in one temporary directory,
+removed at the end (--keep keeps it). The chart needs matplotlib (`pip install -e
+'.[bench]'`); without it RESULTS.md is still written and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: benchmarks/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"
+
+from benchmarks import common, contention, growth, phases, report, single, workday
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--quick", action="store_true", help="a short smoke run of every section")
+    ap.add_argument("--out", default=str(HERE), help="where RESULTS.md and the chart go")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--json", help="also write the raw measurements to this file")
+    ap.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never apt-get install lighttpd (smart HTTP is then skipped if it is missing)",
+    )
+    ap.add_argument(
+        "--no-experiments",
+        action="store_true",
+        help="skip the contention experiments (patched backoff and turn-taking)",
+    )
+    ap.add_argument(
+        "--only",
+        help="comma-separated sections to run (single,phases,contention,growth,workday)",
+    )
+    args = ap.parse_args(argv)
+    quick = args.quick
+    only = set(args.only.split(",")) if args.only else None
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    t_start = time.monotonic()
+    info = common.machine()
+    info["load at start"] = common.loadavg()
+    data: dict[str, object] = {"machine": info, "quick": quick, "timings": {}}
+    timings: dict[str, float] = data["timings"]  # type: ignore[assignment]
+
+    def section(name: str) -> bool:
+        if only is not None and name not in only:
+            return False
+        print(f"[{time.monotonic() - t_start:6.0f}s] {name} ...", file=sys.stderr, flush=True)
+        return True
+
+    with common.workdir(keep=args.keep) as tmp:
+        (tmp / "home").mkdir()
+        env = common.hermetic_env(tmp / "home")
+        common.use_env(env)
+        if args.keep:
+            print(f"working in {tmp}", file=sys.stderr)
+
+        if section("single"):
+            t = time.monotonic()
+            data["single"] = single.run(
+                tmp,
+                env,
+                runs=3 if quick else 20,
+                transport_runs=2 if quick else 10,
+                install=not args.no_install,
+            )
+            timings["single"] = time.monotonic() - t
+        if section("phases"):
+            t = time.monotonic()
+            data["phases"] = phases.run(tmp, env, runs=3 if quick else 10)
+            timings["phases"] = time.monotonic() - t
+        if section("contention"):
+            t = time.monotonic()
+            data["contention"] = contention.run(
+                tmp,
+                env,
+                duration=2.0 if quick else 8.0,
+                rounds=1 if quick else 3,
+                experiment_levels=() if args.no_experiments else (8, 16),
+            )
+            timings["contention"] = time.monotonic() - t
+        if section("growth"):
+            t = time.monotonic()
+            data["growth"] = growth.run(
+                tmp,
+                env,
+                runs=1 if quick else 9,
+                claim_runs=1 if quick else 3,
+                commits=2_000 if quick else 10_000,
+                messages=2_000 if quick else 10_000,
+                claims=100 if quick else 300,
+            )
+            timings["growth"] = time.monotonic() - t
+        if section("workday"):
+            t = time.monotonic()
+            sizes = (12, 50, 200)
+            if quick:
+                budgets = {12: 6.0, 50: 6.0, 200: 8.0}
+                longest = {12: 20.0, 50: 5.0, 200: 1.0}
+            else:
+                budgets = {12: 30.0, 50: 35.0, 200: 50.0}
+                longest = {12: 240.0, 50: 60.0, 200: 20.0}
+            data["workday"] = workday.run(
+                tmp, env, sizes, budgets, longest, min_minutes=0.5 if quick else 1.0
+            )
+            timings["workday"] = time.monotonic() - t
+
+    info["load at end"] = common.loadavg()
+    timings["total"] = time.monotonic() - t_start
+    import resource
+
+    used = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
+    data["cpu_seconds"] = used
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=1, default=str))
+    try:
+        chart = report.chart(data, out_dir / "contention.png")
+        text = report.markdown(
+            data, chart, command="python -m benchmarks" + (" --quick" if quick else "")
+        )
+    except Exception:
+        import pickle
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(
+            prefix="gitcoord-bench-", suffix=".pickle", delete=False
+        ) as fh:
+            pickle.dump(data, fh)
+        print(f"the report failed; the measurements are in {fh.name}", file=sys.stderr)
+        raise
+    (out_dir / "RESULTS.md").write_text(text)
+    print(text)
+    print(
+        f"wrote {out_dir / 'RESULTS.md'}" + (f" and {chart}" if chart.endswith(".png") else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

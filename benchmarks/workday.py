@@ -1,0 +1,313 @@
+"""Section 6: a simulated workday of the founding plan, in compressed time.
+
+For N sessions (12, 50, 200) a seeded schedule, the same per session at every size:
+  - a heartbeat every 10 simulated minutes (first one at a random offset), its progress
+    changing each time (so each is due and pushed);
+  - the inbox read every 20 minutes (a push only when something new arrived);
+  - one task at a time: claim a random task of a pool of 2N (on exit 3, up to two more
+    tries), hold it 30-90 minutes, release it, rest 1-10 minutes, claim the next;
+  - a direct message to a random session about once an hour; session 1, the
+    orchestrator, also broadcasts once an hour.
+Sessions are lightweight in-process `Coordinator`s — one per session, long-lived — in a
+few worker processes; as in `gitcoord demo`, half the sessions share one clone and half
+another (within a clone transactions take turns, across the two they race through the
+remote); a worker runs its sessions' events in time order.
+Every process follows one scaled clock (`common.SimClock`, installed as gitcoord's clock),
+so leases, heartbeat pacing and commit times are all simulated time; the scale is chosen
+from a calibration of this machine so that the estimated demand stays near 30% of what the
+cores can do, and the window is as long as the time budget allows (at least 1 minute).
+Reported: pushes per simulated minute, latency, retries (`Outcome.attempts`), refused
+claims, lost updates (every commit reported must be on the branch) and double grants
+(`Coordinator.metrics()['work_collisions']`), plus how far events ran behind schedule.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from . import common
+
+PHASES = ("research", "implement", "tests", "review")
+CLONES = 2  # as the demo: half the sessions share one clone, half another
+UTIL = 0.3  # compress time only as far as keeps the estimated demand at 30% of the cores
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float  # simulated minutes from the start of the window
+    session: str
+    kind: str  # beat | inbox | claim | release | send | broadcast
+    arg: str = ""
+
+
+def schedule(sessions: list[str], minutes: float, seed: int) -> list[Event]:
+    rng = random.Random(seed)
+    events: list[Event] = []
+    for k, sid in enumerate(sessions):
+        off = rng.uniform(0, 10)
+        t = off
+        while t < minutes:
+            events.append(Event(t, sid, "beat"))
+            t += 10
+        t = off + rng.uniform(2, 18)
+        while t < minutes:
+            events.append(Event(t, sid, "inbox"))
+            t += 20
+        t = rng.uniform(0, 10)
+        while t < minutes:
+            events.append(Event(t, sid, "claim"))
+            hold = rng.uniform(30, 90)
+            if t + hold < minutes:
+                events.append(Event(t + hold, sid, "release"))
+            t += hold + rng.uniform(1, 10)
+        t = rng.expovariate(1 / 60)
+        while t < minutes:
+            others = sessions[:k] + sessions[k + 1 :]
+            events.append(Event(t, sid, "send", rng.choice(others)))
+            t += rng.expovariate(1 / 60)
+        if k == 0:
+            t = rng.uniform(20, 40)
+            while t < minutes:
+                events.append(Event(t, sid, "broadcast"))
+                t += 60
+    return sorted(events, key=lambda e: (e.t, e.session))
+
+
+def _worker(
+    conn: Connection,
+    clone: str,
+    sessions: list[str],
+    events: list[Event],
+    pool: int,
+    seed: int,
+) -> None:
+    from gitcoord import Coordinator, GitcoordError
+    from gitcoord.errors import ConflictError
+
+    rng = random.Random(seed)
+    coords: dict[str, Any] = {}
+    tx: list[tuple[float, int, str | None]] = []  # one per transaction: secs, attempts, commit
+
+    for sid in sessions:
+        c = Coordinator(clone, session=sid)
+        orig = c.store.transact
+
+        def transact(*a: Any, _orig: Any = orig, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            out = _orig(*a, **kw)
+            tx.append((time.perf_counter() - t0, out.attempts, out.commit))
+            return out
+
+        c.store.transact = transact  # type: ignore[method-assign]
+        coords[sid] = c
+    coords[sessions[0]].snapshot()
+    conn.send("ready")
+    sim0, real0, rate, hard_stop = conn.recv()
+    clock = common.SimClock(sim0, real0, rate)
+    clock.install()
+    holds: dict[str, str] = {}
+    beats: dict[str, int] = {}
+    recs: list[dict[str, Any]] = []
+    skipped = 0
+    for ev in events:
+        due = clock.real_at(ev.t)
+        while (left := due - time.time()) > 0:
+            time.sleep(min(left, 0.05))
+        if time.time() > hard_stop:
+            skipped += 1
+            continue
+        lag = max(0.0, time.time() - due)
+        c = coords[ev.session]
+        first = len(tx)
+        conflicts = 0
+        error = ""
+        t0 = time.perf_counter()
+        try:
+            if ev.kind == "beat":
+                n = beats[ev.session] = beats.get(ev.session, 0) + 1
+                c.heartbeat(
+                    "implementing",
+                    holds.get(ev.session, "backlog"),
+                    PHASES[n % len(PHASES)],
+                    (n * 10) % 101,
+                )
+            elif ev.kind == "inbox":
+                c.inbox()
+            elif ev.kind == "claim":
+                for _ in range(3):
+                    name = f"t{rng.randrange(pool):04d}"
+                    try:
+                        c.claim("task", name, ttl="2h", note="workday")
+                        holds[ev.session] = name
+                        break
+                    except ConflictError:
+                        conflicts += 1
+            elif ev.kind == "release":
+                if ev.session in holds:
+                    c.release("task", holds.pop(ev.session))
+            elif ev.kind == "send":
+                c.send(ev.arg, "progress", f"{ev.session} reports progress")
+            elif ev.kind == "broadcast":
+                c.send("broadcast", "standup", "priorities for the next hour")
+        except GitcoordError as exc:
+            error = f"exit {exc.code}: {exc.message}"
+        secs = time.perf_counter() - t0
+        mine = tx[first:]
+        recs.append(
+            {
+                "kind": ev.kind,
+                "lag": lag,
+                "secs": secs,
+                "commits": [m[2] for m in mine if m[2]],
+                "attempts": [m[1] for m in mine],
+                "conflicts": conflicts,
+                "error": error,
+            }
+        )
+    for c in coords.values():
+        c.close()
+    conn.send({"records": recs, "skipped": skipped})
+
+
+def _calibrate(probe: Any, runs: int = 3) -> float:
+    """Seconds one transaction costs here now, alone: a forced heartbeat (fetch, load the
+    whole state, plan, validate, write, push), the median of a few."""
+    secs = [
+        common.timed(lambda i=i: probe.heartbeat("calibrating", "-", "-", i, force=True))[0]
+        for i in range(runs)
+    ]
+    return common.median(secs)
+
+
+def run_size(
+    tmp: Path,
+    env: dict[str, str],
+    n: int,
+    budget: float,
+    max_minutes: float,
+    seed: int,
+    min_minutes: float = 1.0,
+) -> dict[str, Any]:
+    from gitcoord import Coordinator
+
+    root = tmp / f"workday-{n}"
+    root.mkdir()
+    remote = common.bare_remote(root / "remote.git", env)
+    sessions = [f"w{k:03d}" for k in range(1, n + 1)]
+    hist = common.FastHistory()
+    setup_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    common.setup_sessions(hist, sessions, setup_at, slots=max(12, n))
+    hist.write(remote, env)
+    url = f"file://{remote}"
+    probe = Coordinator(str(common.clone(url, root / "probe", env)), session=sessions[0])
+
+    cores = len(os.sched_getaffinity(0))
+    per_event = _calibrate(probe)
+    base = common.git(remote, "rev-parse", "gitcoord", env=env).strip()
+    per_minute = len(schedule(sessions, 60, seed)) / 60  # events per simulated minute
+    # Real seconds per simulated minute: the demand at UTIL of the cores, by the estimate.
+    pace = max(0.1, per_minute * per_event / (cores * UTIL))
+    minutes = max(min_minutes, min(max_minutes, budget / pace))
+    events = schedule(sessions, minutes, seed)
+
+    workers = {12: 4, 50: 6}.get(n, 8) if n >= 8 else n
+    clones = [common.clone(url, root / f"clone{k}", env) for k in range(CLONES)]
+    ctx = mp.get_context("fork")
+    conns, procs = [], []
+    for w in range(workers):
+        mine = sessions[w::workers]
+        clone = clones[w % CLONES]
+        parent, child = ctx.Pipe()
+        p = ctx.Process(
+            target=_worker,
+            args=(
+                child,
+                str(clone),
+                mine,
+                [e for e in events if e.session in set(mine)],
+                2 * n,
+                seed + w,
+            ),
+        )
+        p.start()
+        conns.append(parent)
+        procs.append(p)
+    for c in conns:
+        if c.recv() != "ready":
+            raise RuntimeError("a workday worker failed to start")
+    real0 = time.time() + 0.5
+    sim0 = datetime.now(timezone.utc).replace(microsecond=0)
+    rate = 60 / pace
+    hard_stop = real0 + minutes * pace + max(30.0, budget)
+    for c in conns:
+        c.send((sim0, real0, rate, hard_stop))
+    got = [c.recv() for c in conns]
+    for p in procs:
+        p.join(timeout=60)
+    wall = time.time() - real0
+
+    recs = [r for g in got for r in g["records"]]
+    reported = [c for r in recs for c in r["commits"]]
+    on_branch = common.branch_commits(remote, env)
+    new = set(common.git(remote, "rev-list", f"{base}..gitcoord", env=env).split())
+    metrics = probe.metrics()
+    probe.close()
+    attempts = [a for r in recs for a in r["attempts"]]
+    pushing = [r for r in recs if r["commits"]]
+    by_kind: dict[str, int] = {}
+    for r in recs:
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + len(r["commits"])
+    return {
+        "sessions": n,
+        "workers": workers,
+        "clones": CLONES,
+        "minutes": minutes,
+        "pace": pace,
+        "per_event_estimate": per_event,
+        "events_per_minute": per_minute,
+        "cores": cores,
+        "events": len(events),
+        "run": len(recs),
+        "skipped": sum(g["skipped"] for g in got),
+        "wall": wall,
+        "pushes": len(reported),
+        "pushes_on_branch": len(new),
+        "pushes_per_minute": len(reported) / minutes,
+        "pushes_by_kind": by_kind,
+        "latency_all": [r["secs"] for r in recs],
+        "latency_push": [r["secs"] for r in pushing],
+        "transactions": len(attempts),
+        "retries": sum(a - 1 for a in attempts),
+        "retried_tx": sum(1 for a in attempts if a > 1),
+        "max_attempts": max(attempts, default=0),
+        "refused_claims": sum(r["conflicts"] for r in recs),
+        "errors": [r["error"] for r in recs if r["error"]][:5],
+        "error_count": sum(1 for r in recs if r["error"]),
+        "lost": len(set(reported) - on_branch),
+        "double_grants": metrics["work_collisions"],
+        "lag": [r["lag"] for r in recs],
+    }
+
+
+def run(
+    tmp: Path,
+    env: dict[str, str],
+    sizes: tuple[int, ...],
+    budgets: dict[int, float],
+    max_minutes: dict[int, float],
+    seed: int = 20261122,
+    min_minutes: float = 1.0,
+) -> dict[str, Any]:
+    return {
+        "sizes": {
+            n: run_size(tmp, env, n, budgets[n], max_minutes[n], seed, min_minutes) for n in sizes
+        }
+    }

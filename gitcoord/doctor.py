@@ -1,0 +1,166 @@
+"""`gitcoord doctor [--fix]`: explain what is wrong with the coordination branch, and repair it.
+
+Mutations refuse to build on a branch that does not validate, so one bad file
+pushed by hand would stall every session. `doctor` lists every problem (what
+`validate` reports, plus claims of different holders binding the same items
+now) and what `--fix` would do about it; `--fix` repairs the branch with ONE
+commit through the normal transaction (compare-and-swap, re-planned when
+someone else was first) that moves each bad file into
+`coordination/quarantine/`, bytes unchanged — see `gitcoord.quarantine` for
+which files and why that commit is allowed.
+
+Exit codes: 0 healthy (or repaired), 5 problems found (without --fix), or
+problems that no quarantine can repair (config.yaml missing or unreadable),
+6 remote unreachable.
+
+Loaded only when invoked (`cli.LazyGroup`), so it cannot use the CLI's shared
+decorators; `--json` and `--session` are its own options, handled like `log`'s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from . import clock, names
+from .errors import InvalidError
+from .ops import Change
+from .quarantine import Plan, plan, raw
+from .state import State
+
+MAX_LISTED = 50
+
+
+@click.command()
+@click.option("--fix", is_flag=True, help="Quarantine every bad file in one commit.")
+@click.option("--session", metavar="ID", help="Speak for this session (default: none needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
+def doctor(fix: bool, session: str | None, as_json: bool) -> None:
+    """Explain every problem of the coordination branch; --fix repairs it.
+
+    \b
+    --fix moves each bad file (malformed, schema-violating, misplaced, or
+    breaking a rule such as a second session with the same number, plus what
+    only that file made valid) to coordination/quarantine/, bytes kept, in
+    one commit. Afterwards `validate` passes and mutations work again.
+    Exit 0 healthy or repaired, 5 problems found (or not repairable).
+    """
+    from .cli import Ctx, emit
+
+    ctx = click.get_current_context().find_object(Ctx)
+    assert ctx is not None
+    if as_json:
+        ctx.json = True
+    if session:
+        ctx.session = session
+    coord = ctx.coordinator()
+    store = coord.store
+
+    tip, state = store.snapshot()
+    found = plan(store.view_of(state), clock.now())
+    if found.healthy:
+        emit(_json(found, tip, None), f"healthy: {store.where} at {(tip or '')[:10]} validates")
+        return
+    if not fix:
+        raise InvalidError(
+            _report(found, tip, store.where) + "\n" + _advice(found),
+            **_json(found, tip, None),
+        )
+
+    stamp: list[datetime] = []
+
+    def quarantine(state: State) -> Change:
+        when = clock.now()
+        stamp[:] = [when]
+        todo = plan(store.view_of(state), when)
+        if todo.remaining:
+            raise InvalidError(
+                _report(todo, None, store.where) + "\n" + _advice(todo), **_json(todo, None, None)
+            )
+        return _change(todo, state, coord.session)
+
+    outcome = store.transact(quarantine, lambda: stamp[0], repair=True)
+    done: Plan = outcome.change.result["plan"]
+    data = _json(done, outcome.tip, outcome.commit)
+    if outcome.commit is None:
+        emit(data, "healthy: nothing to fix (someone repaired it first)")
+        return
+    lines = [
+        f"quarantined {len(done.moves)} file(s) in commit {outcome.commit[:10]}; "
+        f"{store.where} validates again:"
+    ]
+    lines += [f"  {a} -> {b}" for a, b in list(done.moves.items())[:MAX_LISTED]]
+    emit(data, "\n".join(lines))
+
+
+def _change(todo: Plan, state: State, session: str | None) -> Change:
+    if not todo.moves:
+        return Change("quarantine", "quarantine", session=session, result={"plan": todo})
+    src = state.source
+    assert src is not None
+    writes: dict[str, Any] = {}
+    for original, copy in todo.moves.items():
+        writes[original] = None
+        writes[copy] = raw(src, original)
+    first = next(iter(todo.moves))
+    more = f" and {len(todo.moves) - 1} more" if len(todo.moves) > 1 else ""
+    return Change(
+        "quarantine",
+        f"quarantine {first}{more}",
+        session=session,
+        writes=writes,
+        trailers={"Gitcoord-Quarantined": str(len(todo.moves))},
+        result={"plan": todo},
+    )
+
+
+def _why(todo: Plan, original: str) -> str:
+    for path, problems in todo.condemned.items():
+        if original == path or original.startswith(path + "/"):
+            return problems[0].message
+    return ""
+
+
+def _report(todo: Plan, tip: str | None, where: str) -> str:
+    at = f" at {tip[:10]}" if tip else ""
+    lines = [f"{len(todo.problems)} problem(s) on {where}{at}:"]
+    lines += [f"  {p}" for p in todo.problems[:MAX_LISTED]]
+    if len(todo.problems) > MAX_LISTED:
+        lines.append(f"  ... and {len(todo.problems) - MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+def _advice(todo: Plan) -> str:
+    lines = []
+    if todo.moves:
+        lines.append(
+            f"`gitcoord doctor --fix` quarantines {len(todo.moves)} file(s) in one commit "
+            f"(bytes kept under {names.ROOT}/quarantine/):"
+        )
+        for original, copy in list(todo.moves.items())[:MAX_LISTED]:
+            lines.append(f"  {original} -> {copy}  ({_why(todo, original)})")
+    if todo.remaining:
+        lines.append("not repairable by quarantine (fix by hand with a commit on the branch):")
+        lines += [f"  {p}" for p in todo.remaining]
+        if any(p.path == names.config_path() for p in todo.remaining):
+            lines.append(
+                f"  restore {names.config_path()} from an earlier commit: "
+                f"git log -- {names.config_path()}, then git show <commit>:{names.config_path()}"
+            )
+    return "\n".join(lines)
+
+
+def _json(todo: Plan, tip: str | None, commit: str | None) -> dict[str, Any]:
+    return {
+        "healthy": todo.healthy or commit is not None,
+        "tip": tip,
+        "problems": [p.to_json() for p in todo.problems],
+        "quarantine": [
+            {"path": a, "to": b, "why": _why(todo, a)} for a, b in todo.moves.items()
+        ],
+        "remaining": [p.to_json() for p in todo.remaining],
+        "commit": commit,
+        "changed": commit is not None,
+    }
