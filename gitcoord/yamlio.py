@@ -15,6 +15,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 MAX_FILE_BYTES = 256 * 1024
+# Outside YAML's printable set (YAML 1.2, 5.1): C0 but tab and line feed, DEL, C1 but NEL,
+# surrogates, U+FFFE and U+FFFF.
+_UNPRINTABLE = re.compile("[^\t\n\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class YamlProblem(ValueError):
@@ -29,8 +32,13 @@ def _yaml() -> YAML:
 
     def str_rep(dumper: Any, data: str) -> Any:
         # A literal block reads best, but YAML folds \r, NEL and the Unicode line and
-        # paragraph separators inside one: such text is written double-quoted instead.
-        if "\n" in data and not any(c in data for c in "\r\x85\u2028\u2029"):
+        # paragraph separators inside one, and cannot hold a character outside YAML's
+        # printable set (U+0080, U+FFFE, ...) at all: such text is written double-quoted
+        # instead, where those are escaped.
+        special = any(c in data for c in "\r\x85\u2028\u2029") or _UNPRINTABLE.search(data)
+        if special:  # plain and single-quoted scalars would fold them too
+            return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+        if "\n" in data:
             return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
         return dumper.represent_str(data)
 

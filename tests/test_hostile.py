@@ -531,7 +531,9 @@ def test_json_output_is_one_document_for_hostile_input(repo: Path) -> None:
 
 # --- what gitcoord writes, it reads back --------------------------------------------------
 
-YAML_ALPHABET = st.sampled_from([*"[]{}'\"#|>-?:,!&*% \n\tab1", "\u2028", "é"])
+YAML_ALPHABET = st.sampled_from(
+    [*"[]{}'\"#|>-?:,!&*% \n\tab1", "\u2028", "é", "\x80", "\x85", "\x9f", "\ufffe", "😀"]
+)
 
 
 @settings(max_examples=max(200, EXAMPLES * 8), deadline=None)
