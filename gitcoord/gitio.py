@@ -122,9 +122,6 @@ class Git:
         env.pop("GIT_DIR", None)
         return env
 
-    def out(self, args: Sequence[str], **kw: object) -> str:
-        return self.run(args, **kw).stdout.decode("utf-8", "replace")  # type: ignore[arg-type]
-
 
 @dataclass(frozen=True)
 class RepoInfo:
@@ -284,9 +281,6 @@ class ObjectWriter:
     def __init__(self, info: RepoInfo) -> None:
         self._dir = info.objects_dir
         self._algo = info.object_format
-
-    def hash(self, kind: str, data: bytes) -> str:
-        return hashlib.new(self._algo, b"%s %d\0" % (kind.encode(), len(data)) + data).hexdigest()
 
     def write(self, kind: str, data: bytes) -> str:
         raw = b"%s %d\0" % (kind.encode(), len(data)) + data
