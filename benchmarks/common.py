@@ -55,7 +55,11 @@ def hermetic_env(home: Path) -> dict[str, str]:
         GITCOORD_AGENT_IDLE="60",
         PYDANTIC_DISABLE_PLUGINS="__all__",
     )
-    env.pop("XDG_RUNTIME_DIR", None)
+    # gitcoord keeps its per-user runtime files (the machine-wide turn, the agent's
+    # socket) under XDG_RUNTIME_DIR: ours, inside the benchmark's temporary directory.
+    runtime = home.parent / "run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
     return env
 
 

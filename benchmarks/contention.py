@@ -1,15 +1,19 @@
 """Section 4: contention — aggregate throughput of N concurrent sessions, loser latency,
 and the naive floor's curve at the same concurrency.
 
-Three curves, each level on a fresh bare remote seeded with the same state (16 sessions
+Four curves, each level on a fresh bare remote seeded with the same state (16 sessions
 registered, each with its own claim file, released), each level running for a fixed
 window after every process is ready (throughput counts the operations completed in the
 window after its first quarter, at most 2 s: every session starting at the same instant
 is a burst no real deployment sees):
-  - gitcoord, separate clones: each session is its own process with one long-lived
-    `Coordinator` in a clone of its own (sessions on different machines);
+  - gitcoord, separate clones, one machine: each session is its own process with one
+    long-lived `Coordinator` in a clone of its own; being one user's on one machine, they
+    take turns under gitcoord's per-user turn (an flock keyed by the remote's URL);
+  - gitcoord, separate clones, as separate machines: the same, but each process with a
+    runtime directory (XDG_RUNTIME_DIR) of its own, so no two share a turn: they race
+    through the remote, and compare-and-swap and the backoff decide;
   - gitcoord, one shared clone: the same processes, all in one clone (the founding
-    setup), where the clone's transactions take turns under its flock;
+    setup);
   - the naive floor: the raw git pipeline of section 1 in a process per writer with a
     clone of its own, retrying a rejected push at once with no backoff.
 Session k alternates `claim task sk` / `release task sk` (distinct resources; each op is
@@ -17,7 +21,8 @@ one commit, and the state keeps its size); naive writer k rewrites its own file.
 After the window, every process of the gitcoord curves races for one fresh resource
 (3 rounds): the losers' time to exit 3 (`ConflictError`) is the loser latency, and each
 round must have exactly one winner. At the end every commit reported as a success must be
-on the remote branch (lost updates: must be 0).
+on the remote branch (lost updates: must be 0). An experiment at 8 and 16 sessions patches
+the store back to its behaviour before commit bb78e6a (see `previous_store`).
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from . import common
 LEVELS = (1, 2, 4, 8, 16)
 MAX_SESSIONS = max(LEVELS)
 SESSIONS = [f"s{k:02d}" for k in range(1, MAX_SESSIONS + 1)]
-OWN, SHARED, NAIVE = "gitcoord, separate clones", "gitcoord, one shared clone", "naive floor"
-SCALED = "separate clones, backoff scaled to the round (experiment)"
-MACHINE = "separate clones, one turn per remote on this machine (experiment)"
-EXPERIMENTS = (SCALED, MACHINE)
+OWN = "gitcoord, separate clones, one machine"
+APART = "gitcoord, separate clones, as separate machines"
+SHARED = "gitcoord, one shared clone"
+NAIVE = "naive floor"
+PREVIOUS = "separate clones, one machine, previous store (per-clone turn, 15 ms backoff)"
+EXPERIMENTS = (PREVIOUS,)
 
 Record = tuple[float, float, str | None, int, str]  # start, end, commit, attempts, error
 
@@ -47,63 +54,39 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.05))
 
 
-def scaled_backoff(store: Any) -> None:
-    """EXPERIMENT, not gitcoord's behaviour: replace this store's backoff after a lost
-    round (`Store._sleep`: full jitter over 15 ms x 2^attempt, at most 1 s) by full jitter
-    over the losing round's own duration x 2^(attempt-1), at most 2 s — so that N
-    contenders spread over ~N rounds' time whatever a round costs on this machine."""
+def previous_store(store: Any) -> None:
+    """EXPERIMENT: patch one `Store` back to how it behaved before commit bb78e6a, to
+    measure in the same run what that change bought: the transaction's turn taken per
+    clone (not per remote URL for the whole machine), and a lost round followed by full
+    jitter over 15 ms x 2^attempt (at most 1 s) instead of over the round's own length."""
     import random
 
-    fetch = store.fetch_tip
-    started = [time.monotonic()]
-
-    def fetch_tip(deadline: float) -> Any:
-        started[0] = time.monotonic()
-        return fetch(deadline)
+    store.remote_url = None  # no URL: Store._local_turn falls back to the clone's .git
 
     def sleep(attempt: int, deadline: float) -> None:
-        round_secs = time.monotonic() - started[0]
-        delay = random.uniform(0, min(2.0, round_secs * 2 ** (attempt - 1)))
+        delay = random.uniform(0, min(1.0, 0.015 * 2 ** min(attempt, 8)))
         time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
-    store.fetch_tip = fetch_tip
     store._sleep = sleep
 
 
-def machine_turn(store: Any, url: str, folder: str) -> None:
-    """EXPERIMENT, not gitcoord's behaviour: take the transaction's turn (`Store._local_turn`,
-    an flock in the clone's .git) on a lock shared by every clone of this machine that
-    coordinates through the same remote URL and branch (here a folder of the benchmark's;
-    in gitcoord it would live in the per-user runtime directory, next to the agent)."""
-    import contextlib
-    import fcntl
-    import hashlib
+def _session_proc(
+    conn: Connection, clone: str, sid: str, experiment: str = "", machine: str = ""
+) -> None:
+    """One gitcoord session: a long-lived Coordinator, driven over `conn`. `machine`: a
+    runtime directory of its own (XDG_RUNTIME_DIR), where gitcoord keeps the per-user
+    turn that one machine's sessions share — its own, as if on another machine."""
     import os
 
-    key = hashlib.sha1(f"{url}\0{store.ref}".encode()).hexdigest()[:12]
-
-    @contextlib.contextmanager
-    def turn(deadline: float) -> Any:
-        with open(os.path.join(folder, f"turn-{key}.flock"), "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    store._local_turn = turn
-
-
-def _session_proc(conn: Connection, clone: str, sid: str, experiment: str = "") -> None:
-    """One gitcoord session: a long-lived Coordinator, driven over `conn`."""
+    if machine:
+        os.makedirs(machine, mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = machine
     from gitcoord import Coordinator, GitcoordError
     from gitcoord.errors import ConflictError
 
     c = Coordinator(clone, session=sid)
-    if experiment == SCALED:
-        scaled_backoff(c.store)
-    elif experiment == MACHINE:
-        machine_turn(c.store, c.remote_url or "", str(Path(clone).parent))
+    if experiment == PREVIOUS:
+        previous_store(c.store)
     c.snapshot()  # warm: first fetch, cat-file started
     conn.send("ready")
     held = False
@@ -221,7 +204,7 @@ def _seed(root: Path, env: dict[str, str]) -> Path:
 def _level(
     tmp: Path, env: dict[str, str], curve: str, n: int, duration: float, rounds: int
 ) -> dict[str, Any]:
-    tag = {OWN: "own", SHARED: "shared", NAIVE: "naive", SCALED: "scaled", MACHINE: "machine"}
+    tag = {OWN: "own", APART: "apart", SHARED: "shared", NAIVE: "naive", PREVIOUS: "previous"}
     root = tmp / f"contention-{tag[curve]}-{n}"
     root.mkdir()
     remote = _seed(root, env)
@@ -236,7 +219,10 @@ def _level(
         if curve == NAIVE:
             p = ctx.Process(target=_naive_proc, args=(child, str(mine), k, env))
         else:
-            p = ctx.Process(target=_session_proc, args=(child, str(mine), SESSIONS[k], experiment))
+            machine = str(root / f"machine{k}") if curve == APART else ""
+            p = ctx.Process(
+                target=_session_proc, args=(child, str(mine), SESSIONS[k], experiment, machine)
+            )
         p.start()
         procs.append(p)
         conns.append(parent)
@@ -298,7 +284,7 @@ def run(
     experiment_levels: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"duration": duration, "rounds": rounds, "curves": {}}
-    curves = (OWN, SHARED, NAIVE, *(EXPERIMENTS if experiment_levels else ()))
+    curves = (OWN, APART, SHARED, NAIVE, *(EXPERIMENTS if experiment_levels else ()))
     for curve in curves:
         results["curves"][curve] = {}
     for n in levels:  # curves interleaved per level, so load drift hits all of them alike

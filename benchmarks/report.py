@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import median, ms, pct
-from .contention import EXPERIMENTS, MACHINE, NAIVE, OWN, SCALED, SHARED
+from .contention import APART, EXPERIMENTS, NAIVE, OWN, PREVIOUS, SHARED
 from .growth import TARGET_ROWS
 from .single import AGENT, CLIENT, CLIMAIN, COLD, FLOOR, INPROC, VERSION
 
@@ -37,11 +37,11 @@ def _floor_ratios(data: dict[str, Any], transport: str = "file") -> dict[str, fl
 
 def _one_session(curves: dict[str, dict[int, dict[str, Any]]], name: str) -> float:
     """One session's throughput, the baseline of a curve. The gitcoord curves share one:
-    the mean of the two identical 1-session measurements (one clone, one session), which
-    halves the noise every ratio of those curves carries."""
+    the mean of their identical 1-session measurements (one clone, one session), which
+    cuts the noise every ratio of those curves carries."""
     if name == NAIVE:
         return float(curves[NAIVE].get(1, {}).get("throughput") or "nan")
-    ones = [curves[c][1]["throughput"] for c in (OWN, SHARED) if 1 in curves.get(c, {})]
+    ones = [curves[c][1]["throughput"] for c in (OWN, APART, SHARED) if 1 in curves.get(c, {})]
     return sum(ones) / len(ones) if ones else float("nan")
 
 
@@ -93,7 +93,11 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, bool | str | None]]:
     curves = data.get("contention", {}).get("curves")
     if curves:
         for n, need in ((8, 1.0), (16, 0.8)):
-            for name, where in ((OWN, "each in its own clone"), (SHARED, "sharing one clone")):
+            for name, where in (
+                (OWN, "each in its own clone on one machine"),
+                (APART, "each in its own clone, as if on separate machines"),
+                (SHARED, "sharing one clone"),
+            ):
                 rel = _relative(curves, name)
                 if n in rel:
                     out.append(
@@ -253,26 +257,26 @@ def _contention_table(data: dict[str, Any]) -> list[str]:
         "after every process is ready; throughput counts completions after the window's "
         "warm-up. Sessions alternate claim/release of their own resource (one commit each); "
         "naive writers rewrite their own file. × 1 is relative to one session: for the "
-        f"gitcoord curves the mean of the two identical 1-session runs "
+        f"gitcoord curves the mean of their identical 1-session runs "
         f"({_one_session(curves, OWN):.2f} ops/s), for the naive floor its own.",
         "",
-        "| sessions | separate clones: ops/s | × 1 | shared clone: ops/s | × 1 | naive floor: "
-        "ops/s | × 1 | field notes' naive |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| sessions | separate clones, one machine: ops/s | × 1 | separate clones, as separate "
+        "machines: ops/s | × 1 | one shared clone: ops/s | × 1 | naive floor: ops/s | × 1 | "
+        "field notes' naive |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in levels:
-        o, s_, nv = curves[OWN][n], curves[SHARED][n], curves[NAIVE][n]
+        cells = []
+        for name in (OWN, APART, SHARED, NAIVE):
+            d = curves.get(name, {}).get(n)
+            cells += [f"{d['throughput']:.2f}", _x(rel[name][n])] if d else ["–", "–"]
         fn = FIELD_NOTES_NAIVE.get(n)
-        lines.append(
-            f"| {n} | {o['throughput']:.2f} | {_x(rel[OWN][n])} | {s_['throughput']:.2f} | "
-            f"{_x(rel[SHARED][n])} | {nv['throughput']:.2f} | {_x(rel[NAIVE][n])} | "
-            f"{fn if fn else '–'} |"
-        )
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {fn if fn else '–'} |")
     exp = [e for e in EXPERIMENTS if curves.get(e)]
     if exp:
         lines += [
             "",
-            "Experiments (benchmark-only patches of one `Store` instance in each session "
+            "Experiment (a benchmark-only patch of one `Store` instance in each session "
             "process, not gitcoord's behaviour; see benchmarks/contention.py):",
             "",
             "| sessions | experiment | ops/s | × 1 | attempts per success | op latency p50 / p95 |",
@@ -295,7 +299,9 @@ def _contention_table(data: dict[str, Any]) -> list[str]:
         "|---:|---|---:|---:|---:|:-:|---:|---:|",
     ]
     for n in levels:
-        for name in (OWN, SHARED, NAIVE):
+        for name in (OWN, APART, SHARED, NAIVE):
+            if n not in curves.get(name, {}):
+                continue
             d = curves[name][n]
             succ = d["reported"] or 1
             losers = d["losers"]
@@ -359,7 +365,8 @@ def _real_load(d: dict[str, Any]) -> float:
 def _workday_table(data: dict[str, Any]) -> list[str]:
     w = data["workday"]["sizes"]
     lines = [
-        "| sessions | worker processes / clones | simulated window | real s per sim minute | "
+        "| sessions | worker processes / clones (= machines) | simulated window | "
+        "real s per sim minute | "
         "events run (skipped) | pushes | pushes per sim minute | latency p50 / p95 (all events) | "
         "latency p50 / p95 (pushes) | retries (tx retried / tx) | max attempts | refused "
         "claims | lost updates | double grants | lag behind schedule p50 / p95 | the real "
@@ -490,75 +497,75 @@ def _inproc_analysis(data: dict[str, Any], met: dict[str, bool | str | None]) ->
 def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]) -> list[str]:
     curves = data["contention"]["curves"]
     rel = {n: _relative(curves, n) for n in curves if curves[n]}
+    nan = float("nan")
 
     def att(name: str, n: int) -> str:
-        d = curves[name].get(n)
+        d = curves.get(name, {}).get(n)
         return "–" if not d else f"{1 + d['retries'] / max(1, d['reported']):.1f}"
 
+    def at(name: str, n: int) -> str:
+        return _x(rel.get(name, {}).get(n, nan))
+
     out = [
-        "**Contention.** In one shared clone the flock makes the clone's sessions take turns: "
-        f"no push is wasted (1.0 attempts per success) and throughput holds "
-        f"({_x(rel[SHARED].get(8, float('nan')))} at 8, "
-        f"{_x(rel[SHARED].get(16, float('nan')))} at 16). Across separate clones every "
-        f"session races through the remote: {att(OWN, 8)} attempts per success at 8 and "
-        f"{att(OWN, 16)} at 16, each losing attempt a full fetch, state load, object writing "
-        "and push (receive-pack takes the pack, then refuses the ref). On this machine the "
-        "sessions, their git processes and the remote share the same cores, so every wasted "
-        f"attempt is taken from the winners: {_x(rel[OWN].get(8, float('nan')))} at 8 and "
-        f"{_x(rel[OWN].get(16, float('nan')))} at 16"
-        + (
-            " — the same collapse as the naive floor"
-            if rel[OWN].get(8, 1.0) < 1.0 or rel[OWN].get(16, 1.0) < 0.8
-            else " (held in this run; compare the naive floor"
-        )
-        + f" ({_x(rel[NAIVE].get(8, float('nan')))}, {_x(rel[NAIVE].get(16, float('nan')))})"
-        + ("" if rel[OWN].get(8, 1.0) < 1.0 or rel[OWN].get(16, 1.0) < 0.8 else ")")
-        + ". "
-        "gitcoord's backoff after a lost round is full jitter over 15 ms × 2^attempt (at most "
-        f"1 s): with a round taking {ms(median(curves[OWN][1]['latency']))} here (one "
-        "session's median), 8 contenders lose ~5 rounds each before the jitter spreads them "
-        "out.",
+        "**Contention.** The store lets one machine's transactions on a remote branch take "
+        "turns under a per-user flock keyed by the remote's URL, and backs a lost round off by "
+        "full jitter over that round's own length × 2^(attempt−1) (at most 2 s). On one "
+        f"machine, separate clones therefore waste no push ({att(OWN, 8)} attempts per "
+        f"success at 8) and hold their throughput: {at(OWN, 8)} at 8, {at(OWN, 16)} at 16 "
+        f"(one shared clone: {at(SHARED, 8)}, {at(SHARED, 16)}). As separate machines (no "
+        f"shared turn) the sessions race through the remote: {att(APART, 8)} attempts per "
+        f"success at 8 and {att(APART, 16)} at 16, giving {at(APART, 8)} and "
+        f"{at(APART, 16)} — every losing attempt is a full fetch, state load, object writing "
+        "and push (receive-pack takes the pack, then refuses the ref), and here the "
+        "'machines' share two cores with each other and with the remote, so each wasted "
+        "attempt is taken from the winners; machines of their own would lose only the "
+        f"remote's share. The naive floor: {at(NAIVE, 8)}, {at(NAIVE, 16)}.",
     ]
-    tried = []
-    for e, what in (
-        (SCALED, "a backoff of full jitter over the losing round's own duration × 2^(attempt−1)"),
-        (MACHINE, "one turn (flock) per remote URL and branch for every clone on the machine"),
-    ):
-        if rel.get(e):
-            got = ", ".join(f"{_x(v)} at {n}" for n, v in sorted(rel[e].items()))
-            tried.append(f"- {what}: {got} ({att(e, 8)} attempts per success at 8);")
-    if tried:
-        out += ["Tried, as benchmark-only patches of the store (no change to gitcoord/):", *tried]
+    if curves.get(PREVIOUS):
+        out.append(
+            f"What the current store bought, measured in this run by patching it back (per-"
+            f"clone turn, a fixed 15 ms backoff base): separate clones on one machine "
+            f"{at(PREVIOUS, 8)} at 8 and {at(PREVIOUS, 16)} at 16 ({att(PREVIOUS, 8)} and "
+            f"{att(PREVIOUS, 16)} attempts per success), against {at(OWN, 8)} and "
+            f"{at(OWN, 16)} now."
+        )
     timeouts = sum(
         1 for cv in curves.values() for d in cv.values() for e in d["errors"] if "exit 6" in e
     )
     if timeouts:
         out.append(
             f"{timeouts} transaction(s) gave up with exit 6 after the 30 s timeout (nothing "
-            "written, reported as such): under that contention a session can lose every round "
-            "it tries."
+            "written, and said so): under that contention a session can lose every round it "
+            "tries."
         )
-    own_l = {n: d["losers"] for n, d in curves[OWN].items() if d["losers"]}
-    sh_l = {n: d["losers"] for n, d in curves[SHARED].items() if d["losers"]}
-    if own_l and sh_l:
-        top = max(own_l)
+    lose = {
+        name: {n: d["losers"] for n, d in curves.get(name, {}).items() if d["losers"]}
+        for name in (OWN, APART, SHARED)
+    }
+    if lose[OWN]:
+        top = max(lose[OWN])
+        parts = ", ".join(
+            f"{label} {ms(median(lose[name][top]))}"
+            for name, label in (
+                (OWN, "separate clones on one machine"),
+                (APART, "as separate machines"),
+                (SHARED, "one clone"),
+            )
+            if top in lose[name]
+        )
         out.append(
-            f"Loser latency (time to exit 3) at {top} racing sessions: {ms(median(own_l[top]))} "
-            f"across clones vs {ms(median(sh_l[top]))} in one clone. A loser sleeps (the "
-            "backoff) before it fetches again, only to find the resource held: the sleep "
-            "protects the next push, not the next read. Re-fetching and re-planning at once "
-            "after a lost push, and backing off only before pushing again, would return exit 3 "
-            "one round after losing."
+            f"Loser latency (time to exit 3) with {top} sessions racing for one resource: "
+            f"{parts}. Taking turns, the k-th loser waits for k−1 transactions before it reads "
+            "the winner's claim; racing, a loser sleeps (the backoff) before it fetches again "
+            "only to find the resource held."
         )
     out.append(
-        "To change: (1) take the transaction's turn on a per-user lock keyed by the remote's "
-        "URL and branch (in the runtime directory the agent already uses) instead of one per "
-        "clone's `.git`, so that all sessions of a machine — the founding setup — never race "
-        "each other through the remote; (2) scale the backoff to the measured duration of a "
-        "round instead of a fixed 15 ms base, for sessions on different machines; (3) wait for "
-        "the flock with a blocking `flock()` (under `signal.alarm` or in a thread for the "
-        "deadline) rather than polling with sleeps up to 20 ms, which lets the session that "
-        "just released re-acquire first (low median, long tail: see p95)."
+        "Still to change: (1) after a lost push, fetch and re-plan at once and back off only "
+        "before pushing again — the sleep protects the next push, not the next read, so a "
+        "loser would get exit 3 one round after losing; (2) wait for the turn with a blocking "
+        "`flock()` (the deadline enforced by a timer) rather than polling with sleeps growing "
+        "to 20 ms, which lets the session that just released re-acquire first: a low median "
+        "and a long tail (compare p50 and p95 in the table below)."
     )
     return out
 
@@ -646,11 +653,10 @@ def _workday_analysis(data: dict[str, Any]) -> list[str]:
         + "; ".join(parts)
         + ". "
         + (
-            f"With only two clones racing (and the sessions within a clone taking turns), the "
-            f"12-session day still retried {w[12]['retries']} times over "
-            f"{w[12]['transactions']} transactions (at most {w[12]['max_attempts']} attempts "
-            "for one): two writers whose rounds take hundreds of milliseconds keep colliding "
-            "while the backoff's jitter is tens of milliseconds (see Contention). "
+            "With the two clones as two machines racing through the remote (the sessions "
+            f"of a machine taking turns), the 12-session day retried {w[12]['retries']} "
+            f"times over {w[12]['transactions']} transactions (at most "
+            f"{w[12]['max_attempts']} attempts for one). "
             if 12 in w
             else ""
         )
@@ -708,8 +714,8 @@ def chart(data: dict[str, Any], path: Path) -> str:
         OWN: ("tab:blue", "o-"),
         SHARED: ("tab:green", "s-"),
         NAIVE: ("tab:red", "^--"),
-        SCALED: ("tab:purple", "x:"),
-        MACHINE: ("tab:olive", "d:"),
+        APART: ("tab:orange", "D-"),
+        PREVIOUS: ("tab:purple", "x:"),
     }
     for name, curve in curves.items():
         if not curve:

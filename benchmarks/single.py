@@ -55,7 +55,9 @@ class Agents:
 
     def __init__(self, env: dict[str, str], serve: str | None = None) -> None:
         self.serve = serve  # python code run as the agent (an experiment), or the stock one
-        self.runtime = tempfile.mkdtemp(prefix="gcb", dir="/tmp")
+        # short (AF_UNIX paths), inside the benchmark's own temporary directory
+        base = Path(env["HOME"]).parent if "HOME" in env else None
+        self.runtime = tempfile.mkdtemp(prefix="a", dir=base)
         self.env = {**env, "XDG_RUNTIME_DIR": self.runtime, "GITCOORD_AGENT": "1"}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.path = ""

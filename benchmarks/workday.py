@@ -10,8 +10,9 @@ For N sessions (12, 50, 200) a seeded schedule, the same per session at every si
     orchestrator, also broadcasts once an hour.
 Sessions are lightweight in-process `Coordinator`s — one per session, long-lived — in a
 few worker processes; as in `gitcoord demo`, half the sessions share one clone and half
-another (within a clone transactions take turns, across the two they race through the
-remote); a worker runs its sessions' events in time order.
+another, each clone here standing for a machine of its own (its own XDG_RUNTIME_DIR, where
+gitcoord keeps the per-user turn): within a machine transactions take turns, across the
+two they race through the remote. A worker runs its sessions' events in time order.
 Every process follows one scaled clock (`common.SimClock`, installed as gitcoord's clock),
 so leases, heartbeat pacing and commit times are all simulated time; the scale is chosen
 from a calibration of this machine so that the estimated demand stays near 30% of what the
@@ -36,7 +37,8 @@ from typing import Any
 from . import common
 
 PHASES = ("research", "implement", "tests", "review")
-CLONES = 2  # as the demo: half the sessions share one clone, half another
+CLONES = 2  # as the demo: half the sessions in one clone, half in another — here each
+# clone on a "machine" of its own (a runtime directory), so that the two race
 UTIL = 0.3  # compress time only as far as keeps the estimated demand at 30% of the cores
 
 
@@ -88,7 +90,12 @@ def _worker(
     events: list[Event],
     pool: int,
     seed: int,
+    machine: str,
 ) -> None:
+    # The clone's machine: gitcoord's per-user turn lives in XDG_RUNTIME_DIR, so the
+    # workers of one clone share it and the two clones race through the remote.
+    os.makedirs(machine, mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = machine
     from gitcoord import Coordinator, GitcoordError
     from gitcoord.errors import ConflictError
 
@@ -235,6 +242,7 @@ def run_size(
                 [e for e in events if e.session in set(mine)],
                 2 * n,
                 seed + w,
+                str(root / f"machine{w % CLONES}"),
             ),
         )
         p.start()
