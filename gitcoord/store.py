@@ -322,7 +322,11 @@ class Store:
         # One turn per remote branch for the whole machine when the remote's URL is
         # known (every clone of this user takes turns: the founding setup's sessions in
         # several directories never race each other through the remote), else per clone.
-        if self.remote_url:
+        scope = os.environ.get("GITCOORD_TURN", "machine")
+        if scope == "none":  # no turns at all: every transaction races (tests use this)
+            yield
+            return
+        if self.remote_url and scope == "machine":  # else "clone"
             base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
             folder = os.path.join(base, f"gitcoord-{os.getuid()}")
             scope = f"{self.remote_url}\0{self.ref}"

@@ -70,6 +70,13 @@ PROC_TIMEOUT = 400  # per race: a hang fails the test instead of the suite
 # --- helpers -------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def race_through_the_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without turns, as sessions on different machines: every race here is decided by
+    compare-and-swap alone (GITCOORD_TURN=none), never by the local flock."""
+    monkeypatch.setenv("GITCOORD_TURN", "none")
+
+
 @dataclass(frozen=True)
 class Job:
     cwd: Path
