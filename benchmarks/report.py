@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -698,10 +700,24 @@ def analysis(data: dict[str, Any]) -> list[str]:
 
 
 def chart(data: dict[str, Any], path: Path) -> str:
-    """Write the contention chart; returns its path, or why there is none."""
+    """Write the contention chart; returns its path, or why there is none. matplotlib's
+    configuration and font cache go to a temporary directory, removed afterwards."""
     curves = data.get("contention", {}).get("curves")
     if not curves:
         return "no contention measurements in this run"
+    saved = os.environ.get("MPLCONFIGDIR")
+    with tempfile.TemporaryDirectory(prefix="gitcoord-bench-mpl-") as mpl:
+        os.environ["MPLCONFIGDIR"] = mpl
+        try:
+            return _chart(data, curves, path)
+        finally:
+            if saved is None:
+                os.environ.pop("MPLCONFIGDIR", None)
+            else:
+                os.environ["MPLCONFIGDIR"] = saved
+
+
+def _chart(data: dict[str, Any], curves: dict[str, Any], path: Path) -> str:
     try:
         import matplotlib
 
