@@ -11,7 +11,6 @@ import contextlib
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from testing import servers
 
 # --- environment ---------------------------------------------------------------------
 
@@ -77,88 +78,13 @@ def gitcoord_argv() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "gitcoord"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"{what} did not start: {err.strip()}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start listening")
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@contextlib.contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """A real `git daemon` on loopback serving (and accepting pushes to) `base`."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            f"--base-path={base}",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            "--max-connections=64",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_port(port, proc, "git daemon")
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-
-
-LIGHTTPD = "/usr/sbin/lighttpd"
-
-
-def http_backend() -> str | None:
-    exec_path = subprocess.run(
-        ["git", "--exec-path"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    for path in (
-        os.path.join(exec_path, "git-http-backend"),
-        "/usr/lib/git-core/git-http-backend",
-        "/usr/libexec/git-core/git-http-backend",
-    ):
-        if os.access(path, os.X_OK):
-            return path
-    return None
-
-
 def find_lighttpd(install: bool) -> tuple[str | None, str]:
     """The lighttpd binary, installing Debian's package when missing and allowed (root
     with apt-get), as .ci/run does: without starting it as a system service (a
     policy-rc.d that refuses, for the duration of the install only)."""
 
-    def found() -> str | None:
-        return shutil.which("lighttpd") or (LIGHTTPD if os.access(LIGHTTPD, os.X_OK) else None)
-
-    if found():
-        return found(), "lighttpd (already installed)"
+    if found := servers.lighttpd():
+        return found, "lighttpd (already installed)"
     if not install:
         return None, "lighttpd is not installed and --no-install was given"
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -178,43 +104,9 @@ def find_lighttpd(install: bool) -> tuple[str | None, str]:
     finally:
         if made:
             policy.unlink(missing_ok=True)
-    if found():
-        return found(), "lighttpd (installed now with apt-get, not started as a service)"
+    if found := servers.lighttpd():
+        return found, "lighttpd (installed now with apt-get, not started as a service)"
     return None, "lighttpd is not installed and apt-get could not install it"
-
-
-@contextlib.contextmanager
-def http_server(base: Path, server: str, backend: str) -> Iterator[str]:
-    """`git http-backend` as CGI behind lighttpd on a free loopback port, serving and
-    accepting pushes to the bare repositories in `base` (the approach of
-    tests/conftest.py's `http_server`)."""
-    conf = base / "lighttpd"
-    (conf / "www").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (conf / "lighttpd.conf").write_text(
-        f'server.document-root = "{conf / "www"}"\n'
-        'server.bind = "127.0.0.1"\n'
-        f"server.port = {port}\n"
-        f'server.errorlog = "{conf / "error.log"}"\n'
-        "server.max-connections = 256\n"
-        'server.modules += ("mod_alias", "mod_setenv", "mod_cgi")\n'
-        f'alias.url = ("/git" => "{backend}")\n'
-        '$HTTP["url"] =~ "^/git" {\n'
-        '  cgi.assign = ("" => "")\n'
-        f'  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{base}", '
-        '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1")\n'
-        "}\n"
-    )
-    proc = subprocess.Popen(
-        [server, "-D", "-f", str(conf / "lighttpd.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_port(port, proc, "lighttpd")
-        yield f"http://127.0.0.1:{port}/git"
-    finally:
-        _stop(proc)
 
 
 def bare_remote(path: Path, env: dict[str, str]) -> Path:

@@ -16,15 +16,19 @@ import argparse
 import contextlib
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: the repository root, for `testing`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testing.servers import git_daemon
 
 
 def git(
@@ -43,37 +47,6 @@ def hermetic_env(home: Path) -> dict[str, str]:
     )
     env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(cfg))
     return env
-
-
-@contextlib.contextmanager
-def daemon(base: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            f"--base-path={base}",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 def series(fn: Callable[[int], None], runs: int) -> list[float]:
@@ -159,7 +132,7 @@ def measure(runs: int, transport: str) -> dict[str, list[float]]:
         with contextlib.ExitStack() as stack:
             url = str(remote)
             if transport == "daemon":
-                url = stack.enter_context(daemon(tmp)) + "/remote.git"
+                url = stack.enter_context(git_daemon(tmp)) + "/remote.git"
             clone = tmp / "clone"
             git(tmp, "clone", "-q", url, str(clone), env=env)
             gc = [sys.executable, "-m", "gitcoord", "-C", str(clone)]

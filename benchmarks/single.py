@@ -30,6 +30,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from testing import servers
+
 from . import common
 from .latency import raw_floor
 
@@ -233,14 +235,14 @@ def run(
             tmp, env, "file", None, runs, [*all_rows, *PROBES], pool
         )
         remote_rows = [FLOOR, AGENT, INPROC]
-        with common.git_daemon(tmp) as base:
+        with servers.git_daemon(tmp) as base:
             results["series"]["git daemon"] = measure(
                 tmp, env, "daemon", base, transport_runs, remote_rows, pool
             )
         server, how = common.find_lighttpd(install)
-        backend = common.http_backend()
+        backend = servers.http_backend()
         if server and backend:
-            with common.http_server(tmp, server, backend) as base:
+            with servers.http_server(tmp, server, backend, tmp / "lighttpd") as base:
                 results["series"]["smart HTTP"] = measure(
                     tmp, env, "http", base, transport_runs, remote_rows, pool
                 )

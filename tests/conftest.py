@@ -11,12 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from gitcoord.cli import main as cli_main
+from testing import servers
+from testing.servers import git_daemon
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,46 +139,6 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path, remote)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """A real `git daemon` on loopback serving (and accepting pushes to) `base`."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            f"--base-path={base}",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            "--max-connections=64",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("git daemon did not start")
-            time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def daemon_world(world: World) -> Iterator[tuple[World, str]]:
     """`world` whose remote is reached over git:// instead of the file system."""
@@ -211,80 +169,22 @@ def lock_files(git_dir: Path) -> list[str]:
 
 # --- smart HTTP through a real web server -------------------------------------------------
 
-LIGHTTPD = "/usr/sbin/lighttpd"
-HTTP_BACKEND_CANDIDATES = (
-    "/usr/lib/git-core/git-http-backend",
-    "/usr/libexec/git-core/git-http-backend",
-)
-
-
-def http_backend() -> str | None:
-    exec_path = subprocess.run(
-        ["git", "--exec-path"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    for path in (os.path.join(exec_path, "git-http-backend"), *HTTP_BACKEND_CANDIDATES):
-        if os.access(path, os.X_OK):
-            return path
-    return None
-
 
 @contextlib.contextmanager
 def http_server(base: Path) -> Iterator[str]:
     """`git http-backend` behind lighttpd (Debian's `lighttpd` package) on a free loopback
     port, serving and accepting pushes to the bare repositories in `base`.
 
-    Runs unprivileged-style from a config file in a temp dir; .ci/run installs the
-    package when it is missing and CI runs as root. Skips (with the reason) only when
-    the server binary is absent.
+    .ci/run installs the package when it is missing and CI runs as root. Skips (with the
+    reason) only when the server binary or git's http-backend is absent.
     """
-    server = shutil.which("lighttpd") or (LIGHTTPD if os.access(LIGHTTPD, os.X_OK) else None)
-    backend = http_backend()
+    server, backend = servers.lighttpd(), servers.http_backend()
     if server is None:
         pytest.skip("smart HTTP needs lighttpd (apt-get install lighttpd; .ci/run does it as root)")
     if backend is None:
         pytest.skip("smart HTTP needs git-http-backend, which this git does not ship")
-    conf_dir = Path(tempfile.mkdtemp(prefix="gitcoord-http-"))
-    (conf_dir / "www").mkdir()
-    port = free_port()
-    (conf_dir / "lighttpd.conf").write_text(
-        f'server.document-root = "{conf_dir / "www"}"\n'
-        'server.bind = "127.0.0.1"\n'
-        f"server.port = {port}\n"
-        f'server.errorlog = "{conf_dir / "error.log"}"\n'
-        "server.max-connections = 256\n"
-        'server.modules += ("mod_alias", "mod_setenv", "mod_cgi")\n'
-        f'alias.url = ("/git" => "{backend}")\n'
-        '$HTTP["url"] =~ "^/git" {\n'
-        '  cgi.assign = ("" => "")\n'
-        f'  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{base}", '
-        '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1")\n'
-        "}\n"
-    )
-    proc = subprocess.Popen(
-        [server, "-D", "-f", str(conf_dir / "lighttpd.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"lighttpd did not start: {err}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("lighttpd did not start listening")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/git"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(conf_dir, ignore_errors=True)
+    with servers.http_server(base, server, backend) as base_url:
+        yield base_url
 
 
 @pytest.fixture

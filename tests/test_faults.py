@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import World, free_port, git, git_daemon, run, run_proc, snapshot_worktree
+from conftest import World, git, git_daemon, run, run_proc, snapshot_worktree
 from reliability import (
     BRANCH,
     Proxy,
@@ -37,6 +37,8 @@ from reliability import (
     trailers,
     warm_agent,
 )
+
+from testing.servers import free_port
 
 # Generous: exit 6 must come "within N s" of a --timeout of a few seconds, on a busy
 # two-core machine that also imports Python (~0.5 s) for every process.
