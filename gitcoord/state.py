@@ -159,10 +159,15 @@ class State:
         )
 
 
-def parse(src: Source, path: str, model: type[M], problems: list[Problem]) -> M | None:
+def parse(
+    src: Source, path: str, model: type[M], problems: list[Problem], *, cached: bool = False
+) -> M | None:
+    """The model in the file at `path`, or None with its problems recorded. `cached`:
+    the source may answer from its parse cache (see gitcoord.parsecache); `load_state`
+    asks for it, message readers do not (each message is read about once)."""
+    load_yaml = getattr(src, "load_yaml", None) if cached else None
     try:
-        raw = src.read(path)
-        data = yamlio.load(raw)
+        data = load_yaml(path) if load_yaml is not None else yamlio.load(src.read(path))
     except yamlio.YamlProblem as exc:
         problems.append(Problem(path, "yaml", str(exc)))
         return None
@@ -199,7 +204,7 @@ def _per_session(
     """Load `coordination/<folder>/<session>.yaml` files whose `key` field names the file."""
     found: dict[str, M] = {}
     for stem, path in _files(src, f"{names.ROOT}/{folder}", problems):
-        doc = parse(src, path, model, problems)
+        doc = parse(src, path, model, problems, cached=True)
         if isinstance(doc, model):
             value = getattr(doc, key)
             if value != stem:
@@ -227,7 +232,7 @@ def load_state(src: Source) -> State:
 
     config = None
     if any(name == "config.yaml" for name, _ in top):
-        parsed = parse(src, names.config_path(), Config, problems)
+        parsed = parse(src, names.config_path(), Config, problems, cached=True)
         config = parsed if isinstance(parsed, Config) else None
     else:
         problems.append(
@@ -244,12 +249,12 @@ def load_state(src: Source) -> State:
     approvals = _per_session(src, "approvals", Approval, "id", problems)
     activation = None
     if any(name == "activation.yaml" for name, _ in top):
-        activation = parse(src, names.activation_path(), Activation, problems)
+        activation = parse(src, names.activation_path(), Activation, problems, cached=True)
     tasks = _per_session(src, "tasks", Task, "id", problems)
     milestones = _per_session(src, "milestones", Milestone, "name", problems)
     roster = None
     if any(name == "roster.yaml" for name, _ in top):
-        roster = parse(src, names.roster_path(), Roster, problems)
+        roster = parse(src, names.roster_path(), Roster, problems, cached=True)
 
     claims: dict[str, Claim] = {}
     for type_dir, is_dir in sorted(src.listdir(f"{root}/claims") or []):
@@ -258,7 +263,7 @@ def load_state(src: Source) -> State:
             problems.append(Problem(dir_path, "layout", "expected a folder per claim type"))
             continue
         for _stem, path in _files(src, dir_path, problems):
-            doc = parse(src, path, Claim, problems)
+            doc = parse(src, path, Claim, problems, cached=True)
             if not isinstance(doc, Claim):
                 continue
             expected = names.claim_path(doc.type, doc.name)

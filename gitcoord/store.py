@@ -34,9 +34,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
+from . import yamlio
 from .errors import ConflictError, InvalidError, RemoteError
 from .gitio import (
     Git,
@@ -50,6 +52,7 @@ from .gitio import (
     format_tree,
 )
 from .ops import Change
+from .parsecache import ParseCache
 from .state import Problem, State, load_state
 from .transition import Changed, CommitMeta, check_transition, doc_at
 from .validate import check_messages, check_state
@@ -87,10 +90,13 @@ class Outcome:
 class TreeSource:
     """`state.Source` over a commit's tree, read through one cat-file process."""
 
-    def __init__(self, reader: ObjectReader, root_tree: str | None) -> None:
+    def __init__(
+        self, reader: ObjectReader, root_tree: str | None, parsed: ParseCache | None = None
+    ) -> None:
         self._reader = reader
         self._root = root_tree
         self._cache: dict[str, list[TreeEntry] | None] = {}
+        self._parsed = parsed
 
     def entries(self, path: str) -> list[TreeEntry] | None:
         if path in self._cache:
@@ -118,13 +124,24 @@ class TreeSource:
             raise FileNotFoundError(oid)
         return got[2]
 
-    def read(self, path: str) -> bytes:
+    def _entry(self, path: str) -> TreeEntry | None:
         parent, _, leaf = path.rpartition("/")
-        entry = next((e for e in self.entries(parent) or [] if e.name == leaf), None)
+        return next((e for e in self.entries(parent) or [] if e.name == leaf), None)
+
+    def read(self, path: str) -> bytes:
+        entry = self._entry(path)
         got = self._reader.read(entry.oid) if entry is not None else None
         if got is None:
             raise FileNotFoundError(path)
         return got[2]
+
+    def load_yaml(self, path: str) -> Any:
+        """`yamlio.load(self.read(path))`, from the parse cache when the blob is in it
+        (then the blob is not even read)."""
+        entry = self._entry(path)
+        if self._parsed is None or entry is None or entry.is_tree:
+            return yamlio.load(self.read(path))
+        return self._parsed.parse(entry.oid, lambda: self.read(path))
 
 
 class Store:
@@ -152,6 +169,7 @@ class Store:
         self.mirror = f"refs/gitcoord/remotes/{remote}/{branch}" if remote else self.ref
         self.reader = ObjectReader(git)
         self.writer = ObjectWriter(info)
+        self.parsed = ParseCache(info.common_dir, self.mirror)
 
     def close(self) -> None:
         self.reader.close()
@@ -248,23 +266,28 @@ class Store:
     def load(self, tip: str | None) -> State:
         if tip is None:
             return State()
-        return load_state(self.view(tip))
+        return load_state(TreeSource(self.reader, self.tree_of(tip), self.parsed))
 
     def snapshot(self) -> tuple[str | None, State]:
         deadline = time.monotonic() + self.timeout
         tip = self.fetch_tip(deadline)
-        return tip, self.load(tip)
+        state = self.load(tip)
+        self.parsed.save()
+        return tip, state
 
     def snapshot_or_cached(self, timeout: float) -> tuple[str | None, State, bool]:
         """The freshest state reachable within `timeout`; falls back to the last
         fetched one (third value False) when the remote does not answer in time."""
         try:
             tip = self.fetch_tip(time.monotonic() + timeout)
-            return tip, self.load(tip), True
+            fresh = True
         except RemoteError:
             got = self.reader.read(self.mirror)
             tip = got[0] if got is not None and got[1] == "commit" else None
-            return tip, self.load(tip), False
+            fresh = False
+        state = self.load(tip)
+        self.parsed.save()
+        return tip, state, fresh
 
     def last_commit(self, tip: str, path: str) -> str | None:
         proc = self.git.run(["log", "-1", "--format=%H", tip, "--", path], check=False)
@@ -283,13 +306,16 @@ class Store:
         pushes, since all but one would lose. Across clones, compare-and-swap decides.
         """
         deadline = time.monotonic() + self.timeout
-        with self._local_turn(deadline):
-            try:
-                return self._attempts(plan, now, repair, deadline)
-            except RemoteError as exc:
-                if self._pending is None:
-                    raise
-                return self._settle_pending(exc)
+        try:
+            with self._local_turn(deadline):
+                try:
+                    return self._attempts(plan, now, repair, deadline)
+                except RemoteError as exc:
+                    if self._pending is None:
+                        raise
+                    return self._settle_pending(exc)
+        finally:
+            self.parsed.save()  # after the push and the turn: off the contended path
 
     _pending: str | None = None
     _round: float = 0.0  # how long the last lost round took (the backoff's unit)

@@ -56,6 +56,13 @@ def dump(model: BaseModel) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def parser_version() -> str:
+    """What `load` depends on besides the bytes (the parse cache keys on it)."""
+    import ruamel.yaml
+
+    return str(ruamel.yaml.__version__)
+
+
 def load(raw: bytes) -> Any:
     if len(raw) > MAX_FILE_BYTES:
         raise YamlProblem(f"file is {len(raw)} bytes, over the {MAX_FILE_BYTES}-byte limit")

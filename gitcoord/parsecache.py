@@ -1,0 +1,107 @@
+"""Parsed YAML by blob id, kept between commands in `<git-common-dir>/gitcoord/`.
+
+Every read and every transaction loads the whole state, and the YAML parser is pure
+Python (~2 ms a file): on a branch with hundreds of claim files (released claims stay
+as tombstones carrying their fencing token) that was most of a command's time. A blob
+id names its bytes, so what they parse to never changes: a command re-parses only the
+files that changed since the last one, in this clone, and the model validation (in
+pydantic-core, ~20x faster than the parse) still runs on every load, so a cached file
+is judged exactly as a fresh one.
+
+Only data that survives a JSON round trip unchanged is kept (YAML's timestamps, binary
+and non-string keys are not): JSON is what the standard library reads fastest. The
+file is rewritten (atomically) only when a load parsed something new, and holds only
+what the last loads used, so it stays the size of one state. It is a cache: a missing,
+unreadable or corrupt file is rebuilt, and a read-only repository merely goes without.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from . import yamlio
+
+# Everything `yamlio.load`'s answer depends on besides the bytes: bump the 1 when its
+# code changes what it accepts or returns.
+FORMAT = (
+    f"gitcoord-parsed-1/ruamel-{yamlio.parser_version()}"
+    f"/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
+)
+MAX_ENTRIES = 50_000  # a state holds one file per session, claim, task...; not messages
+
+
+class ParseCache:
+    def __init__(self, common_dir: str, key: str) -> None:
+        # One file per branch mirror: two branches read from one clone would otherwise
+        # keep pruning each other's entries.
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        self.path = os.path.join(common_dir, "gitcoord", "parsed", f"{digest}.json")
+        self._entries: dict[str, Any] | None = None
+        self._used: set[str] = set()
+        self._dirty = False
+        self.hits = 0
+        self.misses = 0
+
+    def _load(self) -> dict[str, Any]:
+        if self._entries is None:
+            self._entries = {}
+            try:
+                with open(self.path, "rb") as fh:
+                    doc = json.loads(fh.read())
+                if isinstance(doc, dict) and doc.get("format") == FORMAT:
+                    entries = doc.get("entries")
+                    if isinstance(entries, dict):
+                        self._entries = entries
+            except (OSError, ValueError):
+                pass
+        return self._entries
+
+    def parse(self, oid: str, read: Callable[[], bytes]) -> Any:
+        """What the blob `oid` parses to; `read()` gives its bytes when not cached.
+        Raises `yamlio.YamlProblem` as `yamlio.load` does (problems are not cached)."""
+        entries = self._load()
+        self._used.add(oid)
+        if oid in entries:
+            self.hits += 1
+            return entries[oid]
+        self.misses += 1
+        data = yamlio.load(read())
+        if len(entries) < MAX_ENTRIES and _json_exact(data):
+            entries[oid] = data
+            self._dirty = True
+        return data
+
+    def save(self) -> None:
+        """Write the entries used since the last save, if anything new was parsed."""
+        if not self._dirty or self._entries is None:
+            self._used.clear()
+            return
+        keep = {oid: self._entries[oid] for oid in self._used if oid in self._entries}
+        self._entries = keep
+        self._used.clear()
+        self._dirty = False
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parsed-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"format": FORMAT, "entries": keep}, fh, separators=(",", ":"))
+                os.replace(tmp, self.path)  # readers see the old file or the new one
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass  # e.g. a read-only clone: correct without the cache, only slower
+
+
+def _json_exact(data: Any) -> bool:
+    try:
+        return bool(json.loads(json.dumps(data)) == data)
+    except (TypeError, ValueError):  # datetime, bytes, non-string keys, NaN...
+        return False

@@ -1,0 +1,156 @@
+"""The parse cache: a command parses only the files that changed since the last one,
+and what it loads is exactly what a fresh parse would give (gitcoord/parsecache.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+from conftest import World, run
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gitcoord import Coordinator, yamlio
+from gitcoord.parsecache import ParseCache
+from gitcoord.state import load_state
+from gitcoord.store import TreeSource
+
+
+def setup(world: World, claims: int) -> tuple[Path, Path]:
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for repo, sid in ((a, "alice"), (b, "bob")):
+        assert run(repo, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    for k in range(claims):
+        assert run(b, "claim", "task", f"t{k}", session="bob").code == 0
+        if k % 2:
+            assert run(b, "release", "task", f"t{k}", session="bob").code == 0
+    return a, b
+
+
+def test_a_command_parses_only_what_changed_since_the_last(world: World) -> None:
+    a, b = setup(world, 6)
+    with Coordinator(str(a), session="alice") as c:
+        c.status()
+        files = c.store.parsed.hits + c.store.parsed.misses
+        assert c.store.parsed.misses >= 1 + 6  # bob and his six claim files, at least
+    with Coordinator(str(a), session="alice") as c:  # a new command: from the file
+        c.status()
+        assert (c.store.parsed.hits, c.store.parsed.misses) == (files, 0)
+    assert run(b, "claim", "task", "new", session="bob").code == 0
+    with Coordinator(str(a), session="alice") as c:
+        c.status()
+        assert c.store.parsed.misses == 1  # the new claim file only
+        c.claim("task", "mine")  # a transaction loads through the cache as well
+        assert c.store.parsed.misses == 1
+    with Coordinator(str(a), session="alice") as c:
+        state = c.snapshot().state
+        assert set(state.claims) == {f"task/t{k}" for k in range(6)} | {"task/new", "task/mine"}
+        assert c.store.parsed.misses == 1  # alice's own claim file, written by the last one
+
+
+def test_the_state_loaded_through_the_cache_is_the_state_parsed_afresh(world: World) -> None:
+    a, _ = setup(world, 4)
+    for f in (a / ".git" / "gitcoord" / "parsed").iterdir():
+        f.unlink()
+    with Coordinator(str(a), session="alice") as c:
+        tip, parsed = c.store.snapshot()
+        files = c.store.parsed.misses
+        assert c.store.parsed.hits == 0
+        _, again = c.store.snapshot()
+        assert (c.store.parsed.hits, c.store.parsed.misses) == (files, files)
+        assert tip is not None
+        fresh = load_state(TreeSource(c.store.reader, c.store.tree_of(tip)))
+    assert again == fresh == parsed
+    assert again.claims and again.sessions and again.config is not None
+
+
+def test_a_corrupt_or_unwritable_cache_costs_time_not_correctness(world: World) -> None:
+    a, _ = setup(world, 2)
+    assert run(a, "status", session="alice").code == 0
+    folder = a / ".git" / "gitcoord" / "parsed"
+    (cache,) = folder.iterdir()
+    cache.write_bytes(b"{not json")
+    r = run(a, "status", "--json", session="alice")
+    assert r.code == 0, r.err
+    assert len(r.json()["claims"]) == 2  # type: ignore[index]
+    assert json.loads(cache.read_bytes())["entries"]  # rebuilt
+    # A file where the folder belongs: nothing can be saved, every command still works.
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    folder.write_bytes(b"")
+    assert run(a, "claim", "task", "x", session="alice").code == 0
+    r = run(a, "status", "--json", session="alice")
+    assert r.code == 0, r.err
+    assert "task/x" in {f"{c['type']}/{c['name']}" for c in r.json()["claims"]}  # type: ignore[index]
+
+
+def typed(x: Any) -> Any:
+    """`x` with every value's type beside it: 1 == True == 1.0 must not pass."""
+    if isinstance(x, dict):
+        return ("dict", [(typed(k), typed(v)) for k, v in x.items()])
+    if isinstance(x, list):
+        return ("list", [typed(v) for v in x])
+    if isinstance(x, float) and x != x:
+        return ("float", "nan")
+    return (type(x).__name__, x)
+
+
+def leaves(t: Any) -> list[Any]:
+    kind, value = t
+    if kind == "dict":
+        return [leaf for k, v in value for leaf in leaves(k) + leaves(v)]
+    if kind == "list":
+        return [leaf for v in value for leaf in leaves(v)]
+    return [t]
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.datetimes(timezones=st.just(timezone.utc)),
+    st.dates(),
+    st.binary(max_size=8),
+)
+keys = st.one_of(st.text(max_size=8), st.integers(-3, 3), st.booleans(), st.none())
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=values)
+@example(data=float("nan"))
+@example(data={"banana": "nan"})
+@example(data={"a": [1, True, 1.0, "1", None], 1: "int key", "t": "2026-01-01T00:00:00Z"})
+def test_what_comes_back_from_the_cache_equals_a_fresh_parse_type_for_type(
+    tmp_path_factory: Any, data: Any
+) -> None:
+    buf = io.StringIO()
+    yamlio._Y.dump(data, buf)
+    raw = buf.getvalue().encode()
+    try:
+        fresh = yamlio.load(raw)
+    except yamlio.YamlProblem:
+        return
+    common = str(tmp_path_factory.mktemp("common"))
+    first = ParseCache(common, "refs/heads/gitcoord")
+    assert typed(first.parse("a" * 40, lambda: raw)) == typed(fresh)
+    first.save()
+    second = ParseCache(common, "refs/heads/gitcoord")  # what the next command reads
+    assert typed(second.parse("a" * 40, lambda: raw)) == typed(fresh)
+    try:  # JSON says it type for type, and no NaN (NaN != NaN: the check refuses it)
+        again = json.loads(json.dumps(fresh))
+        storable = typed(again) == typed(fresh) and ("float", "nan") not in leaves(typed(fresh))
+    except (TypeError, ValueError):  # dates, bytes...
+        storable = False
+    assert second.misses == (0 if storable else 1)
