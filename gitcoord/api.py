@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -491,11 +492,13 @@ class Coordinator:
         since: datetime | None = None,
         limit: int | None = 50,
     ) -> list[history.Entry]:
-        tip, _ = self.store.snapshot()
+        tip = self.store.fetch_tip(time.monotonic() + self.store.timeout)  # no state needed
         if tip is None:
             return []
+        unfiltered = session is None and resource is None and op is None
+        walk = limit if unfiltered else None  # a filter may skip any number of commits
         found = []
-        for entry in history.entries(self.store.git, tip, since):
+        for entry in history.entries(self.store.git, tip, since, walk):
             if history.matches(entry, session=session, resource=resource, op=op):
                 found.append(entry)
                 if limit is not None and len(found) >= limit:

@@ -57,11 +57,16 @@ class Entry:
         }
 
 
-def entries(git: Git, tip: str, since: datetime | None = None) -> Iterator[Entry]:
-    """Commits from `tip` back, newest first (first parent only: the branch's own line)."""
+def entries(
+    git: Git, tip: str, since: datetime | None = None, limit: int | None = None
+) -> Iterator[Entry]:
+    """Commits from `tip` back, newest first (first parent only: the branch's own line);
+    at most `limit` (git stops walking there: `log --limit` costs the same on any history)."""
     argv = ["log", "--first-parent", f"--format={_FORMAT}"]
     if since is not None:
         argv.append(f"--since={int(since.timestamp())}")
+    if limit is not None:
+        argv.append(f"--max-count={limit}")
     argv += [tip, "--"]
     out = git.run(argv).stdout.decode("utf-8", "replace")
     for record in out.split("\x1e"):
