@@ -184,12 +184,16 @@ class Coordinator:
     def _pending(self) -> Pending | None:
         return Pending(self.store.info.common_dir, self.session) if self.session else None
 
-    def _transact(self, plan: Callable[[State], ops.Change]) -> Outcome:
+    def _transact(
+        self,
+        plan: Callable[[State], ops.Change],
+        known: tuple[str | None, State] | None = None,
+    ) -> Outcome:
         """One transaction, carrying what this session owes the branch (see `pending`)."""
         pending = self._pending()
         owed = pending.read() if pending is not None else {}
         if not owed:
-            return self.store.transact(plan, clock.now)
+            return self.store.transact(plan, clock.now, known=known)
         carried: dict[str, Any] = {}
 
         def with_owed(state: State) -> ops.Change:
@@ -213,7 +217,7 @@ class Coordinator:
                 carried["collisions"] = owed["collisions"]
             return change
 
-        outcome = self.store.transact(with_owed, clock.now)
+        outcome = self.store.transact(with_owed, clock.now, known=known)
         if outcome.commit and carried and pending is not None:
             pending.settle(carried)
         return outcome
@@ -469,9 +473,12 @@ class Coordinator:
         marked = None
         if unread and not peek and tip is not None:
             through = tip
-            outcome = self._transact(
-                lambda s: ops.mark_read(s, clock.now(), session=session, through=through, seen=seen)
-            )
+
+            def mark(s: State) -> ops.Change:
+                return ops.mark_read(s, clock.now(), session=session, through=through, seen=seen)
+
+            # Just fetched: the first round plans on it (no second fetch) unless it moved.
+            outcome = self._transact(mark, known=(tip, state))
             marked = outcome.commit
         return {
             "session": session,

@@ -296,10 +296,19 @@ class Store:
     # --- writing -------------------------------------------------------------
 
     def transact(
-        self, plan: Callable[[State], Change], now: Callable[[], datetime], *, repair: bool = False
+        self,
+        plan: Callable[[State], Change],
+        now: Callable[[], datetime],
+        *,
+        repair: bool = False,
+        known: tuple[str | None, State] | None = None,
     ) -> Outcome:
         """`repair` (doctor --fix): plan on a broken state, and judge the result by
         loading the tree written (it may delete files, which `State.apply` cannot).
+        `known`: a tip and its state fetched a moment ago (e.g. by the read that led to
+        this write): the first round plans on them instead of fetching again. Nothing
+        is assumed: if the branch moved since, compare-and-swap refuses and the next
+        round fetches.
 
         Transactions from one clone take turns (an flock, released by the kernel
         even on kill -9): racing each other through the remote would only burn
@@ -309,7 +318,7 @@ class Store:
         try:
             with self._local_turn(deadline):
                 try:
-                    return self._attempts(plan, now, repair, deadline)
+                    return self._attempts(plan, now, repair, deadline, known)
                 except RemoteError as exc:
                     if self._pending is None:
                         raise
@@ -386,15 +395,19 @@ class Store:
         now: Callable[[], datetime],
         repair: bool,
         deadline: float,
+        known: tuple[str | None, State] | None = None,
     ) -> Outcome:
         pending: str | None = None  # a commit whose push may have landed (reply lost)
         self._pending = self._push_error = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             started = time.monotonic()
-            tip = self.fetch_tip(deadline)
-            if pending is not None and tip is not None and self._contains(tip, pending):
-                return Outcome(self._pending_change, pending, tip, attempt)
-            state = self.load(tip)
+            if attempt == 1 and known is not None:
+                tip, state = known
+            else:
+                tip = self.fetch_tip(deadline)
+                if pending is not None and tip is not None and self._contains(tip, pending):
+                    return Outcome(self._pending_change, pending, tip, attempt)
+                state = self.load(tip)
             if not repair:
                 _refuse_broken(state, tip)
             try:

@@ -899,3 +899,42 @@ def test_inbox_over_ten_thousand_messages_reads_only_what_is_new(
     assert one["messages"][0]["subject"] == "the only new one"
     assert loads == [new]  # today's folder changed, but only the new file was opened
     assert inbox(b, "alice")["messages"] == []
+
+
+def test_inbox_marks_read_on_the_tip_it_read_and_refetches_only_if_it_moved(
+    world: World,
+) -> None:
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for repo, sid in ((a, "alice"), (b, "bob")):
+        assert run(repo, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    assert run(b, "send", "alice", "one", "first", session="bob").code == 0
+    with Coordinator(str(a), session="alice") as c:
+        fetches: list[list[str]] = []
+        real = c.store._fetch
+
+        def counted(deadline: float) -> bool:
+            fetches.append([])
+            return real(deadline)
+
+        c.store._fetch = counted  # type: ignore[method-assign]
+        got = c.inbox()
+        assert got["unread"] == 1 and got["marked_read"]
+        assert len(fetches) == 1  # the read's fetch served the mark's first round
+        # The branch moves between the read and the mark: compare-and-swap refuses the
+        # first round, the second fetches and marks on the new tip.
+        assert run(b, "send", "alice", "two", "second", session="bob").code == 0
+        tip, state = c.store.snapshot()
+        assert run(b, "send", "alice", "three", "third", session="bob").code == 0
+        assert tip is not None
+        out = c.store.transact(
+            lambda s: ops.mark_read(
+                s, clock.now(), session="alice", through=tip, seen=state.reads["alice"]
+            ),
+            clock.now,
+            known=(tip, state),
+        )
+        assert out.attempts == 2 and out.commit is not None
+        assert git(world.remote, "rev-parse", "refs/heads/gitcoord").strip() == out.commit
+        parent = git(world.remote, "rev-parse", f"{out.commit}^").strip()
+        assert parent == out.tip != tip  # decided on the tip bob's third message made
