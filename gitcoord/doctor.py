@@ -6,8 +6,10 @@ pushed by hand would stall every session. `doctor` lists every problem (what
 now) and what `--fix` would do about it; `--fix` repairs the branch with ONE
 commit through the normal transaction (compare-and-swap, re-planned when
 someone else was first) that moves each bad file into
-`coordination/quarantine/`, bytes unchanged — see `gitcoord.quarantine` for
-which files and why that commit is allowed.
+`coordination/quarantine/`, bytes unchanged, and leaves a released tombstone
+where it moves a claim file, so the resource's generation (fencing token)
+carries on — see `gitcoord.quarantine` for which files and why that commit is
+allowed.
 
 Exit codes: 0 healthy (or repaired), 5 problems found (without --fix), or
 problems that no quarantine can repair (config.yaml missing or unreadable),
@@ -20,15 +22,18 @@ decorators; `--json` and `--session` are its own options, handled like `log`'s.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import clock, names
 from .errors import InvalidError
 from .ops import Change
-from .quarantine import Plan, plan, raw
+from .quarantine import Plan, Tombstones, plan, raw, tombstones
 from .state import State
+
+if TYPE_CHECKING:
+    from .store import Store
 
 MAX_LISTED = 50
 
@@ -44,7 +49,8 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
     --fix moves each bad file (malformed, schema-violating, misplaced, or
     breaking a rule such as a second session with the same number, plus what
     only that file made valid) to coordination/quarantine/, bytes kept, in
-    one commit. Afterwards `validate` passes and mutations work again.
+    one commit; a claim file moved leaves a released tombstone that keeps the
+    resource's generation. Afterwards `validate` passes and mutations work again.
     Exit 0 healthy or repaired, 5 problems found (or not repairable).
     """
     from .cli import Ctx, emit
@@ -59,14 +65,17 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
     store = coord.store
 
     tip, state = store.snapshot()
-    found = plan(store.view_of(state), clock.now())
+    now = clock.now()
+    src = store.view_of(state)
+    found = plan(src, now)
     if found.healthy:
         emit(_json(found, tip, None), f"healthy: {store.where} at {(tip or '')[:10]} validates")
         return
     if not fix:
+        tombs = tombstones(store, tip, src, found, now, coord.session) if tip else Tombstones()
         raise InvalidError(
-            _report(found, tip, store.where) + "\n" + _advice(found),
-            **_json(found, tip, None),
+            _report(found, tip, store.where) + "\n" + _advice(found, tombs),
+            **_json(found, tip, None, tombs),
         )
 
     stamp: list[datetime] = []
@@ -74,16 +83,23 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
     def quarantine(state: State) -> Change:
         when = clock.now()
         stamp[:] = [when]
-        todo = plan(store.view_of(state), when)
+        src = store.view_of(state)
+        todo = plan(src, when)
         if todo.remaining:
             raise InvalidError(
-                _report(todo, None, store.where) + "\n" + _advice(todo), **_json(todo, None, None)
+                _report(todo, None, store.where) + "\n" + _advice(todo, Tombstones()),
+                **_json(todo, None, None),
             )
-        return _change(todo, state, coord.session)
+        tombs = Tombstones()
+        tip = _tip_read(store)
+        if tip is not None and todo.moves:
+            tombs = tombstones(store, tip, src, todo, when, coord.session)
+        return _change(todo, state, coord.session, tombs)
 
     outcome = store.transact(quarantine, lambda: stamp[0], repair=True)
     done: Plan = outcome.change.result["plan"]
-    data = _json(done, outcome.tip, outcome.commit)
+    tombs = outcome.change.result["tombstones"]
+    data = _json(done, outcome.tip, outcome.commit, tombs)
     if outcome.commit is None:
         emit(data, "healthy: nothing to fix (someone repaired it first)")
         return
@@ -91,18 +107,39 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
         f"quarantined {len(done.moves)} file(s) in commit {outcome.commit[:10]}; "
         f"{store.where} validates again:"
     ]
-    lines += [f"  {a} -> {b}" for a, b in list(done.moves.items())[:MAX_LISTED]]
+    for a, b in list(done.moves.items())[:MAX_LISTED]:
+        fate = _fate(tombs, a)
+        lines.append(f"  {a} -> {b}" + (f"  ({fate})" if fate else ""))
     emit(data, "\n".join(lines))
 
 
-def _change(todo: Plan, state: State, session: str | None) -> Change:
+def _tip_read(store: Store) -> str | None:
+    """The commit the transaction has just read its state from: it fetched it into
+    `store.mirror` (the branch itself without a remote). Should a concurrent fetch in
+    this clone have moved the mirror on since, the branch has moved on too, so this
+    round's compare-and-swap loses and the quarantine is planned again."""
+    got = store.reader.read(store.mirror)
+    return got[0] if got is not None and got[1] == "commit" else None
+
+
+def _fate(tombs: Tombstones, path: str) -> str:
+    """What becomes of a moved claim file's generation (empty for other files)."""
+    if path in tombs.made:
+        return f"a released tombstone keeps generation {tombs.made[path].generation}"
+    if path in tombs.not_carried:
+        return f"generation not carried: {tombs.not_carried[path]}"
+    return ""
+
+
+def _change(todo: Plan, state: State, session: str | None, tombs: Tombstones) -> Change:
+    result = {"plan": todo, "tombstones": tombs}
     if not todo.moves:
-        return Change("quarantine", "quarantine", session=session, result={"plan": todo})
+        return Change("quarantine", "quarantine", session=session, result=result)
     src = state.source
     assert src is not None
     writes: dict[str, Any] = {}
     for original, copy in todo.moves.items():
-        writes[original] = None
+        writes[original] = tombs.made.get(original)  # None: the file goes
         writes[copy] = raw(src, original)
     first = next(iter(todo.moves))
     more = f" and {len(todo.moves) - 1} more" if len(todo.moves) > 1 else ""
@@ -112,7 +149,7 @@ def _change(todo: Plan, state: State, session: str | None) -> Change:
         session=session,
         writes=writes,
         trailers={"Gitcoord-Quarantined": str(len(todo.moves))},
-        result={"plan": todo},
+        result=result,
     )
 
 
@@ -132,7 +169,7 @@ def _report(todo: Plan, tip: str | None, where: str) -> str:
     return "\n".join(lines)
 
 
-def _advice(todo: Plan) -> str:
+def _advice(todo: Plan, tombs: Tombstones) -> str:
     lines = []
     if todo.moves:
         lines.append(
@@ -140,7 +177,9 @@ def _advice(todo: Plan) -> str:
             f"(bytes kept under {names.ROOT}/quarantine/):"
         )
         for original, copy in list(todo.moves.items())[:MAX_LISTED]:
-            lines.append(f"  {original} -> {copy}  ({_why(todo, original)})")
+            fate = _fate(tombs, original)
+            why = _why(todo, original) + (f"; {fate}" if fate else "")
+            lines.append(f"  {original} -> {copy}  ({why})")
     if todo.remaining:
         lines.append("not repairable by quarantine (fix by hand with a commit on the branch):")
         lines += [f"  {p}" for p in todo.remaining]
@@ -152,13 +191,23 @@ def _advice(todo: Plan) -> str:
     return "\n".join(lines)
 
 
-def _json(todo: Plan, tip: str | None, commit: str | None) -> dict[str, Any]:
+def _json(
+    todo: Plan, tip: str | None, commit: str | None, tombs: Tombstones | None = None
+) -> dict[str, Any]:
+    made, not_carried = (tombs.made, tombs.not_carried) if tombs else ({}, {})
     return {
         "healthy": todo.healthy or commit is not None,
         "tip": tip,
         "problems": [p.to_json() for p in todo.problems],
         "quarantine": [
-            {"path": a, "to": b, "why": _why(todo, a)} for a, b in todo.moves.items()
+            {
+                "path": a,
+                "to": b,
+                "why": _why(todo, a),
+                "tombstone": made[a].model_dump(mode="json") if a in made else None,
+                "not_carried": not_carried.get(a),
+            }
+            for a, b in todo.moves.items()
         ],
         "remaining": [p.to_json() for p in todo.remaining],
         "commit": commit,

@@ -13,7 +13,9 @@ is held to exactly the rules the CLI obeys:
 - messages are append-only; nothing is ever deleted — except by a quarantine
   commit (`doctor --fix`, by anyone), which may only move the files the parent
   tree's own problems condemn into coordination/quarantine/, bytes unchanged,
-  and which is the only commit that writes there (see `quarantine.py`);
+  and which is the only commit that writes there (see `quarantine.py`); where
+  it moves a claim file it may leave a released tombstone of that claim, whose
+  generation `verify.py` checks against the file's history;
 - approving a request takes a commit authored by a listed approver;
 - commits without a session (hand edits, merges of approval branches) must be
   authored by a listed approver, except the very first commit (`init`);
@@ -202,23 +204,36 @@ def _check_quarantine(
 ) -> Iterator[Problem]:
     """A quarantine commit (`Gitcoord-Op: quarantine`, by anyone) may only move files
     that the parent tree's own problems condemn (`quarantine.plan`, computed here
-    again) to their quarantine names, bytes unchanged, and do nothing else."""
+    again) to their quarantine names, bytes unchanged, and do nothing else — but
+    leave a released tombstone of the claim at a claim file it moves (its generation,
+    which needs the history, is checked by `verify.py`)."""
     from . import quarantine
 
     src = old.source
-    deleted = sorted(c.path for c in changes if c.new is None)
-    added = {c.path: c.new for c in changes if c.new is not None}
-    if src is None or not deleted:
+    deleted = [c.path for c in changes if c.new is None]
+    tombs: dict[str, Claim] = {}
+    if src is not None:  # a claim written over a file it moves
+        tombs = {
+            c.path: c.new
+            for c in changes
+            if isinstance(c.new, Claim) and quarantine.is_file(src, c.path)
+        }
+    added = {c.path: c.new for c in changes if c.new is not None and c.path not in tombs}
+    moved = sorted([*deleted, *tombs])
+    if src is None or not moved:
         yield no(
             QUARANTINE_PREFIX.rstrip("/"), "quarantine", "a quarantine commit moves bad files"
         )
         return
     condemned = set(quarantine.plan(src, meta.time).condemned)
     condemned |= set(quarantine.plan(src).condemned)  # the time-independent part
-    for path in deleted:
+    for path in moved:
         if not any(path == c or path.startswith(c + "/") for c in condemned):
             yield no(path, "quarantine", "only files that break the rules may be quarantined")
-    for original, copy in quarantine.quarantine_paths(src, deleted).items():
+    for path, tomb in sorted(tombs.items()):
+        if tomb.released_at is None or names.claim_path(tomb.type, tomb.name) != path:
+            yield no(path, "quarantine", "a tombstone is a released claim of the file moved")
+    for original, copy in quarantine.quarantine_paths(src, moved).items():
         if added.pop(copy, None) != quarantine.raw(src, original):
             yield no(copy, "quarantine", f"must hold the unchanged bytes of {original}")
     for path in sorted(added):

@@ -5,7 +5,9 @@ For a ref update `old -> new` of the coordination branch:
   must be an ancestor of `new`);
 - every commit on the first-parent line from `old` to `new` must leave a valid
   state (only problems it introduces are reported) and be entitled to its
-  changes (`transition.check_transition`), judged at that commit's own time.
+  changes (`transition.check_transition`), judged at that commit's own time;
+- a quarantine commit's tombstones carry the highest generation of their claim
+  file's history (`quarantine.claim_versions`), which only git's history can tell.
 A merge of an approval branch is judged as one change by the merge's author.
 """
 
@@ -15,10 +17,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import clock, names
+from . import clock, names, quarantine
+from .models import Claim
 from .state import Problem, State, load_state
 from .store import Store
-from .transition import Changed, CommitMeta, check_transition, parse_doc
+from .transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
 from .validate import check_messages_at, check_state
 
 
@@ -100,6 +103,8 @@ def verify_commit(
             message_paths.append(path)
     problems += check_messages_at(new_view, new_state, message_paths)
     problems += check_transition(old_state, new_state, changes, meta)
+    if meta.op == QUARANTINE_OP and parent is not None and old_state.config is not None:
+        problems += _check_tombstones(store, parent, changes)
     problems = future + problems
     short = commit[:10]
     return [
@@ -108,6 +113,33 @@ def verify_commit(
         else Problem(p.path, p.rule, f"commit {short}: {p.message}")
         for p in problems
     ]
+
+
+def _check_tombstones(store: Store, parent: str, changes: list[Changed]) -> list[Problem]:
+    """A claim that a quarantine commit leaves where it moves a claim file (what else it
+    may do is `transition._check_quarantine`'s) carries the highest generation of that
+    file's history, so the fencing token never goes back."""
+    problems = []
+    for ch in changes:
+        if not isinstance(ch.new, Claim):
+            continue
+        versions = quarantine.claim_versions(store, parent, ch.path)
+        if not versions:
+            problems.append(
+                Problem(ch.path, "quarantine", "no valid claim in its history: nothing to carry")
+            )
+            continue
+        top = max(v.generation for v in versions)
+        if ch.new.generation != top:
+            problems.append(
+                Problem(
+                    ch.path,
+                    "generation",
+                    f"a tombstone carries the highest generation of its history, {top}, "
+                    f"not {ch.new.generation}",
+                )
+            )
+    return problems
 
 
 def verify_update(

@@ -6,7 +6,9 @@ file to `coordination/quarantine/` (bytes kept) in ONE commit through the normal
 compare-and-swap transaction, after which `validate` passes and work goes on. The
 quarantine commit is itself held to the transition rules — by `validate --range`
 and by the server's pre-receive hook — which let it move only files that really
-break the rules: it cannot be abused to delete a valid claim.
+break the rules: it cannot be abused to delete a valid claim. Where it moves a
+claim file it leaves a released tombstone carrying the highest generation of the
+file's history, so fencing tokens never go back.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def test_duplicate_number_quarantines_the_later_registration_and_what_hangs_on_i
     assert doc["commit"] == history[-1]["commit"]
     files = branch_files(world.remote)
     assert not moved & set(files)
+    # Only b ever held task/orphan and nobody else asked to: no tombstone names a
+    # session that did not hold it, and doctor says the generation was not carried.
+    (orphan,) = [q for q in doc["quarantine"] if q["path"].endswith("/orphan.yaml")]
+    assert orphan["tombstone"] is None and "--session" in orphan["not_carried"], orphan
     assert show(world.remote, REF, "coordination/quarantine/sessions__b.yaml") == text
 
     assert run(a, "validate").code == 0
@@ -132,6 +138,7 @@ def test_unreadable_entries_are_problems_not_crashes(world: World) -> None:
     assert r.code == 5 and "coordination/claims/task/sub.yaml" in r.err, (r.code, r.err)
     r = run(a, "doctor", "--fix")
     assert r.code == 0, r.err
+    assert "generation not carried: no version in its history is a valid claim" in r.out, r.out
     assert run(a, "validate").code == 0
 
 
@@ -193,3 +200,134 @@ def test_two_doctors_racing_write_one_quarantine_commit(world: World) -> None:
     history = trailers(world.remote)
     assert len(history) == before + 1, [h["subject"] for h in history[before:]]
     assert run(b, "validate").code == 0
+
+
+FENCED = "coordination/claims/task/fenced.yaml"
+
+
+def claimed(clone: Path, session: str) -> int:
+    """Claim task/fenced as `session`; the generation granted."""
+    r = run(clone, "claim", "task", "fenced", "--json", session=session)
+    assert r.code == 0, r.err
+    generation = jdoc(r)["claim"]["generation"]
+    assert isinstance(generation, int)
+    return generation
+
+
+def test_a_quarantined_claim_leaves_a_tombstone_that_keeps_its_generation(world: World) -> None:
+    """The fencing token of a resource only grows, even across `doctor --fix`: the claim
+    file set aside leaves a released tombstone with the highest generation the file's
+    history holds, so the next grant is 4, not 1 — in a commit the server hook accepts."""
+    a = founded(world)
+    for s in ("a", "b", "a"):  # a new grant after each release: generations 1, 2, 3
+        claimed(a, s)
+        assert run(a, "release", "task", "fenced", session=s).code == 0
+    released = show(world.remote, REF, FENCED)
+    assert b"generation: 3\n" in released and b"holder: a\n" in released
+    # By hand: a broken claim file. It still says `generation: 9`, but it is not a valid
+    # claim, so that number counts for nothing.
+    broken = released.replace(b"generation: 3", b"generation: 9")
+    broken = broken.replace(b"holder: a", b"holder: [a")
+    hand_push(a, {FENCED: broken})
+    assert run(a, "claim", "task", "fenced", session="b").code == 5
+    assert run(world.root, "hooks", "install", "--server", str(world.remote)).code == 0
+
+    r = run(a, "doctor")
+    assert r.code == 5 and "a released tombstone keeps generation 3" in r.err, r.err
+    before = tip(world.remote)
+    r = run(a, "doctor", "--fix", "--json")
+    assert r.code == 0, (r.out, r.err)
+    (moved,) = jdoc(r)["quarantine"]
+    assert moved["path"] == FENCED, moved
+    assert moved["to"] == "coordination/quarantine/claims__task__fenced.yaml"
+    tomb = moved["tombstone"]
+    assert (tomb["generation"], tomb["holder"]) == (3, "a") and tomb["released_at"], tomb
+    assert show(world.remote, REF, moved["to"]) == broken, "the bytes are kept"
+    assert FENCED in branch_files(world.remote)
+    history = trailers(world.remote)
+    assert history[-1]["Gitcoord-Op"] == "quarantine" and history[-2]["commit"] == before
+    r = run(a, "validate", "--range", f"{before}..{history[-1]['commit']}")
+    assert r.code == 0, r.err
+    assert run(a, "validate").code == 0
+
+    assert claimed(a, "b") == 4, "the fencing token went back"
+    assert run(a, "validate", "--range", f"{before}..{tip(world.remote)}").code == 0
+
+
+def test_a_valid_claim_set_aside_does_not_stand_for_its_history(world: World) -> None:
+    """The file set aside may be a valid claim that breaks a rule — here of a session
+    that is not registered, with generation 1: it counts, but the history before it
+    still does too, and the tombstone is its last registered holder's."""
+    a = founded(world)
+    for s in ("a", "b", "a"):
+        claimed(a, s)
+        assert run(a, "release", "task", "fenced", session=s).code == 0
+    ghost = (
+        b"type: task\nname: fenced\nholder: ghost\ngeneration: 1\n"
+        b"acquired_at: '2026-01-01T00:00:00Z'\nexpires_at: '2026-01-01T01:00:00Z'\n"
+    )
+    hand_push(a, {FENCED: ghost})
+    r = run(a, "doctor", "--fix", "--json")
+    assert r.code == 0, r.err
+    (moved,) = jdoc(r)["quarantine"]
+    tomb = moved["tombstone"]
+    assert (tomb["generation"], tomb["holder"]) == (3, "a"), tomb
+    assert "last held by ghost" in tomb["note"], tomb
+    assert claimed(a, "b") == 4
+
+
+def test_a_tombstone_must_carry_the_highest_generation(world: World) -> None:
+    """A quarantine commit made by hand is held to the same rule: its tombstone's
+    generation is checked against the history, by `validate --range` and the hook."""
+    a = founded(world)
+    for s in ("a", "b"):
+        claimed(a, s)
+        assert run(a, "release", "task", "fenced", session=s).code == 0
+    released = show(world.remote, REF, FENCED)  # b's, generation 2
+    assert b"generation: 2\n" in released
+    hand_push(a, {FENCED: b"type: task\nname: [\n"})
+    git(a, "fetch", "-q", "origin")
+    base = tip(a, "refs/remotes/origin/gitcoord")
+    assert base is not None
+    copy = "coordination/quarantine/claims__task__fenced.yaml"
+
+    def forge(tombstone: bytes) -> str:
+        return commit_files(
+            a,
+            {FENCED: tombstone, copy: show(a, base, FENCED)},
+            parent=base,
+            message="quarantine\n\nGitcoord-Op: quarantine",
+        )
+
+    reset = forge(released.replace(b"generation: 2", b"generation: 1"))
+    r = run(a, "validate", "--range", f"{base}..{reset}")
+    assert r.code == 5 and "[generation]" in r.err and "2, not 1" in r.err, r.err
+    held = forge(released.replace(b"released_at:", b"renewed_at:"))  # binds again: no
+    r = run(a, "validate", "--range", f"{base}..{held}")
+    assert r.code == 5 and "a tombstone is a released claim" in r.err, r.err
+    right = forge(released)
+    assert run(a, "validate", "--range", f"{base}..{right}").code == 0
+
+    assert run(world.root, "hooks", "install", "--server", str(world.remote)).code == 0
+    proc = subprocess.run(
+        ["git", "push", "origin", f"{reset}:{REF}"], cwd=a, capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "[generation]" in proc.stderr, proc.stderr
+    assert tip(world.remote) == base
+
+
+def test_the_session_running_doctor_holds_a_tombstone_nobody_else_can(world: World) -> None:
+    """When the last holder is itself set aside, `doctor --fix --session ID` leaves the
+    tombstone in ID's name (its note says whose it was), so the generation carries on."""
+    a = founded(world)
+    claimed(a, "b")
+    text = show(world.remote, REF, SESSION_B).replace(b"number: 2", b"number: 1")
+    hand_push(a, {SESSION_B: text})  # b takes a's number: b and its claim are set aside
+    r = run(a, "doctor", "--fix", "--json", session="a")
+    assert r.code == 0, r.err
+    (moved,) = [q for q in jdoc(r)["quarantine"] if q["path"] == FENCED]
+    tomb = moved["tombstone"]
+    assert (tomb["holder"], tomb["generation"]) == ("a", 1), tomb
+    assert "last held by b" in tomb["note"] and tomb["released_at"], tomb
+    assert run(a, "register", "--role", "r", "--goal", "g", session="b").code == 0
+    assert claimed(a, "b") == 2
