@@ -87,6 +87,7 @@ def _session_proc(
     c = Coordinator(clone, session=sid)
     if experiment == PREVIOUS:
         previous_store(c.store)
+    phases = _time_phases(c.store)
     c.snapshot()  # warm: first fetch, cat-file started
     conn.send("ready")
     held = False
@@ -98,6 +99,8 @@ def _session_proc(
             _, start, end = cmd
             recs: list[Record] = []
             _sleep_until(start)
+            for spent in phases.values():
+                spent.clear()
             while time.time() < end:
                 t0 = time.time()
                 try:
@@ -106,7 +109,7 @@ def _session_proc(
                     recs.append((t0, time.time(), out.commit, out.attempts, ""))
                 except GitcoordError as exc:
                     recs.append((t0, time.time(), None, 0, f"exit {exc.code}: {exc.message}"))
-            conn.send(recs)
+            conn.send({"recs": recs, "phases": phases})
         elif cmd[0] == "race":
             _, start, name = cmd
             _sleep_until(start)
@@ -119,6 +122,30 @@ def _session_proc(
             except GitcoordError as exc:
                 conn.send(("error", time.perf_counter() - t0, None, f"exit {exc.code}: {exc}"))
     c.close()
+
+
+def _time_phases(store: Any) -> dict[str, list[float]]:
+    """Time the store's steps in this session process (instance attributes and this
+    process's copy of the module: nothing outside the benchmark changes)."""
+    import gitcoord.store
+
+    phases: dict[str, list[float]] = {"turn wait": [], "fetch": [], "load": [], "push": []}
+
+    def timed(name: str, fn: Any) -> Any:
+        def run(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                phases[name].append(time.perf_counter() - t)
+
+        return run
+
+    gitcoord.store._turn = timed("turn wait", gitcoord.store._turn)  # type: ignore[attr-defined]
+    store._fetch = timed("fetch", store._fetch)
+    store.load = timed("load", store.load)
+    store._swap = timed("push", store._swap)
+    return phases
 
 
 def _naive_proc(conn: Connection, clone: str, k: int, env: dict[str, str]) -> None:
@@ -233,7 +260,16 @@ def _level(
     end = start + duration
     for c in conns:
         c.send(("run", start, end))
-    recs: list[Record] = [r for c in conns for r in c.recv()]
+    recs: list[Record] = []
+    phases: dict[str, list[float]] = {}
+    for c in conns:
+        got = c.recv()
+        if isinstance(got, dict):  # a gitcoord session: its records and its steps' times
+            recs += got["recs"]
+            for name, spent in got["phases"].items():
+                phases.setdefault(name, []).extend(spent)
+        else:
+            recs += got
     races: list[tuple[str, float, str | None, Any]] = []
     winners_ok = True
     if curve != NAIVE and n > 1:
@@ -272,6 +308,7 @@ def _level(
         "losers": [g[1] for g in races if g[0] == "lost"],
         "winners": [g[1] for g in races if g[0] == "won"],
         "one_winner_each_round": winners_ok,
+        "phases": {name: common.median(spent) for name, spent in phases.items() if spent},
     }
 
 

@@ -157,7 +157,7 @@ def run(tmp: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
     bare = {**env, "PYTHONPATH": repo}
     probes = {
         "interpreter alone (python -S)": ([py, "-S", "-c", "pass"], env),
-        "python start (site: .pth files, the editable install's finder)": (
+        "python start (site: the venv's .pth files)": (
             [py, "-c", "pass"],
             env,
         ),
