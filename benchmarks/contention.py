@@ -6,12 +6,12 @@ registered, each with its own claim file, released), each level running for a fi
 window after every process is ready (throughput counts the operations completed in the
 window after its first quarter, at most 2 s: every session starting at the same instant
 is a burst no real deployment sees):
-  - gitcoord, separate clones, one machine: each session is its own process with one
-    long-lived `Coordinator` in a clone of its own; being one user's on one machine, they
-    take turns under gitcoord's per-user turn (an flock keyed by the remote's URL);
-  - gitcoord, separate clones, as separate machines: the same, but each process with a
-    runtime directory (XDG_RUNTIME_DIR) of its own, so no two share a turn: they race
-    through the remote, and compare-and-swap and the backoff decide;
+  - gitcoord, separate clones: each session is its own process with one long-lived
+    `Coordinator` in a clone of its own; as gitcoord does by default (turns are per
+    clone), they race through the remote as separate machines would, and compare-and-swap
+    and the backoff decide;
+  - gitcoord, separate clones taking turns: the same with GITCOORD_TURN=machine, so this
+    user's clones of the remote take turns under one flock keyed by the remote's URL;
   - gitcoord, one shared clone: the same processes, all in one clone (the founding
     setup);
   - the naive floor: the raw git pipeline of section 1 in a process per writer with a
@@ -39,8 +39,8 @@ from . import common
 LEVELS = (1, 2, 4, 8, 16)
 MAX_SESSIONS = max(LEVELS)
 SESSIONS = [f"s{k:02d}" for k in range(1, MAX_SESSIONS + 1)]
-OWN = "gitcoord, separate clones, one machine"
-APART = "gitcoord, separate clones, as separate machines"
+OWN = "gitcoord, separate clones (racing, the default)"
+TURNS = "gitcoord, separate clones taking turns (GITCOORD_TURN=machine)"
 SHARED = "gitcoord, one shared clone"
 NAIVE = "naive floor"
 PREVIOUS = "separate clones, one machine, previous store (per-clone turn, 15 ms backoff)"
@@ -71,16 +71,14 @@ def previous_store(store: Any) -> None:
 
 
 def _session_proc(
-    conn: Connection, clone: str, sid: str, experiment: str = "", machine: str = ""
+    conn: Connection, clone: str, sid: str, experiment: str = "", turn: str = ""
 ) -> None:
-    """One gitcoord session: a long-lived Coordinator, driven over `conn`. `machine`: a
-    runtime directory of its own (XDG_RUNTIME_DIR), where gitcoord keeps the per-user
-    turn that one machine's sessions share — its own, as if on another machine."""
+    """One gitcoord session: a long-lived Coordinator, driven over `conn`. `turn`: the
+    GITCOORD_TURN it runs with (empty: gitcoord's default)."""
     import os
 
-    if machine:
-        os.makedirs(machine, mode=0o700, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = machine
+    if turn:
+        os.environ["GITCOORD_TURN"] = turn
     from gitcoord import Coordinator, GitcoordError
     from gitcoord.errors import ConflictError
 
@@ -231,7 +229,7 @@ def _seed(root: Path, env: dict[str, str]) -> Path:
 def _level(
     tmp: Path, env: dict[str, str], curve: str, n: int, duration: float, rounds: int
 ) -> dict[str, Any]:
-    tag = {OWN: "own", APART: "apart", SHARED: "shared", NAIVE: "naive", PREVIOUS: "previous"}
+    tag = {OWN: "own", TURNS: "turns", SHARED: "shared", NAIVE: "naive", PREVIOUS: "previous"}
     root = tmp / f"contention-{tag[curve]}-{n}"
     root.mkdir()
     remote = _seed(root, env)
@@ -246,9 +244,9 @@ def _level(
         if curve == NAIVE:
             p = ctx.Process(target=_naive_proc, args=(child, str(mine), k, env))
         else:
-            machine = str(root / f"machine{k}") if curve == APART else ""
+            turn = "machine" if curve == TURNS else ""
             p = ctx.Process(
-                target=_session_proc, args=(child, str(mine), SESSIONS[k], experiment, machine)
+                target=_session_proc, args=(child, str(mine), SESSIONS[k], experiment, turn)
             )
         p.start()
         procs.append(p)
@@ -321,7 +319,7 @@ def run(
     experiment_levels: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"duration": duration, "rounds": rounds, "curves": {}}
-    curves = (OWN, APART, SHARED, NAIVE, *(EXPERIMENTS if experiment_levels else ()))
+    curves = (OWN, TURNS, SHARED, NAIVE, *(EXPERIMENTS if experiment_levels else ()))
     for curve in curves:
         results["curves"][curve] = {}
     for n in levels:  # curves interleaved per level, so load drift hits all of them alike

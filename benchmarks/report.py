@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import median, ms, pct
-from .contention import APART, EXPERIMENTS, NAIVE, OWN, PREVIOUS, SHARED
+from .contention import EXPERIMENTS, NAIVE, OWN, PREVIOUS, SHARED, TURNS
 from .growth import TARGET_ROWS
 from .single import AGENT, CLIENT, CLIMAIN, COLD, FLOOR, INPROC, VERSION
 
@@ -43,7 +43,7 @@ def _one_session(curves: dict[str, dict[int, dict[str, Any]]], name: str) -> flo
     cuts the noise every ratio of those curves carries."""
     if name == NAIVE:
         return float(curves[NAIVE].get(1, {}).get("throughput") or "nan")
-    ones = [curves[c][1]["throughput"] for c in (OWN, APART, SHARED) if 1 in curves.get(c, {})]
+    ones = [curves[c][1]["throughput"] for c in (OWN, TURNS, SHARED) if 1 in curves.get(c, {})]
     return sum(ones) / len(ones) if ones else float("nan")
 
 
@@ -96,8 +96,8 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, bool | str | None]]:
     if curves:
         for n, need in ((8, 1.0), (16, 0.8)):
             for name, where in (
-                (OWN, "each in its own clone on one machine"),
-                (APART, "each in its own clone, as if on separate machines"),
+                (OWN, "each in its own clone (racing, the default)"),
+                (TURNS, "each in its own clone, taking turns (GITCOORD_TURN=machine)"),
                 (SHARED, "sharing one clone"),
             ):
                 rel = _relative(curves, name)
@@ -262,14 +262,14 @@ def _contention_table(data: dict[str, Any]) -> list[str]:
         f"gitcoord curves the mean of their identical 1-session runs "
         f"({_one_session(curves, OWN):.2f} ops/s), for the naive floor its own.",
         "",
-        "| sessions | separate clones, one machine: ops/s | × 1 | separate clones, as separate "
-        "machines: ops/s | × 1 | one shared clone: ops/s | × 1 | naive floor: ops/s | × 1 | "
-        "field notes' naive |",
+        "| sessions | separate clones, racing (default): ops/s | × 1 | separate clones, taking "
+        "turns (GITCOORD_TURN=machine): ops/s | × 1 | one shared clone: ops/s | × 1 | naive "
+        "floor: ops/s | × 1 | field notes' naive |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in levels:
         cells = []
-        for name in (OWN, APART, SHARED, NAIVE):
+        for name in (OWN, TURNS, SHARED, NAIVE):
             d = curves.get(name, {}).get(n)
             cells += [f"{d['throughput']:.2f}", _x(rel[name][n])] if d else ["–", "–"]
         fn = FIELD_NOTES_NAIVE.get(n)
@@ -301,7 +301,7 @@ def _contention_table(data: dict[str, Any]) -> list[str]:
         "|---:|---|---:|---:|---:|:-:|---:|---:|",
     ]
     for n in levels:
-        for name in (OWN, APART, SHARED, NAIVE):
+        for name in (OWN, TURNS, SHARED, NAIVE):
             if n not in curves.get(name, {}):
                 continue
             d = curves[name][n]
@@ -508,41 +508,42 @@ def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]
         return _x(rel.get(name, {}).get(n, nan))
 
     out = [
-        "**Contention.** The store lets one machine's transactions on a remote branch take "
-        "turns under a per-user flock keyed by the remote's URL, and backs a lost round off by "
-        "full jitter over that round's own length × 2^(attempt−1) (at most a third of the time "
-        "left before the deadline: a fixed 2 s cap kept 16 racers colliding). On one "
-        f"machine, separate clones therefore waste no push ({att(OWN, 8)} attempts per "
-        f"success at 8): {at(OWN, 8)} at 8, {at(OWN, 16)} at 16 "
-        f"(one shared clone: {at(SHARED, 8)}, {at(SHARED, 16)}). As separate machines (no "
-        f"shared turn) the sessions race through the remote: {att(APART, 8)} attempts per "
-        f"success at 8 and {att(APART, 16)} at 16, giving {at(APART, 8)} and "
-        f"{at(APART, 16)} — every losing attempt is a full fetch, state load, object writing "
-        "and push (receive-pack takes the pack, then refuses the ref), and here the "
-        "'machines' share two cores with each other and with the remote, so each wasted "
-        "attempt is taken from the winners; machines of their own would lose only the "
-        f"remote's share. The naive floor: {at(NAIVE, 8)}, {at(NAIVE, 16)}.",
+        "**Contention.** Sessions sharing a clone take turns (an flock in the clone's "
+        "`.git`); separate clones race through the remote, as separate machines do, and the "
+        "loser of a round backs off by full jitter over that round's own length × "
+        "2^(attempt−1) (at most a third of the time left before the deadline: a fixed 2 s "
+        f"cap kept 16 racers colliding). Separate clones racing: {at(OWN, 8)} at 8 and "
+        f"{at(OWN, 16)} at 16 ({att(OWN, 8)} and {att(OWN, 16)} attempts per success); one "
+        f"shared clone, taking turns: {at(SHARED, 8)}, {at(SHARED, 16)}; separate clones "
+        f"taking turns machine-wide (`GITCOORD_TURN=machine`, the default until this run's "
+        f"commit): {at(TURNS, 8)}, {at(TURNS, 16)}. The naive floor: {at(NAIVE, 8)}, "
+        f"{at(NAIVE, 16)}. Every losing attempt is a fetch, a state load, object writing and "
+        "a push refused, and here all sessions share two cores with each other and with the "
+        "remote, so each wasted attempt is taken from the winners; sessions on machines of "
+        "their own would lose only the remote's share.",
     ]
     def step(name: str, n: int, what: str) -> float:
         return float(curves.get(name, {}).get(n, {}).get("phases", {}).get(what, nan))
 
-    own8 = rel.get(OWN, {}).get(8, nan)
-    if own8 < 1 and curves.get(OWN, {}).get(8, {}).get("phases"):
-        one = curves[OWN].get(1, {}).get("throughput", nan)
+    turns8 = rel.get(TURNS, {}).get(8, nan)
+    if turns8 < 1 and curves.get(TURNS, {}).get(8, {}).get("phases"):
+        one = curves[TURNS].get(1, {}).get("throughput", nan)
         out.append(
-            "Why taking turns on one machine stays below one session's rate: a turn cannot "
+            "Why separate clones taking turns stay below one session's rate: a turn cannot "
             "overlap another, and with separate clones each turn costs more than a lone "
             "session's operation. The store's steps timed in the session processes (medians; "
             "1 session → 8 in their own clones, and 8 sharing one clone): fetch "
-            f"{ms(step(OWN, 1, 'fetch'))} → {ms(step(OWN, 8, 'fetch'))} (shared "
+            f"{ms(step(TURNS, 1, 'fetch'))} → {ms(step(TURNS, 8, 'fetch'))} (shared "
             f"{ms(step(SHARED, 8, 'fetch'))}): the fetch brings the objects of every commit "
             "the others made since this clone's last turn, a pack each time, which a shared "
-            f"clone already has; load {ms(step(OWN, 1, 'load'))} → "
-            f"{ms(step(OWN, 8, 'load'))}: the files the others changed are parsed (the "
-            f"parse cache skips only unchanged ones); push {ms(step(OWN, 1, 'push'))} → "
-            f"{ms(step(OWN, 8, 'push'))}. One session here ran at {one:.1f} ops/s, about "
+            f"clone already has; load {ms(step(TURNS, 1, 'load'))} → "
+            f"{ms(step(TURNS, 8, 'load'))}: the files the others changed are parsed (the "
+            f"parse cache skips only unchanged ones); push {ms(step(TURNS, 1, 'push'))} → "
+            f"{ms(step(TURNS, 8, 'push'))}. One session here ran at {one:.1f} ops/s, about "
             "twice the previous RESULTS.md's 4.8, since the parse cache: the turn-taking "
-            "curves' absolute throughput rose, their ratio fell. Reaching 1× needs a turn "
+            "curves' absolute throughput rose, their ratio fell, and racing, which overlaps "
+            "the clones' fetches and parsing on both cores, now does better: hence the "
+            "per-clone default. Reaching 1× needs a turn "
             "to do several sessions' work: batching the writes of the sessions waiting for "
             "the turn into the holder's commit (each op is a pure function of the state, so "
             "they compose; the hard part is handing each waiter its own result or conflict "
@@ -554,7 +555,7 @@ def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]
             f"clone turn, a fixed 15 ms backoff base): separate clones on one machine "
             f"{at(PREVIOUS, 8)} at 8 and {at(PREVIOUS, 16)} at 16 ({att(PREVIOUS, 8)} and "
             f"{att(PREVIOUS, 16)} attempts per success), against {at(OWN, 8)} and "
-            f"{at(OWN, 16)} now."
+            f"{at(OWN, 16)} now (racing) and {at(TURNS, 8)} and {at(TURNS, 16)} taking turns."
         )
     timeouts = sum(
         1 for cv in curves.values() for d in cv.values() for e in d["errors"] if "exit 6" in e
@@ -567,15 +568,15 @@ def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]
         )
     lose = {
         name: {n: d["losers"] for n, d in curves.get(name, {}).items() if d["losers"]}
-        for name in (OWN, APART, SHARED)
+        for name in (OWN, TURNS, SHARED)
     }
     if lose[OWN]:
         top = max(lose[OWN])
         parts = ", ".join(
             f"{label} {ms(median(lose[name][top]))}"
             for name, label in (
-                (OWN, "separate clones on one machine"),
-                (APART, "as separate machines"),
+                (OWN, "separate clones racing"),
+                (TURNS, "separate clones taking turns"),
                 (SHARED, "one clone"),
             )
             if top in lose[name]
@@ -587,12 +588,11 @@ def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]
             "only to find the resource held."
         )
     out.append(
-        "Still to change: (1) after a lost push, fetch and re-plan at once and back off only "
-        "before pushing again — the sleep protects the next push, not the next read, so a "
-        "loser would get exit 3 one round after losing; (2) wait for the turn with a blocking "
-        "`flock()` (the deadline enforced by a timer) rather than polling with sleeps growing "
-        "to 20 ms, which lets the session that just released re-acquire first: a low median "
-        "and a long tail (compare p50 and p95 in the table below)."
+        "Done since the previous RESULTS.md: a waiter blocks in `flock()` (in a thread, "
+        "so the deadline holds) instead of polling with sleeps, and the backoff's cap "
+        "follows the deadline. Still to try: after a lost push, fetch and re-plan at once "
+        "and back off only before pushing again (a loser of a same-resource race would get "
+        "exit 3 one round sooner, at the price of one more fetch per lost round)."
     )
     return out
 
@@ -757,7 +757,7 @@ def _chart(data: dict[str, Any], curves: dict[str, Any], path: Path) -> str:
         OWN: ("tab:blue", "o-"),
         SHARED: ("tab:green", "s-"),
         NAIVE: ("tab:red", "^--"),
-        APART: ("tab:orange", "D-"),
+        TURNS: ("tab:orange", "D-"),
         PREVIOUS: ("tab:purple", "x:"),
     }
     for name, curve in curves.items():

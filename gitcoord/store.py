@@ -355,26 +355,29 @@ class Store:
 
     @contextlib.contextmanager
     def _local_turn(self, deadline: float) -> Iterator[None]:
-        # One turn per remote branch for the whole machine when the remote's URL is
-        # known (every clone of this user takes turns: the founding setup's sessions in
-        # several directories never race each other through the remote), else per clone.
-        scope = os.environ.get("GITCOORD_TURN", "machine")
+        # One turn per clone (and remote branch) by default: sessions sharing a clone
+        # would only race each other for its mirror ref and burn pushes. Separate clones
+        # race through the remote, as separate machines do: with each transaction now
+        # parsing only what changed, racing (compare-and-swap, backoff) overlaps their
+        # fetches and beat a machine-wide turn by 1.6-1.75x at 8 and 16 clones
+        # (benchmarks, 2 cores). `machine` keeps the machine-wide turn, keyed by URL.
+        scope = os.environ.get("GITCOORD_TURN", "clone")
         if scope == "none":  # no turns at all: every transaction races (tests use this)
             yield
             return
         if self.remote_url and scope == "machine":  # else "clone"
             base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
             folder = os.path.join(base, f"gitcoord-{os.getuid()}")
-            scope = f"{self.remote_url}\0{self.ref}"
+            scope, who = f"{self.remote_url}\0{self.ref}", "machine"
         else:
             folder = os.path.join(self.info.common_dir, "gitcoord")
-            scope = f"{self.remote}\0{self.ref}"
+            scope, who = f"{self.remote}\0{self.ref}", "clone"
         os.makedirs(folder, mode=0o700, exist_ok=True)
         key = hashlib.sha1(scope.encode()).hexdigest()[:12]
         fh = _turn(os.path.join(folder, f"turn-{key}.flock"), deadline)
         if fh is None:
             raise RemoteError(
-                f"timed out after {self.timeout:g}s waiting for this machine's other "
+                f"timed out after {self.timeout:g}s waiting for this {who}'s other "
                 "gitcoord commands; nothing was written"
             )
         try:

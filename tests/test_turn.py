@@ -1,6 +1,7 @@
-"""One machine's transactions on a remote branch take turns (Store._local_turn): a
-waiter gets the turn when the holder lets go, a turn never given within the timeout is
-exit 6 with nothing written, and a waiter that gave up never keeps the lock."""
+"""Transactions of one clone (GITCOORD_TURN=clone, the default) or of one machine
+(`machine`) on a remote branch take turns (Store._local_turn): a waiter gets the turn
+when the holder lets go, a turn never given within the timeout is exit 6 with nothing
+written, and a waiter that gave up never keeps the lock."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import World, git, run
 
 from gitcoord.store import _turn
@@ -32,8 +34,11 @@ def hold(path: Path, seconds: float) -> subprocess.Popen[str]:
     return proc
 
 
-def turn_file(world: World) -> Path:
-    (path,) = (Path(os.environ["XDG_RUNTIME_DIR"])).glob("gitcoord-*/turn-*.flock")
+def turn_file(repo: Path, scope: str) -> Path:
+    if scope == "machine":  # per user, in the runtime directory, keyed by the remote's URL
+        (path,) = Path(os.environ["XDG_RUNTIME_DIR"]).glob("gitcoord-*/turn-*.flock")
+    else:
+        (path,) = (repo / ".git" / "gitcoord").glob("turn-*.flock")
     return path
 
 
@@ -41,18 +46,26 @@ def tip(world: World) -> str:
     return git(world.remote, "rev-parse", "refs/heads/gitcoord").strip()
 
 
-def test_a_turn_not_given_in_time_is_exit_6_with_nothing_written(world: World) -> None:
+@pytest.mark.parametrize("scope", ["clone", "machine"])
+def test_a_turn_not_given_in_time_is_exit_6_with_nothing_written(
+    world: World, scope: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITCOORD_TURN", scope)
     a = world.clone("a")
     assert run(a, "init").code == 0
     assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
-    path = turn_file(world)  # the machine-wide turn of this remote's branch
+    path = turn_file(a, scope)
     before = tip(world)
     holder = hold(path, 30)
     try:
         r = run(a, "--timeout", "1", "claim", "task", "x", session="s1")
         assert r.code == 6, (r.code, r.err)
-        assert "waiting for this machine's other gitcoord commands; nothing was written" in r.err
+        assert f"waiting for this {scope}'s other gitcoord commands; nothing was" in r.err
         assert tip(world) == before
+        if scope == "clone":  # another clone of this machine is not held up by it
+            b = world.clone("b")
+            assert run(b, "register", "--role", "r", "--goal", "g", session="s2").code == 0
+            before = tip(world)
     finally:
         holder.kill()
         holder.wait()
@@ -64,7 +77,7 @@ def test_a_waiter_gets_the_turn_when_the_holder_lets_go(world: World) -> None:
     a = world.clone("a")
     assert run(a, "init").code == 0
     assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
-    holder = hold(turn_file(world), 1.0)
+    holder = hold(turn_file(a, "clone"), 1.0)
     try:
         r = run(a, "--timeout", "30", "claim", "task", "y", session="s1")
         assert r.code == 0, r.err
