@@ -359,7 +359,7 @@ class Store:
         # would only race each other for its mirror ref and burn pushes. Separate clones
         # race through the remote, as separate machines do: with each transaction now
         # parsing only what changed, racing (compare-and-swap, backoff) overlaps their
-        # fetches and beat a machine-wide turn by 1.6-1.75x at 8 and 16 clones
+        # fetches and beat a machine-wide turn by 1.2-1.8x at 8 and 16 clones
         # (benchmarks, 2 cores). `machine` keeps the machine-wide turn, keyed by URL.
         scope = os.environ.get("GITCOORD_TURN", "clone")
         if scope == "none":  # no turns at all: every transaction races (tests use this)
