@@ -11,7 +11,9 @@ is judged exactly as a fresh one.
 Only data that survives a JSON round trip unchanged is kept (YAML's timestamps, binary
 and non-string keys are not): JSON is what the standard library reads fastest. The
 file is rewritten (atomically) only when a load parsed something new, and holds only
-what the last loads used, so it stays the size of one state. It is a cache: a missing,
+what the last loads used, so it stays the size of one state. Processes sharing a clone
+share it: a load that misses looks once whether another one has saved since, so a file
+changed by one session is parsed by the first that loads it, not by each. It is a cache: a missing,
 unreadable or corrupt file is rebuilt, and a read-only repository merely goes without.
 """
 
@@ -44,29 +46,55 @@ class ParseCache:
         self._entries: dict[str, Any] | None = None
         self._used: set[str] = set()
         self._dirty = False
+        self._stamp: tuple[int, int, int] | None = None  # the file as last read or written
+        self._looked = False  # whether this load has looked at the file for news
         self.hits = 0
         self.misses = 0
 
     def _load(self) -> dict[str, Any]:
         if self._entries is None:
             self._entries = {}
-            try:
-                with open(self.path, "rb") as fh:
-                    doc = json.loads(fh.read())
-                if isinstance(doc, dict) and doc.get("format") == FORMAT:
-                    entries = doc.get("entries")
-                    if isinstance(entries, dict):
-                        self._entries = entries
-            except (OSError, ValueError):
-                pass
+            self._read_file()
         return self._entries
+
+    def _read_file(self) -> None:
+        """Merge in what the file holds (what other processes of this clone parsed)."""
+        assert self._entries is not None
+        try:
+            with open(self.path, "rb") as fh:
+                stamp = _stamp(os.fstat(fh.fileno()))
+                doc = json.loads(fh.read())
+        except (OSError, ValueError):
+            return
+        self._stamp = stamp
+        if isinstance(doc, dict) and doc.get("format") == FORMAT:
+            entries = doc.get("entries")
+            if isinstance(entries, dict):
+                for oid, data in entries.items():
+                    self._entries.setdefault(oid, data)
+
+    def _news(self) -> bool:
+        """Once per load, on its first miss: has another process of this clone saved
+        since? (Sessions sharing a clone take turns; whoever loads a changed file first
+        parses it for all of them.)"""
+        if self._looked:
+            return False
+        self._looked = True
+        try:
+            stamp = _stamp(os.stat(self.path))
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        self._read_file()
+        return True
 
     def parse(self, oid: str, read: Callable[[], bytes]) -> Any:
         """What the blob `oid` parses to; `read()` gives its bytes when not cached.
         Raises `yamlio.YamlProblem` as `yamlio.load` does (problems are not cached)."""
         entries = self._load()
         self._used.add(oid)
-        if oid in entries:
+        if oid in entries or (self._news() and oid in entries):
             self.hits += 1
             return entries[oid]
         self.misses += 1
@@ -78,6 +106,7 @@ class ParseCache:
 
     def save(self) -> None:
         """Write the entries used since the last save, if anything new was parsed."""
+        self._looked = False
         if not self._dirty or self._entries is None:
             self._used.clear()
             return
@@ -92,12 +121,18 @@ class ParseCache:
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump({"format": FORMAT, "entries": keep}, fh, separators=(",", ":"))
+                stamp = _stamp(os.stat(tmp))  # kept by the rename: our own write is no news
                 os.replace(tmp, self.path)  # readers see the old file or the new one
+                self._stamp = stamp
             except BaseException:
                 os.unlink(tmp)
                 raise
         except OSError:
             pass  # e.g. a read-only clone: correct without the cache, only slower
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)  # a new file (os.replace) is a new inode
 
 
 def _json_exact(data: Any) -> bool:

@@ -52,6 +52,23 @@ def test_a_command_parses_only_what_changed_since_the_last(world: World) -> None
         assert c.store.parsed.misses == 1  # alice's own claim file, written by the last one
 
 
+def test_sessions_sharing_a_clone_parse_a_changed_file_once_between_them(world: World) -> None:
+    a, b = setup(world, 3)
+    with (
+        Coordinator(str(a), session="alice") as first,
+        Coordinator(str(a), session="alice") as second,
+    ):
+        first.status()
+        second.status()  # both long-lived, both warm
+        assert run(b, "claim", "task", "fresh", session="bob").code == 0
+        before = second.store.parsed.misses
+        first.status()  # parses bob's new claim file and saves
+        assert first.store.parsed.misses >= 1
+        second.status()  # finds it in the file first saved
+        assert second.store.parsed.misses == before
+        assert "task/fresh" in second.snapshot().state.claims
+
+
 def test_the_state_loaded_through_the_cache_is_the_state_parsed_afresh(world: World) -> None:
     a, _ = setup(world, 4)
     for f in (a / ".git" / "gitcoord" / "parsed").iterdir():
