@@ -497,6 +497,7 @@ def _inproc_analysis(data: dict[str, Any], met: dict[str, bool | str | None]) ->
 
 def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]) -> list[str]:
     curves = data["contention"]["curves"]
+    duration = float(data["contention"].get("duration", float("nan")))
     rel = {n: _relative(curves, n) for n in curves if curves[n]}
     nan = float("nan")
 
@@ -541,9 +542,13 @@ def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]
             f"parse cache skips only unchanged ones); push {ms(step(TURNS, 1, 'push'))} → "
             f"{ms(step(TURNS, 8, 'push'))}. One session here ran at {one:.1f} ops/s, about "
             "twice the previous RESULTS.md's 4.8, since the parse cache: the turn-taking "
-            "curves' absolute throughput rose, their ratio fell, and racing, which overlaps "
-            "the clones' fetches and parsing on both cores, now does better: hence the "
-            "per-clone default. Reaching 1× needs a turn "
+            "curves' absolute throughput rose, their ratio fell. Racing overlaps the "
+            f"clones' fetches and parsing on both cores instead; in this run it gave "
+            f"{at(OWN, 8)} vs {at(TURNS, 8)} taking turns at 8 and {at(OWN, 16)} vs "
+            f"{at(TURNS, 16)} at 16 (racing at 16 is the most variable figure between runs: "
+            f"its backoff windows reach seconds, a large part of a {duration:g} s window). "
+            "A clone shared by the sessions avoids both costs: one object store, one parse "
+            "cache, turns served at once. Reaching 1× with separate clones needs a turn "
             "to do several sessions' work: batching the writes of the sessions waiting for "
             "the turn into the holder's commit (each op is a pure function of the state, so "
             "they compose; the hard part is handing each waiter its own result or conflict "
