@@ -154,6 +154,7 @@ class FastHistory:
         """Append the commit `change` makes; `render` (a faster `yamlio.dump` for
         documents of a known simple shape) is checked against `yamlio.dump` now and then."""
         from gitcoord import yamlio
+        from gitcoord.store import commit_message
 
         if change.noop:
             return
@@ -167,14 +168,8 @@ class FastHistory:
                 if not isinstance(doc, bytes) and blobs[path] != yamlio.dump(doc):
                     raise AssertionError(f"fast rendering of {path} differs from yamlio.dump")
         self.state = self.state.apply(change.writes)
-        trailers = {"Gitcoord-Op": change.op}
-        if change.session:
-            trailers["Gitcoord-Session"] = change.session
-        if change.resource:
-            trailers["Gitcoord-Resource"] = change.resource
-        trailers.update(change.trailers)
-        text = "\n".join([change.subject, "", *(f"{k}: {v}" for k, v in trailers.items())])
-        self.commits.append((int(when.timestamp()), (text + "\n").encode(), blobs))
+        message = commit_message(change)  # the store's own
+        self.commits.append((int(when.timestamp()), message.encode(), blobs))
 
     def raw(self, subject: str, when: datetime, blobs: dict[str, bytes]) -> None:
         """A commit of plain files (the naive floor's own tree)."""

@@ -22,7 +22,7 @@ decorators; `--json` and `--session` are its own options, handled like `log`'s.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -31,9 +31,6 @@ from .errors import InvalidError
 from .ops import Change
 from .quarantine import Plan, Tombstones, plan, raw, tombstones
 from .state import State
-
-if TYPE_CHECKING:
-    from .store import Store
 
 MAX_LISTED = 50
 
@@ -91,7 +88,7 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
                 **_json(todo, None, None),
             )
         tombs = Tombstones()
-        tip = _tip_read(store)
+        tip = src.commit  # the commit this round planned on
         if tip is not None and todo.moves:
             tombs = tombstones(store, tip, src, todo, when, coord.session)
         return _change(todo, state, coord.session, tombs)
@@ -111,15 +108,6 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
         fate = _fate(tombs, a)
         lines.append(f"  {a} -> {b}" + (f"  ({fate})" if fate else ""))
     emit(data, "\n".join(lines))
-
-
-def _tip_read(store: Store) -> str | None:
-    """The commit the transaction has just read its state from: it fetched it into
-    `store.mirror` (the branch itself without a remote). Should a concurrent fetch in
-    this clone have moved the mirror on since, the branch has moved on too, so this
-    round's compare-and-swap loses and the quarantine is planned again."""
-    got = store.reader.read(store.mirror)
-    return got[0] if got is not None and got[1] == "commit" else None
 
 
 def _fate(tombs: Tombstones, path: str) -> str:

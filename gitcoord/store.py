@@ -92,10 +92,15 @@ class TreeSource:
     """`state.Source` over a commit's tree, read through one cat-file process."""
 
     def __init__(
-        self, reader: ObjectReader, root_tree: str | None, parsed: ParseCache | None = None
+        self,
+        reader: ObjectReader,
+        root_tree: str | None,
+        parsed: ParseCache | None = None,
+        commit: str | None = None,
     ) -> None:
         self._reader = reader
         self._root = root_tree
+        self.commit = commit  # the commit whose tree this is, when it is one
         self._cache: dict[str, list[TreeEntry] | None] = {}
         self._parsed = parsed
 
@@ -257,7 +262,7 @@ class Store:
 
     def view(self, commit: str | None) -> TreeSource:
         """The tree of `commit` (empty when None or unknown), read on demand."""
-        return TreeSource(self.reader, self.tree_of(commit) if commit else None)
+        return TreeSource(self.reader, self.tree_of(commit) if commit else None, commit=commit)
 
     def view_of(self, state: State) -> TreeSource:
         """The tree a loaded state came from (for reading messages on demand)."""
@@ -267,7 +272,7 @@ class Store:
     def load(self, tip: str | None) -> State:
         if tip is None:
             return State()
-        return load_state(TreeSource(self.reader, self.tree_of(tip), self.parsed))
+        return load_state(TreeSource(self.reader, self.tree_of(tip), self.parsed, tip))
 
     def snapshot(self) -> tuple[str | None, State]:
         deadline = time.monotonic() + self.timeout
@@ -468,14 +473,6 @@ class Store:
         }
         base_tree = self.tree_of(tip) if tip is not None else None
         tree = self._build_tree(base_tree, "", blobs)
-        lines = [change.subject, ""]
-        trailers = {"Gitcoord-Op": change.op}
-        if change.session:
-            trailers["Gitcoord-Session"] = change.session
-        if change.resource:
-            trailers["Gitcoord-Resource"] = change.resource
-        trailers.update(change.trailers)
-        lines += [f"{k}: {v}" for k, v in trailers.items()]
         sig = self.identity.signature()
         data = format_commit(
             tree or self.writer.write("tree", b""),
@@ -483,7 +480,7 @@ class Store:
             sig,
             sig,
             int(when.timestamp()),
-            "\n".join(lines) + "\n",
+            commit_message(change),
         )
         return self.writer.write("commit", data)
 
@@ -657,6 +654,17 @@ def _turn(path: str, deadline: float) -> IO[str] | None:
             return fh
         abandoned = True
     return None
+
+
+def commit_message(change: Change) -> str:
+    """The subject, then the Gitcoord-* trailers that make `git log` the audit trail."""
+    trailers = {"Gitcoord-Op": change.op}
+    if change.session:
+        trailers["Gitcoord-Session"] = change.session
+    if change.resource:
+        trailers["Gitcoord-Resource"] = change.resource
+    trailers.update(change.trailers)
+    return "\n".join([change.subject, "", *(f"{k}: {v}" for k, v in trailers.items())]) + "\n"
 
 
 def _dump(doc: BaseModel | bytes) -> bytes:
