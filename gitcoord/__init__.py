@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from typing import Any
 
-    from .api import Coordinator
+    from .api.coordinator import Coordinator
     from .errors import GitcoordError
 
 __all__ = ["Coordinator", "GitcoordError", "__version__"]
@@ -23,7 +23,7 @@ __all__ = ["Coordinator", "GitcoordError", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "Coordinator":
-        from .api import Coordinator
+        from .api.coordinator import Coordinator
 
         return Coordinator
     if name == "GitcoordError":

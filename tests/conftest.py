@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gitcoord.cli import main as cli_main
+from gitcoord.faces.cli import main as cli_main
 from testing import servers
 from testing.servers import git_daemon
 

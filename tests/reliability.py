@@ -356,7 +356,7 @@ def warm_agent(clone: Path, timeout: float = 90.0) -> bool:
     run in process, which is slower but the same code."""
     from conftest import run_proc
 
-    from gitcoord import client
+    from gitcoord.faces import client
 
     if os.environ.get("GITCOORD_AGENT", "1") == "0":
         return False

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import World, git, run
 
-from gitcoord import client
+from gitcoord.faces import client
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def agent_pid(path: str) -> int:
             args = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"gitcoord.agent" in args and path.encode() in args:
+        if b"gitcoord.faces.agent" in args and path.encode() in args:
             return int(proc.name)
     raise AssertionError("agent process not found")
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import World, git, run, snapshot_worktree
 
-from gitcoord import ops
+from gitcoord.ops import claims
 
 BRANCH = "gitcoord"
 
@@ -981,7 +981,7 @@ def test_unexpected_errors_are_exit_1(a: Path, monkeypatch: pytest.MonkeyPatch) 
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ops, "claim", boom)
+    monkeypatch.setattr(claims, "claim", boom)
     err = fails(a, 1, "claim", "task", "x", session="alice")
     assert "RuntimeError: boom" in err["message"]
     monkeypatch.setenv("GITCOORD_DEBUG", "1")

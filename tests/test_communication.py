@@ -18,10 +18,14 @@ from typing import Any
 import pytest
 from conftest import World, git, run
 
-from gitcoord import clock, history, mailbox, names, ops, yamlio
-from gitcoord.api import Coordinator
-from gitcoord.models import BODY_MAX_BYTES, Message
-from gitcoord.state import State
+from gitcoord import clock
+from gitcoord.api.coordinator import Coordinator
+from gitcoord.audit import metrics
+from gitcoord.domain import mailbox, names, yamlio
+from gitcoord.domain.change import Change
+from gitcoord.domain.models import BODY_MAX_BYTES, Message
+from gitcoord.domain.state import State
+from gitcoord.ops import kernel, messages
 
 BRANCH = "gitcoord"
 
@@ -731,8 +735,8 @@ def test_work_collisions_detect_a_real_double_grant(
 
 def test_percentile_is_nearest_rank() -> None:
     """p95 of 1..20 is 19 (19 of 20 values are <= 19), as p95 of 1..40 is 38."""
-    assert history._percentile([float(x) for x in range(1, 41)], 95) == 38
-    assert history._percentile([float(x) for x in range(1, 21)], 95) == 19
+    assert metrics._percentile([float(x) for x in range(1, 41)], 95) == 38
+    assert metrics._percentile([float(x) for x in range(1, 21)], 95) == 19
 
 
 # --- 7. state page -------------------------------------------------------------------------
@@ -822,9 +826,9 @@ def bulk_send(clone: Path, messages: list[Message]) -> list[str]:
     commits = []
     for sender, mine in sorted(by_sender.items()):
 
-        def plan(state: State, sender: str = sender, mine: list[Message] = mine) -> ops.Change:
-            ops.require_registered(state, sender)
-            return ops.Change(
+        def plan(state: State, sender: str = sender, mine: list[Message] = mine) -> Change:
+            kernel.require_registered(state, sender)
+            return Change(
                 "send",
                 f"send {len(mine)} messages from {sender}",
                 session=sender,
@@ -928,7 +932,7 @@ def test_inbox_marks_read_on_the_tip_it_read_and_refetches_only_if_it_moved(
         assert run(b, "send", "alice", "three", "third", session="bob").code == 0
         assert tip is not None
         out = c.store.transact(
-            lambda s: ops.mark_read(
+            lambda s: messages.mark_read(
                 s, clock.now(), session="alice", through=tip, seen=state.reads["alice"]
             ),
             clock.now,

@@ -55,7 +55,7 @@ from reliability import (
     trailers,
 )
 
-from gitcoord import names, yamlio
+from gitcoord.domain import names, yamlio
 
 KILLS_PER_LOOP = env_int("GITCOORD_CRASH_KILLS", 25)
 LOOPS = 4

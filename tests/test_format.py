@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from conftest import REPO_ROOT
 
-from gitcoord import schema
-from gitcoord.models import DOCUMENTS
-from gitcoord.state import DirSource, load_state
-from gitcoord.validate import check_state
+from gitcoord.domain import schema
+from gitcoord.domain.models import DOCUMENTS
+from gitcoord.domain.state import DirSource, load_state
+from gitcoord.domain.validate import check_state
 
 EXAMPLE = REPO_ROOT / "coordination" / "example"
 
@@ -17,8 +17,8 @@ def all_messages(root):
 
 
 def test_example_messages_are_valid_and_placed_by_key() -> None:
-    from gitcoord import names, yamlio
-    from gitcoord.models import Message
+    from gitcoord.domain import names, yamlio
+    from gitcoord.domain.models import Message
 
     paths = list(all_messages(EXAMPLE))
     assert paths
@@ -31,8 +31,8 @@ def test_example_messages_are_valid_and_placed_by_key() -> None:
 def test_json_schemas_match_models() -> None:
     for name, text in schema.render().items():
         path = schema.SCHEMA_DIR / name
-        assert path.exists(), f"{name} missing: run python -m gitcoord.schema"
-        assert path.read_text() == text, f"{name} is stale: run python -m gitcoord.schema"
+        assert path.exists(), f"{name} missing: run python -m gitcoord.domain.schema"
+        assert path.read_text() == text, f"{name} is stale: run python -m gitcoord.domain.schema"
     assert schema.main(["--check"]) == 0
 
 

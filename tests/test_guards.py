@@ -23,7 +23,7 @@ from conftest import REPO_ROOT, World, git, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitcoord import overlap
+from gitcoord.domain import overlap
 
 BRANCH = "gitcoord"
 BOSS = "boss@example.com"

@@ -40,7 +40,8 @@ from reliability import (
     tip,
 )
 
-from gitcoord import clock, names, yamlio
+from gitcoord import clock
+from gitcoord.domain import names, yamlio
 
 EXAMPLES = env_int("GITCOORD_FUZZ_EXAMPLES", 25)
 FUZZ = settings(
@@ -544,7 +545,7 @@ YAML_ALPHABET = st.sampled_from(
 def test_every_message_gitcoord_writes_reads_back(body: str, subject: str) -> None:
     """The nesting guard refuses hostile files before parsing; it must never refuse a
     file gitcoord itself wrote, whatever brackets, quotes and indentation it holds."""
-    from gitcoord.models import Message
+    from gitcoord.domain.models import Message
 
     try:
         msg = Message(

@@ -16,7 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitcoord import clock, names, ops
+from gitcoord import clock
+from gitcoord.domain import names
+from gitcoord.domain.change import Change
+from gitcoord.domain.models import Claim, Config, Session
+from gitcoord.domain.state import DirSource, Problem, State, load_state
+from gitcoord.domain.validate import check_state
 from gitcoord.errors import (
     ConflictError,
     ExitCode,
@@ -24,9 +29,7 @@ from gitcoord.errors import (
     RefusedError,
     UsageError,
 )
-from gitcoord.models import Claim, Config, Session
-from gitcoord.state import DirSource, Problem, State, load_state
-from gitcoord.validate import check_state
+from gitcoord.ops import claims, sessions
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 SEC = timedelta(seconds=1)
@@ -61,13 +64,13 @@ def two_sessions(**kw: int) -> State:
     return make_state(session("alice", 1), session("bob", 2), **kw)
 
 
-def apply(state: State, change: ops.Change) -> State:
+def apply(state: State, change: Change) -> State:
     after = state.apply(change.writes)
     assert check_state(after) == [], "an operation produced an invalid state"
     return after
 
 
-def only_doc(change: ops.Change) -> object:
+def only_doc(change: Change) -> object:
     assert len(change.writes) == 1, change.writes
     return next(iter(change.writes.values()))
 
@@ -76,8 +79,8 @@ def claim_of(state: State, key: str = "task/i-match") -> Claim:
     return state.claims[key]
 
 
-def do_claim(state: State, who: str, at: datetime, **kw: object) -> tuple[State, ops.Change]:
-    change = ops.claim(state, at, session=who, type_="task", name="i-match", **kw)  # type: ignore[arg-type]
+def do_claim(state: State, who: str, at: datetime, **kw: object) -> tuple[State, Change]:
+    change = claims.claim(state, at, session=who, type_="task", name="i-match", **kw)  # type: ignore[arg-type]
     return apply(state, change), change
 
 
@@ -85,7 +88,7 @@ def do_claim(state: State, who: str, at: datetime, **kw: object) -> tuple[State,
 
 
 def test_init_on_empty_state_writes_config() -> None:
-    change = ops.init(State(), T0, slots=7, clock_skew_seconds=30)
+    change = sessions.init(State(), T0, slots=7, clock_skew_seconds=30)
     assert not change.noop
     assert change.op == "init"
     assert list(change.writes) == [names.config_path()] == ["coordination/config.yaml"]
@@ -100,7 +103,7 @@ def test_init_on_empty_state_writes_config() -> None:
 
 def test_init_is_idempotent_and_keeps_existing_settings() -> None:
     state = make_state(slots=3)
-    change = ops.init(state, T0 + timedelta(days=1), slots=9)
+    change = sessions.init(state, T0 + timedelta(days=1), slots=9)
     assert change.noop
     assert change.result["created"] is False
     assert change.result["config"]["slots"] == 3
@@ -109,7 +112,7 @@ def test_init_is_idempotent_and_keeps_existing_settings() -> None:
 @pytest.mark.parametrize("settings_", [{"slots": 0}, {"slots": 1001}, {"lease_hours": 0}])
 def test_init_rejects_invalid_settings(settings_: dict[str, float]) -> None:
     with pytest.raises(InvalidError) as exc:
-        ops.init(State(), T0, **settings_)  # type: ignore[arg-type]
+        sessions.init(State(), T0, **settings_)  # type: ignore[arg-type]
     assert exc.value.code == ExitCode.INVALID
 
 
@@ -118,7 +121,7 @@ def test_init_rejects_invalid_settings(settings_: dict[str, float]) -> None:
 
 def test_register_refuses_when_not_initialised() -> None:
     with pytest.raises(RefusedError) as exc:
-        ops.register(State(), T0, session="alice", role="r", goal="g")
+        sessions.register(State(), T0, session="alice", role="r", goal="g")
     assert exc.value.code == ExitCode.REFUSED
     assert "gitcoord init" in exc.value.message
 
@@ -126,7 +129,7 @@ def test_register_refuses_when_not_initialised() -> None:
 def test_register_numbers_lowest_free_first() -> None:
     state = make_state()
     for expected, sid in enumerate(["alice", "bob", "carol"], start=1):
-        change = ops.register(state, T0, session=sid, role="r", goal="g")
+        change = sessions.register(state, T0, session=sid, role="r", goal="g")
         assert change.result["session"]["number"] == expected
         assert change.result["created"] is True
         state = apply(state, change)
@@ -135,12 +138,12 @@ def test_register_numbers_lowest_free_first() -> None:
 
 def test_register_fills_the_lowest_gap() -> None:
     state = make_state(session("alice", 1), session("carol", 3))
-    change = ops.register(state, T0, session="bob", role="r", goal="g")
+    change = sessions.register(state, T0, session="bob", role="r", goal="g")
     assert change.result["session"]["number"] == 2
 
 
 def test_register_new_session_document_subject_and_trailers() -> None:
-    change = ops.register(make_state(), T0, session="alice", role="Research", goal="25/day")
+    change = sessions.register(make_state(), T0, session="alice", role="Research", goal="25/day")
     doc = only_doc(change)
     assert isinstance(doc, Session)
     assert (doc.id, doc.number, doc.role, doc.goal) == ("alice", 1, "Research", "25/day")
@@ -155,7 +158,7 @@ def test_register_new_session_document_subject_and_trailers() -> None:
 
 def test_register_explicit_free_number() -> None:
     state = make_state(session("alice", 1))
-    change = ops.register(state, T0, session="bob", role="r", goal="g", number=4)
+    change = sessions.register(state, T0, session="bob", role="r", goal="g", number=4)
     assert change.result["session"]["number"] == 4
     assert apply(state, change).free_numbers() == [2, 3]
 
@@ -163,7 +166,7 @@ def test_register_explicit_free_number() -> None:
 def test_register_taken_number_is_a_conflict_with_free_numbers() -> None:
     state = make_state(session("alice", 1), session("carol", 3))
     with pytest.raises(ConflictError) as exc:
-        ops.register(state, T0, session="bob", role="r", goal="g", number=3)
+        sessions.register(state, T0, session="bob", role="r", goal="g", number=3)
     err = exc.value
     assert err.code == ExitCode.CONFLICT == 3
     assert err.details["free_numbers"] == [2, 4]
@@ -176,7 +179,7 @@ def test_register_taken_number_is_a_conflict_with_free_numbers() -> None:
 @pytest.mark.parametrize("number", [0, -1, 5, 100])
 def test_register_number_outside_slots_is_usage(number: int) -> None:
     with pytest.raises(UsageError) as exc:
-        ops.register(make_state(slots=4), T0, session="bob", role="r", goal="g", number=number)
+        sessions.register(make_state(slots=4), T0, session="bob", role="r", goal="g", number=number)
     assert exc.value.code == ExitCode.USAGE
     assert exc.value.details["free_numbers"] == [1, 2, 3, 4]
 
@@ -184,14 +187,14 @@ def test_register_number_outside_slots_is_usage(number: int) -> None:
 def test_register_when_all_numbers_are_taken() -> None:
     state = make_state(session("alice", 1), session("bob", 2), slots=2)
     with pytest.raises(ConflictError) as exc:
-        ops.register(state, T0, session="carol", role="r", goal="g")
+        sessions.register(state, T0, session="carol", role="r", goal="g")
     assert exc.value.details["free_numbers"] == []
     assert exc.value.details["slots"] == 2
 
 
 def test_register_when_full_still_lets_a_registered_session_update() -> None:
     state = make_state(session("alice", 1), session("bob", 2), slots=2)
-    change = ops.register(state, T0 + SEC, session="bob", role="new role", goal="g")
+    change = sessions.register(state, T0 + SEC, session="bob", role="new role", goal="g")
     assert change.result["session"]["number"] == 2
     assert not change.noop
 
@@ -199,7 +202,7 @@ def test_register_when_full_still_lets_a_registered_session_update() -> None:
 def test_register_again_updates_role_and_goal_keeps_number() -> None:
     state = make_state(session("alice", 1), session("bob", 2))
     later = T0 + timedelta(minutes=5)
-    change = ops.register(state, later, session="bob", role="Reviewer", goal="review all")
+    change = sessions.register(state, later, session="bob", role="Reviewer", goal="review all")
     doc = only_doc(change)
     assert isinstance(doc, Session)
     assert (doc.number, doc.role, doc.goal) == (2, "Reviewer", "review all")
@@ -212,7 +215,7 @@ def test_register_again_updates_role_and_goal_keeps_number() -> None:
 
 def test_register_again_with_one_field_keeps_the_other() -> None:
     state = make_state(session("bob", 2, role="Writer", goal="ship docs"))
-    change = ops.register(state, T0 + SEC, session="bob", role=None, goal="ship more docs")
+    change = sessions.register(state, T0 + SEC, session="bob", role=None, goal="ship more docs")
     doc = only_doc(change)
     assert isinstance(doc, Session)
     assert (doc.role, doc.goal, doc.number) == ("Writer", "ship more docs", 2)
@@ -226,7 +229,7 @@ def test_unchanged_register_is_a_noop(
     role: str | None, goal: str | None, number: int | None
 ) -> None:
     state = make_state(session("alice", 1), session("bob", 2))
-    change = ops.register(
+    change = sessions.register(
         state, T0 + timedelta(hours=1), session="bob", role=role, goal=goal, number=number
     )
     assert change.noop
@@ -237,7 +240,7 @@ def test_unchanged_register_is_a_noop(
 
 def test_register_can_move_own_number_to_a_free_one() -> None:
     state = make_state(session("alice", 1), session("bob", 2))
-    change = ops.register(state, T0, session="bob", role="role", goal="goal", number=4)
+    change = sessions.register(state, T0, session="bob", role="role", goal="goal", number=4)
     after = apply(state, change)
     assert after.sessions["bob"].number == 4
     assert after.free_numbers() == [2, 3]
@@ -246,14 +249,14 @@ def test_register_can_move_own_number_to_a_free_one() -> None:
 def test_register_cannot_move_onto_a_taken_number() -> None:
     state = make_state(session("alice", 1), session("bob", 2))
     with pytest.raises(ConflictError) as exc:
-        ops.register(state, T0, session="bob", role="role", goal="goal", number=1)
+        sessions.register(state, T0, session="bob", role="role", goal="goal", number=1)
     assert exc.value.details["holder"] == "alice"
 
 
 @pytest.mark.parametrize(("role", "goal"), [(None, "g"), ("r", None), (None, None)])
 def test_new_session_needs_role_and_goal(role: str | None, goal: str | None) -> None:
     with pytest.raises(UsageError):
-        ops.register(make_state(), T0, session="alice", role=role, goal=goal)
+        sessions.register(make_state(), T0, session="alice", role=role, goal=goal)
 
 
 @pytest.mark.parametrize(
@@ -271,12 +274,12 @@ def test_new_session_needs_role_and_goal(role: str | None, goal: str | None) -> 
 )
 def test_register_rejects_bad_role_or_goal_as_invalid(role: str, goal: str) -> None:
     with pytest.raises(InvalidError) as exc:
-        ops.register(make_state(), T0, session="alice", role=role, goal=goal)
+        sessions.register(make_state(), T0, session="alice", role=role, goal=goal)
     assert exc.value.code == ExitCode.INVALID
 
 
 def test_register_accepts_limits() -> None:
-    change = ops.register(make_state(), T0, session="alice", role="r" * 200, goal="g" * 500)
+    change = sessions.register(make_state(), T0, session="alice", role="r" * 200, goal="g" * 500)
     assert not change.noop
 
 
@@ -285,13 +288,13 @@ def test_register_accepts_limits() -> None:
 
 def test_claim_refuses_without_a_session() -> None:
     with pytest.raises(RefusedError) as exc:
-        ops.claim(two_sessions(), T0, session=None, type_="task", name="x")
+        claims.claim(two_sessions(), T0, session=None, type_="task", name="x")
     assert "GITCOORD_SESSION" in exc.value.message
 
 
 def test_claim_refuses_an_unregistered_session_and_says_how_to_register() -> None:
     with pytest.raises(RefusedError) as exc:
-        ops.claim(two_sessions(), T0, session="mallory", type_="task", name="x")
+        claims.claim(two_sessions(), T0, session="mallory", type_="task", name="x")
     assert exc.value.code == ExitCode.REFUSED
     assert "register" in exc.value.message
     assert exc.value.details["session"] == "mallory"
@@ -299,13 +302,13 @@ def test_claim_refuses_an_unregistered_session_and_says_how_to_register() -> Non
 
 def test_claim_refuses_when_not_initialised() -> None:
     with pytest.raises(RefusedError) as exc:
-        ops.claim(State(), T0, session="alice", type_="task", name="x")
+        claims.claim(State(), T0, session="alice", type_="task", name="x")
     assert "gitcoord init" in exc.value.message
 
 
 def test_new_claim_generation_one_default_lease() -> None:
     state = make_state(session("alice", 1), cfg=config(lease_hours=1.5))
-    change = ops.claim(state, T0, session="alice", type_="task", name="i-match", note="working")
+    change = claims.claim(state, T0, session="alice", type_="task", name="i-match", note="working")
     doc = only_doc(change)
     assert isinstance(doc, Claim)
     assert list(change.writes) == ["coordination/claims/task/i-match.yaml"]
@@ -327,7 +330,7 @@ def test_new_claim_generation_one_default_lease() -> None:
 
 
 def test_claim_with_explicit_ttl() -> None:
-    change = ops.claim(
+    change = claims.claim(
         two_sessions(), T0, session="alice", type_="task", name="x", ttl=timedelta(minutes=10)
     )
     doc = only_doc(change)
@@ -416,7 +419,7 @@ def test_holder_reclaiming_own_expired_claim_keeps_generation() -> None:
 def test_released_claim_claimed_by_another_is_plain_claim_with_next_generation() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     state = apply(
-        state, ops.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
+        state, claims.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
     )
     after, change = do_claim(state, "bob", T0 + 2 * SEC)
     assert change.op == "claim"
@@ -430,7 +433,7 @@ def test_released_claim_claimed_by_another_is_plain_claim_with_next_generation()
 def test_released_claim_claimed_again_by_same_holder_is_a_new_grant() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     state = apply(
-        state, ops.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
+        state, claims.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
     )
     after, change = do_claim(state, "alice", T0 + 2 * SEC)
     assert change.op == "claim"
@@ -455,7 +458,7 @@ def test_generation_grows_across_every_change_of_holder() -> None:
     t += timedelta(hours=1)
     step("bob")  # takeover 2
     t += SEC
-    state = apply(state, ops.release(state, t, session="bob", type_="task", name="i-match"))
+    state = apply(state, claims.release(state, t, session="bob", type_="task", name="i-match"))
     t += SEC
     step("carol")  # claim 3
     t += timedelta(hours=1)
@@ -465,9 +468,9 @@ def test_generation_grows_across_every_change_of_holder() -> None:
 
 def test_claims_on_different_resources_are_independent() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
-    change = ops.claim(state, T0, session="bob", type_="service", name="i-match")
+    change = claims.claim(state, T0, session="bob", type_="service", name="i-match")
     state = apply(state, change)
-    change = ops.claim(state, T0, session="bob", type_="task", name="i-match-2")
+    change = claims.claim(state, T0, session="bob", type_="task", name="i-match-2")
     state = apply(state, change)
     assert {k: c.holder for k, c in state.claims.items()} == {
         "task/i-match": "alice",
@@ -477,7 +480,7 @@ def test_claims_on_different_resources_are_independent() -> None:
 
 
 def test_claim_with_glob_name_is_one_file_under_its_type() -> None:
-    change = ops.claim(two_sessions(), T0, session="alice", type_="path", name="src/api/**")
+    change = claims.claim(two_sessions(), T0, session="alice", type_="path", name="src/api/**")
     (path,) = change.writes
     assert path == "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
     assert change.resource == "path/src/api/**"
@@ -486,11 +489,11 @@ def test_claim_with_glob_name_is_one_file_under_its_type() -> None:
 @pytest.mark.parametrize("note", ["bell\x07", "x" * 2001, "nul\x00"])
 def test_claim_rejects_bad_notes(note: str) -> None:
     with pytest.raises(InvalidError):
-        ops.claim(two_sessions(), T0, session="alice", type_="task", name="x", note=note)
+        claims.claim(two_sessions(), T0, session="alice", type_="task", name="x", note=note)
 
 
 def test_claim_note_may_be_multiline() -> None:
-    change = ops.claim(
+    change = claims.claim(
         two_sessions(), T0, session="alice", type_="task", name="x", note="line 1\n\tline 2"
     )
     doc = only_doc(change)
@@ -503,7 +506,7 @@ def test_claim_note_may_be_multiline() -> None:
 
 def test_renew_own_claim() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0, ttl=timedelta(minutes=10))
-    change = ops.renew(
+    change = claims.renew(
         state,
         T0 + timedelta(minutes=9),
         session="alice",
@@ -521,7 +524,7 @@ def test_renew_own_claim() -> None:
 def test_renew_someone_elses_claim_is_refused() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     with pytest.raises(RefusedError) as exc:
-        ops.renew(state, T0 + SEC, session="bob", type_="task", name="i-match")
+        claims.renew(state, T0 + SEC, session="bob", type_="task", name="i-match")
     assert exc.value.code == ExitCode.REFUSED
     assert exc.value.details["holder"] == "alice"
 
@@ -529,22 +532,22 @@ def test_renew_someone_elses_claim_is_refused() -> None:
 def test_renew_someone_elses_expired_claim_is_refused_not_taken() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0, ttl=timedelta(minutes=1))
     with pytest.raises(RefusedError):
-        ops.renew(state, T0 + timedelta(days=1), session="bob", type_="task", name="i-match")
+        claims.renew(state, T0 + timedelta(days=1), session="bob", type_="task", name="i-match")
 
 
 def test_renew_unknown_claim_is_refused() -> None:
     with pytest.raises(RefusedError) as exc:
-        ops.renew(two_sessions(), T0, session="alice", type_="task", name="nothing")
+        claims.renew(two_sessions(), T0, session="alice", type_="task", name="nothing")
     assert exc.value.details["resource"] == "task/nothing"
 
 
 def test_renew_released_claim_is_refused() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     state = apply(
-        state, ops.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
+        state, claims.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
     )
     with pytest.raises(RefusedError) as exc:
-        ops.renew(state, T0 + 2 * SEC, session="alice", type_="task", name="i-match")
+        claims.renew(state, T0 + 2 * SEC, session="alice", type_="task", name="i-match")
     assert "released" in exc.value.message
 
 
@@ -552,7 +555,7 @@ def test_renew_after_being_taken_over_is_refused() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0, ttl=timedelta(minutes=1))
     state, _ = do_claim(state, "bob", T0 + timedelta(hours=1))
     with pytest.raises(RefusedError) as exc:
-        ops.renew(
+        claims.renew(
             state, T0 + timedelta(hours=1, seconds=1), session="alice", type_="task", name="i-match"
         )
     assert exc.value.details["holder"] == "bob"
@@ -561,7 +564,7 @@ def test_renew_after_being_taken_over_is_refused() -> None:
 def test_renew_refuses_unregistered() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     with pytest.raises(RefusedError):
-        ops.renew(state, T0, session="ghost", type_="task", name="i-match")
+        claims.renew(state, T0, session="ghost", type_="task", name="i-match")
 
 
 # --- release ----------------------------------------------------------------------
@@ -570,7 +573,7 @@ def test_renew_refuses_unregistered() -> None:
 def test_release_own_claim_leaves_a_tombstone() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0, note="n")
     later = T0 + timedelta(minutes=5)
-    change = ops.release(state, later, session="alice", type_="task", name="i-match")
+    change = claims.release(state, later, session="alice", type_="task", name="i-match")
     assert change.op == "release"
     assert change.subject == "release task/i-match by alice"
     assert change.resource == "task/i-match"
@@ -588,9 +591,9 @@ def test_release_own_claim_leaves_a_tombstone() -> None:
 def test_release_twice_is_a_noop() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     state = apply(
-        state, ops.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
+        state, claims.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
     )
-    change = ops.release(state, T0 + 2 * SEC, session="alice", type_="task", name="i-match")
+    change = claims.release(state, T0 + 2 * SEC, session="alice", type_="task", name="i-match")
     assert change.noop
     assert change.result["action"] == "already-released"
     assert change.result["claim"]["released_at"] == "2025-03-01T12:00:01Z"
@@ -599,28 +602,28 @@ def test_release_twice_is_a_noop() -> None:
 def test_release_someone_elses_claim_is_refused() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     with pytest.raises(RefusedError) as exc:
-        ops.release(state, T0 + SEC, session="bob", type_="task", name="i-match")
+        claims.release(state, T0 + SEC, session="bob", type_="task", name="i-match")
     assert exc.value.details["holder"] == "alice"
 
 
 def test_release_someone_elses_released_claim_is_refused() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0)
     state = apply(
-        state, ops.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
+        state, claims.release(state, T0 + SEC, session="alice", type_="task", name="i-match")
     )
     with pytest.raises(RefusedError):
-        ops.release(state, T0 + 2 * SEC, session="bob", type_="task", name="i-match")
+        claims.release(state, T0 + 2 * SEC, session="bob", type_="task", name="i-match")
 
 
 def test_release_unknown_claim_is_refused() -> None:
     with pytest.raises(RefusedError) as exc:
-        ops.release(two_sessions(), T0, session="alice", type_="task", name="nothing")
+        claims.release(two_sessions(), T0, session="alice", type_="task", name="nothing")
     assert "not claimed" in exc.value.message
 
 
 def test_release_own_expired_claim_is_allowed() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0, ttl=timedelta(minutes=1))
-    change = ops.release(
+    change = claims.release(
         state, T0 + timedelta(days=2), session="alice", type_="task", name="i-match"
     )
     assert change.result["action"] == "released"
@@ -628,15 +631,15 @@ def test_release_own_expired_claim_is_allowed() -> None:
 
 def test_holder_can_release_even_if_its_clock_went_back() -> None:
     state, _ = do_claim(two_sessions(), "alice", T0 + timedelta(minutes=5))
-    change = ops.release(state, T0, session="alice", type_="task", name="i-match")
+    change = claims.release(state, T0, session="alice", type_="task", name="i-match")
     assert check_state(state.apply(change.writes)) == []
 
 
 def test_release_refuses_unregistered_and_uninitialised() -> None:
     with pytest.raises(RefusedError):
-        ops.release(two_sessions(), T0, session="ghost", type_="task", name="x")
+        claims.release(two_sessions(), T0, session="ghost", type_="task", name="x")
     with pytest.raises(RefusedError):
-        ops.release(State(), T0, session="alice", type_="task", name="x")
+        claims.release(State(), T0, session="alice", type_="task", name="x")
 
 
 # --- Claim model helpers ----------------------------------------------------------

@@ -13,10 +13,11 @@ from conftest import World, run
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gitcoord import Coordinator, yamlio
-from gitcoord.parsecache import ParseCache
-from gitcoord.state import load_state
-from gitcoord.store import TreeSource
+from gitcoord import Coordinator
+from gitcoord.domain import yamlio
+from gitcoord.domain.state import load_state
+from gitcoord.store.parsecache import ParseCache
+from gitcoord.store.transaction import TreeSource
 
 
 def setup(world: World, claims: int) -> tuple[Path, Path]:

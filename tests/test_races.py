@@ -49,13 +49,13 @@ from conftest import (
     spawn,
 )
 
-import gitcoord.api
-import gitcoord.render
-import gitcoord.yamlio
-from gitcoord.cli import main as cli_main
+import gitcoord.api.coordinator
+import gitcoord.api.render
+import gitcoord.domain.yamlio
+from gitcoord.faces.cli import main as cli_main
 
 # The CLI imports these lazily; loaded here so forked children do not pay for them.
-_PRELOADED = (gitcoord.api, gitcoord.render, gitcoord.yamlio)
+_PRELOADED = (gitcoord.api.coordinator, gitcoord.api.render, gitcoord.domain.yamlio)
 
 BRANCH = "gitcoord"
 # GITCOORD_TEST_COLD_RACES=1 runs the repeated 8-way races with cold processes too

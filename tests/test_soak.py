@@ -41,7 +41,7 @@ from reliability import (
     warm_agent,
 )
 
-from gitcoord import names
+from gitcoord.domain import names
 
 SECONDS = env_int("GITCOORD_SOAK_SECONDS", 30)
 CLONES = 4

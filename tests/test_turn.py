@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import World, git, run
 
-from gitcoord.store import _turn
+from gitcoord.store.transaction import _turn
 
 HOLD = (
     "import fcntl, sys, time\n"

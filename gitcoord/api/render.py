@@ -1,0 +1,320 @@
+"""Text for people: the dashboard and one-line results. JSON output never comes from here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..clock import human_delta
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join("  " + line for line in out)
+
+
+def status(data: dict[str, Any], now: datetime) -> str:
+    if not data["initialised"]:
+        if data["problems"]:
+            shown = "\n".join(
+                f"  {p['path']}: {p['message']} [{p['rule']}]" for p in data["problems"]
+            )
+            return (
+                f"gitcoord · {data['where']} · the branch exists but its config is missing or "
+                f"unreadable\n\nPROBLEMS ({len(data['problems'])}): run `gitcoord validate`"
+                f"\n{shown}"
+            )
+        return f"gitcoord · {data['where']} · not initialised: run `gitcoord init`"
+    lines = [
+        f"gitcoord · {data['where']} · tip {str(data['tip'])[:10]} · "
+        f"{data['registered']}/{data['slots']} sessions registered",
+    ]
+    free = data["free_numbers"]
+    if free:
+        lines.append(f"free numbers: {_ranges(free)}")
+    act = data.get("activation")
+    if act and act["active"]:
+        lines.append("registry: active")
+    elif act and (act["approval"] != "not requested" or act["registered"] >= act["slots"]):
+        lines.append(
+            f"pending activation: {act['registered']}/{act['slots']} registered, "
+            f"approval {act['approval']}"
+        )
+    if data.get("approvals_pending"):
+        lines.append(f"approvals pending: {', '.join(data['approvals_pending'])}")
+    lines.append("")
+    lines.append("SESSIONS")
+    if data["sessions"]:
+        rows = [
+            [
+                str(s["number"]),
+                s["id"],
+                _short(s["role"], 36),
+                _short(s["goal"], 36),
+                _seen(s, now),
+                _doing(s),
+            ]
+            for s in data["sessions"]
+        ]
+        lines.append(table(rows, ["#", "SESSION", "ROLE", "GOAL", "LAST SEEN", "DOING"]))
+    else:
+        lines.append("  (none registered yet: `gitcoord register --role ROLE --goal GOAL`)")
+    lines.append("")
+    lines.append("CLAIMS")
+    active = [c for c in data["claims"] if c["status"] != "released"]
+    if active:
+        rows = []
+        for c in active:
+            expires = _ts(c["expires_at"])
+            if c["status"] == "live":
+                when = "in " + human_delta(expires - now)
+            elif c["status"] == "pending":
+                when = f"PENDING approval {c.get('approval')}"
+            else:
+                when = "EXPIRED " + human_delta(now - expires) + " ago"
+            rows.append(
+                [
+                    c["resource"],
+                    c["holder"],
+                    str(c["generation"]),
+                    when,
+                    _short(c.get("note", ""), 30),
+                ]
+            )
+        lines.append(table(rows, ["RESOURCE", "HOLDER", "GEN", "EXPIRES", "NOTE"]))
+    else:
+        lines.append("  (no live claims)")
+    released = len(data["claims"]) - len(active)
+    if released:
+        lines.append(f"  ({released} released)")
+    if data.get("tasks"):
+        counts = data["tasks"]
+        lines.append("")
+        lines.append(
+            "TASKS  "
+            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            + "  (`gitcoord task list`, `gitcoord next --claim`)"
+        )
+    if data.get("milestones"):
+        lines.append("")
+        lines.append("MILESTONES")
+        for m in data["milestones"]:
+            lines.append(f"  {m['name']}: {m['progress']}% of {m['steps']} steps")
+    if data["problems"]:
+        lines.append("")
+        lines.append(f"PROBLEMS ({len(data['problems'])}): run `gitcoord validate`")
+    return "\n".join(lines)
+
+
+def _seen(s: dict[str, Any], now: datetime) -> str:
+    age = human_delta(now - _ts(s["last_seen"])) + " ago"
+    return f"{age} STALE" if s["stale"] else age
+
+
+def _doing(s: dict[str, Any]) -> str:
+    hb = s.get("heartbeat")
+    if not hb:
+        return "-"
+    return _short(f"{hb['action']} {hb['target']} ({hb['phase']}) {hb['progress']}%", 40)
+
+
+def message(m: dict[str, Any]) -> str:
+    head = f"[{m['id']}] {m['sender']} -> {m['to']}: {m['subject']}"
+    if not m.get("read", False):
+        head = "* " + head
+    lines = [head, f"  sent {m['sent_at']}"]
+    if m.get("in_reply_to"):
+        orig = m["in_reply_to"]
+        what = f"{orig.get('sender', '?')}: {orig.get('subject', '(not found)')}"
+        lines.append(f"  re: [{orig['id']}] {what}")
+    lines += ["  " + ln for ln in m["body"].splitlines()] or ["  (empty)"]
+    return "\n".join(lines)
+
+
+def inbox(data: dict[str, Any]) -> str:
+    msgs = data["messages"]
+    if not msgs:
+        return f"no unread messages for {data['session']}"
+    out = [message(m) for m in msgs]
+    tail = f"{data['unread']} unread"
+    if data["marked_read"]:
+        tail += f", now marked read (commit {str(data['commit'])[:10]})"
+    return "\n\n".join(out) + "\n\n" + tail
+
+
+def log(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "(no matching operations)"
+    rows = [
+        [e["time"], e["session"] or "-", e["op"] or "-", e["resource"] or "-", e["commit"][:10]]
+        for e in entries
+    ]
+    return table(rows, ["TIME", "SESSION", "OP", "RESOURCE", "COMMIT"])
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else human_delta(timedelta(seconds=value))
+
+
+def metrics(m: dict[str, Any]) -> str:
+    msg = m["messages"]
+    up = m["heartbeat_uptime"]
+    lines = [
+        f"sessions registered      {m['registered']}/{m['slots']}",
+        f"claims granted           {m['claims_granted']}",
+        f"work collisions          {m['work_collisions']}  (target 0)",
+        f"collisions prevented     {m['collisions_prevented']}  (claims refused: held by another)",
+        f"takeovers after expiry   {m['takeovers_after_expiry']}",
+        f"messages                 {msg['sent']} sent, {msg['direct']} direct, "
+        f"{msg['answered']} answered",
+        f"reply time               median {_secs(msg['response_seconds_median'])}, "
+        f"p95 {_secs(msg['response_seconds_p95'])}  (target < 5m)",
+        f"heartbeat uptime         mean {_pct(up['mean'])}  (target > 90%, "
+        f"stale after {up['stale_after_minutes']}m)",
+    ]
+    rows = [
+        [str(v["number"]), sid, str(v["heartbeats"]), _pct(v["uptime"])]
+        for sid, v in up["sessions"].items()
+    ]
+    if rows:
+        lines += ["", table(rows, ["#", "SESSION", "BEATS", "UPTIME"])]
+    return "\n".join(lines)
+
+
+def state_page(data: dict[str, Any], recent: list[Any], now: datetime) -> str:
+    """CURRENT_STATE.md: what is happening now, for people browsing the forge."""
+    lines = [
+        "# Current state",
+        "",
+        f"Generated by `gitcoord state` at {now:%Y-%m-%d %H:%M}Z from {data['where']}"
+        f" (tip `{str(data['tip'])[:10]}`).",
+        "",
+        f"**{data['registered']}/{data['slots']} sessions registered.**",
+        "",
+        "## Sessions",
+        "",
+        "| # | Session | Role | Goal | Last heartbeat | Progress |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in data["sessions"]:
+        hb = s.get("heartbeat")
+        doing = f"{hb['action']} {hb['target']} ({hb['phase']})" if hb else "-"
+        progress = f"{hb['progress']}%" if hb else "-"
+        seen = _seen(s, now)
+        lines.append(
+            f"| {s['number']} | {s['id']} | {_md(s['role'])} | {_md(s['goal'])} | "
+            f"{seen}: {_md(doing)} | {progress} |"
+        )
+    lines += ["", "## Live claims", ""]
+    live = [c for c in data["claims"] if c["status"] == "live"]
+    if live:
+        lines += ["| Resource | Holder | Generation | Expires |", "|---|---|---|---|"]
+        for c in live:
+            lines.append(
+                f"| {_md(c['resource'])} | {c['holder']} | {c['generation']} | {c['expires_at']} |"
+            )
+    else:
+        lines.append("None.")
+    lines += ["", "## Recent messages", ""]
+    if recent:
+        for m in recent:
+            lines.append(f"- {m.sent_at:%Y-%m-%d %H:%M}Z **{m.sender}** → {m.to}: {_md(m.subject)}")
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def tasks(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no tasks: `gitcoord task add TITLE --priority P1`)"
+    out = []
+    for t in rows:
+        status = t["status"]
+        if status == "claimed":
+            status = f"claimed by {t['holder']}"
+        elif status == "blocked":
+            status = f"blocked on {', '.join(t['waiting_for'])}"
+        out.append(
+            [t["id"], t["priority"], _short(t["title"], 50), status, t.get("milestone") or ""]
+        )
+    return table(out, ["ID", "PRI", "TITLE", "STATUS", "MILESTONE"])
+
+
+def task(t: dict[str, Any]) -> str:
+    lines = [f"{t['id']} [{t['priority']}] {t['title']}", f"  status: {t['status']}"]
+    if t.get("holder"):
+        lines.append(f"  holder: {t['holder']}")
+    if t["depends_on"]:
+        lines.append(f"  depends on: {', '.join(t['depends_on'])}")
+    if t.get("milestone"):
+        lines.append(f"  milestone: {t['milestone']}")
+    lines.append(f"  added by {t['created_by']} at {t['created_at']}")
+    if t.get("done_at"):
+        lines.append(f"  done by {t['done_by']} at {t['done_at']}")
+    if t.get("note"):
+        lines.append(f"  note: {t['note']}")
+    return "\n".join(lines)
+
+
+def milestones(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no milestones: `gitcoord milestone add NAME --step S ...`)"
+    out = []
+    for m in rows:
+        out.append(f"{m['name']}: {m['progress']}%")
+        for i, st in enumerate(m["steps"], 1):
+            mark = "x" if st.get("done_at") else " "
+            who = f" ({st['done_by']})" if st.get("done_by") else ""
+            out.append(f"  [{mark}] {i}. {st['name']}{who}")
+    return "\n".join(out)
+
+
+def approvals(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no approval requests)"
+    table_rows = [
+        [
+            r["id"],
+            r["kind"],
+            r["status"],
+            r["requested_by"],
+            r.get("approved_by") or "-",
+            _short(r["subject"], 40),
+        ]
+        for r in rows
+    ]
+    return table(table_rows, ["ID", "KIND", "STATUS", "REQUESTED BY", "APPROVED BY", "SUBJECT"])
+
+
+def _ranges(numbers: list[int]) -> str:
+    parts: list[str] = []
+    start = prev = numbers[0]
+    tail: list[int | None] = [*numbers[1:], None]
+    for n in tail:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)

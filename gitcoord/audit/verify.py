@@ -1,0 +1,179 @@
+"""Validating commits that someone else made: pushes (pre-receive), staged trees, CI ranges.
+
+For a ref update `old -> new` of the coordination branch:
+- the branch may not be deleted and its history may not be rewritten (`old`
+  must be an ancestor of `new`);
+- every commit on the first-parent line from `old` to `new` must leave a valid
+  state (only problems it introduces are reported) and be entitled to its
+  changes (`transition.check_transition`), judged at that commit's own time;
+- a quarantine commit's tombstones carry the highest generation of their claim
+  file's history (`tombstones.claim_versions`), which only git's history can tell.
+A merge of an approval branch is judged as one change by the merge's author.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import clock
+from ..domain import names
+from ..domain.models import Claim
+from ..domain.state import Problem, State, load_state
+from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
+from ..domain.validate import check_messages_at, check_state
+from ..store.transaction import Store
+from .tombstones import claim_versions
+
+
+def commit_meta(repo: Any, commit: str) -> tuple[CommitMeta, list[str]]:
+    """Author, committer time, trailers and parents of a pushed commit.
+
+    Read through GitPython (off the hot path: only hooks and `validate --range`
+    come here), whose Commit parses headers and trailers as git itself does
+    (`git interpret-trailers --parse`).
+    """
+    c = repo.commit(commit)
+    trailers = {k: v[-1] for k, v in c.trailers_dict.items() if v}
+    meta = CommitMeta(
+        commit=c.hexsha,
+        author_email=c.author.email or "",
+        session=trailers.get("Gitcoord-Session"),
+        op=trailers.get("Gitcoord-Op"),
+        time=datetime.fromtimestamp(c.committed_date, timezone.utc),
+    )
+    return meta, [p.hexsha for p in c.parents]
+
+
+def changed_files(
+    store: Store, parent: str | None, commit: str
+) -> list[tuple[str, str | None, str | None]]:
+    """(path, old blob, new blob) of every file that differs (diff-tree -r -z)."""
+    argv = ["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id"]
+    argv += [parent, commit] if parent else ["--root", commit]
+    out = store.git.run(argv).stdout.split(b"\0")
+    zero = store.info.zero_oid
+    found = []
+    i = 0
+    while i + 1 < len(out):
+        header = out[i].decode()
+        path = out[i + 1].decode("utf-8", "surrogateescape")
+        i += 2
+        if not header.startswith(":"):
+            continue
+        _, _, old, new, _ = header[1:].split(" ", 4)
+        found.append((path, None if old == zero else old, None if new == zero else new))
+    return found
+
+
+def verify_commit(
+    store: Store, repo: Any, parent: str | None, commit: str, now: datetime | None = None
+) -> list[Problem]:
+    """Problems of one commit, judged at its own time — but never later than `now`
+    (the verifier's clock): a committer date is the pusher's to choose, so a commit
+    dated in the future could otherwise pass off a takeover as "after expiry"."""
+    meta, _ = commit_meta(repo, commit)
+    future: list[Problem] = []
+    if now is not None and meta.time > now:
+        old_cfg = store.load(parent).config if parent else None
+        skew = old_cfg.skew if old_cfg else timedelta(seconds=60)
+        if meta.time > now + skew:
+            future.append(
+                Problem(
+                    store.ref,
+                    "future-date",
+                    f"commit {commit[:10]} is dated {meta.time:%Y-%m-%dT%H:%M:%SZ}, beyond this "
+                    f"server's clock plus the clock-skew grace",
+                )
+            )
+        meta = replace(meta, time=now)
+    old_state = store.load(parent) if parent else State()
+    new_view = store.view(commit)
+    new_state = load_state(new_view)
+    before = {(p.path, p.rule, p.message) for p in check_state(old_state, meta.time)}
+    problems = [
+        p for p in check_state(new_state, meta.time) if (p.path, p.rule, p.message) not in before
+    ]
+    changes = []
+    message_paths = []
+    for path, old_oid, new_oid in changed_files(store, parent, commit):
+        old_doc = parse_doc(path, store.view(None).blob(old_oid) if old_oid else None)
+        new_doc = parse_doc(path, store.view(None).blob(new_oid) if new_oid else None)
+        changes.append(Changed(path, old_doc, new_doc))
+        if path.startswith(f"{names.ROOT}/messages/") and new_oid:
+            message_paths.append(path)
+    problems += check_messages_at(new_view, new_state, message_paths)
+    problems += check_transition(old_state, new_state, changes, meta)
+    if meta.op == QUARANTINE_OP and parent is not None and old_state.config is not None:
+        problems += _check_tombstones(store, parent, changes)
+    problems = future + problems
+    short = commit[:10]
+    return [
+        p
+        if p.message.startswith("commit ")
+        else Problem(p.path, p.rule, f"commit {short}: {p.message}")
+        for p in problems
+    ]
+
+
+def _check_tombstones(store: Store, parent: str, changes: list[Changed]) -> list[Problem]:
+    """A claim that a quarantine commit leaves where it moves a claim file (what else it
+    may do is `transition._check_quarantine`'s) carries the highest generation of that
+    file's history, so the fencing token never goes back."""
+    problems = []
+    for ch in changes:
+        if not isinstance(ch.new, Claim):
+            continue
+        versions = claim_versions(store, parent, ch.path)
+        if not versions:
+            problems.append(
+                Problem(ch.path, "quarantine", "no valid claim in its history: nothing to carry")
+            )
+            continue
+        top = max(v.generation for v in versions)
+        if ch.new.generation != top:
+            problems.append(
+                Problem(
+                    ch.path,
+                    "generation",
+                    f"a tombstone carries the highest generation of its history, {top}, "
+                    f"not {ch.new.generation}",
+                )
+            )
+    return problems
+
+
+def verify_update(
+    store: Store, old: str | None, new: str | None, now: datetime | None = None
+) -> list[Problem]:
+    """Every problem with moving the coordination branch from `old` to `new`, as seen
+    at `now` (default: this machine's clock)."""
+    now = now or clock.now()
+    ref = store.ref
+    if new is None:
+        return [Problem(ref, "no-delete", "the coordination branch cannot be deleted")]
+    if old is not None:
+        proc = store.git.run(["merge-base", "--is-ancestor", old, new], check=False)
+        if proc.returncode != 0:
+            return [
+                Problem(
+                    ref,
+                    "history",
+                    f"{new[:10]} does not descend from {old[:10]}: the coordination branch's "
+                    "history is never rewritten (no force-push, no rebase)",
+                )
+            ]
+    argv = ["rev-list", "--first-parent", "--reverse", new]
+    if old is not None:
+        argv.append(f"^{old}")
+    commits = store.git.run(argv).stdout.decode().split()
+    problems: list[Problem] = []
+    import git  # GitPython: ~100 ms to import, so only here
+
+    # The hook's environment (object quarantine included) is what GitPython's git sees.
+    with git.Repo(store.info.git_dir) as repo:
+        for commit in commits:
+            _, parents = commit_meta(repo, commit)
+            problems += verify_commit(store, repo, parents[0] if parents else None, commit, now)
+    return problems

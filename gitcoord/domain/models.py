@@ -1,0 +1,348 @@
+"""The YAML files of the coordination branch, one pydantic model per kind of file.
+
+The JSON Schemas in the repository's `coordination/schema/` folder are generated
+from these classes (`python -m gitcoord.domain.schema`) and a test keeps them in sync.
+Models are strict (`extra="forbid"`) so a typo in a hand-edited file is reported
+instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from .names import (
+    APPROVAL_ID_PATTERN,
+    CLAIM_NAME_PATTERN,
+    CLAIM_TYPE_PATTERN,
+    MESSAGE_ID_PATTERN,
+    SESSION_ID_PATTERN,
+    TASK_ID_PATTERN,
+    name_problem,
+)
+
+FORMAT = 1
+
+
+def _single_line(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must be a single line without control characters")
+    if value != value.strip():
+        raise ValueError("must not start or end with white space")
+    return value
+
+
+def _text(value: str) -> str:
+    if any((ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _claim_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+ClaimType = Annotated[str, StringConstraints(pattern=CLAIM_TYPE_PATTERN)]
+ClaimName = Annotated[
+    str, StringConstraints(pattern=CLAIM_NAME_PATTERN), AfterValidator(_claim_name)
+]
+Role = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_single_line)]
+Goal = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_single_line)]
+Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
+Timestamp = AwareDatetime
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>]{1,64}@[^@\s<>]{1,255}$")]
+ApprovalId = Annotated[str, StringConstraints(pattern=APPROVAL_ID_PATTERN)]
+
+ROLE_MAX = 200
+GOAL_MAX = 500
+NOTE_MAX = 2000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Config(_Model):
+    """`coordination/config.yaml`: settings every session obeys."""
+
+    format: Literal[1] = Field(1, description="Version of the branch layout.")
+    slots: int = Field(12, ge=1, le=1000, description="How many session numbers (1..slots).")
+    lease_hours: float = Field(
+        2.0, gt=0, le=720, description="Default claim lease when a claim gives no duration."
+    )
+    stale_after_minutes: int = Field(
+        20, ge=1, le=10080, description="A session with no heartbeat for this long is stale."
+    )
+    clock_skew_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "Grace allowed for clock differences between machines: an expired claim can be "
+            "taken over only this long after its expiry."
+        ),
+    )
+    heartbeat_min_seconds: int = Field(
+        120,
+        ge=0,
+        le=86400,
+        description=(
+            "A changed heartbeat sooner than this after the last pushed one is not pushed on its "
+            "own: it is kept locally and carried by the session's next write."
+        ),
+    )
+    heartbeat_quiet_seconds: int = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="An unchanged heartbeat is pushed only when the last one is this old.",
+    )
+    approvers: list[Email] = Field(
+        default_factory=list,
+        description="Git author emails of the humans who approve requests (init --approver).",
+    )
+    require_approval: list[ClaimType] = Field(
+        default_factory=list,
+        description="Claim types that start pending and become live once approved (e.g. deploy).",
+    )
+    created_at: Timestamp = Field(description="When the branch was initialised.")
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(hours=self.lease_hours)
+
+    @property
+    def skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_seconds)
+
+
+class Session(_Model):
+    """`coordination/sessions/<id>.yaml`: one registered session."""
+
+    id: SessionId = Field(description="The session id; the file is named after it.")
+    number: int = Field(ge=1, description="Unique session number, 1..slots.")
+    role: Role = Field(description="What the session is responsible for.")
+    goal: Goal = Field(description="Its measurable objective.")
+    registered_at: Timestamp
+    updated_at: Timestamp
+
+
+ClaimStatus = Literal["live", "expired", "released"]
+
+
+class Claim(_Model):
+    """`coordination/claims/<type>/<name>.yaml`: the lease on one resource.
+
+    The file stays after a release (as a tombstone) so that `generation`, the
+    fencing token, keeps growing across every change of holder.
+    """
+
+    type: ClaimType
+    name: ClaimName
+    holder: SessionId = Field(description="Current holder, or the last one once released.")
+    generation: int = Field(
+        ge=1, description="Fencing token: grows by one every time the claim is granted anew."
+    )
+    acquired_at: Timestamp = Field(description="When the current holder got it.")
+    expires_at: Timestamp
+    renewed_at: Timestamp | None = None
+    released_at: Timestamp | None = None
+    note: Note = ""
+    approval: ApprovalId | None = Field(
+        None, description="For types in require_approval: the request that must be approved."
+    )
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}/{self.name}"
+
+    def status(self, now: datetime) -> ClaimStatus:
+        if self.released_at is not None:
+            return "released"
+        return "live" if self.expires_at > now else "expired"
+
+    def takeable(self, now: datetime, skew: timedelta) -> bool:
+        """True when a session other than the holder may take it now."""
+        return self.released_at is not None or self.expires_at + skew <= now
+
+
+Field200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(_single_line)]
+Subject = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_single_line)
+]
+MessageId = Annotated[str, StringConstraints(pattern=MESSAGE_ID_PATTERN)]
+Recipient = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+BODY_MAX_BYTES = 64 * 1024
+
+
+def _body(value: str) -> str:
+    _text(value)
+    if len(value.encode("utf-8")) > BODY_MAX_BYTES:
+        raise ValueError(f"must be at most {BODY_MAX_BYTES} bytes")
+    return value
+
+
+Body = Annotated[str, AfterValidator(_body)]
+
+
+class Heartbeat(_Model):
+    """`coordination/heartbeats/<id>.yaml`: a session's latest heartbeat.
+
+    The founding plan's four fields: ACTION TARGET PHASE PROGRESS.
+    """
+
+    session: SessionId
+    action: Field200 = Field(description="What the session is doing, e.g. 'implementing'.")
+    target: Field200 = Field(description="What it is doing it to, e.g. 'i-match'.")
+    phase: Field200 = Field(description="Where it is, e.g. 'tests'.")
+    progress: int = Field(ge=0, le=100, description="Percent done, 0-100.")
+    at: Timestamp = Field(description="When the session sent it.")
+
+
+class Message(_Model):
+    """`coordination/messages/<to>/<YYYY-MM-DD>/<id>.yaml`: one message.
+
+    `to` is a session id or `broadcast`. Messages are only ever added, never changed.
+    """
+
+    id: MessageId = Field(
+        description="Unique and time-sortable: UTC time to the millisecond + random."
+    )
+    sender: SessionId
+    to: Recipient
+    subject: Subject
+    body: Body
+    sent_at: Timestamp
+    reply_to: MessageId | None = Field(None, description="Id of the message this one answers.")
+
+
+ApprovalKind = Literal["registry", "claim", "general"]
+
+
+class Approval(_Model):
+    """`coordination/approvals/<id>.yaml`: a request for a human's approval.
+
+    Approved by `gitcoord approval grant` (approved_by = the approver's git email)
+    or by a listed approver merging the `gitcoord-approval/<id>` branch.
+    """
+
+    id: ApprovalId
+    kind: ApprovalKind = Field(
+        "general", description="registry: activation; claim: a pending claim; general."
+    )
+    subject: Subject
+    note: Note = ""
+    resource: str | None = Field(None, description="For kind claim: the claim it gates.")
+    requested_by: SessionId
+    requested_at: Timestamp
+    status: Literal["pending", "approved"] = "pending"
+    approved_by: Email | None = None
+    approved_at: Timestamp | None = None
+
+
+class Activation(_Model):
+    """`coordination/activation.yaml`: the registry was activated (all slots, approved)."""
+
+    activated_at: Timestamp
+    activated_by: SessionId
+    approval: ApprovalId
+    sessions: int = Field(ge=1)
+
+
+Priority = Literal["P0", "P1", "P2", "P3"]
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
+MilestoneName = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+
+
+class Task(_Model):
+    """`coordination/tasks/<id>.yaml`: one item of the work board.
+
+    Who is working on it is not stored here: that is the claim
+    `claims/task/<id>.yaml`, so the task and its claim cannot drift apart.
+    """
+
+    id: TaskId = Field(description="Short and stable: t1, t2, ... (the next free number).")
+    title: Subject
+    priority: Priority = "P2"
+    depends_on: list[TaskId] = Field(default_factory=list)
+    milestone: MilestoneName | None = None
+    note: Note = ""
+    created_by: SessionId
+    created_at: Timestamp
+    done_by: SessionId | None = None
+    done_at: Timestamp | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+
+class Step(_Model):
+    name: Subject
+    done_by: SessionId | None = None
+    done_at: Timestamp | None = None
+
+
+class Milestone(_Model):
+    """`coordination/milestones/<name>.yaml`: multi-step progress (the founding MILESTONES/)."""
+
+    name: MilestoneName
+    steps: list[Step] = Field(min_length=1, max_length=100)
+    created_by: SessionId
+    created_at: Timestamp
+
+    @property
+    def progress(self) -> float:
+        return sum(1 for s in self.steps if s.done_at is not None) / len(self.steps)
+
+
+class Slot(_Model):
+    number: int = Field(ge=1)
+    session: SessionId | None = Field(None, description="Suggested session id for this slot.")
+    role: Role
+    goal: Goal
+    responsibilities: list[Field200] = Field(default_factory=list)
+
+
+class Roster(_Model):
+    """`coordination/roster.yaml`: the slots of a template (init --template)."""
+
+    template: str = Field(max_length=100)
+    description: Note = ""
+    slots: list[Slot] = Field(min_length=1, max_length=1000)
+
+    def slot(self, number: int) -> Slot | None:
+        return next((s for s in self.slots if s.number == number), None)
+
+
+class ReadMark(_Model):
+    """`coordination/reads/<id>.yaml`: how far a session has read its inbox.
+
+    Every message already on the branch at commit `through` counts as read;
+    anything added after it is unread.
+    """
+
+    session: SessionId
+    through: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
+    at: Timestamp
+
+
+DOCUMENTS: dict[str, type[_Model]] = {
+    "config": Config,
+    "session": Session,
+    "claim": Claim,
+    "heartbeat": Heartbeat,
+    "message": Message,
+    "read": ReadMark,
+    "approval": Approval,
+    "activation": Activation,
+    "task": Task,
+    "milestone": Milestone,
+    "roster": Roster,
+}

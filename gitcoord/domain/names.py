@@ -1,0 +1,187 @@
+"""What a session id, a claim type and a claim name may be, and where each lives on the branch.
+
+Every check here runs before git is called, so a hostile or mistyped name is a
+usage error (exit 2) and can never become a path outside `coordination/` or an
+argument that git would read as an option. The pydantic models reuse the same
+patterns, so a hand-edited file with a bad name is caught by the validator.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+from ..errors import UsageError
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CLAIM_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+# Names may be globs (`claim path src/api/**`) and ranges (`prospects:1-25`),
+# so they allow more punctuation; whitespace, quotes and backslashes never.
+CLAIM_NAME_PATTERN = r"^[A-Za-z0-9_*?\[{][A-Za-z0-9._:@+=,~/*?\[\]!{}^#%-]{0,127}$"
+
+MESSAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
+TASK_ID_PATTERN = r"^t[1-9][0-9]{0,8}$"
+APPROVAL_ID_PATTERN = r"^[0-9]{8}-[0-9a-f]{6}$"
+BROADCAST = "broadcast"
+APPROVAL_BRANCH_PREFIX = "gitcoord-approval/"
+
+_SESSION_RE = re.compile(SESSION_ID_PATTERN)
+_MESSAGE_RE = re.compile(MESSAGE_ID_PATTERN)
+_TYPE_RE = re.compile(CLAIM_TYPE_PATTERN)
+_NAME_RE = re.compile(CLAIM_NAME_PATTERN)
+
+ROOT = "coordination"
+
+
+def is_number(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and Arabic-Indic digits."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str, field: str, hint: str) -> str:
+    """`value` if it matches whole (and has no '..'), else a usage error naming `what`."""
+    if not pattern.fullmatch(value) or ".." in value:
+        raise UsageError(f"invalid {what} {_shown(value)}: {hint}", field=field)
+    return value
+
+
+_ID_HINT = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def check_session_id(value: str) -> str:
+    if value == BROADCAST:
+        raise UsageError(f"{BROADCAST!r} is reserved for messages to everyone", field="session")
+    return _check(_SESSION_RE, value, "session id", "session", _ID_HINT)
+
+
+def check_claim_type(value: str) -> str:
+    return _check(
+        _TYPE_RE,
+        value,
+        "claim type",
+        "type",
+        "use 1-32 lowercase letters, digits, '_' or '-', starting with a letter "
+        "(e.g. task, service, path)",
+    )
+
+
+def name_problem(value: str) -> str | None:
+    """Why `value` is not a valid claim name, or None."""
+    if not _NAME_RE.fullmatch(value):
+        return (
+            "use 1-128 characters: letters, digits and . _ : @ + = , ~ / * ? [ ] ! { } ^ # % -, "
+            "not starting with '-' or '.'"
+        )
+    segments = value.split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        return "no empty, '.' or '..' path segments"
+    return None
+
+
+def check_claim_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise UsageError(f"invalid claim name {_shown(value)}: {problem}", field="name")
+    return value
+
+
+def resource_key(type_: str, name: str) -> str:
+    return f"{type_}/{name}"
+
+
+# --- paths on the branch ----------------------------------------------------
+
+
+def config_path() -> str:
+    return f"{ROOT}/config.yaml"
+
+
+def session_path(session_id: str) -> str:
+    return f"{ROOT}/sessions/{session_id}.yaml"
+
+
+def claim_file_stem(name: str) -> str:
+    # Percent-encoding is injective and keeps '/', '*' and ':' out of file names,
+    # so one resource is always exactly one file.
+    return quote(name, safe="")
+
+
+def claim_name_from_stem(stem: str) -> str:
+    return unquote(stem)
+
+
+def claim_path(type_: str, name: str) -> str:
+    return f"{ROOT}/claims/{type_}/{claim_file_stem(name)}.yaml"
+
+
+def heartbeat_path(session_id: str) -> str:
+    return f"{ROOT}/heartbeats/{session_id}.yaml"
+
+
+def read_path(session_id: str) -> str:
+    return f"{ROOT}/reads/{session_id}.yaml"
+
+
+def approval_path(approval_id: str) -> str:
+    return f"{ROOT}/approvals/{approval_id}.yaml"
+
+
+def activation_path() -> str:
+    return f"{ROOT}/activation.yaml"
+
+
+_APPROVAL_RE = re.compile(APPROVAL_ID_PATTERN)
+
+
+def check_approval_id(value: str) -> str:
+    return _check(_APPROVAL_RE, value, "approval id", "approval", "expected e.g. 20261121-a1b2c3")
+
+
+def task_path(task_id: str) -> str:
+    return f"{ROOT}/tasks/{task_id}.yaml"
+
+
+def milestone_path(name: str) -> str:
+    return f"{ROOT}/milestones/{name}.yaml"
+
+
+def roster_path() -> str:
+    return f"{ROOT}/roster.yaml"
+
+
+_TASK_RE = re.compile(TASK_ID_PATTERN)
+
+
+def check_task_id(value: str) -> str:
+    return _check(_TASK_RE, value, "task id", "task", "expected t1, t2, ...")
+
+
+def check_milestone(value: str) -> str:
+    return _check(_SESSION_RE, value, "milestone name", "milestone", _ID_HINT)
+
+
+def state_page_path() -> str:
+    return f"{ROOT}/CURRENT_STATE.md"
+
+
+def check_message_id(value: str) -> str:
+    return _check(
+        _MESSAGE_RE, value, "message id", "message", "expected e.g. 20261121T093000123Z-a1b2c3"
+    )
+
+
+def message_day(message_id: str) -> str:
+    """'20261121T...' -> '2026-11-21': messages are sharded by recipient and UTC day."""
+    return f"{message_id[0:4]}-{message_id[4:6]}-{message_id[6:8]}"
+
+
+def message_dir(recipient: str) -> str:
+    return f"{ROOT}/messages/{recipient}"
+
+
+def message_path(recipient: str, message_id: str) -> str:
+    return f"{message_dir(recipient)}/{message_day(message_id)}/{message_id}.yaml"

@@ -1,0 +1,75 @@
+"""Read-only rules about a State that several verbs and the validator share.
+
+Which claims bind the same items as a new one, whether a board task may be claimed,
+what status a task has, how far activation is: questions asked of a State, never
+decisions that change it (those are `gitcoord.ops`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..errors import RefusedError
+from . import names, overlap
+from .models import Claim, Task
+from .state import State
+
+
+def overlapping(state: State, type_: str, name: str, now: datetime) -> list[Claim]:
+    """Claims of other names that cover some of the same paths or items and still bind."""
+    skew = state.config.skew if state.config else timedelta(0)
+    return [
+        c
+        for c in state.claims.values()
+        if c.type == type_
+        and c.name != name
+        and not c.takeable(now, skew)
+        and overlap.overlaps(type_, c.name, name)
+    ]
+
+
+def activation_status(state: State) -> dict[str, Any]:
+    config = state.config
+    slots = config.slots if config else 0
+    registry = sorted(
+        (a for a in state.approvals.values() if a.kind == "registry"), key=lambda a: a.id
+    )
+    granted = next((a for a in registry if a.status == "approved"), None)
+    chosen = granted or (registry[-1] if registry else None)
+    return {
+        "active": state.activation is not None,
+        "registered": len(state.sessions),
+        "slots": slots,
+        "approval": "approved" if granted else ("pending" if registry else "not requested"),
+        "approval_id": chosen.id if chosen else None,
+    }
+
+
+def task_status(state: State, task: Task, now: datetime) -> str:
+    """done / claimed (binding claim) / blocked (a dependency not done) / ready."""
+    if task.done:
+        return "done"
+    held = state.claims.get(names.resource_key("task", task.id))
+    skew = state.config.skew if state.config else timedelta(0)
+    if held is not None and not held.takeable(now, skew):
+        return "claimed"
+    if any(not (d in state.tasks and state.tasks[d].done) for d in task.depends_on):
+        return "blocked"
+    return "ready"
+
+
+def check_claimable(state: State, task_id: str, now: datetime) -> None:
+    """Refuse claiming a board task that is done or still waits for dependencies."""
+    task = state.tasks.get(task_id)
+    if task is None:
+        return  # `claim task <name>` of work not on the board is an ordinary claim
+    if task.done:
+        raise RefusedError(f"task {task_id} is already done", task=task_id)
+    waiting = [d for d in task.depends_on if not state.tasks[d].done]
+    if waiting:
+        raise RefusedError(
+            f"task {task_id} waits for {', '.join(waiting)} to be done",
+            task=task_id,
+            waiting=waiting,
+        )

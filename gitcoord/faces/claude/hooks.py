@@ -1,0 +1,380 @@
+"""The `gitcoord hook ...` commands that Claude Code runs (wired in by `integrate claude-code`).
+
+Each reads Claude Code's hook JSON on stdin and must never break the agent's
+session: it exits 0, or 2 for a deliberate block (the path guard), and any
+failure is one line on stderr with exit 0 — a coordination outage must not stop
+work. The guard fails open.
+
+The Claude Code formats (hook input, exit code 2, stdout as context) are those of
+Claude Code's hooks reference, https://code.claude.com/docs/en/hooks:
+
+- SessionStart: plain stdout is added to the session's context.
+- PreToolUse: exit 2 blocks the tool call and feeds stderr to Claude.
+- PostToolUse: on exit 0 plain stdout only reaches the debug log, so new
+  messages go out as `{"hookSpecificOutput": {"hookEventName": "PostToolUse",
+  "additionalContext": ...}}`.
+- Stop fires at the end of every turn, SessionEnd when the session ends: the
+  release-on-stop entry is therefore a SessionEnd hook.
+
+Module-level imports are click and the standard library only: the hooks run on
+every tool call, and the Coordinator (pydantic, ...) is imported only when a
+hook actually has work to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from ...api.coordinator import Coordinator
+    from ...domain.state import State
+
+DEFAULT_ROLE = "Claude Code session"
+
+
+DEFAULT_GOAL = "not set (export GITCOORD_GOAL before starting Claude Code)"
+
+
+HOOK_REMOTE_TIMEOUT = 15.0  # seconds; unless GITCOORD_TIMEOUT says otherwise
+
+
+POST_TOOL_INTERVAL = 60.0  # seconds between two heartbeat/inbox rounds of one session
+
+
+_SHOWN_KEEP = 200
+
+
+class HookInput:
+    """Claude Code's hook JSON (stdin), and where and as whom the hook acts."""
+
+    def __init__(self, data: dict[str, Any], path: str, session: str | None) -> None:
+        self.data = data
+        self.path = path
+        self.session = session
+
+    @classmethod
+    def read(cls) -> HookInput:
+        data: dict[str, Any] = {}
+        if not sys.stdin.isatty():
+            with contextlib.suppress(ValueError, OSError):
+                raw = json.loads(sys.stdin.read() or "{}")
+                if isinstance(raw, dict):
+                    data = raw
+        opts = _root_options()
+        path = opts.get("path") or "."
+        if path == ".":
+            cwd = data.get("cwd")
+            path = os.environ.get("CLAUDE_PROJECT_DIR") or (cwd if isinstance(cwd, str) else ".")
+        session = opts.get("session") or os.environ.get("GITCOORD_SESSION") or None
+        if not session:
+            sid = data.get("session_id")
+            if isinstance(sid, str):
+                short = re.sub(r"[^A-Za-z0-9]", "", sid)[:8].lower()
+                session = f"claude-{short}" if short else None
+        return cls(data, path, session)
+
+    def coordinator(self) -> Coordinator:
+        from ...api.coordinator import Coordinator
+
+        opts = _root_options()
+        timeout = None if os.environ.get("GITCOORD_TIMEOUT") else HOOK_REMOTE_TIMEOUT
+        return Coordinator(
+            self.path,
+            session=self.session,
+            ref=opts.get("ref"),
+            remote=opts.get("remote", "auto"),
+            timeout=timeout,
+        )
+
+
+def _root_options() -> dict[str, Any]:
+    """What `gitcoord -C ... --session ... --ref ... hook X` said before `hook`."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    from ..cli import Ctx
+
+    obj = ctx.find_object(Ctx)
+    if obj is None:
+        return {}
+    return {"path": obj.path, "session": obj.session, "ref": obj.ref, "remote": obj.remote}
+
+
+def _say(event: str, message: str) -> None:
+    first = " ".join(message.split())
+    click.echo(f"gitcoord hook {event}: {first}", err=True)
+
+
+@contextlib.contextmanager
+def _never_fail(event: str, *, suffix: str = "continuing without coordination") -> Iterator[None]:
+    """Turn any failure into one line on stderr and exit 0."""
+    from ...errors import GitcoordError
+
+    try:
+        yield
+    except GitcoordError as err:
+        _say(event, f"{err.message} ({suffix})")
+    except Exception as exc:
+        _say(event, f"unexpected {type(exc).__name__}: {exc} ({suffix})")
+
+
+def _blocked(reason: str) -> Exception:
+    """Exit 2 with `gitcoord: <reason>` on stderr: Claude Code blocks the tool call."""
+    from ...errors import ExitCode, GitcoordError
+
+    class Blocked(GitcoordError):
+        code = ExitCode.USAGE  # 2
+        kind = "blocked"
+
+    return Blocked(reason)
+
+
+def _hook_state_path(c: Coordinator, session: str) -> Path:
+    return Path(c.store.info.common_dir) / "gitcoord" / "hooks" / f"{session}.json"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def _common_dir(path: str) -> Path | None:
+    """The git common dir, cheaply (no Coordinator): for the rate limit."""
+    from ...gitio import clean_env
+
+    proc = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    out = proc.stdout.strip()
+    return Path(out) if proc.returncode == 0 and out else None
+
+
+def _ensure_registered(
+    c: Coordinator, session: str, state: State | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Register `session` unless it is; update role/goal when the environment sets them."""
+    role_env = os.environ.get("GITCOORD_ROLE") or None
+    goal_env = os.environ.get("GITCOORD_GOAL") or None
+    if state is None:
+        state = c.snapshot().state
+    existing = state.sessions.get(session)
+    if existing is not None and (
+        (role_env is None or role_env == existing.role)
+        and (goal_env is None or goal_env == existing.goal)
+    ):
+        return existing.model_dump(mode="json"), False
+    outcome = c.register(
+        role=role_env or (None if existing else DEFAULT_ROLE),
+        goal=goal_env or (None if existing else DEFAULT_GOAL),
+    )
+    return dict(outcome.change.result["session"]), existing is None
+
+
+@click.group("hook")
+def hook() -> None:
+    """Claude Code hook handlers: each reads the hook's JSON on stdin.
+
+    Installed by `gitcoord integrate claude-code`. They always exit 0 (a
+    coordination outage must not stop work), except `pre-tool-use`, which
+    exits 2 to block an edit inside another session's live path claim.
+    The session is --session / $GITCOORD_SESSION, else `claude-` and the first
+    8 characters of Claude Code's session id; a new session registers with
+    $GITCOORD_ROLE and $GITCOORD_GOAL.
+    """
+
+
+@hook.command("session-start")
+def session_start() -> None:
+    """Register this session if needed; print its inbox and the status as context."""
+    with _never_fail("session-start"):
+        inp = HookInput.read()
+        if not inp.session:
+            _say("session-start", "no session id: set GITCOORD_SESSION (no coordination)")
+            return
+        with inp.coordinator() as c:
+            from ... import clock
+            from ...api import render
+            from ...api.views import status_json
+
+            me, created = _ensure_registered(c, inp.session)
+            lines = [
+                f"gitcoord: you are coordination session `{inp.session}` "
+                f"(#{me['number']}, role: {me['role']}) on {c.store.where}"
+                + (" (just registered)." if created else "."),
+                "Other AI sessions work in this repository too. Before you work on a task, "
+                "a service or a set of files, claim it so no one else takes it: the gitcoord "
+                "MCP tool `claim` (pass session="
+                f'"{inp.session}" if the server has no session) or '
+                f"`gitcoord --session {inp.session} claim TYPE NAME` "
+                "(e.g. `claim task i-match`, `claim path 'src/api/**'`). A held claim is an "
+                "error naming its holder: pick other work or message them. Edits to files "
+                "under another session's path claim are blocked. Release claims when done.",
+            ]
+            env_file = os.environ.get("CLAUDE_ENV_FILE")
+            if env_file and not os.environ.get("GITCOORD_SESSION"):
+                with contextlib.suppress(OSError), open(env_file, "a", encoding="utf-8") as fh:
+                    fh.write(f"export GITCOORD_SESSION={shlex.quote(inp.session)}\n")
+            now = clock.now()
+            status = status_json(c.snapshot(), now)
+            box = c.inbox(peek=True)
+            state_path = _hook_state_path(c, inp.session)
+            hs = _read_json(state_path)
+            shown = [str(m["id"]) for m in box["messages"]]
+            hs["shown"] = (list(hs.get("shown", [])) + shown)[-_SHOWN_KEEP:]
+            _write_json(state_path, hs)
+        click.echo("\n".join(lines))
+        click.echo("")
+        click.echo(render.status(status, now))
+        click.echo("")
+        click.echo(render.inbox(box))
+
+
+@hook.command("post-tool-use")
+def post_tool_use() -> None:
+    """At most once a minute: a heartbeat, and any new messages as context."""
+    with _never_fail("post-tool-use"):
+        inp = HookInput.read()
+        if not inp.session:
+            return
+        common = _common_dir(inp.path)
+        if common is None:
+            return
+        interval = float(os.environ.get("GITCOORD_HOOK_INTERVAL", POST_TOOL_INTERVAL))
+        state_path = common / "gitcoord" / "hooks" / f"{inp.session}.json"
+        hs = _read_json(state_path)
+        now_s = time.time()
+        last = hs.get("last_run")
+        if isinstance(last, (int, float)) and 0 <= now_s - last < interval:
+            return
+        hs["last_run"] = now_s
+        _write_json(state_path, hs)  # claim this round before the slow part
+
+        with inp.coordinator() as c:
+            from ...api import render
+            from ...store.pending import Pending
+
+            state = c.snapshot().state
+            _ensure_registered(c, inp.session, state)
+            # Keep the session's own last report (what the agent said it does); only
+            # when there is none, say which tool it just used.
+            owed = Pending(c.store.info.common_dir, inp.session).read().get("heartbeat")
+            last_beat = state.heartbeats.get(inp.session)
+            if isinstance(owed, dict) and {"action", "target", "phase", "progress"} <= set(owed):
+                fields = (owed["action"], owed["target"], owed["phase"], int(owed["progress"]))
+            elif last_beat is not None:
+                fields = (last_beat.action, last_beat.target, last_beat.phase, last_beat.progress)
+            else:
+                tool = str(inp.data.get("tool_name") or "tools")[:100]
+                fields = ("working", "-", f"using {tool}", 0)
+            c.heartbeat(*fields)
+
+            box = c.inbox(peek=True)
+            hs = _read_json(state_path) or hs
+            seen = set(map(str, hs.get("shown", [])))
+            new = [m for m in box["messages"] if not m.get("read") and m["id"] not in seen]
+            if new:
+                hs["shown"] = (list(hs.get("shown", [])) + [m["id"] for m in new])[-_SHOWN_KEEP:]
+                _write_json(state_path, hs)
+        if new:
+            text = (
+                f"gitcoord: {len(new)} new message(s) for {inp.session} "
+                "(mark them read with the MCP tool `inbox` or `gitcoord inbox`):\n\n"
+                + "\n\n".join(render.message(m) for m in new)
+            )
+            out = {
+                "hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": text}
+            }
+            click.echo(json.dumps(out))
+
+
+@hook.command("pre-tool-use")
+def pre_tool_use() -> None:
+    """Block an edit of a file inside another session's live path claim (exit 2)."""
+    blocked = ""
+    with _never_fail("pre-tool-use", suffix="edit allowed: the path guard is off"):
+        inp = HookInput.read()
+        tool_input = inp.data.get("tool_input")
+        if not isinstance(tool_input, dict):
+            return
+        cwd = inp.data.get("cwd")
+        base_dir = cwd if isinstance(cwd, str) and os.path.isdir(cwd) else inp.path
+        files = [
+            os.path.join(base_dir, v)  # absolute paths stay as they are
+            for k in ("file_path", "notebook_path", "path")
+            if isinstance(v := tool_input.get(k), str) and v
+        ]
+        if not files:
+            return
+        with inp.coordinator() as c:
+            # {path, holder, claim, expires_at} for each path inside another
+            # session's live path claim (paths outside the repository: never)
+            hits = [h for h in c.check_paths(files) if h.get("holder") != inp.session]
+        if hits:
+            h = hits[0]
+            blocked = (
+                f"{h.get('path')} is inside the path claim '{h.get('claim')}' held by "
+                f"session {h.get('holder')} until {h.get('expires_at')}. Do not edit it: work on "
+                f"something else, or ask {h.get('holder')} (`gitcoord send {h.get('holder')} "
+                "SUBJECT BODY` or the MCP tool `send`) to release it."
+            )
+    if blocked:
+        raise _blocked(blocked)
+
+
+@hook.command("stop")
+@click.option("--release", is_flag=True, help="Release every claim this session holds.")
+def stop(release: bool) -> None:
+    """At the end of the session: with --release, release this session's claims."""
+    with _never_fail("stop", suffix="claims left to expire"):
+        inp = HookInput.read()  # read stdin even when there is nothing to do
+        if not release or not inp.session:
+            return
+        with inp.coordinator() as c:
+            mine = [
+                (cl["type"], cl["name"])
+                for cl in c.status()["claims"]
+                if cl["holder"] == inp.session and cl["status"] != "released"
+            ]
+            done, failed = [], []
+            for type_, name in mine:
+                try:
+                    c.release(type_, name)
+                    done.append(f"{type_}/{name}")
+                except Exception as exc:  # keep releasing the others
+                    failed.append(f"{type_}/{name} ({exc})")
+        if done or failed:
+            _say(
+                "stop",
+                f"released {', '.join(done) or 'nothing'}"
+                + (f"; could not release {', '.join(failed)}" if failed else ""),
+            )

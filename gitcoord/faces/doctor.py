@@ -1,0 +1,184 @@
+"""`gitcoord doctor [--fix]`: explain what is wrong with the coordination branch, and repair it.
+
+Mutations refuse to build on a branch that does not validate, so one bad file
+pushed by hand would stall every session. `doctor` lists every problem (what
+`validate` reports, plus claims of different holders binding the same items
+now) and what `--fix` would do about it; `--fix` repairs the branch with ONE
+commit through the normal transaction (compare-and-swap, re-planned when
+someone else was first) that moves each bad file into
+`coordination/quarantine/`, bytes unchanged, and leaves a released tombstone
+where it moves a claim file, so the resource's generation (fencing token)
+carries on — see `gitcoord.quarantine` for which files and why that commit is
+allowed.
+
+Exit codes: 0 healthy (or repaired), 5 problems found (without --fix), or
+problems that no quarantine can repair (config.yaml missing or unreadable),
+6 remote unreachable.
+
+Loaded only when invoked (`cli.LazyGroup`), so it cannot use the CLI's shared
+decorators; `--json` and `--session` are its own options, handled like `log`'s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from .. import clock
+from ..audit.tombstones import tombstones
+from ..domain import names
+from ..domain.change import Change
+from ..domain.quarantine import Plan, Tombstones, plan
+from ..domain.state import State
+from ..errors import InvalidError
+from ..ops import repair
+
+MAX_LISTED = 50
+
+
+@click.command()
+@click.option("--fix", is_flag=True, help="Quarantine every bad file in one commit.")
+@click.option("--session", metavar="ID", help="Speak for this session (default: none needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
+def doctor(fix: bool, session: str | None, as_json: bool) -> None:
+    """Explain every problem of the coordination branch; --fix repairs it.
+
+    \b
+    --fix moves each bad file (malformed, schema-violating, misplaced, or
+    breaking a rule such as a second session with the same number, plus what
+    only that file made valid) to coordination/quarantine/, bytes kept, in
+    one commit; a claim file moved leaves a released tombstone that keeps the
+    resource's generation. Afterwards `validate` passes and mutations work again.
+    Exit 0 healthy or repaired, 5 problems found (or not repairable).
+    """
+    from .cli import Ctx, emit
+
+    ctx = click.get_current_context().find_object(Ctx)
+    assert ctx is not None
+    if as_json:
+        ctx.json = True
+    if session:
+        ctx.session = session
+    coord = ctx.coordinator()
+    store = coord.store
+
+    tip, state = store.snapshot()
+    now = clock.now()
+    src = store.view_of(state)
+    found = plan(src, now)
+    if found.healthy:
+        emit(_json(found, tip, None), f"healthy: {store.where} at {(tip or '')[:10]} validates")
+        return
+    if not fix:
+        tombs = tombstones(store, tip, src, found, now, coord.session) if tip else Tombstones()
+        raise InvalidError(
+            _report(found, tip, store.where) + "\n" + _advice(found, tombs),
+            **_json(found, tip, None, tombs),
+        )
+
+    stamp: list[datetime] = []
+
+    def quarantine(state: State) -> Change:
+        when = clock.now()
+        stamp[:] = [when]
+        src = store.view_of(state)
+        todo = plan(src, when)
+        if todo.remaining:
+            raise InvalidError(
+                _report(todo, None, store.where) + "\n" + _advice(todo, Tombstones()),
+                **_json(todo, None, None),
+            )
+        tombs = Tombstones()
+        tip = src.commit  # the commit this round planned on
+        if tip is not None and todo.moves:
+            tombs = tombstones(store, tip, src, todo, when, coord.session)
+        return repair.quarantine(todo, state, coord.session, tombs)
+
+    outcome = store.transact(quarantine, lambda: stamp[0], repair=True)
+    done: Plan = outcome.change.result["plan"]
+    tombs = outcome.change.result["tombstones"]
+    data = _json(done, outcome.tip, outcome.commit, tombs)
+    if outcome.commit is None:
+        emit(data, "healthy: nothing to fix (someone repaired it first)")
+        return
+    lines = [
+        f"quarantined {len(done.moves)} file(s) in commit {outcome.commit[:10]}; "
+        f"{store.where} validates again:"
+    ]
+    for a, b in list(done.moves.items())[:MAX_LISTED]:
+        fate = _fate(tombs, a)
+        lines.append(f"  {a} -> {b}" + (f"  ({fate})" if fate else ""))
+    emit(data, "\n".join(lines))
+
+
+def _fate(tombs: Tombstones, path: str) -> str:
+    """What becomes of a moved claim file's generation (empty for other files)."""
+    if path in tombs.made:
+        return f"a released tombstone keeps generation {tombs.made[path].generation}"
+    if path in tombs.not_carried:
+        return f"generation not carried: {tombs.not_carried[path]}"
+    return ""
+
+
+def _why(todo: Plan, original: str) -> str:
+    for path, problems in todo.condemned.items():
+        if original == path or original.startswith(path + "/"):
+            return problems[0].message
+    return ""
+
+
+def _report(todo: Plan, tip: str | None, where: str) -> str:
+    at = f" at {tip[:10]}" if tip else ""
+    lines = [f"{len(todo.problems)} problem(s) on {where}{at}:"]
+    lines += [f"  {p}" for p in todo.problems[:MAX_LISTED]]
+    if len(todo.problems) > MAX_LISTED:
+        lines.append(f"  ... and {len(todo.problems) - MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+def _advice(todo: Plan, tombs: Tombstones) -> str:
+    lines = []
+    if todo.moves:
+        lines.append(
+            f"`gitcoord doctor --fix` quarantines {len(todo.moves)} file(s) in one commit "
+            f"(bytes kept under {names.ROOT}/quarantine/):"
+        )
+        for original, copy in list(todo.moves.items())[:MAX_LISTED]:
+            fate = _fate(tombs, original)
+            why = _why(todo, original) + (f"; {fate}" if fate else "")
+            lines.append(f"  {original} -> {copy}  ({why})")
+    if todo.remaining:
+        lines.append("not repairable by quarantine (fix by hand with a commit on the branch):")
+        lines += [f"  {p}" for p in todo.remaining]
+        if any(p.path == names.config_path() for p in todo.remaining):
+            lines.append(
+                f"  restore {names.config_path()} from an earlier commit: "
+                f"git log -- {names.config_path()}, then git show <commit>:{names.config_path()}"
+            )
+    return "\n".join(lines)
+
+
+def _json(
+    todo: Plan, tip: str | None, commit: str | None, tombs: Tombstones | None = None
+) -> dict[str, Any]:
+    made, not_carried = (tombs.made, tombs.not_carried) if tombs else ({}, {})
+    return {
+        "healthy": todo.healthy or commit is not None,
+        "tip": tip,
+        "problems": [p.to_json() for p in todo.problems],
+        "quarantine": [
+            {
+                "path": a,
+                "to": b,
+                "why": _why(todo, a),
+                "tombstone": made[a].model_dump(mode="json") if a in made else None,
+                "not_carried": not_carried.get(a),
+            }
+            for a, b in todo.moves.items()
+        ],
+        "remaining": [p.to_json() for p in todo.remaining],
+        "commit": commit,
+        "changed": commit is not None,
+    }

@@ -1,0 +1,167 @@
+"""Hooks on both sides of a push: installing them, and what they run.
+
+The scripts are thin shims in `gitcoord/hookscripts/` (linked from the repo's
+top-level `hooks/`), installed with this interpreter's path filled in. An
+existing hook is never overwritten: it is moved aside to
+`<name>.gitcoord-chained`, the shim runs it first, and `hooks uninstall` puts
+it back.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import resources
+from typing import Any
+
+from ..errors import GitcoordError, InvalidError, UsageError
+from ..gitio import clean_env
+
+MARK = "gitcoord pre-"  # every shim says so in its header comment
+CHAINED = ".gitcoord-chained"
+
+
+def _script(name: str) -> str:
+    text = resources.files("gitcoord").joinpath("hookscripts").joinpath(name).read_text()
+    return text.replace("@PYTHON@", sys.executable)
+
+
+def _hooks_dir(repo: str) -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--git-path", "hooks"],
+        cwd=repo,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise UsageError(f"not a git repository: {repo}")
+    path = proc.stdout.strip()
+    return os.path.abspath(path if os.path.isabs(path) else os.path.join(repo, path))
+
+
+def _is_ours(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return MARK in fh.read(400)
+    except FileNotFoundError:
+        return False
+
+
+def install(repo: str, hook: str) -> dict[str, Any]:
+    """Install the `hook` shim in `repo`, chaining to an existing hook."""
+    folder = _hooks_dir(repo)
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, hook)
+    chained = target + CHAINED
+    moved = False
+    if os.path.lexists(target) and not _is_ours(target):
+        if os.path.lexists(chained):
+            raise GitcoordError(f"both {target} and {chained} exist; resolve by hand")
+        os.rename(target, chained)
+        moved = True
+    tmp = target + ".gitcoord-tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(_script(hook))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return {
+        "hook": target,
+        "chained": chained if os.path.lexists(chained) else None,
+        "moved": moved,
+    }
+
+
+def uninstall(repo: str, hook: str) -> dict[str, Any]:
+    folder = _hooks_dir(repo)
+    target = os.path.join(folder, hook)
+    chained = target + CHAINED
+    if not _is_ours(target):
+        return {"hook": target, "removed": False, "restored": None}
+    os.unlink(target)
+    restored = None
+    if os.path.lexists(chained):
+        os.rename(chained, target)
+        restored = target
+    return {"hook": target, "removed": True, "restored": restored}
+
+
+def workflow(branch: str) -> bytes:
+    text = resources.files("gitcoord").joinpath("hookscripts").joinpath("gitcoord.yml").read_text()
+    from .. import __version__
+
+    text = text.replace("@BRANCH@", branch).replace("@REQUIREMENT@", f"gitcoord=={__version__}")
+    return text.encode("utf-8")
+
+
+# --- what the hooks run ------------------------------------------------------------------
+
+
+def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
+    """Validate ref updates read from pre-receive's stdin; the rejection lines (if any)."""
+    from ..api.coordinator import Coordinator
+
+    with Coordinator(repo, remote=None, objects_from_env=True) as coord:
+        store = coord.store
+        zero = store.info.zero_oid
+        from ..audit.verify import verify_update
+
+        rejected: list[str] = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) != 3:
+                continue
+            old, new, ref = parts
+            if ref != store.ref:
+                continue  # other refs, approval proposals included, pass untouched
+            problems = verify_update(
+                store, None if old == zero else old, None if new == zero else new
+            )
+            rejected += [f"{ref}: {p}" for p in problems]
+        return rejected
+
+
+def run_pre_commit(repo: str) -> str:
+    """Validate a staged coordination tree, or guard the staged paths; raises on refusal."""
+    from ..api.coordinator import Coordinator
+
+    with Coordinator(repo) as coord:
+        head = subprocess.run(
+            ["git", "symbolic-ref", "-q", "--short", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if head == coord.store.branch:
+            tree = subprocess.run(
+                ["git", "write-tree"], cwd=repo, capture_output=True, text=True, check=False
+            )
+            if tree.returncode != 0:
+                raise InvalidError(f"cannot read the staged tree: {tree.stderr.strip()}")
+            problems = coord.validate_tree(tree.stdout.strip())
+            if problems:
+                raise InvalidError(
+                    "the staged coordination state is invalid:\n"
+                    + "\n".join(f"  {p}" for p in problems),
+                    problems=[p.to_json() for p in problems],
+                )
+            return "staged coordination state is valid"
+        data = coord.guard(coord.staged_paths())
+        if data["violations"]:
+            from ..errors import ConflictError
+
+            lines = [
+                f"  {v['path']}: claimed by {v['holder']} ('{v['claim']}') until {v['expires_at']}"
+                for v in data["violations"]
+            ]
+            stale = "" if data["fresh"] else " (checked against the last fetched state)"
+            raise ConflictError(
+                f"commit refused{stale}: files inside other sessions' path claims:\n"
+                + "\n".join(lines)
+                + "\n  (ask the holder, wait for the claim to expire, or `git commit --no-verify`)",
+                violations=data["violations"],
+            )
+        return "ok"

@@ -1,0 +1,171 @@
+"""The work board, as pure operations: prioritised tasks with dependencies, and milestones.
+
+A task's holder is its claim (`claims/task/<id>.yaml`), never a field of the
+task, so `claim task t3` and `next --claim` are ordinary claims and the board
+cannot disagree with the claims. Task ids are `t1, t2, ...`: the next free
+number of the state the transaction was planned on, so two sessions adding a
+task at the same instant get different ids (the loser of the push re-plans).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..domain import names, rules
+from ..domain.change import Change
+from ..domain.models import (
+    Task,
+)
+from ..domain.state import Doc, State
+from ..errors import ConflictError, RefusedError
+from .claims import claim
+from .kernel import build, require_registered
+
+PRIORITIES = ("P0", "P1", "P2", "P3")
+
+
+def _number(task_id: str) -> int:
+    return int(task_id[1:])
+
+
+def next_task_id(state: State) -> str:
+    return f"t{max((_number(t) for t in state.tasks), default=0) + 1}"
+
+
+def _order(task: Task) -> tuple[int, datetime, int]:
+    return PRIORITIES.index(task.priority), task.created_at, _number(task.id)
+
+
+def task_json(state: State, task: Task, now: datetime) -> dict[str, Any]:
+    held = state.claims.get(names.resource_key("task", task.id))
+    status = rules.task_status(state, task, now)
+    return {
+        **task.model_dump(mode="json"),
+        "status": status,
+        "holder": held.holder if held is not None and status == "claimed" else None,
+        "waiting_for": [d for d in task.depends_on if not state.tasks[d].done]
+        if status == "blocked"
+        else [],
+    }
+
+
+def board(state: State, now: datetime) -> list[Task]:
+    return sorted(state.tasks.values(), key=_order)
+
+
+def add(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    title: str,
+    priority: str = "P2",
+    depends_on: tuple[str, ...] = (),
+    milestone: str | None = None,
+    note: str = "",
+) -> Change:
+    me = require_registered(state, session)
+    missing = [d for d in depends_on if d not in state.tasks]
+    if missing:
+        raise RefusedError(f"unknown task(s) to depend on: {', '.join(missing)}", missing=missing)
+    if milestone is not None and milestone not in state.milestones:
+        raise RefusedError(
+            f"no milestone {milestone!r}: add it with `gitcoord milestone add`", milestone=milestone
+        )
+    task_id = next_task_id(state)
+    task: Task = build(
+        Task,
+        id=task_id,
+        title=title,
+        priority=priority,
+        depends_on=list(dict.fromkeys(depends_on)),
+        milestone=milestone,
+        note=note,
+        created_by=me.id,
+        created_at=now,
+    )
+    return Change(
+        "task-add",
+        f"add task {task_id} [{priority}] by {me.id}: {title[:60]}",
+        session=me.id,
+        resource=f"task/{task_id}",
+        writes={names.task_path(task_id): task},
+        trailers={"Gitcoord-Priority": priority},
+        result={"task": task_json(state.apply({names.task_path(task_id): task}), task, now)},
+    )
+
+
+def done(state: State, now: datetime, *, session: str | None, task_id: str) -> Change:
+    me = require_registered(state, session)
+    task = state.tasks.get(task_id)
+    if task is None:
+        raise RefusedError(f"no task {task_id}", task=task_id)
+    held = state.claims.get(names.resource_key("task", task_id))
+    if task.done:
+        return Change(
+            "task-done", "done", session=me.id, result={"task": task_json(state, task, now)}
+        )
+    if held is None or held.holder != me.id or held.released_at is not None:
+        who = (
+            f"it is held by {held.holder}"
+            if held and held.released_at is None
+            else "claim it first"
+        )
+        raise RefusedError(
+            f"task {task_id} can be marked done only by its holder: {who}", task=task_id
+        )
+    finished = task.model_copy(update={"done_by": me.id, "done_at": now})
+    released = held.model_copy(update={"released_at": max(now, held.acquired_at)})
+    writes: dict[str, Doc] = {
+        names.task_path(task_id): finished,
+        names.claim_path("task", task_id): released,
+    }
+    return Change(
+        "task-done",
+        f"done {task_id} by {me.id}: {task.title[:60]}",
+        session=me.id,
+        resource=f"task/{task_id}",
+        writes=writes,
+        trailers={"Gitcoord-Generation": str(held.generation)},
+        result={"task": task_json(state.apply(writes), finished, now)},
+    )
+
+
+def next_task(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    take: bool = False,
+    ttl: timedelta | None = None,
+) -> Change:
+    me = require_registered(state, session)
+    candidates = [t for t in board(state, now) if rules.task_status(state, t, now) == "ready"]
+    if not candidates:
+        counts: dict[str, int] = {}
+        for t in state.tasks.values():
+            st = rules.task_status(state, t, now)
+            counts[st] = counts.get(st, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "the board is empty"
+        raise ConflictError(f"nothing left to do: {summary}", counts=counts)
+    pick = candidates[0]
+    if not take:
+        return Change(
+            "next",
+            "next",
+            session=me.id,
+            result={"task": task_json(state, pick, now), "claimed": False},
+        )
+    change = claim(state, now, session=me.id, type_="task", name=pick.id, ttl=ttl)
+    change.result = {
+        "task": task_json(state.apply(change.writes), pick, now),
+        "claimed": True,
+        "claim": change.result["claim"],
+    }
+    return change
+
+
+# --- milestones ----------------------------------------------------------------------
+
+

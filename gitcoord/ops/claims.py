@@ -1,0 +1,189 @@
+"""Claims: leases with a fencing token. Claim, renew, release; takeover after expiry."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..clock import human_delta, iso
+from ..domain import names, rules
+from ..domain.change import Change
+from ..domain.models import (
+    Claim,
+    Session,
+)
+from ..domain.state import Doc, State
+from ..errors import ConflictError, RefusedError, UsageError
+from .approvals import request_approval
+from .kernel import build, require_initialised, require_registered
+
+
+def _claim_json(claim: Claim, now: datetime) -> dict[str, Any]:
+    return {**claim.model_dump(mode="json"), "status": claim.status(now), "resource": claim.key}
+
+
+def claim(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    type_: str,
+    name: str,
+    ttl: timedelta | None = None,
+    note: str | None = None,
+    approval_id: str | None = None,
+) -> Change:
+    me = require_registered(state, session)
+    config = require_initialised(state)
+    key = names.resource_key(type_, name)
+    path = names.claim_path(type_, name)
+    ttl = ttl or config.lease
+    current = state.claims.get(key)
+    trailers: dict[str, str] = {}
+
+    if current is None:
+        op, generation, acquired = "claim", 1, now
+        subject = f"claim {key} by {me.id}"
+    elif current.holder == me.id and current.released_at is None:
+        op, generation, acquired = "renew", current.generation, current.acquired_at
+        subject = f"renew {key} by {me.id}"
+    elif current.takeable(now, config.skew):
+        op, generation, acquired = "claim", current.generation + 1, now
+        subject = f"claim {key} by {me.id}"
+        if current.released_at is None and current.holder != me.id:
+            op = "takeover"
+            subject = f"take over {key} from {current.holder} by {me.id}"
+            trailers["Gitcoord-Takeover-From"] = current.holder
+    else:
+        raise _held(current, now, config.skew)
+    if op != "renew" and type_ == "task" and name in state.tasks:
+
+        rules.check_claimable(state, name, now)
+    if op != "renew":
+        for other in rules.overlapping(state, type_, name, now):
+            if other.holder != me.id:
+                raise _held(other, now, config.skew, overlap_with=key)
+
+    writes: dict[str, Doc] = {}
+    gate = current.approval if (current and op == "renew") else None
+    if op != "renew" and type_ in config.require_approval:
+        if approval_id is None:
+            raise UsageError(f"{type_} claims need approval: no approval id was generated")
+        request = request_approval(
+            state,
+            now,
+            session=me.id,
+            approval_id=approval_id,
+            subject=f"claim {key} by {me.id}",
+            kind="claim",
+            resource=key,
+        )
+        writes.update(request.writes)
+        gate = approval_id
+        trailers["Gitcoord-Approval"] = approval_id
+    doc: Claim = build(
+        Claim,
+        type=type_,
+        name=name,
+        holder=me.id,
+        generation=generation,
+        acquired_at=acquired,
+        expires_at=now + ttl,
+        renewed_at=now if op == "renew" else None,
+        note=note if note is not None else (current.note if current and op == "renew" else ""),
+        approval=gate,
+    )
+    writes[path] = doc
+    trailers["Gitcoord-Generation"] = str(generation)
+    trailers["Gitcoord-Expires"] = iso(doc.expires_at)
+    return Change(
+        op,
+        subject,
+        session=me.id,
+        resource=key,
+        writes=writes,
+        trailers=trailers,
+        result={
+            "claim": {
+                **_claim_json(doc, now),
+                "status": state.apply(writes).claim_status(doc, now),
+            },
+            "action": op,
+        },
+    )
+
+
+def _held(
+    current: Claim, now: datetime, skew: timedelta, overlap_with: str | None = None
+) -> ConflictError:
+    if current.expires_at > now:
+        why = f"until {iso(current.expires_at)} (in {human_delta(current.expires_at - now)})"
+    else:
+        why = (
+            f"expired at {iso(current.expires_at)}, but can be taken over only after "
+            f"{iso(current.expires_at + skew)} (clock-skew grace)"
+        )
+    what = current.key if overlap_with is None else f"{overlap_with} overlaps {current.key}, which"
+    return ConflictError(
+        f"{what} is held by {current.holder} {why}, generation {current.generation}",
+        resource=current.key,
+        holder=current.holder,
+        expires_at=iso(current.expires_at),
+        takeover_after=iso(current.expires_at + skew),
+        generation=current.generation,
+        path=names.claim_path(current.type, current.name),
+    )
+
+
+def _own_claim(state: State, me: Session, type_: str, name: str) -> Claim:
+    key = names.resource_key(type_, name)
+    current = state.claims.get(key)
+    if current is None:
+        raise RefusedError(f"{key} is not claimed", resource=key)
+    if current.holder != me.id:
+        raise RefusedError(
+            f"{key} is held by {current.holder}, not by {me.id}",
+            resource=key,
+            holder=current.holder,
+        )
+    return current
+
+
+def renew(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    type_: str,
+    name: str,
+    ttl: timedelta | None = None,
+) -> Change:
+    """Extend a claim this session holds; unlike `claim`, never acquires."""
+    me = require_registered(state, session)
+    current = _own_claim(state, me, type_, name)
+    if current.released_at is not None:
+        raise RefusedError(f"{current.key} was released; claim it again", resource=current.key)
+    return claim(state, now, session=session, type_=type_, name=name, ttl=ttl)
+
+
+def release(state: State, now: datetime, *, session: str | None, type_: str, name: str) -> Change:
+    me = require_registered(state, session)
+    current = _own_claim(state, me, type_, name)
+    if current.released_at is not None:
+        return Change(
+            "release",
+            "release",
+            session=me.id,
+            resource=current.key,
+            result={"claim": _claim_json(current, now), "action": "already-released"},
+        )
+    doc = current.model_copy(update={"released_at": max(now, current.acquired_at)})
+    return Change(
+        "release",
+        f"release {current.key} by {me.id}",
+        session=me.id,
+        resource=current.key,
+        writes={names.claim_path(type_, name): doc},
+        trailers={"Gitcoord-Generation": str(current.generation)},
+        result={"claim": _claim_json(doc, now), "action": "released"},
+    )

@@ -1,0 +1,93 @@
+"""Messages: one file per message, sharded by recipient and day; the inbox read mark."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..domain import names
+from ..domain.change import Change
+from ..domain.models import (
+    Message,
+    ReadMark,
+)
+from ..domain.state import State
+from ..errors import RefusedError
+from .kernel import build, require_registered
+
+
+def resolve_recipient(state: State, to: str) -> str:
+    """A session id, a session number, or 'broadcast' -> the folder name; exit 4 if unknown."""
+    if to == names.BROADCAST:
+        return to
+    if names.is_number(to):
+        found = state.session_by_number(int(to))
+        if found is None:
+            raise RefusedError(f"no session has number {to}", recipient=to)
+        return found.id
+    if to not in state.sessions:
+        raise RefusedError(
+            f"unknown recipient {to!r}: not a registered session id or number, nor 'broadcast'",
+            recipient=to,
+        )
+    return to
+
+
+def send(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    to: str,
+    subject: str,
+    body: str,
+    message_id: str,
+    original: Message | None = None,
+    reply_to: str | None = None,
+) -> Change:
+    me = require_registered(state, session)
+    recipient = resolve_recipient(state, to)
+    if reply_to is not None and (
+        original is None
+        or not (original.to in (me.id, names.BROADCAST) or original.sender == me.id)
+    ):
+        raise RefusedError(f"no message {reply_to} that {me.id} could answer", reply_to=reply_to)
+    msg: Message = build(
+        Message,
+        id=message_id,
+        sender=me.id,
+        to=recipient,
+        subject=subject,
+        body=body,
+        sent_at=now,
+        reply_to=reply_to,
+    )
+    trailers = {"Gitcoord-Message": msg.id, "Gitcoord-To": recipient}
+    if reply_to:
+        trailers["Gitcoord-Reply-To"] = reply_to
+    return Change(
+        "send",
+        f"send {msg.id} from {me.id} to {recipient}: {subject[:60]}",
+        session=me.id,
+        resource=f"message/{msg.id}",
+        writes={names.message_path(recipient, msg.id): msg},
+        trailers=trailers,
+        result={"message": msg.model_dump(mode="json")},
+    )
+
+
+def mark_read(
+    state: State, now: datetime, *, session: str, through: str, seen: ReadMark | None
+) -> Change:
+    """Move the read mark to `through`, unless another process of this session moved it."""
+    me = require_registered(state, session)
+    current = state.reads.get(me.id)
+    if current != seen:
+        return Change("read", "read", session=me.id)
+    mark: ReadMark = build(ReadMark, session=me.id, through=through, at=now)
+    return Change(
+        "read",
+        f"read inbox of {me.id} through {through[:10]}",
+        session=me.id,
+        writes={names.read_path(me.id): mark},
+        trailers={"Gitcoord-Read-Through": through},
+    )

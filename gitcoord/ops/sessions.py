@@ -1,0 +1,186 @@
+"""Sessions: creating the branch (`init`) and registering a number, a role and a goal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..domain import names
+from ..domain.change import Change
+from ..domain.models import (
+    Config,
+    Milestone,
+    Roster,
+    Session,
+    Task,
+)
+from ..domain.state import Doc, State
+from ..errors import ConflictError, UsageError
+from .kernel import build, require_initialised
+
+
+def init(
+    state: State,
+    now: datetime,
+    *,
+    slots: int = 12,
+    lease_hours: float = 2.0,
+    stale_after_minutes: int = 20,
+    clock_skew_seconds: int = 60,
+    approvers: tuple[str, ...] = (),
+    require_approval: tuple[str, ...] = (),
+    template: Any = None,
+    session: str | None = None,
+) -> Change:
+    if state.config is not None:
+        return Change("init", "init", result={"created": False, **_config_json(state.config)})
+    if template is not None:
+        slots = len(template.slots)
+    config = build(
+        Config,
+        slots=slots,
+        lease_hours=lease_hours,
+        stale_after_minutes=stale_after_minutes,
+        clock_skew_seconds=clock_skew_seconds,
+        approvers=list(approvers),
+        require_approval=list(require_approval),
+        created_at=now,
+    )
+    writes: dict[str, Doc] = {names.config_path(): config}
+    trailers = {"Gitcoord-Slots": str(slots)}
+    if template is not None:
+        writes.update(_seed(template, now, session or "gitcoord"))
+        trailers["Gitcoord-Template"] = template.name
+    return Change(
+        "init",
+        f"init coordination with {slots} slots"
+        + (f" from template {template.name}" if template is not None else ""),
+        writes=writes,
+        trailers=trailers,
+        result={
+            "created": True,
+            **_config_json(config),
+            "template": getattr(template, "name", None),
+        },
+    )
+
+
+def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
+    """The roster, milestones and tasks a template starts the branch with."""
+    writes: dict[str, Doc] = {
+        names.roster_path(): build(
+            Roster, template=template.name, description=template.description, slots=template.slots
+        )
+    }
+    for m in template.milestones:
+        writes[names.milestone_path(m.name)] = build(
+            Milestone,
+            name=m.name,
+            steps=[{"name": s} for s in m.steps],
+            created_by=creator,
+            created_at=now,
+        )
+    ids = {t.key: f"t{i + 1}" for i, t in enumerate(template.tasks)}
+    for t in template.tasks:
+        writes[names.task_path(ids[t.key])] = build(
+            Task,
+            id=ids[t.key],
+            title=t.title,
+            priority=t.priority,
+            depends_on=[ids[d] for d in t.depends_on],
+            milestone=t.milestone,
+            note=t.note,
+            created_by=creator,
+            created_at=now,
+        )
+    return writes
+
+
+def _config_json(config: Config) -> dict[str, Any]:
+    return {"config": config.model_dump(mode="json")}
+
+
+def register(
+    state: State,
+    now: datetime,
+    *,
+    session: str,
+    role: str | None,
+    goal: str | None,
+    number: int | None = None,
+) -> Change:
+    config = require_initialised(state)
+    existing = state.sessions.get(session)
+    free = state.free_numbers()
+    if number is not None and not 1 <= number <= config.slots:
+        raise UsageError(
+            f"--number must be within 1..{config.slots}", free_numbers=free, slots=config.slots
+        )
+    roster = state.roster
+    if number is None and existing is None and roster is not None:
+        suggested = next((s.number for s in roster.slots if s.session == session), None)
+        if suggested is not None:
+            number = suggested  # its own slot (a conflict below if someone took it)
+        else:
+            # Prefer slots not suggested for a roster session that has yet to register;
+            # when every free slot is, take the lowest (the suggestion is not a lock).
+            waiting = {
+                s.number for s in roster.slots if s.session and s.session not in state.sessions
+            }
+            free = [n for n in free if n not in waiting] or free
+    if number is None:
+        if existing is not None:
+            number = existing.number
+        elif free:
+            number = free[0]
+        else:
+            raise ConflictError(
+                f"all {config.slots} session numbers are taken", free_numbers=[], slots=config.slots
+            )
+    holder = state.session_by_number(number)
+    if holder is not None and holder.id != session:
+        raise ConflictError(
+            f"number {number} is taken by session {holder.id!r}; free numbers: "
+            + (", ".join(map(str, free)) or "none"),
+            number=number,
+            holder=holder.id,
+            free_numbers=free,
+            path=names.session_path(holder.id),
+        )
+    slot = roster.slot(number) if roster is not None else None
+    role = role if role is not None else (existing.role if existing else None)
+    goal = goal if goal is not None else (existing.goal if existing else None)
+    if slot is not None and existing is None:
+        role = role if role is not None else slot.role
+        goal = goal if goal is not None else slot.goal
+    if role is None or goal is None:
+        raise UsageError(
+            "a new session needs --role and --goal (or a template slot: init --template)",
+            session=session,
+        )
+    doc: Session = build(
+        Session,
+        id=session,
+        number=number,
+        role=role,
+        goal=goal,
+        registered_at=existing.registered_at if existing else now,
+        updated_at=max(now, existing.registered_at) if existing else now,
+    )
+    result = {"session": doc.model_dump(mode="json"), "created": existing is None}
+    if existing is not None and (existing.number, existing.role, existing.goal) == (
+        number,
+        role,
+        goal,
+    ):
+        return Change("register", "register", session=session, result=result)
+    verb = "register" if existing is None else "update"
+    return Change(
+        "register",
+        f"{verb} {session} as #{number}",
+        session=session,
+        resource=f"session/{session}",
+        writes={names.session_path(session): doc},
+        trailers={"Gitcoord-Number": str(number)},
+        result=result,
+    )

@@ -1,0 +1,142 @@
+"""Parsed YAML by blob id, kept between commands in `<git-common-dir>/gitcoord/`.
+
+Every read and every transaction loads the whole state, and the YAML parser is pure
+Python (~2 ms a file): on a branch with hundreds of claim files (released claims stay
+as tombstones carrying their fencing token) that was most of a command's time. A blob
+id names its bytes, so what they parse to never changes: a command re-parses only the
+files that changed since the last one, in this clone, and the model validation (in
+pydantic-core, ~20x faster than the parse) still runs on every load, so a cached file
+is judged exactly as a fresh one.
+
+Only data that survives a JSON round trip unchanged is kept (YAML's timestamps, binary
+and non-string keys are not): JSON is what the standard library reads fastest. The
+file is rewritten (atomically) only when a load parsed something new, and holds only
+what the last loads used, so it stays the size of one state. Processes sharing a clone
+share it: a load that misses looks once whether another one has saved since, so a file
+changed by one session is parsed by the first that loads it, not by each. It is a cache: a missing,
+unreadable or corrupt file is rebuilt, and a read-only repository merely goes without.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from ..domain import yamlio
+
+# Everything `yamlio.load`'s answer depends on besides the bytes: bump the 1 when its
+# code changes what it accepts or returns.
+FORMAT = (
+    f"gitcoord-parsed-1/ruamel-{yamlio.parser_version()}"
+    f"/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
+)
+MAX_ENTRIES = 50_000  # a state holds one file per session, claim, task...; not messages
+
+
+class ParseCache:
+    def __init__(self, common_dir: str, key: str) -> None:
+        # One file per branch mirror: two branches read from one clone would otherwise
+        # keep pruning each other's entries.
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        self.path = os.path.join(common_dir, "gitcoord", "parsed", f"{digest}.json")
+        self._entries: dict[str, Any] | None = None
+        self._used: set[str] = set()
+        self._dirty = False
+        self._stamp: tuple[int, int, int] | None = None  # the file as last read or written
+        self._looked = False  # whether this load has looked at the file for news
+        self.hits = 0
+        self.misses = 0
+
+    def _load(self) -> dict[str, Any]:
+        if self._entries is None:
+            self._entries = {}
+            self._read_file()
+        return self._entries
+
+    def _read_file(self) -> None:
+        """Merge in what the file holds (what other processes of this clone parsed)."""
+        assert self._entries is not None
+        try:
+            with open(self.path, "rb") as fh:
+                stamp = _stamp(os.fstat(fh.fileno()))
+                doc = json.loads(fh.read())
+        except (OSError, ValueError):
+            return
+        self._stamp = stamp
+        if isinstance(doc, dict) and doc.get("format") == FORMAT:
+            entries = doc.get("entries")
+            if isinstance(entries, dict):
+                for oid, data in entries.items():
+                    self._entries.setdefault(oid, data)
+
+    def _news(self) -> bool:
+        """Once per load, on its first miss: has another process of this clone saved
+        since? (Sessions sharing a clone take turns; whoever loads a changed file first
+        parses it for all of them.)"""
+        if self._looked:
+            return False
+        self._looked = True
+        try:
+            stamp = _stamp(os.stat(self.path))
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        self._read_file()
+        return True
+
+    def parse(self, oid: str, read: Callable[[], bytes]) -> Any:
+        """What the blob `oid` parses to; `read()` gives its bytes when not cached.
+        Raises `yamlio.YamlProblem` as `yamlio.load` does (problems are not cached)."""
+        entries = self._load()
+        self._used.add(oid)
+        if oid in entries or (self._news() and oid in entries):
+            self.hits += 1
+            return entries[oid]
+        self.misses += 1
+        data = yamlio.load(read())
+        if len(entries) < MAX_ENTRIES and _json_exact(data):
+            entries[oid] = data
+            self._dirty = True
+        return data
+
+    def save(self) -> None:
+        """Write the entries used since the last save, if anything new was parsed."""
+        self._looked = False
+        if not self._dirty or self._entries is None:
+            self._used.clear()
+            return
+        keep = {oid: self._entries[oid] for oid in self._used if oid in self._entries}
+        self._entries = keep
+        self._used.clear()
+        self._dirty = False
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parsed-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"format": FORMAT, "entries": keep}, fh, separators=(",", ":"))
+                stamp = _stamp(os.stat(tmp))  # kept by the rename: our own write is no news
+                os.replace(tmp, self.path)  # readers see the old file or the new one
+                self._stamp = stamp
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass  # e.g. a read-only clone: correct without the cache, only slower
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)  # a new file (os.replace) is a new inode
+
+
+def _json_exact(data: Any) -> bool:
+    try:
+        return bool(json.loads(json.dumps(data)) == data)
+    except (TypeError, ValueError):  # datetime, bytes, non-string keys, NaN...
+        return False
