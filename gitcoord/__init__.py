@@ -10,7 +10,7 @@ from __future__ import annotations
 # start, and mypy treats any name TYPE_CHECKING as true.
 TYPE_CHECKING = False
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402 (after the TYPE_CHECKING stand-in)
 
 if TYPE_CHECKING:
     from typing import Any

@@ -159,9 +159,9 @@ def test_mcp_tools_claims_conflicts_and_messages(clones: tuple[Path, Path, Path]
                 # the board: add, take with next, nothing left for the other, done
                 added = ok(await alpha.call_tool("task_add", {"title": "Ship", "priority": "P0"}))
                 tid = added["task"]["id"]
-                took = ok(await beta.call_tool("next", {}))
+                took = ok(await beta.call_tool("next", {"claim": True}))
                 assert took["task"]["id"] == tid and took["claim"]["holder"] == "beta"
-                empty = await alpha.call_tool("next", {})
+                empty = await alpha.call_tool("next", {"claim": True})
                 assert empty.is_error and "nothing left" in text(empty), text(empty)
                 done = ok(await beta.call_tool("task_done", {"task_id": tid}))
                 assert done["task"]["status"] == "done"

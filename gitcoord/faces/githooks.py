@@ -13,10 +13,16 @@ import os
 import subprocess
 import sys
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import GitcoordError, InvalidError, UsageError
 from ..gitio import clean_env
+
+if TYPE_CHECKING:
+    from ..api.coordinator import Coordinator
+    from ..domain.change import Change
+    from ..domain.state import State
+    from ..store.transaction import Outcome
 
 MARK = "gitcoord pre-"  # every shim says so in its header comment
 CHAINED = ".gitcoord-chained"
@@ -90,10 +96,27 @@ def uninstall(repo: str, hook: str) -> dict[str, Any]:
 
 def workflow(branch: str) -> bytes:
     text = resources.files("gitcoord").joinpath("hookscripts").joinpath("gitcoord.yml").read_text()
-    from .. import __version__
+    from ..version import __version__
 
     text = text.replace("@BRANCH@", branch).replace("@REQUIREMENT@", f"gitcoord=={__version__}")
     return text.encode("utf-8")
+
+
+def install_workflow(coord: Coordinator) -> Outcome:
+    """Commit the workflow to the coordination branch (GitHub reads a push's workflows
+    from the pushed commit)."""
+    from ..ops import pages
+
+    data = workflow(coord.store.branch)
+
+    def plan(state: State) -> Change:
+        try:
+            current: bytes | None = coord.store.view_of(state).read(pages.WORKFLOW_PATH)
+        except FileNotFoundError:
+            current = None
+        return pages.workflow(state, session=coord.session, data=data, current=current)
+
+    return coord.transact(plan)
 
 
 # --- what the hooks run ------------------------------------------------------------------
@@ -149,7 +172,7 @@ def run_pre_commit(repo: str) -> str:
                     problems=[p.to_json() for p in problems],
                 )
             return "staged coordination state is valid"
-        data = coord.guard(coord.staged_paths())
+        data = coord.check_paths(coord.staged_paths())
         if data["violations"]:
             from ..errors import ConflictError
 

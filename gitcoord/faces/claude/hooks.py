@@ -105,7 +105,7 @@ def _root_options() -> dict[str, Any]:
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return {}
-    from ..cli import Ctx
+    from ..cli.app import Ctx
 
     obj = ctx.find_object(Ctx)
     if obj is None:
@@ -338,7 +338,8 @@ def pre_tool_use() -> None:
         with inp.coordinator() as c:
             # {path, holder, claim, expires_at} for each path inside another
             # session's live path claim (paths outside the repository: never)
-            hits = [h for h in c.check_paths(files) if h.get("holder") != inp.session]
+            found = c.check_paths(files)["violations"]
+            hits = [h for h in found if h.get("holder") != inp.session]
         if hits:
             h = hits[0]
             blocked = (

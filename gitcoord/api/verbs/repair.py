@@ -1,4 +1,4 @@
-"""`gitcoord doctor [--fix]`: explain what is wrong with the coordination branch, and repair it.
+"""`doctor [--fix]`: explain what is wrong with the coordination branch, and repair it.
 
 Mutations refuse to build on a branch that does not validate, so one bad file
 pushed by hand would stall every session. `doctor` lists every problem (what
@@ -8,71 +8,46 @@ commit through the normal transaction (compare-and-swap, re-planned when
 someone else was first) that moves each bad file into
 `coordination/quarantine/`, bytes unchanged, and leaves a released tombstone
 where it moves a claim file, so the resource's generation (fencing token)
-carries on — see `gitcoord.quarantine` for which files and why that commit is
-allowed.
+carries on. Which files are bad: `gitcoord.domain.quarantine`; the commit:
+`gitcoord.ops.repair`; the tombstones' generations: `gitcoord.audit.tombstones`.
 
 Exit codes: 0 healthy (or repaired), 5 problems found (without --fix), or
 problems that no quarantine can repair (config.yaml missing or unreadable),
 6 remote unreachable.
-
-Loaded only when invoked (`cli.LazyGroup`), so it cannot use the CLI's shared
-decorators; `--json` and `--session` are its own options, handled like `log`'s.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
+from ...errors import InvalidError
+from ..verb import Param, Verb
 
-from .. import clock
-from ..audit.tombstones import tombstones
-from ..domain import names
-from ..domain.change import Change
-from ..domain.quarantine import Plan, Tombstones, plan
-from ..domain.state import State
-from ..errors import InvalidError
-from ..ops import repair
+if TYPE_CHECKING:
+    from ...domain.change import Change
+    from ...domain.quarantine import Plan, Tombstones
+    from ...domain.state import State
+    from ..coordinator import Coordinator
 
 MAX_LISTED = 50
 
 
-@click.command()
-@click.option("--fix", is_flag=True, help="Quarantine every bad file in one commit.")
-@click.option("--session", metavar="ID", help="Speak for this session (default: none needed).")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
-def doctor(fix: bool, session: str | None, as_json: bool) -> None:
-    """Explain every problem of the coordination branch; --fix repairs it.
+def _doctor(c: Coordinator, fix: bool = False) -> dict[str, Any]:
+    from ... import clock
+    from ...audit.tombstones import tombstones
+    from ...domain.quarantine import Tombstones, plan
+    from ...ops import repair
 
-    \b
-    --fix moves each bad file (malformed, schema-violating, misplaced, or
-    breaking a rule such as a second session with the same number, plus what
-    only that file made valid) to coordination/quarantine/, bytes kept, in
-    one commit; a claim file moved leaves a released tombstone that keeps the
-    resource's generation. Afterwards `validate` passes and mutations work again.
-    Exit 0 healthy or repaired, 5 problems found (or not repairable).
-    """
-    from .cli import Ctx, emit
-
-    ctx = click.get_current_context().find_object(Ctx)
-    assert ctx is not None
-    if as_json:
-        ctx.json = True
-    if session:
-        ctx.session = session
-    coord = ctx.coordinator()
-    store = coord.store
-
+    store = c.store
     tip, state = store.snapshot()
     now = clock.now()
     src = store.view_of(state)
     found = plan(src, now)
     if found.healthy:
-        emit(_json(found, tip, None), f"healthy: {store.where} at {(tip or '')[:10]} validates")
-        return
+        return {**_json(found, tip, None), "where": store.where, "fix": fix}
     if not fix:
-        tombs = tombstones(store, tip, src, found, now, coord.session) if tip else Tombstones()
+        tombs = tombstones(store, tip, src, found, now, c.session) if tip else Tombstones()
         raise InvalidError(
             _report(found, tip, store.where) + "\n" + _advice(found, tombs),
             **_json(found, tip, None, tombs),
@@ -93,24 +68,48 @@ def doctor(fix: bool, session: str | None, as_json: bool) -> None:
         tombs = Tombstones()
         tip = src.commit  # the commit this round planned on
         if tip is not None and todo.moves:
-            tombs = tombstones(store, tip, src, todo, when, coord.session)
-        return repair.quarantine(todo, state, coord.session, tombs)
+            tombs = tombstones(store, tip, src, todo, when, c.session)
+        return repair.quarantine(todo, state, c.session, tombs)
 
     outcome = store.transact(quarantine, lambda: stamp[0], repair=True)
     done: Plan = outcome.change.result["plan"]
     tombs = outcome.change.result["tombstones"]
     data = _json(done, outcome.tip, outcome.commit, tombs)
-    if outcome.commit is None:
-        emit(data, "healthy: nothing to fix (someone repaired it first)")
-        return
+    data["where"], data["fix"] = store.where, fix
+    data["fates"] = {a: _fate(tombs, a) for a in done.moves}
+    return data
+
+
+def _text(doc: dict[str, Any]) -> str:
+    if doc["commit"] is None:
+        if doc["fix"] and doc["quarantine"]:
+            return "healthy: nothing to fix (someone repaired it first)"
+        return f"healthy: {doc['where']} at {(doc['tip'] or '')[:10]} validates"
     lines = [
-        f"quarantined {len(done.moves)} file(s) in commit {outcome.commit[:10]}; "
-        f"{store.where} validates again:"
+        f"quarantined {len(doc['quarantine'])} file(s) in commit {doc['commit'][:10]}; "
+        f"{doc['where']} validates again:"
     ]
-    for a, b in list(done.moves.items())[:MAX_LISTED]:
-        fate = _fate(tombs, a)
-        lines.append(f"  {a} -> {b}" + (f"  ({fate})" if fate else ""))
-    emit(data, "\n".join(lines))
+    for item in doc["quarantine"][:MAX_LISTED]:
+        fate = doc["fates"].get(item["path"], "")
+        lines.append(f"  {item['path']} -> {item['to']}" + (f"  ({fate})" if fate else ""))
+    return "\n".join(lines)
+
+
+DOCTOR = Verb(
+    "doctor",
+    "Explain every problem of the coordination branch; --fix repairs it.",
+    _doctor,
+    _text,
+    (Param("fix", bool, "Quarantine every bad file in one commit.", False),),
+    details="--fix moves each bad file (malformed, schema-violating, misplaced, or breaking a "
+    "rule such as a second session with the same number, plus what only that file made valid) "
+    "to coordination/quarantine/, bytes kept, in one commit; a claim file moved leaves a "
+    "released tombstone that keeps the resource's generation. Afterwards `validate` passes and "
+    "mutations work again. Exit 0 healthy or repaired, 5 problems found (or not repairable).",
+    idempotent=True,
+)
+
+VERBS = (DOCTOR,)
 
 
 def _fate(tombs: Tombstones, path: str) -> str:
@@ -139,6 +138,8 @@ def _report(todo: Plan, tip: str | None, where: str) -> str:
 
 
 def _advice(todo: Plan, tombs: Tombstones) -> str:
+    from ...domain import names
+
     lines = []
     if todo.moves:
         lines.append(

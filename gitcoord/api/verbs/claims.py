@@ -1,0 +1,246 @@
+"""Claims: leases on resources (`claim`, `renew`, `release`) and the path guard.
+
+The decisions are `gitcoord.ops.claims` (pure); these declarations say how each
+face offers them. Claim names are checked here, before git is called: a hostile or
+mistyped name is exit 2 and never reaches the branch.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ConflictError, UsageError
+from ..verb import REQUIRED, Param, Verb, wrote
+
+if TYPE_CHECKING:
+    from ..coordinator import Coordinator
+
+TYPE = Param(
+    "type",
+    str,
+    "Kind of resource: lowercase, e.g. task, service, path.",
+    REQUIRED,
+    positional=True,
+    metavar="TYPE",
+)
+NAME = Param(
+    "name",
+    str,
+    "The resource, e.g. i-match; a glob for paths (src/api/**); a range for batches "
+    "(prospects:1-25).",
+    REQUIRED,
+    positional=True,
+    metavar="NAME",
+)
+TTL = Param(
+    "ttl", str, "Lease length: 30s, 10m, 2h, 1d. Default: the branch's lease.", metavar="DURATION"
+)
+HOURS = Param(
+    "hours", float, "Lease length in hours (instead of --ttl).", metavar="H", low=0, low_open=True
+)
+
+
+def check_resource(type_: str, name: str) -> None:
+    from ...domain import names, overlap
+
+    names.check_claim_type(type_)
+    names.check_claim_name(name)
+    problem = overlap.range_problem(name)
+    if problem:
+        raise UsageError(problem, field="name")
+    if type_ == overlap.PATH_TYPE:
+        try:
+            overlap.matcher(name)
+        except ValueError as exc:
+            raise UsageError(str(exc), field="name") from None
+
+
+def lease(ttl: str | timedelta | None, hours: float | None) -> timedelta | None:
+    """The lease asked for (--ttl or --hours), or None for the branch's default."""
+    from ... import clock
+
+    if ttl is not None and hours is not None:
+        raise UsageError("give either --hours or --ttl, not both")
+    if isinstance(ttl, str):
+        return clock.parse_ttl(ttl)
+    if ttl is not None:
+        return ttl
+    if hours is not None:
+        return clock.hours(hours)
+    return None
+
+
+def _claim(
+    c: Coordinator,
+    type: str,
+    name: str,
+    ttl: str | timedelta | None = None,
+    hours: float | None = None,
+    note: str | None = None,
+) -> Any:
+    from ... import clock
+    from ...ops import claims
+    from .approvals import new_approval_id
+
+    check_resource(type, name)
+    length = lease(ttl, hours)
+    try:
+        return c.transact(
+            lambda s: claims.claim(
+                s,
+                clock.now(),
+                session=c.session,
+                type_=type,
+                name=name,
+                ttl=length,
+                note=note,
+                approval_id=new_approval_id(),
+            )
+        )
+    except ConflictError:
+        c.count_collision()  # counted in `metrics` once carried to the branch
+        raise
+
+
+def _claim_text(doc: dict[str, Any]) -> str:
+    c = doc["claim"]
+    verb = {"claim": "claimed", "renew": "renewed", "takeover": "took over"}[doc["op"]]
+    if c.get("status") == "pending":
+        verb += f" (PENDING approval {c['approval']}: live once approved)"
+    return wrote(
+        doc,
+        f"{verb} {c['resource']} until {c['expires_at']} (generation {c['generation']})",
+        f"{c['resource']} unchanged",
+    )
+
+
+CLAIM = Verb(
+    "claim",
+    "Claim TYPE NAME (e.g. `task i-match`) for a lease, so no other session works on it.",
+    _claim,
+    _claim_text,
+    (TYPE, NAME, TTL, HOURS, Param("note", str, "What you are doing with it.", metavar="TEXT")),
+    details="Held by another session and unexpired: exit 3 (a conflict) naming the holder, "
+    "the expiry and the commit that won. Expired (past the clock-skew grace): taken over, "
+    "generation + 1. Already yours: renewed. The result's claim.generation is a fencing token.",
+)
+
+
+def _renew(
+    c: Coordinator,
+    type: str,
+    name: str,
+    ttl: str | timedelta | None = None,
+    hours: float | None = None,
+) -> Any:
+    from ... import clock
+    from ...domain import names
+    from ...ops import claims
+
+    names.check_claim_type(type)
+    names.check_claim_name(name)
+    length = lease(ttl, hours)
+    return c.transact(
+        lambda s: claims.renew(s, clock.now(), session=c.session, type_=type, name=name, ttl=length)
+    )
+
+
+RENEW = Verb(
+    "renew",
+    "Extend a claim you hold (exit 4 if it is not yours).",
+    _renew,
+    lambda doc: wrote(
+        doc, f"renewed {doc['claim']['resource']} until {doc['claim']['expires_at']}", "unchanged"
+    ),
+    (TYPE, NAME, TTL, HOURS),
+)
+
+
+def _release(c: Coordinator, type: str, name: str) -> Any:
+    from ... import clock
+    from ...domain import names
+    from ...ops import claims
+
+    names.check_claim_type(type)
+    names.check_claim_name(name)
+    return c.transact(
+        lambda s: claims.release(s, clock.now(), session=c.session, type_=type, name=name)
+    )
+
+
+RELEASE = Verb(
+    "release",
+    "Release a claim you hold (exit 4 if someone else holds it).",
+    _release,
+    lambda doc: wrote(
+        doc,
+        f"released {doc['claim']['resource']}",
+        f"{doc['claim']['resource']} was already released",
+    ),
+    (TYPE, NAME),
+    details="Releasing twice is not an error. The claim stays on the branch as a tombstone, "
+    "so the next grant continues its generation.",
+    idempotent=True,
+)
+
+
+def _guard(
+    c: Coordinator,
+    paths: list[str] | tuple[str, ...] = (),
+    staged: bool = False,
+    fresh_timeout: float = 3.0,
+) -> dict[str, Any]:
+    todo = list(paths) + (c.staged_paths() if staged else [])
+    data = c.check_paths(todo, timeout=fresh_timeout)
+    if data["violations"]:
+        lines = [
+            f"  {v['path']}: claimed by {v['holder']} ('{v['claim']}') until {v['expires_at']}"
+            for v in data["violations"]
+        ]
+        raise ConflictError(
+            f"{len(data['violations'])} path(s) are claimed by other sessions:\n"
+            + "\n".join(lines),
+            violations=data["violations"],
+            fresh=data["fresh"],
+        )
+    if not data["fresh"]:
+        data["warnings"] = [
+            "the remote did not answer in time; checked against the last fetched state"
+        ]
+    return data
+
+
+GUARD = Verb(
+    "guard",
+    "Refuse (exit 3) when a path is inside another session's live path claim.",
+    _guard,
+    lambda doc: f"ok: {doc['checked']} path(s) free to change",
+    (
+        Param(
+            "paths",
+            list,
+            "Files to check (relative to -C, or absolute).",
+            (),
+            positional=True,
+            metavar="PATHS",
+        ),
+        Param("staged", bool, "Check the files staged for commit.", False),
+        Param(
+            "fresh_timeout",
+            float,
+            "How long to try for the freshest state before using the last fetched one.",
+            3.0,
+            metavar="SECONDS",
+            low=0,
+            show_default=True,
+        ),
+    ),
+    details="Path claims are gitignore-style globs: `gitcoord claim path 'src/api/**'`. The "
+    "pre-commit hook runs `gitcoord guard --staged`; the holder of a claim and unclaimed paths "
+    "pass. `git commit --no-verify` skips it, as any git hook.",
+    writes=False,
+    idempotent=True,
+)
+
+VERBS = (CLAIM, RENEW, RELEASE, GUARD)

@@ -1,0 +1,244 @@
+"""Reading the branch: status, the audit log, metrics, the state page, validation, templates."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ...errors import GitcoordError, InvalidError, UsageError
+from .. import render
+from ..verb import Param, Verb
+
+if TYPE_CHECKING:
+    from ..coordinator import Coordinator
+
+
+def _status(c: Coordinator) -> dict[str, Any]:
+    from ... import clock
+    from ..views import status_json
+
+    return status_json(c.snapshot(), clock.now())
+
+
+def _status_text(doc: dict[str, Any]) -> str:
+    from ... import clock
+
+    return render.status(doc, clock.now())
+
+
+STATUS = Verb(
+    "status",
+    "Sessions (with their last heartbeat) and claims, as the branch is now.",
+    _status,
+    _status_text,
+    writes=False,
+    idempotent=True,
+    session=False,
+)
+
+
+def _log(
+    c: Coordinator,
+    by_session: str | None = None,
+    resource: str | None = None,
+    op: str | None = None,
+    since: str | datetime | None = None,
+    limit: int = 50,
+) -> list[Any]:
+    import time
+
+    from ... import clock
+    from ...audit import history
+
+    when = clock.parse_since(since) if isinstance(since, str) else since
+    tip = c.store.fetch_tip(time.monotonic() + c.store.timeout)  # no state needed
+    if tip is None:
+        return []
+    unfiltered = by_session is None and resource is None and op is None
+    walk = limit if unfiltered else None  # a filter may skip any number of commits
+    found = []
+    for entry in history.entries(c.store.git, tip, when, walk):
+        if history.matches(entry, session=by_session, resource=resource, op=op):
+            found.append(entry)
+            if limit is not None and len(found) >= limit:
+                break
+    return found
+
+
+LOG = Verb(
+    "log",
+    "The audit trail, newest first: one line per operation from the branch history.",
+    _log,
+    lambda doc: render.log(doc["entries"]),
+    (
+        Param("by_session", str, "Only this session's operations.", flag="--session", metavar="ID"),
+        Param("resource", str, "Only this resource (task/x), or a type (task).", metavar="R"),
+        Param("op", str, "Only this operation (claim, release, send, ...).", metavar="OP"),
+        Param("since", str, "Only newer: a duration back (2h, 1d) or an ISO date.", metavar="WHEN"),
+        Param("limit", int, "At most this many entries.", 50, low=1, show_default=True),
+    ),
+    details="Here --session filters the log; reading it needs no session of your own.",
+    writes=False,
+    idempotent=True,
+    session=False,
+    to_json=lambda entries: {"entries": [e.to_json() for e in entries]},
+)
+
+
+def _metrics(c: Coordinator) -> dict[str, Any]:
+    from ... import clock
+    from ...audit import history, metrics
+
+    tip, state = c.store.snapshot()
+    entries = list(history.entries(c.store.git, tip)) if tip else []
+    result: dict[str, Any] = metrics.metrics(entries, state, clock.now())
+    return result
+
+
+METRICS = Verb(
+    "metrics",
+    "The founding plan's success metrics, computed from the branch history.",
+    _metrics,
+    render.metrics,
+    writes=False,
+    idempotent=True,
+    session=False,
+)
+
+
+def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
+    from ... import clock
+    from ...domain import mailbox
+    from ...ops import pages
+    from ..verb import outcome_json
+    from ..views import Snapshot, status_json
+
+    tip, state = c.store.snapshot()
+    now = clock.now()
+    recent = mailbox.recent(c.store.view_of(state), 10)
+    page = render.state_page(status_json(Snapshot(tip, state, c.store.where), now), recent, now)
+    data: dict[str, Any] = {"markdown": page}
+    if write:
+        body = page.encode("utf-8")
+        outcome = c.transact(
+            lambda s: pages.state_page(s, clock.now(), session=c.session, page=body)
+        )
+        data.update(outcome_json(outcome))
+    return data
+
+
+def _state_text(doc: dict[str, Any]) -> str:
+    text: str = doc["markdown"].rstrip("\n")
+    if "op" in doc:
+        text += f"\n\n(written to coordination/CURRENT_STATE.md, commit {str(doc['commit'])[:10]})"
+    return text
+
+
+STATE = Verb(
+    "state",
+    "A Markdown page of the current state (sessions, claims, recent messages).",
+    _state,
+    _state_text,
+    (Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),),
+    idempotent=True,
+)
+
+
+def _validate(
+    c: Coordinator, path: str | None = None, at_ref: str | None = None, span: str | None = None
+) -> dict[str, Any]:
+    if sum(x is not None for x in (at_ref, span, path)) > 1:
+        raise UsageError("give one of --ref, --range or PATH")
+    if path is not None:
+        path = os.path.join(c.path, path)  # relative to -C, as every path
+        if not os.path.isdir(path):
+            raise UsageError(f"no such directory: {path}")
+    problems = c.verify_range(span) if span else c.problems(ref=at_ref, path=path)
+    if problems:
+        raise InvalidError(
+            f"{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+            problems=[p.to_json() for p in problems],
+        )
+    return {"valid": True, "problems": []}
+
+
+VALIDATE = Verb(
+    "validate",
+    "Check schema and invariants of the branch, a REF, or a directory PATH (exit 5 listing "
+    "each problem with its file).",
+    _validate,
+    lambda doc: "valid",
+    (
+        Param(
+            "path",
+            str,
+            "A directory that contains a coordination/ folder (e.g. a worktree of the branch).",
+            positional=True,
+            metavar="PATH",
+        ),
+        Param(
+            "at_ref",
+            str,
+            "Validate this ref or commit instead of the current tip.",
+            flag="--ref",
+            metavar="REF",
+        ),
+        Param(
+            "span",
+            str,
+            "Validate moving the branch from OLD to NEW: every commit, and who changed what.",
+            flag="--range",
+            metavar="OLD..NEW",
+        ),
+    ),
+    writes=False,
+    idempotent=True,
+    session=False,
+)
+
+
+def _templates(c: Coordinator) -> list[dict[str, Any]]:
+    from ...domain import templates as tpl
+
+    rows: list[dict[str, Any]] = []
+    for name, where in sorted(tpl.available(c.toplevel()).items()):
+        try:
+            t = tpl.load(name if where == "shipped" else where)
+        except GitcoordError as exc:
+            rows.append({"name": name, "source": where, "error": exc.message})
+            continue
+        rows.append(
+            {
+                "name": name,
+                "source": where,
+                "slots": len(t.slots),
+                "tasks": len(t.tasks),
+                "description": t.description,
+            }
+        )
+    return rows
+
+
+def _templates_text(doc: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{r['name']:<16} {r['slots']:>3} slots {r['tasks']:>3} tasks  "
+        f"{r['description']}  ({r['source']})"
+        if "error" not in r
+        else f"{r['name']:<16} UNUSABLE: {r['error']}  ({r['source']})"
+        for r in doc["templates"]
+    )
+
+
+TEMPLATES = Verb(
+    "templates",
+    "The rosters `init --template` can start from (shipped and your own).",
+    _templates,
+    _templates_text,
+    writes=False,
+    idempotent=True,
+    session=False,
+    to_json=lambda rows: {"templates": rows},
+)
+
+VERBS = (STATUS, LOG, METRICS, STATE, VALIDATE, TEMPLATES)

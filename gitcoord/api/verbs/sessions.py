@@ -1,0 +1,161 @@
+"""Sessions: creating the coordination branch and registering a number, a role and a goal."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..verb import Param, Verb, wrote
+
+if TYPE_CHECKING:
+    from ..coordinator import Coordinator
+
+
+def _init(
+    c: Coordinator,
+    slots: int = 12,
+    lease_hours: float = 2.0,
+    stale_after_minutes: int = 20,
+    clock_skew_seconds: int = 60,
+    approvers: list[str] | tuple[str, ...] = (),
+    require_approval: list[str] | tuple[str, ...] = (),
+    template: str | None = None,
+) -> Any:
+    from ... import clock
+    from ...domain import templates
+    from ...ops import sessions
+
+    tpl = None
+    if template is not None:
+        if template.endswith((".yaml", ".yml")) or os.sep in template:
+            template = os.path.join(c.path, template)  # like every path: relative to -C
+        tpl = templates.load(template, c.toplevel())
+    outcome = c.transact(
+        lambda s: sessions.init(
+            s,
+            clock.now(),
+            template=tpl,
+            session=c.session,
+            slots=slots,
+            lease_hours=lease_hours,
+            stale_after_minutes=stale_after_minutes,
+            clock_skew_seconds=clock_skew_seconds,
+            approvers=tuple(approvers),
+            require_approval=tuple(require_approval),
+        )
+    )
+    outcome.change.result["where"] = c.store.where  # for the text: "initialised gitcoord on ..."
+    return outcome
+
+
+INIT = Verb(
+    "init",
+    "Create the coordination branch (idempotent: exit 0 if it exists).",
+    _init,
+    lambda doc: wrote(
+        doc,
+        f"initialised {doc['where']} with {doc['config']['slots']} slots",
+        f"{doc['where']} is already initialised ({doc['config']['slots']} slots)",
+    ),
+    (
+        Param("slots", int, "How many session numbers.", 12, low=1, high=1000, show_default=True),
+        Param(
+            "lease_hours",
+            float,
+            "Default claim lease.",
+            2.0,
+            low=0,
+            low_open=True,
+            high=720,
+            show_default=True,
+        ),
+        Param(
+            "stale_after_minutes",
+            int,
+            "Heartbeat age that marks a session stale.",
+            20,
+            flag="--stale-after",
+            metavar="MINUTES",
+            low=1,
+            high=10080,
+            show_default=True,
+        ),
+        Param(
+            "clock_skew_seconds",
+            int,
+            "Grace after expiry before a claim may be taken over.",
+            60,
+            flag="--clock-skew",
+            metavar="SECONDS",
+            low=0,
+            high=3600,
+            show_default=True,
+        ),
+        Param(
+            "approvers",
+            list,
+            "A human who approves requests (git author email); repeatable.",
+            (),
+            flag="--approver",
+            metavar="EMAIL",
+        ),
+        Param(
+            "require_approval",
+            list,
+            "A claim type that starts pending until approved (e.g. deploy); repeatable.",
+            (),
+            metavar="TYPE",
+        ),
+        Param(
+            "template",
+            str,
+            "Start from a roster (marketing-12, dev-12, yours): slots, roles, goals, tasks.",
+            metavar="NAME|PATH",
+        ),
+    ),
+    idempotent=True,
+    session=False,
+    human=True,
+)
+
+
+def _register(
+    c: Coordinator, role: str | None = None, goal: str | None = None, number: int | None = None
+) -> Any:
+    from ... import clock
+    from ...ops import sessions
+
+    session = c.need_session()
+    return c.transact(
+        lambda s: sessions.register(
+            s, clock.now(), session=session, role=role, goal=goal, number=number
+        )
+    )
+
+
+REGISTER = Verb(
+    "register",
+    "Register this session: a unique number, a role and a goal.",
+    _register,
+    lambda doc: wrote(
+        doc,
+        f"registered {doc['session']['id']} as #{doc['session']['number']}: "
+        f"{doc['session']['role']}",
+        f"{doc['session']['id']} is registered as #{doc['session']['number']} (unchanged)",
+    ),
+    (
+        Param(
+            "role",
+            str,
+            "What this session is responsible for (needed the first time).",
+            metavar="TEXT",
+        ),
+        Param("goal", str, "Its measurable objective (needed the first time).", metavar="TEXT"),
+        Param("number", int, "Session number in 1..slots (default: lowest free).", metavar="N"),
+    ),
+    details="First registration of a number wins; the loser gets exit 3 (a conflict) and the "
+    "free numbers. Registering again updates role and goal and keeps the number.",
+    idempotent=True,
+)
+
+VERBS = (INIT, REGISTER)

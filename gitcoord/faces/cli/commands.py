@@ -1,0 +1,167 @@
+"""Commands that wire gitcoord into other tools: git hooks, the MCP server, Claude Code, the demo.
+
+These are not verbs (they act on files and processes around the coordination
+branch, not through it), so they are written out here; every verb is derived
+from its declaration (`verbs.py`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ...errors import GitcoordError
+from .app import common, emit
+from .app import ctx as _ctx
+
+
+@click.group()
+def hooks() -> None:
+    """Install the validating hooks: client pre-commit, server pre-receive, GitHub workflow."""
+
+
+@hooks.command("install")
+@click.option(
+    "--server", metavar="BARE_REPO", help="Install the pre-receive hook in this bare repository."
+)
+@click.option(
+    "--github-workflow",
+    is_flag=True,
+    help="Commit the validating workflow to the coordination branch.",
+)
+@common
+def hooks_install(server: str | None, github_workflow: bool) -> None:
+    """Install gitcoord's hook (chaining to any hook already there).
+
+    \b
+    gitcoord hooks install                   pre-commit in this clone
+    gitcoord hooks install --server PATH     pre-receive in a bare repository
+    gitcoord hooks install --github-workflow validation as a GitHub Actions check
+    """
+    from ...api.verb import outcome_json, wrote
+    from .. import githooks as hk
+
+    ctx = _ctx()
+    if github_workflow:
+        outcome = hk.install_workflow(ctx.coordinator())
+        emit(
+            outcome_json(outcome),
+            wrote(
+                outcome_json(outcome),
+                "committed .github/workflows/gitcoord.yml to the coordination branch; make "
+                "'gitcoord validate' a required status check on that branch",
+                "the workflow is already on the coordination branch",
+            ),
+        )
+        return
+    if server:
+        data = hk.install(server, "pre-receive")
+        ref = ctx.ref
+        if ref:
+            subprocess_config(server, "gitcoord.ref", ref)
+    else:
+        data = hk.install(ctx.path, "pre-commit")
+    chained = f"; runs the previous hook first ({data['chained']})" if data["chained"] else ""
+    emit(data, f"installed {data['hook']}{chained}")
+
+
+@hooks.command("uninstall")
+@click.option(
+    "--server", metavar="BARE_REPO", help="Remove the pre-receive hook from this bare repository."
+)
+@common
+def hooks_uninstall(server: str | None) -> None:
+    """Remove gitcoord's hook and put back the one it chained to."""
+    from .. import githooks as hk
+
+    data = hk.uninstall(server or _ctx().path, "pre-receive" if server else "pre-commit")
+    if not data["removed"]:
+        text = f"no gitcoord hook at {data['hook']}"
+    else:
+        text = f"removed {data['hook']}" + (
+            " and restored the previous hook" if data["restored"] else ""
+        )
+    emit(data, text)
+
+
+@hooks.command("run", hidden=True)
+@click.argument("which", type=click.Choice(["pre-commit", "pre-receive"]))
+def hooks_run(which: str) -> None:
+    """What the installed shims execute."""
+    from ...errors import InvalidError
+    from .. import githooks as hk
+
+    if which == "pre-receive":
+        lines = sys.stdin.read().splitlines()
+        rejected = hk.run_pre_receive(".", lines)
+        if rejected:
+            raise InvalidError(
+                "push rejected by gitcoord:\n" + "\n".join(f"  {r}" for r in rejected)
+            )
+        return
+    hk.run_pre_commit(".")
+
+
+def subprocess_config(repo: str, key: str, value: str) -> None:
+    from ...gitio import Git, discover
+
+    Git(discover(repo).git_dir).run(["config", key, value])
+
+
+@click.command()
+@common
+def mcp() -> None:
+    """Serve gitcoord's verbs to an AI agent over MCP (stdio).
+
+    The session is --session / $GITCOORD_SESSION. Add it to a project with
+    `gitcoord integrate claude-code`, or by hand to .mcp.json as
+    {"command": "gitcoord", "args": ["mcp"]}.
+    """
+    from ..mcp import serve
+
+    ctx = _ctx()
+    serve(path=ctx.path, session=ctx.session, ref=ctx.ref, remote=ctx.remote)
+
+
+@click.command()
+@click.argument("tool", type=click.Choice(["claude-code"]))
+@click.option(
+    "--remove", is_flag=True, help="Undo: remove gitcoord's entries, keep everything else."
+)
+@click.option("--no-mcp", is_flag=True, help="Do not add the MCP server to .mcp.json.")
+@click.option("--release-on-stop", is_flag=True, help="Release the session's claims when it ends.")
+@common
+def integrate(tool: str, remove: bool, no_mcp: bool, release_on_stop: bool) -> None:
+    """Wire gitcoord into an AI coding tool's hooks (merged, never overwritten)."""
+    from ..claude.settings import claude_code
+
+    data = claude_code(_ctx().path, remove=remove, mcp=not no_mcp, release_on_stop=release_on_stop)
+    emit(data, data["summary"])
+
+
+@click.command()
+@click.option(
+    "--sessions",
+    "count",
+    type=click.IntRange(2, 50),
+    default=12,
+    show_default=True,
+    help="How many sessions.",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary directory and print where it is.")
+@common
+def demo(count: int, keep: bool) -> None:
+    """Run a demo on a throwaway bare remote: sessions register, race, and the dashboard prints."""
+    from ..demo import run_demo
+
+    summary = run_demo(count, keep=keep, echo=None if _ctx().json else click.echo)
+    if _ctx().json:
+        emit(summary, "")
+    broken = (
+        summary["lost_updates"] or summary["double_grants"] or len(summary["race"]["winners"]) != 1
+    )
+    if broken:
+        raise GitcoordError(
+            "demo invariants failed: expected one winner, 0 lost updates, 0 double grants"
+        )
