@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..gitio import TreeEntry
 from . import names, yamlio
+from .kinds import MESSAGES
 from .models import Message
 
 
@@ -35,11 +36,11 @@ class Item:
 
 
 def _day_dirs(view: TreeView, recipient: str) -> dict[str, TreeEntry]:
-    return {e.name: e for e in view.entries(names.message_dir(recipient)) or [] if e.is_tree}
+    return {e.name: e for e in view.entries(MESSAGES.inbox(recipient)) or [] if e.is_tree}
 
 
 def _files(view: TreeView, recipient: str, day: str) -> dict[str, TreeEntry]:
-    path = f"{names.message_dir(recipient)}/{day}"
+    path = f"{MESSAGES.inbox(recipient)}/{day}"
     return {e.name: e for e in view.entries(path) or [] if not e.is_tree}
 
 
@@ -74,7 +75,7 @@ def inbox(view: TreeView, old: TreeView | None, me: str, *, include_read: bool) 
                 msg = _load(view, f)
                 if msg is None or msg.sender == me:
                     continue
-                items.append(Item(msg, f"{names.message_dir(recipient)}/{day}/{name}", read))
+                items.append(Item(msg, f"{MESSAGES.inbox(recipient)}/{day}/{name}", read))
     items.sort(key=lambda i: i.message.id)
     return items
 
@@ -82,7 +83,7 @@ def inbox(view: TreeView, old: TreeView | None, me: str, *, include_read: bool) 
 def find(view: TreeView, message_id: str) -> Message | None:
     """The message with this id, wherever it was sent (one day folder per recipient)."""
     day = names.message_day(message_id)
-    for recipient in view.entries(f"{names.ROOT}/messages") or []:
+    for recipient in view.entries(MESSAGES.root) or []:
         if not recipient.is_tree:
             continue
         entry = _files(view, recipient.name, day).get(f"{message_id}.yaml")
@@ -94,7 +95,7 @@ def find(view: TreeView, message_id: str) -> Message | None:
 def recent(view: TreeView, limit: int) -> list[Message]:
     """The newest `limit` messages on the branch (for the state page): last days only."""
     found: list[Message] = []
-    for recipient in view.entries(f"{names.ROOT}/messages") or []:
+    for recipient in view.entries(MESSAGES.root) or []:
         if not recipient.is_tree:
             continue
         days = sorted(_day_dirs(view, recipient.name).items(), reverse=True)
@@ -114,7 +115,7 @@ def recent(view: TreeView, limit: int) -> list[Message]:
 
 def all_files(view: TreeView) -> Iterator[tuple[str, TreeEntry | None]]:
     """Every entry under messages/ (for deep validation); None marks a misplaced entry."""
-    root = f"{names.ROOT}/messages"
+    root = MESSAGES.root
     for recipient in view.entries(root) or []:
         if not recipient.is_tree:
             yield f"{root}/{recipient.name}", None

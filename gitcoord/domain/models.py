@@ -1,7 +1,9 @@
 """The YAML files of the coordination branch, one pydantic model per kind of file.
 
-The JSON Schemas in the repository's `coordination/schema/` folder are generated
-from these classes (`python -m gitcoord.domain.schema`) and a test keeps them in sync.
+Where each kind of file lives, what names it and who owns it is the table of kinds
+(`kinds.py`), which `DOCUMENTS` here is derived from. The JSON Schemas in the
+repository's `coordination/schema/` folder are generated from these classes
+(`python -m gitcoord.domain.schema`) and a test keeps them in sync.
 Models are strict (`extra="forbid"`) so a typo in a hand-edited file is reported
 instead of silently ignored.
 """
@@ -9,7 +11,7 @@ instead of silently ignored.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -333,16 +335,15 @@ class ReadMark(_Model):
     at: Timestamp
 
 
-DOCUMENTS: dict[str, type[_Model]] = {
-    "config": Config,
-    "session": Session,
-    "claim": Claim,
-    "heartbeat": Heartbeat,
-    "message": Message,
-    "read": ReadMark,
-    "approval": Approval,
-    "activation": Activation,
-    "task": Task,
-    "milestone": Milestone,
-    "roster": Roster,
-}
+if TYPE_CHECKING:
+    DOCUMENTS: dict[str, type[BaseModel]]
+else:
+
+    def __getattr__(name: str) -> object:
+        """`DOCUMENTS` (kind name -> model) is derived from the table of kinds, which
+        imports this module: it is looked up there when first asked for (PEP 562)."""
+        if name == "DOCUMENTS":
+            from .kinds import DOCUMENTS
+
+            return DOCUMENTS
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

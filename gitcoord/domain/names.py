@@ -1,4 +1,6 @@
-"""What a session id, a claim type and a claim name may be, and where each lives on the branch.
+"""What a session id, a claim type and a claim name may be, and the paths built from them.
+
+The paths come from the table of kinds (`kinds.py`), which spells each location once.
 
 Every check here runs before git is called, so a hostile or mistyped name is a
 usage error (exit 2) and can never become a path outside `coordination/` or an
@@ -31,6 +33,9 @@ _TYPE_RE = re.compile(CLAIM_TYPE_PATTERN)
 _NAME_RE = re.compile(CLAIM_NAME_PATTERN)
 
 ROOT = "coordination"
+# Entries of coordination/ that are not kinds of document (those are in kinds.py):
+STATE_PAGE = "CURRENT_STATE.md"  # raw Markdown written by `gitcoord state --write`
+QUARANTINE = "quarantine"  # bad files set aside by `doctor --fix`, never parsed
 
 
 def is_number(value: str) -> bool:
@@ -94,19 +99,27 @@ def resource_key(type_: str, name: str) -> str:
 
 
 # --- paths on the branch ----------------------------------------------------
+# Where each kind of file lives is spelled once, in the table of kinds (kinds.py);
+# these functions are the spelling most callers use. This module sits below the
+# models (they reuse its patterns) and the table above them, so each function
+# imports the table when called: by then the models are loaded anyway.
 
 
 def config_path() -> str:
-    return f"{ROOT}/config.yaml"
+    from .kinds import CONFIG
+
+    return CONFIG.path()
 
 
 def session_path(session_id: str) -> str:
-    return f"{ROOT}/sessions/{session_id}.yaml"
+    from .kinds import SESSION
+
+    return SESSION.path(session_id)
 
 
 def claim_file_stem(name: str) -> str:
     # Percent-encoding is injective and keeps '/', '*' and ':' out of file names,
-    # so one resource is always exactly one file.
+    # so one resource is always exactly one file (see kinds.ClaimFolder).
     return quote(name, safe="")
 
 
@@ -115,23 +128,33 @@ def claim_name_from_stem(stem: str) -> str:
 
 
 def claim_path(type_: str, name: str) -> str:
-    return f"{ROOT}/claims/{type_}/{claim_file_stem(name)}.yaml"
+    from .kinds import CLAIMS
+
+    return CLAIMS.file(type_, name)
 
 
 def heartbeat_path(session_id: str) -> str:
-    return f"{ROOT}/heartbeats/{session_id}.yaml"
+    from .kinds import HEARTBEAT
+
+    return HEARTBEAT.path(session_id)
 
 
 def read_path(session_id: str) -> str:
-    return f"{ROOT}/reads/{session_id}.yaml"
+    from .kinds import READ
+
+    return READ.path(session_id)
 
 
 def approval_path(approval_id: str) -> str:
-    return f"{ROOT}/approvals/{approval_id}.yaml"
+    from .kinds import APPROVAL
+
+    return APPROVAL.path(approval_id)
 
 
 def activation_path() -> str:
-    return f"{ROOT}/activation.yaml"
+    from .kinds import ACTIVATION
+
+    return ACTIVATION.path()
 
 
 _APPROVAL_RE = re.compile(APPROVAL_ID_PATTERN)
@@ -142,15 +165,21 @@ def check_approval_id(value: str) -> str:
 
 
 def task_path(task_id: str) -> str:
-    return f"{ROOT}/tasks/{task_id}.yaml"
+    from .kinds import TASK
+
+    return TASK.path(task_id)
 
 
 def milestone_path(name: str) -> str:
-    return f"{ROOT}/milestones/{name}.yaml"
+    from .kinds import MILESTONE
+
+    return MILESTONE.path(name)
 
 
 def roster_path() -> str:
-    return f"{ROOT}/roster.yaml"
+    from .kinds import ROSTER
+
+    return ROSTER.path()
 
 
 _TASK_RE = re.compile(TASK_ID_PATTERN)
@@ -165,7 +194,7 @@ def check_milestone(value: str) -> str:
 
 
 def state_page_path() -> str:
-    return f"{ROOT}/CURRENT_STATE.md"
+    return f"{ROOT}/{STATE_PAGE}"
 
 
 def check_message_id(value: str) -> str:
@@ -180,8 +209,12 @@ def message_day(message_id: str) -> str:
 
 
 def message_dir(recipient: str) -> str:
-    return f"{ROOT}/messages/{recipient}"
+    from .kinds import MESSAGES
+
+    return MESSAGES.inbox(recipient)
 
 
 def message_path(recipient: str, message_id: str) -> str:
-    return f"{message_dir(recipient)}/{message_day(message_id)}/{message_id}.yaml"
+    from .kinds import MESSAGES
+
+    return MESSAGES.file(recipient, message_id)

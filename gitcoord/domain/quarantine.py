@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import names
+from .kinds import CLAIM, CONFIG, SESSION, kind_at
 from .models import Claim
 from .state import Problem, Source, State, load_state
 
-QUARANTINE_DIR = f"{names.ROOT}/quarantine"
+QUARANTINE_DIR = f"{names.ROOT}/{names.QUARANTINE}"
 _MAX_ROUNDS = 64
 _MAX_NAME = 200  # bytes: file systems take 255, keep room for ".N"
 
@@ -134,7 +135,7 @@ def _is_hidden(path: str, hidden: set[str]) -> bool:
 def _targets(src: Source, state: State, problem: Problem) -> list[str]:
     """The files (or folders) that setting aside removes `problem`."""
     path = problem.path
-    if path == names.config_path() or not path.startswith(names.ROOT + "/"):
+    if path == CONFIG.path() or not path.startswith(names.ROOT + "/"):
         return []  # the branch cannot do without its config: restore it by hand
     if problem.rule == "unique-number":
         sid = path.rsplit("/", 1)[-1].removesuffix(".yaml")
@@ -144,7 +145,7 @@ def _targets(src: Source, state: State, problem: Problem) -> list[str]:
                 (s for s in state.sessions.values() if s.number == mine.number),
                 key=lambda s: (s.registered_at, s.id),
             )
-            return [names.session_path(s.id) for s in same[1:]]  # keep the first registered
+            return [SESSION.path(s.id) for s in same[1:]]  # keep the first registered
     if _exists(src, path):
         return [path]
     return []
@@ -203,11 +204,9 @@ def quarantine_paths(src: Source, files: list[str]) -> dict[str, str]:
 
 def is_claim_file(path: str) -> bool:
     """Whether `path` is where a claim lives (`claims/<type>/<name>.yaml`, a canonical name)."""
-    parts = path.split("/")
-    if len(parts) != 4 or parts[:2] != [names.ROOT, "claims"] or not parts[3].endswith(".yaml"):
+    if kind_at(path) is not CLAIM or not path.endswith(".yaml"):
         return False
-    stem = parts[3].removesuffix(".yaml")
-    return path.isascii() and names.claim_path(parts[2], names.claim_name_from_stem(stem)) == path
+    return path.isascii() and CLAIM.path(CLAIM.key_at(path)) == path
 
 
 def is_file(src: Source, path: str) -> bool:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .models import DOCUMENTS
+from .kinds import DOCUMENTS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "coordination" / "schema"
 

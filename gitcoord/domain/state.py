@@ -9,14 +9,15 @@ refuse to build on a broken state with a precise message.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from . import names, yamlio
+from .kinds import KINDS, kind_of
 from .models import (
     Activation,
     Approval,
@@ -32,23 +33,17 @@ from .models import (
 
 M = TypeVar("M", bound=BaseModel)
 
-TOP_LEVEL = {
-    "config.yaml",
-    "sessions",
-    "claims",
-    "heartbeats",
-    "messages",
-    "reads",
-    "approvals",
-    "activation.yaml",
-    "tasks",
-    "milestones",
-    "roster.yaml",
-    "CURRENT_STATE.md",
-    # Bad files moved aside by `gitcoord doctor --fix`, raw bytes kept: never parsed,
-    # so one broken file can be set aside without losing it (see gitcoord.quarantine).
-    "quarantine",
-}
+TOP_LEVEL = frozenset(
+    [
+        *(kind.where.top for kind in KINDS),
+        names.STATE_PAGE,
+        # Bad files moved aside by `gitcoord doctor --fix`, raw bytes kept: never parsed,
+        # so one broken file can be set aside without losing it (see gitcoord.quarantine).
+        names.QUARANTINE,
+    ]
+)
+"""What may stand directly in coordination/: each kind's file or folder (kinds.py), and two
+entries that hold no documents."""
 
 Doc = BaseModel | bytes | None  # what a write puts at a path (bytes: CURRENT_STATE.md)
 
@@ -77,7 +72,12 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class State:
-    """The eagerly loaded part of the branch. Messages are read on demand (`mailbox`)."""
+    """The eagerly loaded part of the branch. Messages are read on demand (`mailbox`).
+
+    One field per kind that the table of kinds (kinds.py) says a State holds, named by
+    the kind's `held`: the document of a single file, else a mapping by the kind's key.
+    The fields are spelled out, not generated, so that type checkers know them.
+    """
 
     config: Config | None = None
     sessions: Mapping[str, Session] = field(default_factory=dict)
@@ -115,48 +115,26 @@ class State:
         return base
 
     def apply(self, writes: Mapping[str, Doc]) -> State:
-        """The state after `writes` (path -> new document). Messages are not held here."""
-        config = self.config
-        sessions, claims = dict(self.sessions), dict(self.claims)
-        heartbeats, reads = dict(self.heartbeats), dict(self.reads)
-        approvals, activation = dict(self.approvals), self.activation
-        tasks, milestones, roster = dict(self.tasks), dict(self.milestones), self.roster
+        """The state after `writes` (path -> new document). Messages are not held here.
+
+        Each document goes where `load_state` would put it: its kind's `held` field,
+        under its key (the table in kinds.py says both)."""
+        changed: dict[str, Any] = {}  # State field -> its new value
         for path, doc in writes.items():
-            if isinstance(doc, Config):
-                config = doc
-            elif isinstance(doc, Session):
-                sessions[doc.id] = doc
-            elif isinstance(doc, Claim):
-                claims[doc.key] = doc
-            elif isinstance(doc, Heartbeat):
-                heartbeats[doc.session] = doc
-            elif isinstance(doc, ReadMark):
-                reads[doc.session] = doc
-            elif isinstance(doc, Approval):
-                approvals[doc.id] = doc
-            elif isinstance(doc, Activation):
-                activation = doc
-            elif isinstance(doc, Task):
-                tasks[doc.id] = doc
-            elif isinstance(doc, Milestone):
-                milestones[doc.name] = doc
-            elif isinstance(doc, Roster):
-                roster = doc
-            elif doc is None:
+            if doc is None:
                 raise ValueError(f"deleting {path} is not an operation gitcoord performs")
-        return replace(
-            self,
-            config=config,
-            sessions=sessions,
-            claims=claims,
-            heartbeats=heartbeats,
-            reads=reads,
-            approvals=approvals,
-            activation=activation,
-            tasks=tasks,
-            milestones=milestones,
-            roster=roster,
-        )
+            if isinstance(doc, bytes):
+                continue  # CURRENT_STATE.md: raw, not held in a State
+            kind = kind_of(doc)
+            if kind is None or kind.held is None:
+                continue  # messages (and any model that is no kind): not held in a State
+            if kind.single:
+                changed[kind.held] = doc
+            else:
+                if kind.held not in changed:
+                    changed[kind.held] = dict(getattr(self, kind.held))
+                changed[kind.held][kind.key_of(doc)] = doc
+        return replace(self, **changed)
 
 
 def parse(
@@ -186,37 +164,9 @@ def parse(
         return None
 
 
-def _files(src: Source, path: str, problems: list[Problem]) -> Iterator[tuple[str, str]]:
-    """(stem, path) of the .yaml files in a directory; anything else is a problem."""
-    for name, is_dir in sorted(src.listdir(path) or []):
-        full = f"{path}/{name}"
-        if is_dir or not name.endswith(".yaml"):
-            problems.append(
-                Problem(full, "layout", "unexpected entry: only .yaml files belong here")
-            )
-            continue
-        yield name[: -len(".yaml")], full
-
-
-def _per_session(
-    src: Source, folder: str, model: type[M], key: str, problems: list[Problem]
-) -> dict[str, M]:
-    """Load `coordination/<folder>/<session>.yaml` files whose `key` field names the file."""
-    found: dict[str, M] = {}
-    for stem, path in _files(src, f"{names.ROOT}/{folder}", problems):
-        doc = parse(src, path, model, problems, cached=True)
-        if isinstance(doc, model):
-            value = getattr(doc, key)
-            if value != stem:
-                problems.append(
-                    Problem(path, "path", f"file name says {stem!r} but {key} is {value!r}")
-                )
-                continue
-            found[value] = doc
-    return found
-
-
 def load_state(src: Source) -> State:
+    """The state in a tree: every kind the table (kinds.py) says a State holds, loaded from
+    where the table says it lives; whatever cannot be loaded becomes a `Problem`."""
     root = names.ROOT
     top = src.listdir(root)
     if top is None:
@@ -227,64 +177,29 @@ def load_state(src: Source) -> State:
             problems.append(
                 Problem(f"{root}/{name}", "layout", "unexpected entry in coordination/")
             )
-        elif name == "quarantine" and not is_dir:
+        elif name == names.QUARANTINE and not is_dir:
             problems.append(Problem(f"{root}/{name}", "layout", "expected a folder"))
 
-    config = None
-    if any(name == "config.yaml" for name, _ in top):
-        parsed = parse(src, names.config_path(), Config, problems, cached=True)
-        config = parsed if isinstance(parsed, Config) else None
-    else:
-        problems.append(
-            Problem(
-                names.config_path(),
-                "layout",
-                "missing, though the branch has other files: restore it with a commit",
-            )
-        )
+    def report(path: str, rule: str, message: str) -> None:
+        problems.append(Problem(path, rule, message))
 
-    sessions = _per_session(src, "sessions", Session, "id", problems)
-    heartbeats = _per_session(src, "heartbeats", Heartbeat, "session", problems)
-    reads = _per_session(src, "reads", ReadMark, "session", problems)
-    approvals = _per_session(src, "approvals", Approval, "id", problems)
-    activation = None
-    if any(name == "activation.yaml" for name, _ in top):
-        activation = parse(src, names.activation_path(), Activation, problems, cached=True)
-    tasks = _per_session(src, "tasks", Task, "id", problems)
-    milestones = _per_session(src, "milestones", Milestone, "name", problems)
-    roster = None
-    if any(name == "roster.yaml" for name, _ in top):
-        roster = parse(src, names.roster_path(), Roster, problems, cached=True)
-
-    claims: dict[str, Claim] = {}
-    for type_dir, is_dir in sorted(src.listdir(f"{root}/claims") or []):
-        dir_path = f"{root}/claims/{type_dir}"
-        if not is_dir:
-            problems.append(Problem(dir_path, "layout", "expected a folder per claim type"))
-            continue
-        for _stem, path in _files(src, dir_path, problems):
-            doc = parse(src, path, Claim, problems, cached=True)
-            if not isinstance(doc, Claim):
+    held: dict[str, Any] = {}  # State field -> a document or a mapping key -> document
+    for kind in KINDS:
+        if kind.held is None:
+            continue  # messages: read on demand (mailbox), never all at once
+        docs: dict[str, BaseModel] = {}
+        for path in kind.where.files(src, report):
+            doc = parse(src, path, kind.model, problems, cached=True)
+            if doc is None:
                 continue
-            expected = names.claim_path(doc.type, doc.name)
-            if expected != path:
-                problems.append(Problem(path, "path", f"claim {doc.key!r} belongs in {expected}"))
+            key = kind.key_of(doc)
+            wrong = kind.where.misplaced(path, key, kind.key)
+            if wrong is not None:
+                problems.append(Problem(path, "path", wrong))
                 continue
-            claims[doc.key] = doc
-    return State(
-        config,
-        sessions,
-        claims,
-        heartbeats,
-        reads,
-        approvals,
-        activation,
-        tasks,
-        milestones,
-        roster,
-        tuple(problems),
-        src,
-    )
+            docs[key] = doc
+        held[kind.held] = docs.get("") if kind.single else docs
+    return State(**held, problems=tuple(problems), source=src)
 
 
 class DirSource:

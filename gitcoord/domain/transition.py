@@ -25,7 +25,7 @@ is held to exactly the rules the CLI obeys:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,17 +33,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import names, yamlio
+from .kinds import CLAIMS, kind_at, kind_of
 from .models import (
     Activation,
     Approval,
     Claim,
     Config,
-    Heartbeat,
     Message,
     Milestone,
-    ReadMark,
     Roster,
-    Session,
     Task,
 )
 from .state import Doc, Problem, State
@@ -67,24 +65,8 @@ class Changed:
 
 def model_for(path: str) -> type[BaseModel] | None:
     """Which model a file at `path` must follow (None: raw file or not ours)."""
-    root = names.ROOT + "/"
-    if not path.startswith(root):
-        return None
-    parts = path[len(root) :].split("/")
-    table: dict[tuple[str, int], type[BaseModel]] = {
-        ("config.yaml", 1): Config,
-        ("activation.yaml", 1): Activation,
-        ("sessions", 2): Session,
-        ("heartbeats", 2): Heartbeat,
-        ("reads", 2): ReadMark,
-        ("approvals", 2): Approval,
-        ("tasks", 2): Task,
-        ("milestones", 2): Milestone,
-        ("roster.yaml", 1): Roster,
-        ("claims", 3): Claim,
-        ("messages", 4): Message,
-    }
-    return table.get((parts[0], len(parts)))
+    kind = kind_at(path)
+    return kind.model if kind is not None else None
 
 
 def parse_doc(path: str, raw: bytes | None) -> Doc:
@@ -102,41 +84,19 @@ def parse_doc(path: str, raw: bytes | None) -> Doc:
 
 def doc_at(state: State, path: str) -> Doc:
     """The document a loaded state holds at `path` (None for messages and raw files)."""
-    model = model_for(path)
-    stem = path.rsplit("/", 1)[-1].removesuffix(".yaml")
-    if model is Config:
-        return state.config
-    if model is Activation:
-        return state.activation
-    if model is Session:
-        return state.sessions.get(stem)
-    if model is Heartbeat:
-        return state.heartbeats.get(stem)
-    if model is ReadMark:
-        return state.reads.get(stem)
-    if model is Approval:
-        return state.approvals.get(stem)
-    if model is Task:
-        return state.tasks.get(stem)
-    if model is Milestone:
-        return state.milestones.get(stem)
-    if model is Roster:
-        return state.roster
-    if model is Claim:
-        type_ = path.split("/")[2]
-        return state.claims.get(names.resource_key(type_, names.claim_name_from_stem(stem)))
-    return None
+    kind = kind_at(path)
+    if kind is None or kind.held is None:
+        return None
+    held: object = getattr(state, kind.held)
+    if not kind.single and isinstance(held, Mapping):
+        held = held.get(kind.key_at(path))
+    return held if isinstance(held, BaseModel) else None
 
 
 def _owner(doc: Doc) -> str | None:
-    """The session a per-session document belongs to."""
-    if isinstance(doc, Session):
-        return doc.id
-    if isinstance(doc, Heartbeat | ReadMark):
-        return doc.session
-    if isinstance(doc, Message):
-        return doc.sender
-    return None
+    """The session a per-session document belongs to (its kind's `owner` field)."""
+    kind = kind_of(doc)
+    return kind.owner_of(doc) if kind is not None and isinstance(doc, BaseModel) else None
 
 
 def check_transition(
@@ -196,7 +156,7 @@ def _problems(
 
 
 QUARANTINE_OP = "quarantine"
-QUARANTINE_PREFIX = names.ROOT + "/quarantine/"
+QUARANTINE_PREFIX = f"{names.ROOT}/{names.QUARANTINE}/"
 
 
 def _check_quarantine(
@@ -231,7 +191,7 @@ def _check_quarantine(
         if not any(path == c or path.startswith(c + "/") for c in condemned):
             yield no(path, "quarantine", "only files that break the rules may be quarantined")
     for path, tomb in sorted(tombs.items()):
-        if tomb.released_at is None or names.claim_path(tomb.type, tomb.name) != path:
+        if tomb.released_at is None or CLAIMS.file(tomb.type, tomb.name) != path:
             yield no(path, "quarantine", "a tombstone is a released claim of the file moved")
     for original, copy in quarantine.quarantine_paths(src, moved).items():
         if added.pop(copy, None) != quarantine.raw(src, original):

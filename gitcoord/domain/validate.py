@@ -10,6 +10,17 @@ from collections import defaultdict
 from datetime import datetime
 
 from . import names
+from .kinds import (
+    ACTIVATION,
+    APPROVAL,
+    CLAIMS,
+    CONFIG,
+    HEARTBEAT,
+    MESSAGE,
+    MESSAGES,
+    READ,
+    SESSION,
+)
 from .rules import overlapping
 from .state import Problem, Source, State, parse
 
@@ -19,10 +30,8 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     different holders overlap at that time (time-dependent, so optional)."""
     problems = list(state.problems)
     if state.config is None:
-        if (state.sessions or state.claims) and not any(
-            p.path == names.config_path() for p in problems
-        ):
-            problems.append(Problem(names.config_path(), "layout", "missing or unreadable config"))
+        if (state.sessions or state.claims) and not any(p.path == CONFIG.path() for p in problems):
+            problems.append(Problem(CONFIG.path(), "layout", "missing or unreadable config"))
         return problems
     slots = state.config.slots
 
@@ -32,20 +41,20 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
         if session.number > slots:
             problems.append(
                 Problem(
-                    names.session_path(sid),
+                    SESSION.path(sid),
                     "number-range",
                     f"number {session.number} is outside 1..{slots}",
                 )
             )
         if session.updated_at < session.registered_at:
             problems.append(
-                Problem(names.session_path(sid), "time-order", "updated_at is before registered_at")
+                Problem(SESSION.path(sid), "time-order", "updated_at is before registered_at")
             )
     for number, ids in sorted(by_number.items()):
         for sid in ids[1:]:
             problems.append(
                 Problem(
-                    names.session_path(sid),
+                    SESSION.path(sid),
                     "unique-number",
                     f"number {number} is also held by session {ids[0]!r}",
                 )
@@ -54,18 +63,18 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     for sid in sorted(state.heartbeats):
         if sid not in state.sessions:
             problems.append(
-                Problem(names.heartbeat_path(sid), "session-registered", f"{sid!r} not registered")
+                Problem(HEARTBEAT.path(sid), "session-registered", f"{sid!r} not registered")
             )
     for sid in sorted(state.reads):
         if sid not in state.sessions:
             problems.append(
-                Problem(names.read_path(sid), "session-registered", f"{sid!r} not registered")
+                Problem(READ.path(sid), "session-registered", f"{sid!r} not registered")
             )
     required = set(state.config.require_approval)
     for aid, request in sorted(state.approvals.items()):
         if request.requested_by not in state.sessions:
             problems.append(
-                Problem(names.approval_path(aid), "session-registered", "requester not registered")
+                Problem(APPROVAL.path(aid), "session-registered", "requester not registered")
             )
         if (
             request.status == "approved"
@@ -74,7 +83,7 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
         ):
             problems.append(
                 Problem(
-                    names.approval_path(aid),
+                    APPROVAL.path(aid),
                     "approver",
                     f"approved_by {request.approved_by} is not a listed approver",
                 )
@@ -84,13 +93,13 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
         if granted is None or granted.kind != "registry" or granted.status != "approved":
             problems.append(
                 Problem(
-                    names.activation_path(),
+                    ACTIVATION.path(),
                     "activation",
                     "activation needs an approved registry request",
                 )
             )
     for _, claim in sorted(state.claims.items()):
-        path = names.claim_path(claim.type, claim.name)
+        path = CLAIMS.file(claim.type, claim.name)
         if claim.holder not in state.sessions:
             problems.append(
                 Problem(path, "holder-registered", f"holder {claim.holder!r} is not registered")
@@ -131,23 +140,11 @@ def check_messages(src: Source, state: State) -> list[Problem]:
     build messages through the model and the hooks check only the new ones.
     """
     problems: list[Problem] = []
-    root = f"{names.ROOT}/messages"
-    paths = []
-    for recipient, is_dir in sorted(src.listdir(root) or []):
-        if not is_dir:
-            problems.append(Problem(f"{root}/{recipient}", "layout", "expected a folder"))
-            continue
-        for day, day_is_dir in sorted(src.listdir(f"{root}/{recipient}") or []):
-            folder = f"{root}/{recipient}/{day}"
-            if not day_is_dir:
-                problems.append(Problem(folder, "layout", "expected a day folder"))
-                continue
-            for name, f_is_dir in sorted(src.listdir(folder) or []):
-                path = f"{folder}/{name}"
-                if f_is_dir or not name.endswith(".yaml"):
-                    problems.append(Problem(path, "layout", "only .yaml files belong here"))
-                else:
-                    paths.append(path)
+
+    def report(path: str, rule: str, message: str) -> None:
+        problems.append(Problem(path, rule, message))
+
+    paths = list(MESSAGES.files(src, report))
     return problems + check_messages_at(src, state, paths)
 
 
@@ -166,10 +163,9 @@ def check_messages_at(src: Source, state: State, paths: list[str]) -> list[Probl
         msg = parse(src, path, Message, problems)
         if msg is None:
             continue
-        if names.message_path(msg.to, msg.id) != path:
-            problems.append(
-                Problem(path, "path", f"belongs in {names.message_path(msg.to, msg.id)}")
-            )
+        wrong = MESSAGES.misplaced(path, MESSAGE.key_of(msg), MESSAGE.key)
+        if wrong is not None:
+            problems.append(Problem(path, "path", wrong))
         if msg.sender not in state.sessions:
             problems.append(
                 Problem(path, "sender-registered", f"sender {msg.sender!r} not registered")
