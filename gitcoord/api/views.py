@@ -53,7 +53,7 @@ def _session_json(state: State, sid: str, now: datetime) -> dict[str, Any]:
 def status_json(snap: Snapshot, now: datetime) -> dict[str, Any]:
     state = snap.state
     config = state.config
-    sessions = sorted(state.sessions.values(), key=lambda s: s.number)
+    sessions = sorted(state.present.values(), key=lambda s: s.number)
     claims = sorted(state.claims.values(), key=lambda c: _natural(c.key))
     from ..domain.validate import check_state
 

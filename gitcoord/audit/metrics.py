@@ -73,6 +73,9 @@ def double_grants(history: list[Entry]) -> list[dict[str, Any]]:
             live[res] = (who, _when(e.get("Gitcoord-Expires")))
         elif e.op == "release":
             live.pop(res, None)
+        elif e.op == "leave":  # one commit releases every claim the session held
+            for released in e.trailers.get("Gitcoord-Released", []):
+                live.pop(released, None)
     return found
 
 
@@ -110,7 +113,7 @@ def metrics(history: list[Entry], state: State, now: datetime) -> dict[str, Any]
             if when is not None:
                 beats[e.session].append(when)
     per_session = {}
-    for sid, s in sorted(state.sessions.items(), key=lambda kv: kv[1].number):
+    for sid, s in sorted(state.present.items(), key=lambda kv: kv[1].number):
         up = uptime([s.registered_at, *beats.get(sid, [])], s.registered_at, now, stale)
         per_session[sid] = {
             "number": s.number,
@@ -119,7 +122,7 @@ def metrics(history: list[Entry], state: State, now: datetime) -> dict[str, Any]
         }
     ups = [v["uptime"] for v in per_session.values() if v["uptime"] is not None]
     return {
-        "registered": len(state.sessions),
+        "registered": len(state.present),
         "slots": config.slots if config else None,
         "commits": len(history),
         "claims_granted": len(claims),
@@ -140,7 +143,7 @@ def metrics(history: list[Entry], state: State, now: datetime) -> dict[str, Any]
         },
         "targets": {
             "all_registered": bool(config)
-            and len(state.sessions) >= (config.slots if config else 0),
+            and len(state.present) >= (config.slots if config else 0),
             "zero_work_collisions": not doubles,
             "response_under_5_min": None if not times else (_percentile(times, 50) or 0) < 300,
             "uptime_over_90": None if not ups else min(ups) > 0.9,

@@ -20,6 +20,8 @@ class Change:
     resource: str | None = None
     writes: dict[str, Doc] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)
+    # Trailers said once per item, in order (leave's `Gitcoord-Released`, one per claim).
+    repeated: dict[str, list[str]] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
 
     @property

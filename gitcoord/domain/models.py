@@ -133,6 +133,17 @@ class Session(_Model):
     goal: Goal = Field(description="Its measurable objective.")
     registered_at: Timestamp
     updated_at: Timestamp
+    left_at: Timestamp | None = Field(
+        None,
+        description=(
+            "When the session left (`gitcoord leave`): its number is free again and it "
+            "holds no claim; the file stays, for the history. Registering again clears it."
+        ),
+    )
+
+    @property
+    def present(self) -> bool:
+        return self.left_at is None
 
 
 ClaimStatus = Literal["live", "expired", "released"]

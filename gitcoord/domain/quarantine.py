@@ -142,7 +142,7 @@ def _targets(src: Source, state: State, problem: Problem) -> list[str]:
         mine = state.sessions.get(sid)
         if mine is not None:
             same = sorted(
-                (s for s in state.sessions.values() if s.number == mine.number),
+                (s for s in state.present.values() if s.number == mine.number),
                 key=lambda s: (s.registered_at, s.id),
             )
             return [SESSION.path(s.id) for s in same[1:]]  # keep the first registered

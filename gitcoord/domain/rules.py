@@ -39,7 +39,7 @@ def activation_status(state: State) -> dict[str, Any]:
     chosen = granted or (registry[-1] if registry else None)
     return {
         "active": state.activation is not None,
-        "registered": len(state.sessions),
+        "registered": len(state.present),
         "slots": slots,
         "approval": "approved" if granted else ("pending" if registry else "not requested"),
         "approval_id": chosen.id if chosen else None,

@@ -96,13 +96,19 @@ class State:
     def initialised(self) -> bool:
         return self.config is not None
 
+    @property
+    def present(self) -> dict[str, Session]:
+        """The registered sessions that have not left (`sessions` also holds those that
+        did, whose files stay for the history: their claims, messages and heartbeats)."""
+        return {sid: s for sid, s in self.sessions.items() if s.left_at is None}
+
     def session_by_number(self, number: int) -> Session | None:
-        return next((s for s in self.sessions.values() if s.number == number), None)
+        return next((s for s in self.present.values() if s.number == number), None)
 
     def free_numbers(self) -> list[int]:
         if self.config is None:
             return []
-        taken = {s.number for s in self.sessions.values()}
+        taken = {s.number for s in self.present.values()}
         return [n for n in range(1, self.config.slots + 1) if n not in taken]
 
     def claim_status(self, claim: Claim, now: datetime) -> str:

@@ -16,6 +16,8 @@ is held to exactly the rules the CLI obeys:
   and which is the only commit that writes there (see `quarantine.py`); where
   it moves a claim file it may leave a released tombstone of that claim, whose
   generation `verify.py` checks against the file's history;
+- a session that left (`gitcoord leave`) writes nothing until it registers again,
+  and no message is sent to it;
 - approving a request takes a commit authored by a listed approver;
 - commits without a session (hand edits, merges of approval branches) must be
   authored by a listed approver, except the very first commit (`init`);
@@ -33,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import names, yamlio
-from .kinds import CLAIMS, kind_at, kind_of
+from .kinds import CLAIMS, SESSION, kind_at, kind_of
 from .models import (
     Activation,
     Approval,
@@ -42,6 +44,7 @@ from .models import (
     Message,
     Milestone,
     Roster,
+    Session,
     Task,
 )
 from .state import Doc, Problem, State
@@ -134,6 +137,19 @@ def _problems(
             )
         return
 
+    speaker = old.sessions.get(who) if who is not None else None
+    if speaker is not None and speaker.left_at is not None and not admin:
+        # A session that left speaks again only by registering anew (`gitcoord leave`).
+        own = SESSION.path(speaker.id)
+        for ch in changes:
+            if ch.path != own or not isinstance(ch.new, Session) or ch.new.left_at is not None:
+                yield no(
+                    ch.path,
+                    "left",
+                    f"session {who} left at {speaker.left_at:%Y-%m-%dT%H:%M:%SZ}: it must "
+                    "register again before it writes anything else",
+                )
+
     for ch in changes:
         path, before, after = ch.path, ch.old, ch.new
         if path.startswith(QUARANTINE_PREFIX) and not admin:
@@ -220,6 +236,8 @@ def _check_doc(
             yield no(path, "append-only", "messages are never changed once sent")
         elif after.sender != who:
             yield no(path, "own-files", f"session {who} cannot send as {after.sender}")
+        elif (to := old.sessions.get(after.to)) is not None and to.left_at is not None:
+            yield no(path, "left", f"session {after.to} has left: it reads no messages")
         return
     if isinstance(after, Claim):
         yield from _check_claim(path, before, after, old, meta, no)

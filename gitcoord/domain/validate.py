@@ -37,6 +37,12 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
 
     by_number: dict[int, list[str]] = defaultdict(list)
     for sid, session in sorted(state.sessions.items()):
+        if session.left_at is not None:
+            if session.left_at < session.registered_at:
+                problems.append(
+                    Problem(SESSION.path(sid), "time-order", "left_at is before registered_at")
+                )
+            continue  # its number is free again: another session may hold it now
         by_number[session.number].append(sid)
         if session.number > slots:
             problems.append(
@@ -100,9 +106,14 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
             )
     for _, claim in sorted(state.claims.items()):
         path = CLAIMS.file(claim.type, claim.name)
-        if claim.holder not in state.sessions:
+        holder = state.sessions.get(claim.holder)
+        if holder is None:
             problems.append(
                 Problem(path, "holder-registered", f"holder {claim.holder!r} is not registered")
+            )
+        elif holder.left_at is not None and claim.released_at is None:
+            problems.append(
+                Problem(path, "left", f"{claim.holder!r} left, but still holds {claim.key}")
             )
         if claim.expires_at <= claim.acquired_at:
             problems.append(Problem(path, "time-order", "expires_at is not after acquired_at"))

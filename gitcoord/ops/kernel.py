@@ -45,6 +45,12 @@ def require_registered(state: State, session: str | None) -> Session:
             hint="export GITCOORD_SESSION=<id>",
         )
     found = state.sessions.get(session)
+    if found is not None and found.left_at is not None:
+        raise RefusedError(
+            f"session {session!r} left at {found.left_at:%Y-%m-%dT%H:%M:%SZ}: run "
+            f"`gitcoord --session {session} register` to come back",
+            session=session,
+        )
     if found is None:
         raise RefusedError(
             f"session {session!r} is not registered: run "

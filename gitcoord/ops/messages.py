@@ -24,7 +24,7 @@ def resolve_recipient(state: State, to: str) -> str:
         if found is None:
             raise RefusedError(f"no session has number {to}", recipient=to)
         return found.id
-    if to not in state.sessions:
+    if to not in state.present:
         raise RefusedError(
             f"unknown recipient {to!r}: not a registered session id or number, nor 'broadcast'",
             recipient=to,

@@ -15,7 +15,7 @@ from ..domain.models import (
     Task,
 )
 from ..domain.state import Doc, State
-from ..errors import ConflictError, UsageError
+from ..errors import ConflictError, RefusedError, UsageError
 from .kernel import build, require_initialised
 
 
@@ -100,6 +100,51 @@ def _config_json(config: Config) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json")}
 
 
+def leave(state: State, now: datetime, *, session: str) -> Change:
+    """The session goes: every claim it holds is released and its number is free again,
+    in one commit. Its file stays (with `left_at`), as do its messages and heartbeats,
+    so the history still says who did what; registering again brings it back."""
+    require_initialised(state)
+    me = state.sessions.get(session)
+    if me is None:
+        raise RefusedError(f"session {session!r} is not registered", session=session)
+    if me.left_at is not None:
+        return Change(
+            "leave",
+            "leave",
+            session=session,
+            result={
+                "session": me.model_dump(mode="json"),
+                "released": [],
+                "action": "already-left",
+            },
+        )
+    writes: dict[str, Doc] = {}
+    released = []
+    for claim in sorted(state.claims.values(), key=lambda c: c.key):
+        if claim.holder == me.id and claim.released_at is None:
+            writes[names.claim_path(claim.type, claim.name)] = claim.model_copy(
+                update={"released_at": max(now, claim.acquired_at)}
+            )
+            released.append(claim.key)
+    left = me.model_copy(
+        update={"left_at": max(now, me.registered_at), "updated_at": max(now, me.updated_at)}
+    )
+    writes[names.session_path(me.id)] = left
+    return Change(
+        "leave",
+        f"leave {me.id} (#{me.number})"
+        + (f", releasing {len(released)} claim(s)" if released else ""),
+        session=me.id,
+        resource=f"session/{me.id}",
+        writes=writes,
+        trailers={"Gitcoord-Number": str(me.number)},
+        # one trailer per released claim: `metrics` replays them as releases
+        repeated={"Gitcoord-Released": released},
+        result={"session": left.model_dump(mode="json"), "released": released, "action": "left"},
+    )
+
+
 def register(
     state: State,
     now: datetime,
@@ -110,7 +155,7 @@ def register(
     number: int | None = None,
 ) -> Change:
     config = require_initialised(state)
-    existing = state.sessions.get(session)
+    existing = state.present.get(session)  # one that left registers anew
     free = state.free_numbers()
     if number is not None and not 1 <= number <= config.slots:
         raise UsageError(
@@ -125,7 +170,7 @@ def register(
             # Prefer slots not suggested for a roster session that has yet to register;
             # when every free slot is, take the lowest (the suggestion is not a lock).
             waiting = {
-                s.number for s in roster.slots if s.session and s.session not in state.sessions
+                s.number for s in roster.slots if s.session and s.session not in state.present
             }
             free = [n for n in free if n not in waiting] or free
     if number is None:

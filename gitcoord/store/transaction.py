@@ -664,7 +664,9 @@ def commit_message(change: Change) -> str:
     if change.resource:
         trailers["Gitcoord-Resource"] = change.resource
     trailers.update(change.trailers)
-    return "\n".join([change.subject, "", *(f"{k}: {v}" for k, v in trailers.items())]) + "\n"
+    lines = [f"{k}: {v}" for k, v in trailers.items()]
+    lines += [f"{k}: {v}" for k, values in change.repeated.items() for v in values]
+    return "\n".join([change.subject, "", *lines]) + "\n"
 
 
 def _dump(doc: BaseModel | bytes) -> bytes:

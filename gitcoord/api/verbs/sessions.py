@@ -158,4 +158,36 @@ REGISTER = Verb(
     idempotent=True,
 )
 
-VERBS = (INIT, REGISTER)
+
+def _leave(c: Coordinator) -> Any:
+    from ... import clock
+    from ...ops import sessions
+
+    session = c.need_session()
+    return c.transact(lambda s: sessions.leave(s, clock.now(), session=session))
+
+
+def _leave_text(doc: dict[str, Any]) -> str:
+    s = doc["session"]
+    released = doc["released"]
+    return wrote(
+        doc,
+        f"{s['id']} left; number {s['number']} is free again"
+        + (f"; released {', '.join(released)}" if released else ""),
+        f"{s['id']} had already left",
+    )
+
+
+LEAVE = Verb(
+    "leave",
+    "Leave: release every claim this session holds and free its number, in one commit.",
+    _leave,
+    _leave_text,
+    details="The session's file, messages and heartbeats stay on the branch, so the history "
+    "still says who did what. Until it registers again the session writes nothing, and no "
+    "message is sent to it. Leaving twice is not an error.",
+    idempotent=True,
+    destructive=True,
+)
+
+VERBS = (INIT, REGISTER, LEAVE)
