@@ -410,3 +410,19 @@ def test_hooks_never_break_the_session(world: World, project: Path) -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_a_session_that_left_registers_again_at_its_next_start(
+    world: World, project: Path
+) -> None:
+    integrate(project)
+    cmd = installed(project)
+    start = hook_input(project, "SessionStart", source="startup")
+    r = run_hook(cmd["SessionStart"], project, start, GITCOORD_ROLE="UI", GITCOORD_GOAL="ship")
+    assert r.returncode == 0 and "(just registered)" in r.stdout, r.stderr
+    assert run(project, "leave", session=ME).code == 0
+    assert ME not in {s["id"] for s in status(project)["sessions"]}
+    r = run_hook(cmd["SessionStart"], project, start, GITCOORD_ROLE="UI", GITCOORD_GOAL="ship")
+    assert r.returncode == 0 and "(just registered)" in r.stdout, r.stdout + r.stderr
+    assert ME in {s["id"] for s in status(project)["sessions"]}
+    assert run(project, "claim", "task", "x", session=ME).code == 0

@@ -187,7 +187,7 @@ def _ensure_registered(
     goal_env = os.environ.get("GITCOORD_GOAL") or None
     if state is None:
         state = c.snapshot().state
-    existing = state.sessions.get(session)
+    existing = state.present.get(session)
     if existing is not None and (
         (role_env is None or role_env == existing.role)
         and (goal_env is None or goal_env == existing.goal)
