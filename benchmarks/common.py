@@ -154,7 +154,7 @@ class FastHistory:
         """Append the commit `change` makes; `render` (a faster `yamlio.dump` for
         documents of a known simple shape) is checked against `yamlio.dump` now and then."""
         from gitcoord import yamlio
-        from gitcoord.store import commit_message
+        from gitcoord.domain.branch import commit_message
 
         if change.noop:
             return

@@ -47,9 +47,9 @@ def transaction_phases(
     store = coord.store
     acc: dict[str, float] = defaultdict(float)
     loading = [False]
-    _wrap(store, "fetch_tip", acc, "fetch")
-    _wrap(store, "write_commit", acc, "write")
-    _wrap(store, "_swap", acc, "swap")
+    _wrap(store.trees, "fetch_tip", acc, "fetch")  # the generic store's round loop calls
+    _wrap(store.trees, "write_commit", acc, "write")  # these; the domain's gate, `load`
+    _wrap(store.trees.upstream, "swap", acc, "swap")
     load, read = store.load, store.reader.read
 
     def timed_load(*a: Any, **kw: Any) -> Any:

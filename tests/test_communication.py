@@ -915,13 +915,13 @@ def test_inbox_marks_read_on_the_tip_it_read_and_refetches_only_if_it_moved(
     assert run(b, "send", "alice", "one", "first", session="bob").code == 0
     with Coordinator(str(a), session="alice") as c:
         fetches: list[list[str]] = []
-        real = c.store._fetch
+        real = c.store.trees.upstream.fetch
 
         def counted(deadline: float) -> bool:
             fetches.append([])
             return real(deadline)
 
-        c.store._fetch = counted  # type: ignore[method-assign]
+        c.store.trees.upstream.fetch = counted  # type: ignore[method-assign]
         got = c.inbox()
         assert got["unread"] == 1 and got["marked_read"]
         assert len(fetches) == 1  # the read's fetch served the mark's first round

@@ -22,6 +22,7 @@ from typing import Any
 from .. import clock
 from ..audit import history, metrics
 from ..domain import mailbox, names
+from ..domain.branch import DEFAULT_TIMEOUT, Identity, Outcome, Store
 from ..domain.change import Change
 from ..domain.models import BODY_MAX_BYTES, Heartbeat
 from ..domain.state import Problem, State
@@ -30,7 +31,6 @@ from ..gitio import Git, GitError, discover
 from ..ops import approvals, claims, heartbeats, kernel, messages, milestones, pages, sessions
 from ..store import forge
 from ..store.pending import Pending
-from ..store.transaction import DEFAULT_TIMEOUT, Identity, Outcome, Store
 from .views import Snapshot, status_json
 
 AUTO = "auto"
@@ -171,7 +171,7 @@ class Coordinator:
         """Problems of a tree that is not (yet) a commit, e.g. a staged one."""
         from ..domain.state import load_state
         from ..domain.validate import check_messages, check_state
-        from ..store.transaction import TreeSource
+        from ..store.trees import TreeSource
 
         src = TreeSource(self.store.reader, tree)
         state = load_state(src)

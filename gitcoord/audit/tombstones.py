@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..domain import names
+from ..domain.branch import Store
 from ..domain.models import Claim
 from ..domain.quarantine import Hiding, Plan, Tombstones, is_claim_file
 from ..domain.state import Source, load_state
-from ..store.transaction import Store
 
 
 def claim_versions(store: Store, tip: str, path: str) -> list[Claim]:

@@ -35,9 +35,8 @@ def _warm() -> None:
     from .. import api, audit, domain, ops, store  # noqa: F401
     from ..api import coordinator, render  # noqa: F401
     from ..audit import history, verify  # noqa: F401
-    from ..domain import models, yamlio
+    from ..domain import branch, models, yamlio  # noqa: F401
     from ..ops import board, kernel  # noqa: F401
-    from ..store import transaction  # noqa: F401
     from . import cli  # noqa: F401
 
     for model in models.DOCUMENTS.values():
