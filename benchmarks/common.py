@@ -144,7 +144,7 @@ class FastHistory:
     commits: list[tuple[int, bytes, dict[str, bytes]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from gitcoord.state import State
+        from gitcoord.domain.state import State
 
         self.state = State()
 
@@ -153,8 +153,8 @@ class FastHistory:
     ) -> None:
         """Append the commit `change` makes; `render` (a faster `yamlio.dump` for
         documents of a known simple shape) is checked against `yamlio.dump` now and then."""
-        from gitcoord import yamlio
-        from gitcoord.store import commit_message
+        from gitcoord.domain import yamlio
+        from gitcoord.domain.branch import commit_message
 
         if change.noop:
             return
@@ -226,18 +226,18 @@ def setup_sessions(
 ) -> None:
     """init, every session registered, and (optionally) each `claims[i]` resource claimed
     and released by sessions[i] — so every run of a benchmark starts from the same state."""
-    from gitcoord import ops
+    from gitcoord.ops import claims, sessions
 
-    hist.apply(ops.init(hist.state, when, slots=slots or max(12, len(sessions))), when)
+    hist.apply(sessions.init(hist.state, when, slots=slots or max(12, len(sessions))), when)
     for sid in sessions:
         hist.apply(
-            ops.register(hist.state, when, session=sid, role=f"role of {sid}", goal="bench"),
+            sessions.register(hist.state, when, session=sid, role=f"role of {sid}", goal="bench"),
             when,
         )
     for sid, res in zip(sessions, claims, strict=False):
         type_, _, name = res.partition("/")
-        hist.apply(ops.claim(hist.state, when, session=sid, type_=type_, name=name), when)
-        hist.apply(ops.release(hist.state, when, session=sid, type_=type_, name=name), when)
+        hist.apply(claims.claim(hist.state, when, session=sid, type_=type_, name=name), when)
+        hist.apply(claims.release(hist.state, when, session=sid, type_=type_, name=name), when)
 
 
 # --- a scaled clock ----------------------------------------------------------------------

@@ -61,13 +61,13 @@ def previous_store(store: Any) -> None:
     jitter over 15 ms x 2^attempt (at most 1 s) instead of over the round's own length."""
     import random
 
-    store.remote_url = None  # no URL: Store._local_turn falls back to the clone's .git
+    store.remote_url = None  # no URL: store.turns.local_turn falls back to the clone's .git
 
     def sleep(attempt: int, deadline: float) -> None:
         delay = random.uniform(0, min(1.0, 0.015 * 2 ** min(attempt, 8)))
         time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
-    store._sleep = sleep
+    store.trees.backoff.sleep = sleep
 
 
 def _session_proc(
@@ -125,7 +125,7 @@ def _session_proc(
 def _time_phases(store: Any) -> dict[str, list[float]]:
     """Time the store's steps in this session process (instance attributes and this
     process's copy of the module: nothing outside the benchmark changes)."""
-    import gitcoord.store
+    import gitcoord.store.turns
 
     phases: dict[str, list[float]] = {"turn wait": [], "fetch": [], "load": [], "push": []}
 
@@ -139,10 +139,10 @@ def _time_phases(store: Any) -> dict[str, list[float]]:
 
         return run
 
-    gitcoord.store._turn = timed("turn wait", gitcoord.store._turn)  # type: ignore[attr-defined]
-    store._fetch = timed("fetch", store._fetch)
+    gitcoord.store.turns._turn = timed("turn wait", gitcoord.store.turns._turn)
+    store.trees.upstream.fetch = timed("fetch", store.trees.upstream.fetch)
     store.load = timed("load", store.load)
-    store._swap = timed("push", store._swap)
+    store.trees.upstream.swap = timed("push", store.trees.upstream.swap)
     return phases
 
 

@@ -49,7 +49,7 @@ def _history(
     claims: int = 0,
     sessions: list[str] = FIVE,
 ) -> None:
-    from gitcoord import ops
+    from gitcoord.ops import claims, heartbeats
 
     hist = common.FastHistory()
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=20)
@@ -57,14 +57,14 @@ def _history(
     for k in range(claims):
         sid = FIVE[2 + k % 3]
         when = t0 + timedelta(seconds=10 + k)
-        for fn in (ops.claim, ops.release):
+        for fn in (claims.claim, claims.release):
             hist.apply(fn(hist.state, when, session=sid, type_="task", name=f"old-{k}"), when)
     made = 1 + len(sessions) + 2 * claims
     for k in range(commits - made):
         sid = sessions[k % len(sessions)]
         when = t0 + timedelta(seconds=10 + 2 * claims + k)
-        beat = ops.make_heartbeat(sid, "working", f"item-{k}", "loop", k % 101, when)
-        hist.apply(ops.heartbeat(hist.state, beat, force=True), when, render=_beat_yaml)
+        beat = heartbeats.make_heartbeat(sid, "working", f"item-{k}", "loop", k % 101, when)
+        hist.apply(heartbeats.heartbeat(hist.state, beat, force=True), when, render=_beat_yaml)
     hist.write(remote, env, repack=True)
 
 
@@ -82,7 +82,9 @@ def _messages(root: Path, remote: Path, env: dict[str, str], total: int) -> None
     """benchmarks/inbox.py's bulk messages (pre-rendered YAML, checked there against
     `yamlio.dump`), one commit per sender, as inbox.populate writes them through the
     store — here with fast-import, after the sessions are set up."""
-    from gitcoord import clock, names, ops, yamlio
+    from gitcoord import clock
+    from gitcoord.domain import kinds, yamlio
+    from gitcoord.domain.change import Change
 
     from .inbox import SESSIONS, bulk_messages, message_yaml
 
@@ -96,11 +98,11 @@ def _messages(root: Path, remote: Path, env: dict[str, str], total: int) -> None
     for msg in messages:
         by_sender.setdefault(msg.sender, []).append(msg)
     for sender, mine in sorted(by_sender.items()):
-        change = ops.Change(
+        change = Change(
             "send",
             f"send {len(mine)} messages from {sender}",
             session=sender,
-            writes={names.message_path(m.to, m.id): message_yaml(m) for m in mine},
+            writes={kinds.message_path(m.to, m.id): message_yaml(m) for m in mine},
         )
         hist.apply(change, clock.now() - timedelta(minutes=10))
     hist.write(remote, env, repack=True)

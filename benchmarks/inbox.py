@@ -59,8 +59,9 @@ def use_env(env: dict[str, str]) -> None:
 
 def bulk_messages(total: int, today: datetime) -> list[Any]:
     """The same construction as tests/test_communication.py."""
-    from gitcoord import clock, names
-    from gitcoord.models import Message
+    from gitcoord import clock
+    from gitcoord.domain import names
+    from gitcoord.domain.models import Message
 
     base = today.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     out = []
@@ -95,7 +96,9 @@ def message_yaml(msg: Any) -> bytes:
 
 
 def populate(clone: Path, total: int) -> None:
-    from gitcoord import Coordinator, clock, names, ops, yamlio
+    from gitcoord import Coordinator, clock
+    from gitcoord.domain import kinds, yamlio
+    from gitcoord.domain.change import Change
 
     with Coordinator(str(clone), timeout=600) as c:
         c.init(slots=32)
@@ -111,11 +114,11 @@ def populate(clone: Path, total: int) -> None:
     for sender, mine in sorted(by_sender.items()):
 
         def plan(state: Any, sender: str = sender, mine: list[Any] = mine) -> Any:
-            return ops.Change(
+            return Change(
                 "send",
                 f"send {len(mine)} messages from {sender}",
                 session=sender,
-                writes={names.message_path(m.to, m.id): message_yaml(m) for m in mine},
+                writes={kinds.message_path(m.to, m.id): message_yaml(m) for m in mine},
             )
 
         with Coordinator(str(clone), session=sender, timeout=600) as c:

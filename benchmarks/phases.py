@@ -47,9 +47,9 @@ def transaction_phases(
     store = coord.store
     acc: dict[str, float] = defaultdict(float)
     loading = [False]
-    _wrap(store, "fetch_tip", acc, "fetch")
-    _wrap(store, "write_commit", acc, "write")
-    _wrap(store, "_swap", acc, "swap")
+    _wrap(store.trees, "fetch_tip", acc, "fetch")  # the generic store's round loop calls
+    _wrap(store.trees, "write_commit", acc, "write")  # these; the domain's gate, `load`
+    _wrap(store.trees.upstream, "swap", acc, "swap")
     load, read = store.load, store.reader.read
 
     def timed_load(*a: Any, **kw: Any) -> Any:
@@ -131,7 +131,7 @@ def run(tmp: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
         import contextlib
         import io
 
-        from gitcoord.cli import main as cli_main
+        from gitcoord.faces.cli import main as cli_main
 
         argv = ["-C", str(work), "--session", "bench", "claim", "task", "x"]
 
@@ -161,14 +161,21 @@ def run(tmp: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
             [py, "-c", "pass"],
             env,
         ),
-        "python -S + gitcoord.client import": ([py, "-S", "-c", "import gitcoord.client"], bare),
-        "python start + gitcoord.client import": ([py, "-c", "import gitcoord.client"], env),
+        "python -S + gitcoord.client import": (
+            [py, "-S", "-c", "import gitcoord.faces.client"],
+            bare,
+        ),
+        "python start + gitcoord.client import": ([py, "-c", "import gitcoord.faces.client"], env),
         "python start + CLI imports": (
-            [py, "-c", "import gitcoord.cli, gitcoord.api, gitcoord.store"],
+            [
+                py,
+                "-c",
+                "import gitcoord.faces.cli, gitcoord.api.coordinator, gitcoord.domain.branch",
+            ],
             env,
         ),
         "python start + imports + models built": (
-            [py, "-c", "from gitcoord import agent; agent._warm()"],
+            [py, "-c", "from gitcoord.faces import agent; agent._warm()"],
             env,
         ),
     }
@@ -177,7 +184,7 @@ def run(tmp: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
     # EXPERIMENT (not gitcoord's behaviour): an agent with gc.freeze() after its warm-up,
     # so that forked children do not copy the parent's pages as the collector and the
     # reference counts touch them. Both agents run side by side, probed in the same rounds.
-    frozen = "import sys, gc; from gitcoord import agent; agent._warm(); gc.freeze(); "
+    frozen = "import sys, gc; from gitcoord.faces import agent; agent._warm(); gc.freeze(); "
     stock_name = "`gitcoord --version` through the warm agent"
     frozen_name = "`gitcoord --version` through an agent with gc.freeze() (experiment)"
     version = [*common.gitcoord_argv(), "--version"]

@@ -65,7 +65,7 @@ class Agents:
         self.path = ""
 
     def _socket_path(self) -> str:
-        from gitcoord import client
+        from gitcoord.faces import client
 
         saved = os.environ.get("XDG_RUNTIME_DIR")
         os.environ["XDG_RUNTIME_DIR"] = self.runtime
@@ -95,7 +95,7 @@ class Agents:
         if self.path:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)  # the old agent exits on its own
-        how = ["-c", self.serve] if self.serve else ["-m", "gitcoord.agent"]
+        how = ["-c", self.serve] if self.serve else ["-m", "gitcoord.faces.agent"]
         proc = subprocess.Popen(
             [sys.executable, *how, path],
             env=self.env,
@@ -194,9 +194,9 @@ def measure(
             lambda: subprocess.run(version, env=pool.env, capture_output=True, check=True),
             None,
         )
-    client = [sys.executable, "-c", "import gitcoord.client"]
+    client = [sys.executable, "-c", "import gitcoord.faces.client"]
     ops[CLIENT] = (lambda: subprocess.run(client, env=env, capture_output=True, check=True), None)
-    from gitcoord.cli import main as cli_main
+    from gitcoord.faces.cli import main as cli_main
 
     def via_cli_main() -> None:
         argv = ["-C", str(work), "--session", "bench", "claim", "task", "climain"]

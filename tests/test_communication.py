@@ -21,7 +21,7 @@ from conftest import World, git, run
 from gitcoord import clock
 from gitcoord.api.coordinator import Coordinator
 from gitcoord.audit import metrics
-from gitcoord.domain import mailbox, names, yamlio
+from gitcoord.domain import kinds, mailbox, names, yamlio
 from gitcoord.domain.change import Change
 from gitcoord.domain.models import BODY_MAX_BYTES, Message
 from gitcoord.domain.state import State
@@ -153,9 +153,9 @@ def test_direct_number_and_broadcast_messages_reach_the_right_inboxes(
     files = git(world.remote, "ls-tree", "-r", "--name-only", BRANCH, "coordination/messages")
     expected_to = ["bob", "alice", "broadcast", "carol", "dave"]
     assert sorted(files.split()) == sorted(
-        names.message_path(to, mid) for to, mid in zip(expected_to, ids, strict=True)
+        kinds.message_path(to, mid) for to, mid in zip(expected_to, ids, strict=True)
     )
-    stored = show(world, names.message_path("alice", ids[1]))
+    stored = show(world, kinds.message_path("alice", ids[1]))
     assert "to: alice" in stored and "sender: carol" in stored
 
     # every session reads its inbox from a different clone than the senders used
@@ -252,10 +252,10 @@ def test_inbox_marks_read_with_a_committed_mark(
     first = inbox(b, "bob")
     assert subjects(first) == ["one", "two"] and first["unread"] == 2
     assert first["marked_read"] is True and first["commit"] == tip(world)
-    mark = show(world, names.read_path("bob"))
+    mark = show(world, kinds.read_path("bob"))
     assert f"through: {before}" in mark  # the commit the inbox was read at
     assert git(world.remote, "rev-parse", f"{first['commit']}^").strip() == before
-    assert changed_paths(world, first["commit"]) == {names.read_path("bob")}
+    assert changed_paths(world, first["commit"]) == {kinds.read_path("bob")}
     tr = trailers(world, first["commit"])
     assert tr["Gitcoord-Op"] == "read" and tr["Gitcoord-Read-Through"] == before
 
@@ -380,9 +380,9 @@ def test_heartbeat_skip_defer_carry_force(
     at(monkeypatch, 0)
     first = ok(a, "heartbeat", *hb, "10", session="alice")
     assert first["action"] == "pushed" and first["commit"] == tip(world)
-    assert changed_paths(world, first["commit"]) == {names.heartbeat_path("alice")}
+    assert changed_paths(world, first["commit"]) == {kinds.heartbeat_path("alice")}
     assert trailers(world, first["commit"])["Gitcoord-Heartbeat"] == first["heartbeat"]["at"]
-    assert "progress: 10" in show(world, names.heartbeat_path("alice"))
+    assert "progress: 10" in show(world, kinds.heartbeat_path("alice"))
 
     # unchanged and younger than heartbeat_quiet_seconds: skipped, nothing pushed
     at(monkeypatch, 30)
@@ -409,10 +409,10 @@ def test_heartbeat_skip_defer_carry_force(
     claim = ok(a, "claim", "task", "z", session="alice")
     assert claim["commit"] == tip(world)
     assert changed_paths(world, claim["commit"]) == {
-        names.heartbeat_path("alice"), names.claim_path("task", "z")}
+        kinds.heartbeat_path("alice"), kinds.claim_path("task", "z")}
     tr = trailers(world, claim["commit"])
     assert tr["Gitcoord-Heartbeat"] == owed["heartbeat"]["at"] and tr["Gitcoord-Op"] == "claim"
-    assert "progress: 20" in show(world, names.heartbeat_path("alice"))
+    assert "progress: 20" in show(world, kinds.heartbeat_path("alice"))
     assert not pending_file(a, "alice").exists()
     assert status_of(a, "alice")["heartbeat"]["progress"] == 20
 
@@ -422,7 +422,7 @@ def test_heartbeat_skip_defer_carry_force(
     at(monkeypatch, 95)
     forced = ok(a, "heartbeat", *hb, "40", "--force", session="alice")
     assert forced["action"] == "pushed" and forced["commit"] == tip(world)
-    assert "progress: 40" in show(world, names.heartbeat_path("alice"))
+    assert "progress: 40" in show(world, kinds.heartbeat_path("alice"))
     assert not pending_file(a, "alice").exists()
     # --force pushes even an unchanged heartbeat
     at(monkeypatch, 100)
@@ -442,9 +442,9 @@ def test_heartbeat_skip_defer_carry_force(
     assert ok(a, "heartbeat", "reviewing", "i-match", "pr", "60", session="alice")[
         "action"] == "deferred"
     sent = ok(a, "send", "broadcast", "status", "reviewing now", session="alice")
-    assert names.heartbeat_path("alice") in changed_paths(world, sent["commit"])
+    assert kinds.heartbeat_path("alice") in changed_paths(world, sent["commit"])
     assert "Gitcoord-Heartbeat" in trailers(world, sent["commit"])
-    assert "action: reviewing" in show(world, names.heartbeat_path("alice"))
+    assert "action: reviewing" in show(world, kinds.heartbeat_path("alice"))
 
 
 def test_heartbeat_argument_errors(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -720,7 +720,7 @@ def test_work_collisions_detect_a_real_double_grant(
     wt = world.root / "hand-edit"
     git(a, "fetch", "-q", "origin")
     git(a, "worktree", "add", "-q", "--detach", str(wt), f"origin/{BRANCH}")
-    path = wt / names.claim_path("task", "x")
+    path = wt / kinds.claim_path("task", "x")
     text = path.read_text()
     expires = next(ln for ln in text.splitlines() if ln.startswith("expires_at:"))
     path.write_text(text.replace("holder: alice", "holder: bob").replace(
@@ -832,7 +832,7 @@ def bulk_send(clone: Path, messages: list[Message]) -> list[str]:
                 "send",
                 f"send {len(mine)} messages from {sender}",
                 session=sender,
-                writes={names.message_path(m.to, m.id): message_yaml(m) for m in mine},
+                writes={kinds.message_path(m.to, m.id): message_yaml(m) for m in mine},
             )
 
         with Coordinator(str(clone), session=sender, timeout=600) as coord:
@@ -860,7 +860,7 @@ def test_inbox_over_ten_thousand_messages_reads_only_what_is_new(
 
     files = git(world.remote, "ls-tree", "-r", "--name-only", BRANCH,
                 "coordination/messages").split()
-    assert sorted(files) == sorted(names.message_path(m.to, m.id) for m in bulk)
+    assert sorted(files) == sorted(kinds.message_path(m.to, m.id) for m in bulk)
     per_dir: dict[str, int] = {}
     for path in files:
         folder = path.rsplit("/", 1)[0]
@@ -915,13 +915,13 @@ def test_inbox_marks_read_on_the_tip_it_read_and_refetches_only_if_it_moved(
     assert run(b, "send", "alice", "one", "first", session="bob").code == 0
     with Coordinator(str(a), session="alice") as c:
         fetches: list[list[str]] = []
-        real = c.store._fetch
+        real = c.store.trees.upstream.fetch
 
         def counted(deadline: float) -> bool:
             fetches.append([])
             return real(deadline)
 
-        c.store._fetch = counted  # type: ignore[method-assign]
+        c.store.trees.upstream.fetch = counted  # type: ignore[method-assign]
         got = c.inbox()
         assert got["unread"] == 1 and got["marked_read"]
         assert len(fetches) == 1  # the read's fetch served the mark's first round

@@ -55,7 +55,7 @@ from reliability import (
     trailers,
 )
 
-from gitcoord.domain import names, yamlio
+from gitcoord.domain import kinds, yamlio
 
 KILLS_PER_LOOP = env_int("GITCOORD_CRASH_KILLS", 25)
 LOOPS = 4
@@ -226,7 +226,7 @@ def check_history(remote: Path, reported: list[str], seed: int) -> None:
         if op not in ("claim", "renew", "takeover", "release") or not res:
             continue
         type_, name = res.split("/", 1)
-        doc = yamlio.load(show(remote, h["commit"], names.claim_path(type_, name)))
+        doc = yamlio.load(show(remote, h["commit"], kinds.claim_path(type_, name)))
         assert doc["holder"] == h["Gitcoord-Session"], (h, doc)
         assert str(doc["generation"]) == h["Gitcoord-Generation"], (h, doc)
         assert (doc.get("released_at") is not None) == (op == "release"), (h, doc)

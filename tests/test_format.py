@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import REPO_ROOT
 
 from gitcoord.domain import schema
-from gitcoord.domain.models import DOCUMENTS
+from gitcoord.domain.kinds import DOCUMENTS
 from gitcoord.domain.state import DirSource, load_state
 from gitcoord.domain.validate import check_state
 
@@ -17,7 +17,7 @@ def all_messages(root):
 
 
 def test_example_messages_are_valid_and_placed_by_key() -> None:
-    from gitcoord.domain import names, yamlio
+    from gitcoord.domain import kinds, yamlio
     from gitcoord.domain.models import Message
 
     paths = list(all_messages(EXAMPLE))
@@ -25,7 +25,7 @@ def test_example_messages_are_valid_and_placed_by_key() -> None:
     for path in paths:
         msg = Message.model_validate(yamlio.load(path.read_bytes()))
         rel = path.relative_to(EXAMPLE).as_posix()
-        assert rel == names.message_path(msg.to, msg.id)
+        assert rel == kinds.message_path(msg.to, msg.id)
 
 
 def test_json_schemas_match_models() -> None:

@@ -41,7 +41,7 @@ from reliability import (
 )
 
 from gitcoord import clock
-from gitcoord.domain import names, yamlio
+from gitcoord.domain import kinds, names, yamlio
 
 EXAMPLES = env_int("GITCOORD_FUZZ_EXAMPLES", 25)
 FUZZ = settings(
@@ -162,7 +162,7 @@ def test_claim_any_type_and_name(repo: Path, type_: str, name: str, separated: b
         if type_.startswith("-") or name.startswith("-"):
             assert r.code == 2
         return
-    path = names.claim_path(type_, name)
+    path = kinds.claim_path(type_, name)
     assert path in branch_files(repo)
     doc = yamlio.load(show(repo, REF, path))
     assert (doc["type"], doc["name"], doc["holder"]) == (type_, name, "s1")
@@ -176,7 +176,7 @@ def test_register_any_session_id(repo: Path, session: str) -> None:
     r = run(repo, "--session", session, "register", "--role", "r", "--goal", "g")
     check(r, {0, 2} if session else {4}, repo)  # an empty id is no session at all
     if r.code == 0:
-        assert names.session_path(session) in branch_files(repo)
+        assert kinds.session_path(session) in branch_files(repo)
         ids = [s["id"] for s in run(repo, "status", "--json").json()["sessions"]]  # type: ignore[index]
         assert session in ids
 
@@ -226,7 +226,7 @@ def test_send_any_subject_and_body(repo: Path, subject: str, body: str, to: str)
     if r.code != 0:
         return
     m = r.json()["message"]  # type: ignore[index]
-    doc = yamlio.load(show(repo, REF, names.message_path(m["to"], m["id"])))
+    doc = yamlio.load(show(repo, REF, kinds.message_path(m["to"], m["id"])))
     assert (doc["subject"], doc["body"], doc["sender"]) == (subject, body, "s1")
 
 
@@ -237,7 +237,7 @@ def test_send_any_bytes_on_stdin(repo: Path, data: bytes) -> None:
     check(r, {0, 5}, repo, as_json=True)
     if r.code == 0:
         m = r.json()["message"]  # type: ignore[index]
-        doc = yamlio.load(show(repo, REF, names.message_path("s1", m["id"])))
+        doc = yamlio.load(show(repo, REF, kinds.message_path("s1", m["id"])))
         assert doc["body"] == data.decode("utf-8", "replace")
 
 

@@ -17,7 +17,7 @@ from conftest import World, git, run
 from reliability import REF, commit_files, show, tip
 from test_ops import SEC, T0, apply, make_state, session
 
-from gitcoord.domain import names, yamlio
+from gitcoord.domain import kinds, yamlio
 from gitcoord.domain.models import Claim
 from gitcoord.errors import RefusedError
 from gitcoord.ops import claims, kernel, messages, sessions
@@ -157,7 +157,7 @@ def test_the_verifier_refuses_writes_by_a_session_that_left(
     )
     forged = commit_files(
         a,
-        {names.heartbeat_path("alice"): beat},
+        {kinds.heartbeat_path("alice"): beat},
         parent=base,
         message=trailers("heartbeat", "alice"),
     )
@@ -176,25 +176,25 @@ def test_the_verifier_refuses_a_leave_that_keeps_a_claim_or_is_not_ones_own(
     git(a, "fetch", "-q", "origin")
     now = tip(world.remote)
     assert now is not None
-    bob = show(a, now, names.session_path("bob"))
+    bob = show(a, now, kinds.session_path("bob"))
     gone = bob + b"left_at: '2030-01-01T00:00:00Z'\n"
     # bob "leaves" but keeps task/z: a session that left holds no claim
     keeps = commit_files(
-        a, {names.session_path("bob"): gone}, parent=now, message=trailers("leave", "bob")
+        a, {kinds.session_path("bob"): gone}, parent=now, message=trailers("leave", "bob")
     )
     r = run(a, "validate", "--range", f"{now}..{keeps}")
     assert r.code == 5 and "[left]" in r.err and "still holds task/z" in r.err, r.err
     assert push(a, keeps).returncode != 0
     # alice (gone) or anyone else cannot make bob leave
     forced = commit_files(
-        a, {names.session_path("bob"): gone}, parent=now, message=trailers("leave", "carol")
+        a, {kinds.session_path("bob"): gone}, parent=now, message=trailers("leave", "carol")
     )
     r = run(a, "validate", "--range", f"{now}..{forced}")
     assert r.code == 5 and "[own-files]" in r.err, r.err
     assert tip(world.remote) == now
     # and the honest leave, which releases task/z in the same commit, passes
     assert run(a, "leave", session="bob").code == 0
-    released = show(world.remote, REF, names.claim_path("task", "z"))
+    released = show(world.remote, REF, kinds.claim_path("task", "z"))
     assert Claim.model_validate(yamlio.load(released)).released_at is not None
 
 
@@ -208,7 +208,7 @@ def test_the_verifier_refuses_a_message_to_a_session_that_left(
         "sent_at: '2030-01-01T00:00:00Z'\n"
     ).encode()
     forged = commit_files(
-        a, {names.message_path("alice", mid): msg}, parent=base, message=trailers("send", "bob")
+        a, {kinds.message_path("alice", mid): msg}, parent=base, message=trailers("send", "bob")
     )
     r = run(a, "validate", "--range", f"{base}..{forged}")
     assert r.code == 5 and "has left" in r.err, r.err

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitcoord import clock
-from gitcoord.domain import names
+from gitcoord.domain import kinds, names
 from gitcoord.domain.change import Change
 from gitcoord.domain.models import Claim, Config, Session
 from gitcoord.domain.state import DirSource, Problem, State, load_state
@@ -91,7 +91,7 @@ def test_init_on_empty_state_writes_config() -> None:
     change = sessions.init(State(), T0, slots=7, clock_skew_seconds=30)
     assert not change.noop
     assert change.op == "init"
-    assert list(change.writes) == [names.config_path()] == ["coordination/config.yaml"]
+    assert list(change.writes) == [kinds.config_path()] == ["coordination/config.yaml"]
     doc = only_doc(change)
     assert isinstance(doc, Config)
     assert (doc.slots, doc.clock_skew_seconds, doc.created_at) == (7, 30, T0)
@@ -748,7 +748,7 @@ def test_check_state_keeps_load_problems() -> None:
 def test_register_refuses_to_plan_onto_invalid_numbers_is_caught_by_validator() -> None:
     # A state the ops would never produce, but a hand edit could: the validator sees it.
     state = make_state(session("alice", 1))
-    dup = state.apply({names.session_path("bob"): session("bob", 1)})
+    dup = state.apply({kinds.session_path("bob"): session("bob", 1)})
     assert ("coordination/sessions/bob.yaml", "unique-number") in rules(check_state(dup))
 
 
@@ -891,7 +891,7 @@ BAD_IDS = [
 @pytest.mark.parametrize("value", GOOD_IDS)
 def test_good_session_ids(value: str) -> None:
     assert names.check_session_id(value) == value
-    assert names.session_path(value) == f"coordination/sessions/{value}.yaml"
+    assert kinds.session_path(value) == f"coordination/sessions/{value}.yaml"
 
 
 @pytest.mark.parametrize("value", BAD_IDS)
@@ -1017,7 +1017,7 @@ def test_long_names_are_shortened_in_messages() -> None:
 
 
 def _assert_contained(type_: str, name: str) -> str:
-    path = names.claim_path(type_, name)
+    path = kinds.claim_path(type_, name)
     prefix = f"coordination/claims/{type_}/"
     assert path.startswith(prefix)
     stem = path[len(prefix) :]
@@ -1039,14 +1039,14 @@ def test_claim_path_stays_under_its_type(value: str) -> None:
 
 def test_claim_path_is_injective_for_lookalikes() -> None:
     lookalikes = ["a/b", "a%2Fb", "a%252Fb", "a_b", "a:b", "x..", "x%2E%2E", "x%2e%2e"]
-    paths = [names.claim_path("task", n) for n in lookalikes if names.name_problem(n) is None]
+    paths = [kinds.claim_path("task", n) for n in lookalikes if names.name_problem(n) is None]
     assert len(paths) == len(set(paths))
 
 
 def test_claim_path_examples() -> None:
-    assert names.claim_path("task", "i-match") == "coordination/claims/task/i-match.yaml"
+    assert kinds.claim_path("task", "i-match") == "coordination/claims/task/i-match.yaml"
     assert (
-        names.claim_path("path", "src/api/**") == "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
+        kinds.claim_path("path", "src/api/**") == "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
     )
     assert names.resource_key("path", "src/api/**") == "path/src/api/**"
 
@@ -1089,7 +1089,7 @@ def test_accepted_session_ids_are_plain_file_names(value: str) -> None:
         names.check_session_id(value)
     except UsageError:
         return
-    path = names.session_path(value)
+    path = kinds.session_path(value)
     assert path == f"coordination/sessions/{value}.yaml"
     assert "/" not in value and not value.startswith(("-", "."))
     assert posixpath.normpath(path) == path

@@ -1,5 +1,5 @@
 """The parse cache: a command parses only the files that changed since the last one,
-and what it loads is exactly what a fresh parse would give (gitcoord/parsecache.py)."""
+and what it loads is exactly what a fresh parse would give (gitcoord/store/parsecache.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from gitcoord import Coordinator
 from gitcoord.domain import yamlio
+from gitcoord.domain.branch import PARSE_VERSION
 from gitcoord.domain.state import load_state
 from gitcoord.store.parsecache import ParseCache
-from gitcoord.store.transaction import TreeSource
+from gitcoord.store.trees import TreeSource
 
 
 def setup(world: World, claims: int) -> tuple[Path, Path]:
@@ -161,10 +162,11 @@ def test_what_comes_back_from_the_cache_equals_a_fresh_parse_type_for_type(
     except yamlio.YamlProblem:
         return
     common = str(tmp_path_factory.mktemp("common"))
-    first = ParseCache(common, "refs/heads/gitcoord")
+    parser = {"parse": yamlio.load, "version": PARSE_VERSION}  # as the branch makes it
+    first = ParseCache(common, "refs/heads/gitcoord", **parser)
     assert typed(first.parse("a" * 40, lambda: raw)) == typed(fresh)
     first.save()
-    second = ParseCache(common, "refs/heads/gitcoord")  # what the next command reads
+    second = ParseCache(common, "refs/heads/gitcoord", **parser)  # what the next command reads
     assert typed(second.parse("a" * 40, lambda: raw)) == typed(fresh)
     try:  # JSON says it type for type, and no NaN (NaN != NaN: the check refuses it)
         again = json.loads(json.dumps(fresh))

@@ -1,5 +1,5 @@
 """Transactions of one clone (GITCOORD_TURN=clone, the default) or of one machine
-(`machine`) on a remote branch take turns (Store._local_turn): a waiter gets the turn
+(`machine`) on a remote branch take turns (store.turns.local_turn): a waiter gets the turn
 when the holder lets go, a turn never given within the timeout is exit 6 with nothing
 written, and a waiter that gave up never keeps the lock."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import World, git, run
 
-from gitcoord.store.transaction import _turn
+from gitcoord.store.turns import _turn
 
 HOLD = (
     "import fcntl, sys, time\n"

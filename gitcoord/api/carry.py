@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import clock
-from ..domain import names
+from ..domain import kinds
 from ..domain.change import Change
 from ..domain.models import Heartbeat
 from ..domain.state import State
@@ -39,7 +39,7 @@ def carrying(
                 doc = None
             last = state.heartbeats.get(doc.session) if doc else None
             if doc is not None and (last is None or last.at < doc.at):
-                change.writes[names.heartbeat_path(doc.session)] = doc
+                change.writes[kinds.heartbeat_path(doc.session)] = doc
                 change.trailers["Gitcoord-Heartbeat"] = clock.iso(doc.at)
             carried["heartbeat"] = beat
         if owed.get("collisions"):

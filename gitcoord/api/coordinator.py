@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import clock
 from ..domain import names
+from ..domain.branch import DEFAULT_TIMEOUT, Identity, Outcome, Store
 from ..domain.change import Change
 from ..domain.state import Problem, State
 from ..errors import RefusedError, UsageError
 from ..gitio import Git, GitError, discover
 from ..store.pending import Pending
-from ..store.transaction import DEFAULT_TIMEOUT, Identity, Outcome, Store
 from . import carry
 from .verb import Verb
 from .views import Snapshot
@@ -180,7 +180,7 @@ class Coordinator:
         """Problems of a tree that is not (yet) a commit, e.g. a staged one."""
         from ..domain.state import load_state
         from ..domain.validate import check_messages, check_state
-        from ..store.transaction import TreeSource
+        from ..store.trees import TreeSource
 
         src = TreeSource(self.store.reader, tree)
         state = load_state(src)

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..domain import names
+from ..domain import kinds
+from ..domain.branch import Store
 from ..domain.models import Claim
 from ..domain.quarantine import Hiding, Plan, Tombstones, is_claim_file
 from ..domain.state import Source, load_state
-from ..store.transaction import Store
 
 
 def claim_versions(store: Store, tip: str, path: str) -> list[Claim]:
@@ -57,7 +57,7 @@ def claim_versions(store: Store, tip: str, path: str) -> list[Claim]:
             continue
         got = store.reader.read(new_oid)
         doc = parse_doc(path, got[2]) if got is not None and got[1] == "blob" else None
-        if isinstance(doc, Claim) and names.claim_path(doc.type, doc.name) == path:
+        if isinstance(doc, Claim) and kinds.claim_path(doc.type, doc.name) == path:
             found.append(doc)
             settled = not current
         current = False

@@ -19,11 +19,11 @@ from typing import Any
 
 from .. import clock
 from ..domain import names
+from ..domain.branch import Store
 from ..domain.models import Claim
 from ..domain.state import Problem, State, load_state
 from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
 from ..domain.validate import check_messages_at, check_state
-from ..store.transaction import Store
 from .tombstones import claim_versions
 
 

@@ -19,10 +19,13 @@ Each row (`Kind`) says, for one kind of file:
   file, else a mapping by key. None for messages: a state never holds them all,
   `mailbox` reads them on demand.
 
-Derived from the table: `DOCUMENTS` (also `models.DOCUMENTS`, which the JSON Schemas
-are generated from), `state.TOP_LEVEL`, `state.load_state`'s loading, `State.apply`,
+Derived from the table: `DOCUMENTS` (kind name -> model, which the JSON Schemas are
+generated from), `state.TOP_LEVEL`, `state.load_state`'s loading, `State.apply`,
 `transition.model_for`, `transition.doc_at` and the own-files rule's owner, and the
-`names.*_path` functions.
+path functions at the end of this module (`session_path`, `claim_path`, ...), the
+spelling callers use: one line over a row each, so every location is spelled here
+alone. (`names`, below the models, only says what a valid name is: it may not reach
+up here, or the import graph would have a cycle.)
 
 Adding a kind of file therefore means: its model (`models.py`); one row here; its
 rules: `validate.check_state` for what a state must obey, and `transition._check_doc`
@@ -30,18 +33,6 @@ for who may write it (a row with an `owner` gets the own-files rule without more
 If `State` holds the kind, the row's `held` also names a typed field of `State`:
 mypy must know that `state.tasks` is a `Mapping[str, Task]`, which a table cannot
 tell it; `tests/test_kinds.py` fails until the two agree.
-
-Why `names.*_path` stay the public spelling: dozens of call sites (operations, the
-api, audit, tests) write `names.claim_path(type_, name)`, and other work is changing
-those callers now; moving them all to the rows would churn every one for no change
-in behaviour. Those functions are one line over this table, so each location is
-still spelled here alone. They import this module when called, because `names` sits
-below `models` (which uses its patterns) and this module above it; by the time a
-path is wanted the models are loaded anyway. That import costs about two
-microseconds a call, so the domain's per-file loops (`validate`, `quarantine`,
-`mailbox`) and code that handles every kind alike use the rows directly
-(`SESSION.path(key)`, `CLAIMS.file(type_, name)`, `kind_at(path)`, `kind_of(doc)`).
-`models.DOCUMENTS` is looked up here lazily for the same reason of import order.
 
 The order of the rows is the order `load_state` loads them in, and so the order in
 which the problems of a broken branch are reported.
@@ -291,7 +282,7 @@ class Kind:
         return value if isinstance(value, str) else None
 
 
-# The locations that callers need by their shape (names.claim_path, names.message_path).
+# The locations that callers need by their shape (claim_path, message_path below).
 CLAIMS = ClaimFolder("claims")
 MESSAGES = MessageFolder("messages")
 
@@ -359,3 +350,54 @@ def kind_of(doc: object) -> Kind | None:
         if kind is not None:
             return kind
     return None
+
+
+# --- paths, the spelling callers use: one line over the table each ------------------
+
+
+def config_path() -> str:
+    return CONFIG.path()
+
+
+def session_path(session_id: str) -> str:
+    return SESSION.path(session_id)
+
+
+def claim_path(type_: str, name: str) -> str:
+    return CLAIMS.file(type_, name)
+
+
+def heartbeat_path(session_id: str) -> str:
+    return HEARTBEAT.path(session_id)
+
+
+def read_path(session_id: str) -> str:
+    return READ.path(session_id)
+
+
+def approval_path(approval_id: str) -> str:
+    return APPROVAL.path(approval_id)
+
+
+def activation_path() -> str:
+    return ACTIVATION.path()
+
+
+def task_path(task_id: str) -> str:
+    return TASK.path(task_id)
+
+
+def milestone_path(name: str) -> str:
+    return MILESTONE.path(name)
+
+
+def roster_path() -> str:
+    return ROSTER.path()
+
+
+def message_dir(recipient: str) -> str:
+    return MESSAGES.inbox(recipient)
+
+
+def message_path(recipient: str, message_id: str) -> str:
+    return MESSAGES.file(recipient, message_id)

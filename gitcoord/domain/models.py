@@ -1,7 +1,7 @@
 """The YAML files of the coordination branch, one pydantic model per kind of file.
 
 Where each kind of file lives, what names it and who owns it is the table of kinds
-(`kinds.py`), which `DOCUMENTS` here is derived from. The JSON Schemas in the
+(`kinds.py`, whose `DOCUMENTS` lists these models by kind). The JSON Schemas in the
 repository's `coordination/schema/` folder are generated from these classes
 (`python -m gitcoord.domain.schema`) and a test keeps them in sync.
 Models are strict (`extra="forbid"`) so a typo in a hand-edited file is reported
@@ -11,7 +11,7 @@ instead of silently ignored.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -344,17 +344,3 @@ class ReadMark(_Model):
     session: SessionId
     through: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
     at: Timestamp
-
-
-if TYPE_CHECKING:
-    DOCUMENTS: dict[str, type[BaseModel]]
-else:
-
-    def __getattr__(name: str) -> object:
-        """`DOCUMENTS` (kind name -> model) is derived from the table of kinds, which
-        imports this module: it is looked up there when first asked for (PEP 562)."""
-        if name == "DOCUMENTS":
-            from .kinds import DOCUMENTS
-
-            return DOCUMENTS
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -99,22 +99,9 @@ def resource_key(type_: str, name: str) -> str:
 
 
 # --- paths on the branch ----------------------------------------------------
-# Where each kind of file lives is spelled once, in the table of kinds (kinds.py);
-# these functions are the spelling most callers use. This module sits below the
-# models (they reuse its patterns) and the table above them, so each function
-# imports the table when called: by then the models are loaded anyway.
-
-
-def config_path() -> str:
-    from .kinds import CONFIG
-
-    return CONFIG.path()
-
-
-def session_path(session_id: str) -> str:
-    from .kinds import SESSION
-
-    return SESSION.path(session_id)
+# Where each kind of file lives is spelled once, in the table of kinds
+# (`kinds.py`, with its `session_path`, `claim_path`, ...); here only what the
+# table itself is built from: how a claim name becomes a file name, a message's day.
 
 
 def claim_file_stem(name: str) -> str:
@@ -127,59 +114,11 @@ def claim_name_from_stem(stem: str) -> str:
     return unquote(stem)
 
 
-def claim_path(type_: str, name: str) -> str:
-    from .kinds import CLAIMS
-
-    return CLAIMS.file(type_, name)
-
-
-def heartbeat_path(session_id: str) -> str:
-    from .kinds import HEARTBEAT
-
-    return HEARTBEAT.path(session_id)
-
-
-def read_path(session_id: str) -> str:
-    from .kinds import READ
-
-    return READ.path(session_id)
-
-
-def approval_path(approval_id: str) -> str:
-    from .kinds import APPROVAL
-
-    return APPROVAL.path(approval_id)
-
-
-def activation_path() -> str:
-    from .kinds import ACTIVATION
-
-    return ACTIVATION.path()
-
-
 _APPROVAL_RE = re.compile(APPROVAL_ID_PATTERN)
 
 
 def check_approval_id(value: str) -> str:
     return _check(_APPROVAL_RE, value, "approval id", "approval", "expected e.g. 20261121-a1b2c3")
-
-
-def task_path(task_id: str) -> str:
-    from .kinds import TASK
-
-    return TASK.path(task_id)
-
-
-def milestone_path(name: str) -> str:
-    from .kinds import MILESTONE
-
-    return MILESTONE.path(name)
-
-
-def roster_path() -> str:
-    from .kinds import ROSTER
-
-    return ROSTER.path()
 
 
 _TASK_RE = re.compile(TASK_ID_PATTERN)
@@ -208,13 +147,3 @@ def message_day(message_id: str) -> str:
     return f"{message_id[0:4]}-{message_id[4:6]}-{message_id[6:8]}"
 
 
-def message_dir(recipient: str) -> str:
-    from .kinds import MESSAGES
-
-    return MESSAGES.inbox(recipient)
-
-
-def message_path(recipient: str, message_id: str) -> str:
-    from .kinds import MESSAGES
-
-    return MESSAGES.file(recipient, message_id)

@@ -26,6 +26,8 @@ import socket
 import sys
 from typing import Any
 
+import click
+
 from .client import recv_frame, send_frame
 
 
@@ -33,14 +35,19 @@ def _warm() -> None:
     """Import and build everything a command needs, so children start warm."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .. import api, audit, domain, ops, store  # noqa: F401
-    from ..api import coordinator, render  # noqa: F401
+    from ..api import (  # noqa: F401
+        coordinator,
+        render,
+        verbs,
+    )
     from ..audit import history, verify  # noqa: F401
-    from ..domain import models, yamlio
+    from ..domain import branch, kinds, mailbox, transition, validate, yamlio  # noqa: F401
     from ..ops import board, kernel  # noqa: F401
-    from ..store import transaction  # noqa: F401
-    from . import cli  # noqa: F401
+    from .cli import cli
 
-    for model in models.DOCUMENTS.values():
+    cli.list_commands(click.Context(cli))  # every verb's command, made once here
+
+    for model in kinds.DOCUMENTS.values():
         model.model_rebuild()  # make sure every schema is built here, not in each child
     yamlio.load(b"a: 1\n")
 

@@ -20,9 +20,9 @@ from ..gitio import clean_env
 
 if TYPE_CHECKING:
     from ..api.coordinator import Coordinator
+    from ..domain.branch import Outcome
     from ..domain.change import Change
     from ..domain.state import State
-    from ..store.transaction import Outcome
 
 MARK = "gitcoord pre-"  # every shim says so in its header comment
 CHAINED = ".gitcoord-chained"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..domain import names, rules
+from ..domain import kinds, rules
 from ..domain.change import Change
 from ..domain.models import (
     Activation,
@@ -44,7 +44,7 @@ def request_approval(
         f"request approval {approval_id} by {me.id}: {subject[:60]}",
         session=me.id,
         resource=f"approval/{approval_id}",
-        writes={names.approval_path(approval_id): doc},
+        writes={kinds.approval_path(approval_id): doc},
         trailers={"Gitcoord-Approval": approval_id},
         result={"approval": doc.model_dump(mode="json")},
     )
@@ -82,7 +82,7 @@ def grant_approval(
         f"approve {approval_id} ({request.subject[:50]}) by {approver}",
         session=session,
         resource=f"approval/{approval_id}",
-        writes={names.approval_path(approval_id): doc},
+        writes={kinds.approval_path(approval_id): doc},
         trailers={"Gitcoord-Approval": approval_id, "Gitcoord-Approver": approver},
         result={"approval": doc.model_dump(mode="json"), "action": "approved"},
     )
@@ -110,6 +110,6 @@ def activate(state: State, now: datetime, *, session: str | None) -> Change:
         "activate",
         f"activate the registry ({info['registered']} sessions) by {me.id}",
         session=me.id,
-        writes={names.activation_path(): doc},
+        writes={kinds.activation_path(): doc},
         result={"activation": {**info, "active": True}},
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..domain import names, rules
+from ..domain import kinds, names, rules
 from ..domain.change import Change
 from ..domain.models import (
     Task,
@@ -90,9 +90,9 @@ def add(
         f"add task {task_id} [{priority}] by {me.id}: {title[:60]}",
         session=me.id,
         resource=f"task/{task_id}",
-        writes={names.task_path(task_id): task},
+        writes={kinds.task_path(task_id): task},
         trailers={"Gitcoord-Priority": priority},
-        result={"task": task_json(state.apply({names.task_path(task_id): task}), task, now)},
+        result={"task": task_json(state.apply({kinds.task_path(task_id): task}), task, now)},
     )
 
 
@@ -118,8 +118,8 @@ def done(state: State, now: datetime, *, session: str | None, task_id: str) -> C
     finished = task.model_copy(update={"done_by": me.id, "done_at": now})
     released = held.model_copy(update={"released_at": max(now, held.acquired_at)})
     writes: dict[str, Doc] = {
-        names.task_path(task_id): finished,
-        names.claim_path("task", task_id): released,
+        kinds.task_path(task_id): finished,
+        kinds.claim_path("task", task_id): released,
     }
     return Change(
         "task-done",

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import human_delta, iso
-from ..domain import names, rules
+from ..domain import kinds, names, rules
 from ..domain.change import Change
 from ..domain.models import (
     Claim,
@@ -36,7 +36,7 @@ def claim(
     me = require_registered(state, session)
     config = require_initialised(state)
     key = names.resource_key(type_, name)
-    path = names.claim_path(type_, name)
+    path = kinds.claim_path(type_, name)
     ttl = ttl or config.lease
     current = state.claims.get(key)
     trailers: dict[str, str] = {}
@@ -131,7 +131,7 @@ def _held(
         expires_at=iso(current.expires_at),
         takeover_after=iso(current.expires_at + skew),
         generation=current.generation,
-        path=names.claim_path(current.type, current.name),
+        path=kinds.claim_path(current.type, current.name),
     )
 
 
@@ -183,7 +183,7 @@ def release(state: State, now: datetime, *, session: str | None, type_: str, nam
         f"release {current.key} by {me.id}",
         session=me.id,
         resource=current.key,
-        writes={names.claim_path(type_, name): doc},
+        writes={kinds.claim_path(type_, name): doc},
         trailers={"Gitcoord-Generation": str(current.generation)},
         result={"claim": _claim_json(doc, now), "action": "released"},
     )

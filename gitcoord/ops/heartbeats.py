@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..clock import iso
-from ..domain import names
+from ..domain import kinds
 from ..domain.change import Change
 from ..domain.models import (
     Heartbeat,
@@ -30,7 +30,7 @@ def heartbeat(state: State, beat: Heartbeat, *, force: bool = False) -> Change:
         "heartbeat",
         f"heartbeat {me.id}: {beat.action} {beat.target} ({beat.phase}, {beat.progress}%)",
         session=me.id,
-        writes={names.heartbeat_path(me.id): beat},
+        writes={kinds.heartbeat_path(me.id): beat},
         trailers={"Gitcoord-Heartbeat": iso(beat.at)},
         result=result,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..domain import names
+from ..domain import kinds, names
 from ..domain.change import Change
 from ..domain.models import (
     Message,
@@ -69,7 +69,7 @@ def send(
         f"send {msg.id} from {me.id} to {recipient}: {subject[:60]}",
         session=me.id,
         resource=f"message/{msg.id}",
-        writes={names.message_path(recipient, msg.id): msg},
+        writes={kinds.message_path(recipient, msg.id): msg},
         trailers=trailers,
         result={"message": msg.model_dump(mode="json")},
     )
@@ -88,6 +88,6 @@ def mark_read(
         "read",
         f"read inbox of {me.id} through {through[:10]}",
         session=me.id,
-        writes={names.read_path(me.id): mark},
+        writes={kinds.read_path(me.id): mark},
         trailers={"Gitcoord-Read-Through": through},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..domain import names
+from ..domain import kinds, names
 from ..domain.change import Change
 from ..domain.models import (
     Milestone,
@@ -36,7 +36,7 @@ def milestone_add(
         f"add milestone {name} ({len(steps)} steps) by {me.id}",
         session=me.id,
         resource=f"milestone/{name}",
-        writes={names.milestone_path(name): doc},
+        writes={kinds.milestone_path(name): doc},
         result={"milestone": milestone_json(doc)},
     )
 
@@ -71,7 +71,7 @@ def milestone_done(
         f"milestone {name}: step {index + 1} done by {me.id} ({current.name[:50]})",
         session=me.id,
         resource=f"milestone/{name}",
-        writes={names.milestone_path(name): doc},
+        writes={kinds.milestone_path(name): doc},
         result={"milestone": milestone_json(doc)},
     )
 

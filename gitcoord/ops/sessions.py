@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..domain import names
+from ..domain import kinds
 from ..domain.change import Change
 from ..domain.models import (
     Config,
@@ -46,7 +46,7 @@ def init(
         require_approval=list(require_approval),
         created_at=now,
     )
-    writes: dict[str, Doc] = {names.config_path(): config}
+    writes: dict[str, Doc] = {kinds.config_path(): config}
     trailers = {"Gitcoord-Slots": str(slots)}
     if template is not None:
         writes.update(_seed(template, now, session or "gitcoord"))
@@ -68,12 +68,12 @@ def init(
 def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
     """The roster, milestones and tasks a template starts the branch with."""
     writes: dict[str, Doc] = {
-        names.roster_path(): build(
+        kinds.roster_path(): build(
             Roster, template=template.name, description=template.description, slots=template.slots
         )
     }
     for m in template.milestones:
-        writes[names.milestone_path(m.name)] = build(
+        writes[kinds.milestone_path(m.name)] = build(
             Milestone,
             name=m.name,
             steps=[{"name": s} for s in m.steps],
@@ -82,7 +82,7 @@ def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
         )
     ids = {t.key: f"t{i + 1}" for i, t in enumerate(template.tasks)}
     for t in template.tasks:
-        writes[names.task_path(ids[t.key])] = build(
+        writes[kinds.task_path(ids[t.key])] = build(
             Task,
             id=ids[t.key],
             title=t.title,
@@ -123,14 +123,14 @@ def leave(state: State, now: datetime, *, session: str) -> Change:
     released = []
     for claim in sorted(state.claims.values(), key=lambda c: c.key):
         if claim.holder == me.id and claim.released_at is None:
-            writes[names.claim_path(claim.type, claim.name)] = claim.model_copy(
+            writes[kinds.claim_path(claim.type, claim.name)] = claim.model_copy(
                 update={"released_at": max(now, claim.acquired_at)}
             )
             released.append(claim.key)
     left = me.model_copy(
         update={"left_at": max(now, me.registered_at), "updated_at": max(now, me.updated_at)}
     )
-    writes[names.session_path(me.id)] = left
+    writes[kinds.session_path(me.id)] = left
     return Change(
         "leave",
         f"leave {me.id} (#{me.number})"
@@ -190,7 +190,7 @@ def register(
             number=number,
             holder=holder.id,
             free_numbers=free,
-            path=names.session_path(holder.id),
+            path=kinds.session_path(holder.id),
         )
     slot = roster.slot(number) if roster is not None else None
     role = role if role is not None else (existing.role if existing else None)
@@ -225,7 +225,7 @@ def register(
         f"{verb} {session} as #{number}",
         session=session,
         resource=f"session/{session}",
-        writes={names.session_path(session): doc},
+        writes={kinds.session_path(session): doc},
         trailers={"Gitcoord-Number": str(number)},
         result=result,
     )

@@ -15,6 +15,11 @@ what the last loads used, so it stays the size of one state. Processes sharing a
 share it: a load that misses looks once whether another one has saved since, so a file
 changed by one session is parsed by the first that loads it, not by each. It is a cache: a missing,
 unreadable or corrupt file is rebuilt, and a read-only repository merely goes without.
+
+The store knows no YAML: the parse function and a version of everything its answer
+depends on besides the bytes are given by whoever makes the cache (the domain's
+`gitcoord.domain.branch`), and the version is part of the file's format, so a cache
+written by another parser is never read.
 """
 
 from __future__ import annotations
@@ -26,23 +31,24 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from ..domain import yamlio
-
-# Everything `yamlio.load`'s answer depends on besides the bytes: bump the 1 when its
-# code changes what it accepts or returns.
-FORMAT = (
-    f"gitcoord-parsed-1/ruamel-{yamlio.parser_version()}"
-    f"/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
-)
+# The layout of the file; the parser's version follows it (see `ParseCache`).
+FORMAT = "gitcoord-parsed-1"
 MAX_ENTRIES = 50_000  # a state holds one file per session, claim, task...; not messages
 
 
 class ParseCache:
-    def __init__(self, common_dir: str, key: str) -> None:
+    """What blobs parse to by `parse`, whose answer depends on the bytes and `version`
+    alone; `parse` raises on a bad file (problems are not cached)."""
+
+    def __init__(
+        self, common_dir: str, key: str, *, parse: Callable[[bytes], Any], version: str
+    ) -> None:
         # One file per branch mirror: two branches read from one clone would otherwise
         # keep pruning each other's entries.
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         self.path = os.path.join(common_dir, "gitcoord", "parsed", f"{digest}.json")
+        self.parser = parse
+        self.format = f"{FORMAT}/{version}"
         self._entries: dict[str, Any] | None = None
         self._used: set[str] = set()
         self._dirty = False
@@ -67,7 +73,7 @@ class ParseCache:
         except (OSError, ValueError):
             return
         self._stamp = stamp
-        if isinstance(doc, dict) and doc.get("format") == FORMAT:
+        if isinstance(doc, dict) and doc.get("format") == self.format:
             entries = doc.get("entries")
             if isinstance(entries, dict):
                 for oid, data in entries.items():
@@ -91,14 +97,14 @@ class ParseCache:
 
     def parse(self, oid: str, read: Callable[[], bytes]) -> Any:
         """What the blob `oid` parses to; `read()` gives its bytes when not cached.
-        Raises `yamlio.YamlProblem` as `yamlio.load` does (problems are not cached)."""
+        Raises what the parse function raises (problems are not cached)."""
         entries = self._load()
         self._used.add(oid)
         if oid in entries or (self._news() and oid in entries):
             self.hits += 1
             return entries[oid]
         self.misses += 1
-        data = yamlio.load(read())
+        data = self.parser(read())
         if len(entries) < MAX_ENTRIES and _json_exact(data):
             entries[oid] = data
             self._dirty = True
@@ -120,7 +126,7 @@ class ParseCache:
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parsed-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"format": FORMAT, "entries": keep}, fh, separators=(",", ":"))
+                    json.dump({"format": self.format, "entries": keep}, fh, separators=(",", ":"))
                 stamp = _stamp(os.stat(tmp))  # kept by the rename: our own write is no news
                 os.replace(tmp, self.path)  # readers see the old file or the new one
                 self._stamp = stamp

@@ -37,7 +37,7 @@ def _request(
     c: Coordinator, subject: str, note: str = "", kind: str = "general", pr: bool = False
 ) -> dict[str, Any]:
     from ... import clock
-    from ...domain import names
+    from ...domain import kinds, names
     from ...domain.change import Change
     from ...ops import approvals
     from ...store import forge
@@ -61,7 +61,7 @@ def _request(
         "approval-grant",
         f"approve {aid}: {subject[:60]}",
         resource=f"approval/{aid}",
-        writes={names.approval_path(aid): approvals.approved(request, clock.now(), None)},
+        writes={kinds.approval_path(aid): approvals.approved(request, clock.now(), None)},
         trailers={"Gitcoord-Approval": aid},
     )
     proposal = c.store.write_commit(outcome.commit, change, clock.now())

@@ -138,7 +138,7 @@ def _report(todo: Plan, tip: str | None, where: str) -> str:
 
 
 def _advice(todo: Plan, tombs: Tombstones) -> str:
-    from ...domain import names
+    from ...domain import kinds, names
 
     lines = []
     if todo.moves:
@@ -153,10 +153,10 @@ def _advice(todo: Plan, tombs: Tombstones) -> str:
     if todo.remaining:
         lines.append("not repairable by quarantine (fix by hand with a commit on the branch):")
         lines += [f"  {p}" for p in todo.remaining]
-        if any(p.path == names.config_path() for p in todo.remaining):
+        if any(p.path == kinds.config_path() for p in todo.remaining):
             lines.append(
-                f"  restore {names.config_path()} from an earlier commit: "
-                f"git log -- {names.config_path()}, then git show <commit>:{names.config_path()}"
+                f"  restore {kinds.config_path()} from an earlier commit: "
+                f"git log -- {kinds.config_path()}, then git show <commit>:{kinds.config_path()}"
             )
     return "\n".join(lines)
 

@@ -1,0 +1,300 @@
+"""The coordination branch: whole states over the store's register of trees.
+
+`gitcoord.store` knows trees, commits and compare-and-swap, nothing of what the files
+mean. This is the gate every mutating command passes, built on the store's generic
+transaction (`TreeStore.transact`): each round, on the tip the store read,
+
+    load the state at that tip, refuse if it is broken
+    plan = operation(state)               # pure; may raise a conflict
+    validate(state after plan) and the transition (who may change what)
+    hand the store the files as YAML, the commit message with its trailers, the time
+
+and the store writes the commit and swaps it in, or goes round again on a lost race.
+
+`Store` (the name the rest of the package has always used: `coord.store`) offers
+what callers need: states (`snapshot`, `load`), views of trees (`view`, `view_of`),
+the transaction (`transact`), and the store's own attributes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..errors import ConflictError, InvalidError, RemoteError
+from ..gitio import Git, ObjectReader, RepoInfo
+from ..store.parsecache import ParseCache
+from ..store.transaction import (
+    DEFAULT_TIMEOUT,
+    Decision,
+    Identity,
+    Known,
+    TreeStore,
+    Unchanged,
+    Write,
+)
+from ..store.trees import Files, TreeSource
+from . import yamlio
+from .change import Change
+from .state import Problem, State, load_state
+from .transition import Changed, CommitMeta, check_transition, doc_at
+from .validate import check_messages, check_state
+
+__all__ = ["DEFAULT_TIMEOUT", "Identity", "Outcome", "Store", "TreeSource", "commit_message"]
+
+# Everything `yamlio.load`'s answer depends on besides the bytes (the parse cache keeps
+# answers only of this version): when yamlio's own code changes what it accepts or
+# returns, add a revision here (`/rev-2`).
+PARSE_VERSION = (
+    f"ruamel-{yamlio.parser_version()}/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
+)
+
+
+@dataclass
+class Outcome:
+    """What a transaction did."""
+
+    change: Change
+    commit: str | None  # None when the operation changed nothing
+    tip: str | None  # the tip it was decided on
+    attempts: int
+
+
+class CachedSource(TreeSource):
+    """A commit's tree whose files `load_state` parses through the parse cache."""
+
+    def load_yaml(self, path: str) -> Any:
+        """`yamlio.load(self.read(path))`, from the parse cache when the blob is in it
+        (then the blob is not even read)."""
+        return self.parse(path)
+
+
+class Store:
+    """The coordination branch of one repository: states in, commits out."""
+
+    def __init__(
+        self,
+        info: RepoInfo,
+        git: Git,
+        *,
+        branch: str,
+        remote: str | None,
+        identity: Identity,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.trees = TreeStore(
+            info, git, branch=branch, remote=remote, identity=identity, timeout=timeout
+        )
+        self.info = info
+        self.git = git
+        self.branch = branch
+        self.remote = remote
+        self.identity = identity
+        self.timeout = timeout
+        self.ref = self.trees.ref
+        self.mirror = self.trees.mirror
+        self.reader: ObjectReader = self.trees.reader
+        self.parsed = ParseCache(
+            info.common_dir, self.mirror, parse=yamlio.load, version=PARSE_VERSION
+        )
+
+    @property
+    def remote_url(self) -> str | None:
+        """The remote's URL (set by the Coordinator): the machine-wide turn's key."""
+        return self.trees.remote_url
+
+    @remote_url.setter
+    def remote_url(self, url: str | None) -> None:
+        self.trees.remote_url = url
+
+    def close(self) -> None:
+        self.trees.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return self.trees.where
+
+    # --- reading -------------------------------------------------------------
+
+    def fetch_tip(self, deadline: float) -> str | None:
+        """The branch tip as it is now: fetched from the remote, or read locally."""
+        return self.trees.fetch_tip(deadline)
+
+    def tree_of(self, commit: str) -> str | None:
+        return self.trees.tree_of(commit)
+
+    def view(self, commit: str | None) -> TreeSource:
+        """The tree of `commit` (empty when None or unknown), read on demand."""
+        return self.trees.view(commit)
+
+    def view_of(self, state: State) -> TreeSource:
+        """The tree a loaded state came from (for reading messages on demand)."""
+        src = state.source
+        return src if isinstance(src, TreeSource) else TreeSource(self.reader, None)
+
+    def load(self, tip: str | None) -> State:
+        if tip is None:
+            return State()
+        return load_state(CachedSource(self.reader, self.tree_of(tip), self.parsed, tip))
+
+    def snapshot(self) -> tuple[str | None, State]:
+        deadline = time.monotonic() + self.timeout
+        tip = self.fetch_tip(deadline)
+        state = self.load(tip)
+        self.parsed.save()
+        return tip, state
+
+    def snapshot_or_cached(self, timeout: float) -> tuple[str | None, State, bool]:
+        """The freshest state reachable within `timeout`; falls back to the last
+        fetched one (third value False) when the remote does not answer in time."""
+        try:
+            tip = self.fetch_tip(time.monotonic() + timeout)
+            fresh = True
+        except RemoteError:
+            tip = self.trees.mirror_tip()
+            fresh = False
+        state = self.load(tip)
+        self.parsed.save()
+        return tip, state, fresh
+
+    def last_commit(self, tip: str, path: str) -> str | None:
+        return self.trees.last_commit(tip, path)
+
+    # --- writing -------------------------------------------------------------
+
+    def transact(
+        self,
+        plan: Callable[[State], Change],
+        now: Callable[[], datetime],
+        *,
+        repair: bool = False,
+        known: tuple[str | None, State] | None = None,
+    ) -> Outcome:
+        """`plan` on the state at the tip, validated, as one commit swapped in for the
+        tip (again on the new tip after a lost race: see `TreeStore.transact`).
+
+        `repair` (doctor --fix): plan on a broken state, and judge the result by
+        loading the tree written (it may delete files, which `State.apply` cannot).
+        `known`: a tip and its state fetched a moment ago (e.g. by the read that led to
+        this write): the first round plans on them instead of fetching again.
+        """
+        first = known
+
+        def decide(tip: str | None) -> Decision[Change]:
+            nonlocal first
+            if first is not None:  # the store's first round is on the known tip
+                state = first[1]
+                first = None
+            else:
+                state = self.load(tip)
+            return self._decide(plan, now, repair, tip, state)
+
+        try:
+            done = self.trees.transact(decide, known=None if known is None else Known(known[0]))
+        finally:
+            self.parsed.save()  # after the push and the turn: off the contended path
+        return Outcome(done.result, done.commit, done.tip, done.attempts)
+
+    def _decide(
+        self,
+        plan: Callable[[State], Change],
+        now: Callable[[], datetime],
+        repair: bool,
+        tip: str | None,
+        state: State,
+    ) -> Decision[Change]:
+        """One round's gate: what to write on `tip`, whose state is `state`."""
+        if not repair:
+            _refuse_broken(state, tip)
+        try:
+            change = plan(state)
+        except ConflictError as exc:
+            self._add_winner(exc, tip)
+            raise
+        if change.noop:
+            return Unchanged(change)
+        when = now()
+        meta = CommitMeta(None, self.identity.email, change.session, change.op, when)
+        changes = [Changed(p, doc_at(state, p), d) for p, d in change.writes.items()]
+        commit = files = message = None
+        if repair:
+            files, message = _files(change), commit_message(change)
+            commit = self.trees.write_commit(tip, files, message, when)
+            after = self.load(commit)
+            bad = check_state(after, when) + check_messages(self.view(commit), after)
+        else:
+            after = state.apply(change.writes)
+            bad = check_state(after, when)
+        bad += check_transition(state, after, changes, meta)
+        if bad:
+            raise InvalidError(
+                f"refusing to write an invalid state: {bad[0]}",
+                problems=[p.to_json() for p in bad],
+            )
+        if files is None or message is None:
+            files, message = _files(change), commit_message(change)
+        return Write(files, message, when, change, commit=commit)
+
+    def _add_winner(self, exc: ConflictError, tip: str | None) -> None:
+        path = exc.details.get("path")
+        if tip and isinstance(path, str):
+            commit = self.last_commit(tip, path)
+            if commit:
+                exc.details["commit"] = commit
+                exc.message += f" (since commit {commit[:10]})"
+                exc.args = (exc.message,)
+
+    def write_commit(self, tip: str | None, change: Change, when: datetime) -> str:
+        """The commit of `change` over `tip`, written but not on any branch."""
+        return self.trees.write_commit(tip, _files(change), commit_message(change), when)
+
+    def publish_branch(self, branch: str, commit: str) -> None:
+        """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
+        self.trees.publish_branch(branch, commit)
+
+
+def commit_message(change: Change) -> str:
+    """The subject, then the Gitcoord-* trailers that make `git log` the audit trail."""
+    trailers = {"Gitcoord-Op": change.op}
+    if change.session:
+        trailers["Gitcoord-Session"] = change.session
+    if change.resource:
+        trailers["Gitcoord-Resource"] = change.resource
+    trailers.update(change.trailers)
+    lines = [f"{k}: {v}" for k, v in trailers.items()]
+    lines += [f"{k}: {v}" for k, values in change.repeated.items() for v in values]
+    return "\n".join([change.subject, "", *lines]) + "\n"
+
+
+def _files(change: Change) -> Files:
+    """What the change writes, as the bytes of each file (None: delete it)."""
+    return {path: None if doc is None else _dump(doc) for path, doc in change.writes.items()}
+
+
+def _dump(doc: BaseModel | bytes) -> bytes:
+    return doc if isinstance(doc, bytes) else yamlio.dump(doc)
+
+
+def _refuse_broken(state: State, tip: str | None) -> None:
+    problems: list[Problem] = check_state(state)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidError(
+            f"the coordination branch at {(tip or '')[:10]} is invalid: {problems[0]}{more}; "
+            "run `gitcoord validate` (or `gitcoord doctor`) to list the problems and "
+            "`gitcoord doctor --fix` to move the bad files into coordination/quarantine/ "
+            "(bytes kept)",
+            problems=[p.to_json() for p in problems],
+            tip=tip,
+        )

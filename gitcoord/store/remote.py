@@ -1,0 +1,270 @@
+"""The branch where compare-and-swap happens: on a remote, or local when there is none.
+
+Reading fetches the remote branch into gitcoord's own mirror ref; writing is one
+compare-and-swap with the expected old value always given explicitly:
+
+    remote: git push --force-with-lease=<ref>:<tip>   (receive-pack checks under lock)
+    local:  git update-ref <ref> <commit> <tip>
+
+Several processes may do this at once in one clone. They share nothing but refs,
+and every ref write is either a compare-and-swap the caller retries or a cache
+(`refs/gitcoord/remotes/<remote>/<branch>`) whose lock collisions we tolerate.
+FETCH_HEAD is never written and no index file is ever used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Literal
+
+from ..errors import InvalidError, RemoteError
+from ..gitio import Git, GitError, GitTimeout, ObjectReader, RepoInfo
+from .turns import Backoff
+
+_LOCK_TIMEOUT = ["core.filesRefLockTimeout=1000"]
+_LOCK_ERRORS = ("cannot lock ref", "Unable to create", "unable to resolve reference", "is at ")
+_STALE = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock")
+
+Swap = Literal["ok", "lost", "unknown"]
+
+
+class CutOff(RemoteError):
+    """A git process talking to the remote was stopped at the deadline, mid-way."""
+
+
+class RemoteBranch:
+    """`branch` of `remote` (None: the local branch), read and compare-and-swapped."""
+
+    def __init__(
+        self,
+        info: RepoInfo,
+        git: Git,
+        reader: ObjectReader,
+        backoff: Backoff,
+        *,
+        branch: str,
+        remote: str | None,
+        timeout: float,
+    ) -> None:
+        self.info = info
+        self.git = git
+        self.reader = reader
+        self.backoff = backoff
+        self.branch = branch
+        self.remote = remote
+        self.timeout = timeout
+        self.ref = f"refs/heads/{branch}"
+        # Our own copy of the remote tip. Not refs/remotes/<remote>/<branch>: `git push`
+        # moves that one without checking its old value, so a late push in this clone
+        # could set it back between a fetch and the read that follows. Only our fetch
+        # (which checks the old value) writes this ref.
+        self.mirror = f"refs/gitcoord/remotes/{remote}/{branch}" if remote else self.ref
+        self.push_error: str | None = None  # why the last push had no verdict
+
+    @property
+    def where(self) -> str:
+        return f"{self.branch} on {self.remote}" if self.remote else f"{self.branch} (local)"
+
+    # --- reading -------------------------------------------------------------
+
+    def fetch_tip(self, deadline: float) -> str | None:
+        """The branch tip as it is now: fetched from the remote, or read locally."""
+        if self.remote is not None and not self.fetch(deadline):
+            return None
+        return self.mirror_tip(strict=True)
+
+    def mirror_tip(self, *, strict: bool = False) -> str | None:
+        """The tip as last fetched (no git process talks to the remote). `strict`:
+        a mirror that is no commit is an error, else it reads as no branch."""
+        got = self.reader.read(self.mirror)
+        if got is None:
+            return None
+        if got[1] != "commit":
+            if not strict:
+                return None
+            raise InvalidError(f"{self.mirror} does not point at a commit")
+        return got[0]
+
+    def fetch(self, deadline: float) -> bool:
+        """Fetch the remote branch into its mirror ref; False when it does not exist."""
+        assert self.remote is not None
+        argv = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-auto-gc",
+            "--no-auto-maintenance",
+            "--no-recurse-submodules",
+            "--no-write-commit-graph",
+            "--refmap=",
+            self.remote,
+            f"+{self.ref}:{self.mirror}",
+        ]
+        for attempt in range(4):
+            proc = self.run(argv, deadline, "fetch from")
+            if proc.returncode == 0:
+                return True
+            err = proc.stderr.decode("utf-8", "replace")
+            if "couldn't find remote ref" in err:
+                return False
+            if any(s in err for s in _LOCK_ERRORS):
+                # Another process in this clone is writing the mirror: the objects are
+                # here; fetch again (cheap) so we end up with a tip no older than ours.
+                if attempt < 3:
+                    self.backoff.sleep(attempt, deadline)
+                continue
+            raise RemoteError(
+                f"cannot fetch {self.branch} from {self.remote}: {_first_error(err)}",
+                remote=self.remote,
+            )
+        return True  # the mirror was written by a concurrent fetch; good enough, CAS guards
+
+    def run(
+        self, argv: list[str], deadline: float, what: str
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a git command that talks to the remote, stopped at `deadline`."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RemoteError(
+                f"timed out after {self.timeout:g}s talking to {self.remote}", remote=self.remote
+            )
+        try:
+            return self.git.run(argv, check=False, timeout=remaining, config=_LOCK_TIMEOUT)
+        except GitTimeout:
+            raise CutOff(
+                f"timed out after {self.timeout:g}s trying to {what} {self.remote}",
+                remote=self.remote,
+            ) from None
+
+    def contains(self, tip: str, commit: str) -> bool:
+        """Is `commit` in the history of `tip`?"""
+        if tip == commit:
+            return True
+        proc = self.git.run(["merge-base", "--is-ancestor", commit, tip], check=False)
+        return proc.returncode == 0
+
+    # --- writing -------------------------------------------------------------
+
+    def swap(self, old: str | None, new: str, deadline: float) -> Swap:
+        """Compare-and-swap the branch. 'ok', 'lost' (someone was first) or 'unknown'."""
+        if self.remote is None:
+            proc = self.git.run(
+                ["update-ref", "-m", "gitcoord", self.ref, new, old or self.info.zero_oid],
+                check=False,
+                config=_LOCK_TIMEOUT,
+            )
+            if proc.returncode == 0:
+                return "ok"
+            err = proc.stderr.decode("utf-8", "replace")
+            if any(s in err for s in _LOCK_ERRORS):
+                return "lost"
+            raise GitError(["update-ref", self.ref], proc.returncode, proc.stderr)
+
+        try:
+            proc = self.run(
+                [
+                    "push",
+                    "--porcelain",
+                    "--no-verify",
+                    f"--force-with-lease={self.ref}:{old or ''}",
+                    self.remote,
+                    f"{new}:{self.ref}",
+                ],
+                deadline,
+                "push to",
+            )
+        except CutOff:
+            return "unknown"  # killed mid-push: the server may still complete it
+        status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), self.ref)
+        err = proc.stderr.decode("utf-8", "replace")
+        if status is None:
+            # No verdict for our ref: the connection failed. The push may still have
+            # landed; the next round's fetch tells.
+            if proc.returncode != 0 and not _maybe_sent(err):
+                raise RemoteError(
+                    f"cannot push to {self.remote}: {_first_error(err)}; nothing was written",
+                    remote=self.remote,
+                )
+            self.push_error = _first_error(err)  # said when the caller gives up
+            return "unknown"
+        flag, summary = status
+        if flag == "=":
+            # "Up to date": an identical commit is already there (two inits in the same
+            # second build the same bytes). Git says so before it checks the lease, so
+            # it is not our win: re-read and re-decide.
+            return "lost"
+        if flag in (" ", "+", "*"):
+            return "ok"
+        if "hook declined" in summary or "pre-receive" in summary:
+            raise InvalidError(
+                f"{self.remote} rejected the change: {_remote_message(err) or summary}",
+                remote=self.remote,
+            )
+        if any(s in summary for s in _STALE):
+            return "lost"
+        return "unknown"
+
+    def publish_branch(self, branch: str, commit: str) -> None:
+        """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
+        ref = f"refs/heads/{branch}"
+        if self.remote is None:
+            self.git.run(["update-ref", ref, commit, self.info.zero_oid], config=_LOCK_TIMEOUT)
+            return
+        deadline = time.monotonic() + self.timeout
+        proc = self.run(
+            [
+                "push",
+                "--porcelain",
+                "--no-verify",
+                f"--force-with-lease={ref}:",
+                self.remote,
+                f"{commit}:{ref}",
+            ],
+            deadline,
+            "push to",
+        )
+        status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), ref)
+        if status is None or status[0] not in (" ", "*", "+", "="):
+            err = proc.stderr.decode("utf-8", "replace")
+            why = status[1] if status else _first_error(err)
+            raise RemoteError(f"cannot push {branch} to {self.remote}: {why}", remote=self.remote)
+
+
+def _porcelain_status(out: str, ref: str) -> tuple[str, str] | None:
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[1].endswith(":" + ref):
+            return parts[0][:1] or " ", parts[2]
+    return None
+
+
+def _first_error(err: str) -> str:
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("fatal:", "error:")):
+            return ln.split(":", 1)[1].strip()
+    return lines[0] if lines else "unknown error"
+
+
+def _remote_message(err: str) -> str:
+    return " ".join(
+        ln[len("remote:") :].strip() for ln in err.splitlines() if ln.startswith("remote:")
+    ).strip()
+
+
+def _maybe_sent(err: str) -> bool:
+    """Did the failure happen after the pack may have reached the server?"""
+    before = (
+        "Could not read from remote repository",
+        "unable to access",
+        "Connection refused",
+        "does not appear to be a git repository",
+        "not found",
+        "unable to connect",
+        "Could not resolve host",
+        "No such file or directory",
+        "timed out",
+    )
+    return not any(s in err for s in before)

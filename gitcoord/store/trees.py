@@ -1,0 +1,150 @@
+"""Trees: read-only views of a commit's tree, and new trees and commits written from a
+base tree and the files that change, straight into the object store (no work tree, no
+index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..gitio import ObjectReader, ObjectWriter, TreeEntry, format_commit, format_tree
+from .parsecache import ParseCache
+
+Files = Mapping[str, bytes | None]  # path -> new bytes, None: delete the file
+
+
+class TreeSource:
+    """A read-only view of a tree (e.g. a commit's), read on demand through one
+    cat-file process: the domain's `state.Source`, and more."""
+
+    def __init__(
+        self,
+        reader: ObjectReader,
+        root_tree: str | None,
+        parsed: ParseCache | None = None,
+        commit: str | None = None,
+    ) -> None:
+        self._reader = reader
+        self._root = root_tree
+        self.commit = commit  # the commit whose tree this is, when it is one
+        self._cache: dict[str, list[TreeEntry] | None] = {}
+        self.parsed = parsed
+
+    def entries(self, path: str) -> list[TreeEntry] | None:
+        if path in self._cache:
+            return self._cache[path]
+        found: list[TreeEntry] | None
+        if self._root is None:
+            found = None
+        elif path == "":
+            found = self._reader.tree(self._root)
+        else:
+            parent, _, leaf = path.rpartition("/")
+            above = self.entries(parent)
+            entry = next((e for e in above or [] if e.name == leaf), None)
+            found = self._reader.tree(entry.oid) if entry is not None and entry.is_tree else None
+        self._cache[path] = found
+        return found
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        found = self.entries(path)
+        return None if found is None else [(e.name, e.is_tree) for e in found]
+
+    def blob(self, oid: str) -> bytes:
+        got = self._reader.read(oid)
+        if got is None:
+            raise FileNotFoundError(oid)
+        return got[2]
+
+    def _entry(self, path: str) -> TreeEntry | None:
+        parent, _, leaf = path.rpartition("/")
+        return next((e for e in self.entries(parent) or [] if e.name == leaf), None)
+
+    def read(self, path: str) -> bytes:
+        entry = self._entry(path)
+        got = self._reader.read(entry.oid) if entry is not None else None
+        if got is None:
+            raise FileNotFoundError(path)
+        return got[2]
+
+    def parse(self, path: str) -> Any:
+        """The parse cache's parse of `self.read(path)`, from the cache when the blob is
+        in it (then the blob is not even read). Only for a view made with a cache."""
+        assert self.parsed is not None
+        entry = self._entry(path)
+        if entry is None or entry.is_tree:
+            return self.parsed.parser(self.read(path))
+        return self.parsed.parse(entry.oid, lambda: self.read(path))
+
+
+def tree_of(reader: ObjectReader, commit: str) -> str | None:
+    """The root tree of `commit`, or None when it is no commit here."""
+    got = reader.read(commit)
+    if got is None or got[1] != "commit":
+        return None
+    return got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
+
+
+def write_commit(
+    reader: ObjectReader,
+    writer: ObjectWriter,
+    tip: str | None,
+    files: Files,
+    message: str,
+    when: datetime,
+    signature: str,
+) -> str:
+    """A commit whose parent is `tip` (none when None) and whose tree is `tip`'s with
+    `files` written; its id."""
+    blobs = {
+        path: (None if data is None else writer.write("blob", data)) for path, data in files.items()
+    }
+    base_tree = tree_of(reader, tip) if tip is not None else None
+    tree = build_tree(reader, writer, base_tree, "", blobs)
+    data = format_commit(
+        tree or writer.write("tree", b""),
+        [tip] if tip else [],
+        signature,
+        signature,
+        int(when.timestamp()),
+        message,
+    )
+    return writer.write("commit", data)
+
+
+def build_tree(
+    reader: ObjectReader,
+    writer: ObjectWriter,
+    base: str | None,
+    prefix: str,
+    blobs: Mapping[str, str | None],
+) -> str | None:
+    """A new tree: `base` with the files in `blobs` (relative to `prefix`) replaced.
+
+    Subtrees with no change keep their object id, so a write costs objects
+    proportional to its depth, not to the size of the state.
+    """
+    entries = {e.name: e for e in (reader.tree(base) if base else [])}
+    children: dict[str, dict[str, str | None]] = {}
+    for path, oid in blobs.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            children.setdefault(head, {})[rest] = oid
+        elif oid is None:
+            entries.pop(head, None)
+        else:
+            entries[head] = TreeEntry("100644", head, oid)
+    for name, sub in children.items():
+        old = entries.get(name)
+        new = build_tree(
+            reader, writer, old.oid if old and old.is_tree else None, prefix + name + "/", sub
+        )
+        if new is None:
+            entries.pop(name, None)
+        else:
+            entries[name] = TreeEntry("40000", name, new)
+    if not entries:
+        return None
+    return writer.write("tree", format_tree(entries.values()))
