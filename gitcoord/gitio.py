@@ -1,4 +1,9 @@
-"""The one door to git: every git process gitcoord starts goes through `Git.run`.
+"""The one door to git: every git process gitcoord starts goes through `Git`
+(`Git.run`, or `Git.start` for the one long-lived `cat-file --batch`);
+tests/test_gitio_door.py fails when another module spawns git or imports
+GitPython. `Git(git_dir)` runs against a repository already found;
+`Git.at(path)` runs as `git -C path` does, for a work tree or a repository
+not opened yet (and for `init`/`clone`, which need none).
 
 Rules kept here so no caller has to remember them:
 - argument lists, never shell strings; bytes in and out; checked exit codes;
@@ -59,7 +64,14 @@ class GitTimeout(GitError):
     pass
 
 
-def clean_env(extra: Mapping[str, str] | None = None, keep_objects: bool = False) -> dict[str, str]:
+def clean_env(
+    extra: Mapping[str, str] | None = None,
+    keep_objects: bool = False,
+    keep_index: bool = False,
+) -> dict[str, str]:
+    """The environment of a git process: os.environ without the location variables
+    (but the object store a server hook is quarantined in, with `keep_objects`, and the
+    index `git commit` is about to commit, with `keep_index`)."""
     env = dict(os.environ)
     for name in _LOCATION_VARS:
         if keep_objects and name in (
@@ -67,6 +79,8 @@ def clean_env(extra: Mapping[str, str] | None = None, keep_objects: bool = False
             "GIT_ALTERNATE_OBJECT_DIRECTORIES",
             "GIT_QUARANTINE_PATH",
         ):
+            continue
+        if keep_index and name == "GIT_INDEX_FILE":
             continue
         env.pop(name, None)
     env["LC_ALL"] = "C"
@@ -78,11 +92,42 @@ def clean_env(extra: Mapping[str, str] | None = None, keep_objects: bool = False
 
 
 class Git:
-    """Runs git against one repository."""
+    """Runs git against one repository: `Git(git_dir)` names it (`GIT_DIR`);
+    `Git.at(path)` lets git find it from a directory."""
 
-    def __init__(self, git_dir: str, *, keep_objects: bool = False) -> None:
+    def __init__(
+        self,
+        git_dir: str | None,
+        *,
+        keep_objects: bool = False,
+        keep_index: bool = False,
+        cwd: str | None = None,
+    ) -> None:
         self.git_dir = git_dir
-        self.env = clean_env({"GIT_DIR": git_dir}, keep_objects=keep_objects)
+        self.cwd = cwd
+        env = {"GIT_DIR": git_dir} if git_dir is not None else None
+        self.env = clean_env(env, keep_objects=keep_objects, keep_index=keep_index)
+
+    @classmethod
+    def at(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        keep_objects: bool = False,
+        keep_index: bool = False,
+    ) -> Git:
+        """git as `git -C path` runs it: the repository is discovered from `path` (a work
+        tree, a bare repository, or any directory for `init` and `clone`).
+
+        `keep_index`: a pre-commit hook judges the index `git commit` is about to commit,
+        which `commit -a` and `commit <paths>` name in GIT_INDEX_FILE (a temporary one)."""
+        return cls(None, keep_objects=keep_objects, keep_index=keep_index, cwd=os.fspath(path))
+
+    def _argv(self, args: Sequence[str], config: Sequence[str] = ()) -> list[str]:
+        argv = ["git"]
+        for item in config:
+            argv += ["-c", item]
+        return argv + list(args)
 
     def run(
         self,
@@ -94,20 +139,16 @@ class Git:
         config: Sequence[str] = (),
         cwd: str | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        argv = ["git"]
-        for item in config:
-            argv += ["-c", item]
-        argv += list(args)
         try:
             proc = subprocess.run(
-                argv,
+                self._argv(args, config),
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
                 capture_output=True,
                 env=self.env if cwd is None else self._worktree_env(cwd),
                 timeout=timeout,
                 check=False,
-                cwd=cwd,
+                cwd=cwd if cwd is not None else self.cwd,
             )
         except subprocess.TimeoutExpired as exc:
             raise GitTimeout(args, -1, b"timed out after %.1fs" % (timeout or 0)) from exc
@@ -121,6 +162,18 @@ class Git:
         env = dict(self.env)
         env.pop("GIT_DIR", None)
         return env
+
+    def start(self, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        """A long-lived git process spoken to over pipes (`cat-file --batch`); its
+        stderr is dropped: a failure shows as the pipe closing."""
+        return subprocess.Popen(
+            self._argv(args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+        )
 
 
 @dataclass(frozen=True)
@@ -141,23 +194,18 @@ class RepoInfo:
 
 def discover(path: str, *, keep_objects: bool = False) -> RepoInfo:
     """Find the repository containing `path` (like `git -C path`)."""
-    env = clean_env(keep_objects=keep_objects)
+    git = Git.at(path, keep_objects=keep_objects)
     if keep_objects and "GIT_DIR" in os.environ:
         # Inside a server hook: GIT_DIR names the repository being pushed to.
-        env["GIT_DIR"] = os.environ["GIT_DIR"]
-    proc = subprocess.run(
+        git.env["GIT_DIR"] = os.environ["GIT_DIR"]
+    proc = git.run(
         [
-            "git",
             "rev-parse",
             "--absolute-git-dir",
             "--git-common-dir",
             "--is-bare-repository",
             "--show-object-format",
         ],
-        cwd=path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=env,
         check=False,
     )
     if proc.returncode != 0:
@@ -219,13 +267,7 @@ class ObjectReader:
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
-            self._proc = subprocess.Popen(
-                ["git", "cat-file", "--batch"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=self._git.env,
-            )
+            self._proc = self._git.start(["cat-file", "--batch"])
         return self._proc
 
     def read(self, name: str) -> tuple[str, str, bytes] | None:

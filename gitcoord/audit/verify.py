@@ -14,8 +14,7 @@ A merge of an approval branch is judged as one change by the merge's author.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta
 
 from .. import clock
 from ..domain import names
@@ -24,26 +23,24 @@ from ..domain.models import Claim
 from ..domain.state import Problem, State, load_state
 from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
 from ..domain.validate import check_messages_at, check_state
+from .history import Entry, read_commits
 from .tombstones import claim_versions
 
 
-def commit_meta(repo: Any, commit: str) -> tuple[CommitMeta, list[str]]:
-    """Author, committer time, trailers and parents of a pushed commit.
+def commit_meta(entry: Entry) -> CommitMeta:
+    """Who made a pushed commit, when, and as which session and operation.
 
-    Read through GitPython (off the hot path: only hooks and `validate --range`
-    come here), whose Commit parses headers and trailers as git itself does
-    (`git interpret-trailers --parse`).
+    `entry` comes from `history.read_commits`, which reads the whole range in one
+    git process and is what `log` reads too: the session and operation judged here
+    are the ones the audit trail shows (a repeated trailer's last value).
     """
-    c = repo.commit(commit)
-    trailers = {k: v[-1] for k, v in c.trailers_dict.items() if v}
-    meta = CommitMeta(
-        commit=c.hexsha,
-        author_email=c.author.email or "",
-        session=trailers.get("Gitcoord-Session"),
-        op=trailers.get("Gitcoord-Op"),
-        time=datetime.fromtimestamp(c.committed_date, timezone.utc),
+    return CommitMeta(
+        commit=entry.commit,
+        author_email=entry.author_email,
+        session=entry.session,
+        op=entry.op,
+        time=entry.time,
     )
-    return meta, [p.hexsha for p in c.parents]
 
 
 def changed_files(
@@ -68,12 +65,11 @@ def changed_files(
 
 
 def verify_commit(
-    store: Store, repo: Any, parent: str | None, commit: str, now: datetime | None = None
+    store: Store, meta: CommitMeta, parent: str | None, commit: str, now: datetime | None = None
 ) -> list[Problem]:
     """Problems of one commit, judged at its own time — but never later than `now`
     (the verifier's clock): a committer date is the pusher's to choose, so a commit
     dated in the future could otherwise pass off a takeover as "after expiry"."""
-    meta, _ = commit_meta(repo, commit)
     future: list[Problem] = []
     if now is not None and meta.time > now:
         old_cfg = store.load(parent).config if parent else None
@@ -164,16 +160,11 @@ def verify_update(
                     "history is never rewritten (no force-push, no rebase)",
                 )
             ]
-    argv = ["rev-list", "--first-parent", "--reverse", new]
-    if old is not None:
-        argv.append(f"^{old}")
-    commits = store.git.run(argv).stdout.decode().split()
+    revs = [new] if old is None else [new, f"^{old}"]
     problems: list[Problem] = []
-    import git  # GitPython: ~100 ms to import, so only here
-
-    # The hook's environment (object quarantine included) is what GitPython's git sees.
-    with git.Repo(store.info.git_dir) as repo:
-        for commit in commits:
-            _, parents = commit_meta(repo, commit)
-            problems += verify_commit(store, repo, parents[0] if parents else None, commit, now)
+    # The first-parent line from old to new, oldest first, read in one git process
+    # (through store.git: inside a hook, the pushed objects' quarantine included).
+    for entry in read_commits(store.git, revs, reverse=True):
+        parent = entry.parents[0] if entry.parents else None
+        problems += verify_commit(store, commit_meta(entry), parent, entry.commit, now)
     return problems

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..gitio import clean_env
+from ..gitio import Git, clean_env
 
 
 def _roster(count: int) -> list[tuple[str, str, str]]:
@@ -33,8 +33,8 @@ def _roster(count: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def _git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, env=clean_env(), check=True, capture_output=True)
+def _git(*args: str, cwd: Path) -> str:
+    return Git.at(cwd).run(args).stdout.decode("utf-8", "replace")
 
 
 class _Runner:
@@ -170,14 +170,7 @@ def run_demo(
         )
         lost += max(0, ok(regs) - data["registered"])
         lost += max(0, ok(sent) - metrics["messages"]["sent"])
-        log = subprocess.run(
-            ["git", "log", "--format=%h %s", "gitcoord"],
-            cwd=remote,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
+        log = _git("log", "--format=%h %s", "gitcoord", cwd=remote).splitlines()
         say("")
         say("audit log (git log gitcoord on the remote), newest first:")
         for line in log[:8]:

@@ -10,13 +10,12 @@ it back.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GitcoordError, InvalidError, UsageError
-from ..gitio import clean_env
+from ..gitio import Git
 
 if TYPE_CHECKING:
     from ..api.coordinator import Coordinator
@@ -34,17 +33,10 @@ def _script(name: str) -> str:
 
 
 def _hooks_dir(repo: str) -> str:
-    proc = subprocess.run(
-        ["git", "rev-parse", "--git-path", "hooks"],
-        cwd=repo,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = Git.at(repo).run(["rev-parse", "--git-path", "hooks"], check=False)
     if proc.returncode != 0:
         raise UsageError(f"not a git repository: {repo}")
-    path = proc.stdout.strip()
+    path = proc.stdout.decode("utf-8", "surrogateescape").strip()
     return os.path.abspath(path if os.path.isabs(path) else os.path.join(repo, path))
 
 
@@ -151,20 +143,20 @@ def run_pre_commit(repo: str) -> str:
     from ..api.coordinator import Coordinator
 
     with Coordinator(repo) as coord:
-        head = subprocess.run(
-            ["git", "symbolic-ref", "-q", "--short", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
+        # The index being committed: `commit -a` and `commit <paths>` stage into a
+        # temporary one and name it in GIT_INDEX_FILE for this hook.
+        staged = Git.at(repo, keep_index=True)
+        head = (
+            staged.run(["symbolic-ref", "-q", "--short", "HEAD"], check=False)
+            .stdout.decode("utf-8", "surrogateescape")
+            .strip()
+        )
         if head == coord.store.branch:
-            tree = subprocess.run(
-                ["git", "write-tree"], cwd=repo, capture_output=True, text=True, check=False
-            )
+            tree = staged.run(["write-tree"], check=False)
             if tree.returncode != 0:
-                raise InvalidError(f"cannot read the staged tree: {tree.stderr.strip()}")
-            problems = coord.validate_tree(tree.stdout.strip())
+                err = tree.stderr.decode("utf-8", "replace").strip()
+                raise InvalidError(f"cannot read the staged tree: {err}")
+            problems = coord.validate_tree(tree.stdout.decode().strip())
             if problems:
                 raise InvalidError(
                     "the staged coordination state is invalid:\n"

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -164,18 +163,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _common_dir(path: str) -> Path | None:
     """The git common dir, cheaply (no Coordinator): for the rate limit."""
-    from ...gitio import clean_env
+    from ...gitio import Git
 
-    proc = subprocess.run(
-        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        cwd=path,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        check=False,
+    proc = Git.at(path).run(
+        ["rev-parse", "--path-format=absolute", "--git-common-dir"], check=False
     )
-    out = proc.stdout.strip()
+    out = proc.stdout.decode("utf-8", "surrogateescape").strip()
     return Path(out) if proc.returncode == 0 and out else None
 
 

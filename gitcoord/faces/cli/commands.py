@@ -59,7 +59,7 @@ def hooks_install(server: str | None, github_workflow: bool) -> None:
         data = hk.install(server, "pre-receive")
         ref = ctx.ref
         if ref:
-            subprocess_config(server, "gitcoord.ref", ref)
+            set_config(server, "gitcoord.ref", ref)
     else:
         data = hk.install(ctx.path, "pre-commit")
     chained = f"; runs the previous hook first ({data['chained']})" if data["chained"] else ""
@@ -103,10 +103,10 @@ def hooks_run(which: str) -> None:
     hk.run_pre_commit(".")
 
 
-def subprocess_config(repo: str, key: str, value: str) -> None:
-    from ...gitio import Git, discover
+def set_config(repo: str, key: str, value: str) -> None:
+    from ...gitio import Git
 
-    Git(discover(repo).git_dir).run(["config", key, value])
+    Git.at(repo).run(["config", key, value])
 
 
 @click.command()
