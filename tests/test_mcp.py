@@ -118,6 +118,11 @@ def test_mcp_tools_claims_conflicts_and_messages(clones: tuple[Path, Path, Path]
                 lost = await beta.call_tool("claim", {"type": "task", "name": "i-match"})
                 assert lost.is_error
                 assert "conflict" in text(lost) and "held by alpha" in text(lost), text(lost)
+                # beside the text, the same error document `--json` prints
+                err = lost.structured_content["error"]  # type: ignore[index]
+                assert (err["kind"], err["code"], err["holder"]) == ("conflict", 3, "alpha")
+                assert err["generation"] == 1 and err["expires_at"]
+                assert err["commit"] == got["commit"]  # the commit that won
 
                 # invalid input is a tool error with its reason, not a crash
                 bad = await beta.call_tool("claim", {"type": "Task!", "name": "x"})
@@ -159,6 +164,9 @@ def test_mcp_tools_claims_conflicts_and_messages(clones: tuple[Path, Path, Path]
                 # the board: add, take with next, nothing left for the other, done
                 added = ok(await alpha.call_tool("task_add", {"title": "Ship", "priority": "P0"}))
                 tid = added["task"]["id"]
+                peek = ok(await beta.call_tool("next", {}))  # as the CLI: no claim unless asked
+                assert peek["task"]["id"] == tid and peek["claimed"] is False
+                assert peek["changed"] is False
                 took = ok(await beta.call_tool("next", {"claim": True}))
                 assert took["task"]["id"] == tid and took["claim"]["holder"] == "beta"
                 empty = await alpha.call_tool("next", {"claim": True})
