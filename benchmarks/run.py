@@ -3,6 +3,9 @@
     .venv/bin/python -m benchmarks            # the full suite (under 10 minutes on 2 cores)
     .venv/bin/python -m benchmarks --quick    # a short smoke run of every section
     .venv/bin/python benchmarks/run.py ...    # the same
+    .venv/bin/python -m benchmarks --only compare [--baseline REV] [--new REV] [--quick]
+        # two revisions side by side (default: HEAD against the working tree), about
+        # 2 minutes; writes benchmarks/COMPARE.md (benchmarks/compare.py)
 
 Sections, all measured in one run on this machine, side by side (ratios, not absolute
 times, are what to compare; medians of several runs):
@@ -15,6 +18,9 @@ times, are what to compare; medians of several runs):
   6.   a simulated workday for 12, 50 and 200 sessions (benchmarks/workday.py);
   7.   transports: file://, git daemon and smart HTTP (benchmarks/single.py);
   and where the time of one claim goes (benchmarks/phases.py).
+  compare: cold `--version`, `--version` through the agent and a claim in process, for
+       two revisions at once (benchmarks/compare.py); only with --only compare or
+       --baseline, and written to COMPARE.md, not RESULTS.md.
 Hermetic: a temporary HOME and git configuration, everything in one temporary directory,
 removed at the end (--keep keeps it). The chart needs matplotlib (`pip install -e
 '.[bench]'`); without it RESULTS.md is still written and says so.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,9 +39,13 @@ if __package__ in (None, ""):  # run as a script: benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from benchmarks import common, contention, growth, phases, report, single, workday
+from benchmarks import common, compare, contention, growth, phases, report, single, workday
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# The sections RESULTS.md reports; `compare` has its own page, COMPARE.md.
+RESULTS_SECTIONS = ("single", "phases", "contention", "growth", "workday")
+SECTIONS = (*RESULTS_SECTIONS, "compare")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--quick", action="store_true", help="a short smoke run of every section")
-    ap.add_argument("--out", default=str(HERE), help="where RESULTS.md and the chart go")
+    ap.add_argument(
+        "--out", default=str(HERE), help="where RESULTS.md, the chart and COMPARE.md go"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", help="also write the raw measurements to this file")
     ap.add_argument(
@@ -60,11 +73,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        help="comma-separated sections to run (single,phases,contention,growth,workday)",
+        help="comma-separated sections to run (" + ",".join(SECTIONS) + "); compare runs only "
+        "when named here or when --baseline is given",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="compare: the old side, a revision of this repository (default with --only "
+        "compare: HEAD); given to a full run, the run includes the compare section",
+    )
+    ap.add_argument(
+        "--new",
+        metavar="REV",
+        help="compare: the new side, a revision instead of the working tree (e.g. when the "
+        "working tree is mid-change and does not import)",
     )
     args = ap.parse_args(argv)
     quick = args.quick
     only = set(args.only.split(",")) if args.only else None
+    if only is not None and (unknown := only - set(SECTIONS)):
+        ap.error(f"unknown section(s): {', '.join(sorted(unknown))} (known: {', '.join(SECTIONS)})")
+    comparing = "compare" in only if only is not None else args.baseline is not None
+    if not comparing and (args.baseline or args.new):
+        ap.error("--baseline and --new belong to the compare section (add it to --only)")
+    results_page = only is None or bool(only & set(RESULTS_SECTIONS))
+    outer_env = dict(os.environ)  # git reads this repository as the user does
+    if comparing:  # before anything is measured: a mistyped revision fails at once
+        try:
+            revisions = (
+                compare.resolve(REPO, args.baseline or "HEAD", outer_env),
+                compare.resolve(REPO, args.new, outer_env),
+            )
+        except RuntimeError as exc:
+            ap.error(str(exc))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -75,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = data["timings"]  # type: ignore[assignment]
 
     def section(name: str) -> bool:
+        if name == "compare" and not comparing:
+            return False
         if only is not None and name not in only:
             return False
         print(f"[{time.monotonic() - t_start:6.0f}s] {name} ...", file=sys.stderr, flush=True)
@@ -136,6 +179,19 @@ def main(argv: list[str] | None = None) -> int:
                 tmp, env, sizes, budgets, longest, min_minutes=0.5 if quick else 1.0
             )
             timings["workday"] = time.monotonic() - t
+        if section("compare"):
+            t = time.monotonic()
+            data["compare"] = compare.run(
+                tmp,
+                env,
+                REPO,
+                *revisions,
+                rounds=12 if quick else 100,
+                warmup=1 if quick else 3,
+                budget=20.0 if quick else 95.0,
+                git_env=outer_env,
+            )
+            timings["compare"] = time.monotonic() - t
 
     info["load at end"] = common.loadavg()
     timings["total"] = time.monotonic() - t_start
@@ -149,6 +205,27 @@ def main(argv: list[str] | None = None) -> int:
     data["cpu_seconds"] = used
     if args.json:
         Path(args.json).write_text(json.dumps(data, indent=1, default=str))
+    if comparing:
+        command = "python -m benchmarks" + "".join(
+            f" {flag} {value}"
+            for flag, value in (
+                ("--only", args.only),
+                ("--baseline", args.baseline),
+                ("--new", args.new),
+            )
+            if value
+        )
+        text = compare.markdown(
+            data["compare"],  # type: ignore[arg-type]
+            info,
+            command + (" --quick" if quick else ""),
+            quick,
+        )
+        (out_dir / "COMPARE.md").write_text(text)
+        print(text)
+        print(f"wrote {out_dir / 'COMPARE.md'}", file=sys.stderr)
+    if not results_page:
+        return 0
     try:
         chart = report.chart(data, out_dir / "contention.png")
         text = report.markdown(
