@@ -22,7 +22,6 @@ import inspect
 import os
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import clock
@@ -229,36 +228,12 @@ class Coordinator:
         (`fresh: false`) when it had to use the last fetched state instead.
         Paths may be absolute, or relative to the repository's top level.
         """
-        from ..domain import overlap
+        from ..domain import rules
 
         tip, state, fresh = self.store.snapshot_or_cached(timeout)
-        now = clock.now()
-        skew = state.config.skew if state.config else timedelta(0)
-        claims = [
-            c
-            for c in state.claims.values()
-            if c.type == overlap.PATH_TYPE
-            and c.holder != self.session
-            and not c.takeable(now, skew)
-        ]
-        rel = [self._repo_relative(p) for p in paths]
-        violations = []
-        for original, path in zip(paths, rel, strict=True):
-            if path is None:
-                continue  # outside this repository: not ours to guard
-            for c in claims:
-                if overlap.path_in(c.name, path):
-                    violations.append(
-                        {
-                            "path": path,
-                            "given": original,
-                            "holder": c.holder,
-                            "claim": c.name,
-                            "expires_at": clock.iso(c.expires_at),
-                            "generation": c.generation,
-                        }
-                    )
-                    break
+        # paths outside this repository are not ours to guard
+        inside = [(p, rel) for p in paths if (rel := self._repo_relative(p)) is not None]
+        violations = rules.path_violations(state, clock.now(), self.session, inside)
         return {"violations": violations, "fresh": fresh, "tip": tip, "checked": len(paths)}
 
     def staged_paths(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..clock import iso
 from ..errors import RefusedError
 from . import names, overlap
 from .models import Claim, Task
@@ -73,3 +74,32 @@ def check_claimable(state: State, task_id: str, now: datetime) -> None:
             task=task_id,
             waiting=waiting,
         )
+
+
+def path_violations(
+    state: State, now: datetime, session: str | None, paths: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Each path (given, relative to the repository's top) inside a binding path claim
+    of a session other than `session`, with the first such claim: what `guard`, the
+    pre-commit hook and Claude Code's edit guard refuse."""
+    skew = state.config.skew if state.config else timedelta(0)
+    binding = [
+        c
+        for c in state.claims.values()
+        if c.type == overlap.PATH_TYPE and c.holder != session and not c.takeable(now, skew)
+    ]
+    found = []
+    for given, path in paths:
+        claim = next((c for c in binding if overlap.path_in(c.name, path)), None)
+        if claim is not None:
+            found.append(
+                {
+                    "path": path,
+                    "given": given,
+                    "holder": claim.holder,
+                    "claim": claim.name,
+                    "expires_at": iso(claim.expires_at),
+                    "generation": claim.generation,
+                }
+            )
+    return found
