@@ -226,12 +226,15 @@ def setup_sessions(
 ) -> None:
     """init, every session registered, and (optionally) each `claims[i]` resource claimed
     and released by sessions[i] — so every run of a benchmark starts from the same state."""
-    from gitcoord.ops import claims, sessions
+    from gitcoord.ops import claims
+    from gitcoord.ops import sessions as session_ops
 
-    hist.apply(sessions.init(hist.state, when, slots=slots or max(12, len(sessions))), when)
+    hist.apply(session_ops.init(hist.state, when, slots=slots or max(12, len(sessions))), when)
     for sid in sessions:
         hist.apply(
-            sessions.register(hist.state, when, session=sid, role=f"role of {sid}", goal="bench"),
+            session_ops.register(
+                hist.state, when, session=sid, role=f"role of {sid}", goal="bench"
+            ),
             when,
         )
     for sid, res in zip(sessions, claims, strict=False):
