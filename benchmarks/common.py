@@ -226,7 +226,7 @@ def setup_sessions(
 ) -> None:
     """init, every session registered, and (optionally) each `claims[i]` resource claimed
     and released by sessions[i] — so every run of a benchmark starts from the same state."""
-    from gitcoord.ops import claims
+    from gitcoord.ops import claims as claim_ops
     from gitcoord.ops import sessions as session_ops
 
     hist.apply(session_ops.init(hist.state, when, slots=slots or max(12, len(sessions))), when)
@@ -239,8 +239,10 @@ def setup_sessions(
         )
     for sid, res in zip(sessions, claims, strict=False):
         type_, _, name = res.partition("/")
-        hist.apply(claims.claim(hist.state, when, session=sid, type_=type_, name=name), when)
-        hist.apply(claims.release(hist.state, when, session=sid, type_=type_, name=name), when)
+        hist.apply(claim_ops.claim(hist.state, when, session=sid, type_=type_, name=name), when)
+        hist.apply(
+            claim_ops.release(hist.state, when, session=sid, type_=type_, name=name), when
+        )
 
 
 # --- a scaled clock ----------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """Validating commits that someone else made: pushes (pre-receive), staged trees, CI ranges.
 
 For a ref update `old -> new` of the coordination branch:
-- the branch may not be deleted and its history may not be rewritten (`old`
-  must be an ancestor of `new`);
-- every commit on the first-parent line from `old` to `new` must leave a valid
-  state (only problems it introduces are reported) and be entitled to its
-  changes (`transition.check_transition`), judged at that commit's own time;
+- the branch may not be deleted and its history may not be rewritten: the
+  first-parent line from `new` must reach `old` itself, with no root commit on the
+  way (a merge whose first parent is an older commit rolled the state back);
+- every commit on that line must leave a valid state (only problems it introduces
+  are reported) and be entitled to its changes (`transition.check_transition`),
+  judged at its own time, but never earlier than the commit it builds on nor later
+  than the verifier's clock: the committer date is the pusher's to choose;
+- a merge has the one shape an approval merge has: two parents, one request
+  approved, nothing else;
 - a quarantine commit's tombstones carry the highest generation of their claim
   file's history (`tombstones.claim_versions`), which only git's history can tell.
 A merge of an approval branch is judged as one change by the merge's author.
@@ -19,7 +23,7 @@ from datetime import datetime, timedelta
 from .. import clock
 from ..domain import names
 from ..domain.branch import Store
-from ..domain.models import Claim
+from ..domain.models import Approval, Claim
 from ..domain.state import Problem, State, load_state
 from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
 from ..domain.validate import check_messages_at, check_state
@@ -144,7 +148,15 @@ def verify_update(
     store: Store, old: str | None, new: str | None, now: datetime | None = None
 ) -> list[Problem]:
     """Every problem with moving the coordination branch from `old` to `new`, as seen
-    at `now` (default: this machine's clock)."""
+    at `now` (default: this machine's clock).
+
+    The new history must be `old` followed by commits each judged against the state it
+    replaces: the first-parent line from `new` reaches `old` itself (not merely some
+    commit that `old` also reaches, as a merge whose first parent is an older commit
+    and whose second parent is the tip would: that rolls the whole state back), no
+    commit in it is a root unless the branch is being created, and a merge has the one
+    shape an approval merge has (`_merge_problems`).
+    """
     now = now or clock.now()
     ref = store.ref
     if new is None:
@@ -161,10 +173,87 @@ def verify_update(
                 )
             ]
     revs = [new] if old is None else [new, f"^{old}"]
-    problems: list[Problem] = []
     # The first-parent line from old to new, oldest first, read in one git process
     # (through store.git: inside a hook, the pushed objects' quarantine included).
-    for entry in read_commits(store.git, revs, reverse=True):
+    entries = list(read_commits(store.git, revs, reverse=True))
+    if old is not None and entries and (entries[0].parents or [None])[0] != old:
+        first = entries[0]
+        what = "is a root commit" if not first.parents else f"follows {first.parents[0][:10]}"
+        return [
+            Problem(
+                ref,
+                "history",
+                f"commit {first.commit[:10]} {what}, not the branch's tip {old[:10]}: every "
+                "new commit must build on the one before it along first parents (a merge "
+                "whose first parent is an older commit would roll the branch back)",
+            )
+        ]
+    problems: list[Problem] = []
+    # Time on the branch only moves forward: a commit is judged no earlier than the one
+    # it builds on (a quarantine dated years back judged claims at a time when they
+    # did not exist yet) and no later than the verifier's clock (`verify_commit`).
+    floor = _time_of(store, old) if old is not None else None
+    for entry in entries:
         parent = entry.parents[0] if entry.parents else None
-        problems += verify_commit(store, commit_meta(entry), parent, entry.commit, now)
+        if len(entry.parents) > 1:
+            problems += _merge_problems(store, entry, parent)
+        meta = commit_meta(entry)
+        if floor is not None and meta.time < floor:
+            meta = replace(meta, time=floor)
+        problems += verify_commit(store, meta, parent, entry.commit, now)
+        floor = meta.time
     return problems
+
+
+def _time_of(store: Store, commit: str) -> datetime | None:
+    got = next(iter(read_commits(store.git, [commit], limit=1)), None)
+    return got.time if got is not None else None
+
+
+def _merge_problems(store: Store, entry: Entry, parent: str | None) -> list[Problem]:
+    """A merge is accepted in one shape only: an approver merging an approval branch
+    (`gitcoord-approval/<id>`), i.e. two parents, and against its first parent it
+    changes exactly one approval request, from pending to approved. Whether its author
+    may approve is the transition rules' (`transition._check_approval`)."""
+    from ..domain.kinds import APPROVAL, kind_at
+
+    short = entry.commit[:10]
+    if len(entry.parents) > 2:
+        return [
+            Problem(
+                store.ref,
+                "merge",
+                f"commit {short} merges {len(entry.parents)} parents: only an approval "
+                "branch may be merged, one at a time",
+            )
+        ]
+    changed = changed_files(store, parent, entry.commit)
+    only = changed[0][0] if len(changed) == 1 else None
+    if only is None or kind_at(only) is not APPROVAL:
+        return [
+            Problem(
+                store.ref,
+                "merge",
+                f"commit {short} is a merge that changes "
+                + (", ".join(p for p, _, _ in changed[:3]) or "nothing")
+                + ": a merge may only approve one request (an approval branch's one change)",
+            )
+        ]
+    _, old_oid, new_oid = changed[0]
+    view = store.view(None)
+    before = parse_doc(only, view.blob(old_oid) if old_oid else None)
+    after = parse_doc(only, view.blob(new_oid) if new_oid else None)
+    if not (
+        isinstance(before, Approval)
+        and isinstance(after, Approval)
+        and before.status == "pending"
+        and after.status == "approved"
+    ):
+        return [
+            Problem(
+                only,
+                "merge",
+                f"commit {short} is a merge that does not approve a pending request",
+            )
+        ]
+    return []
