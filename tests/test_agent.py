@@ -103,9 +103,7 @@ def test_commands_through_the_agent_match_in_process(world: World, agent_env: Pa
     os.kill(pid, signal.SIGTERM)
 
 
-def test_concurrent_claims_through_the_agent_have_one_winner(
-    world: World, agent_env: Path
-) -> None:
+def test_concurrent_claims_through_the_agent_have_one_winner(world: World, agent_env: Path) -> None:
     a = world.clone("a")
     assert cli(a, "init").returncode == 0
     path = client.socket_path()
@@ -156,3 +154,105 @@ def test_command_detection_skips_global_options() -> None:
     assert client.socket_path("abc").endswith("agent-abc.sock")
     assert client._command(["-C", "x", "--json", "claim", "task", "y"]) == "claim"
     assert client._command(["--session", "s", "mcp"]) == "mcp"
+
+
+class Impostor:
+    """A listener on the agent's socket path that records whatever reaches it."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+
+    def heard(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except TimeoutError:
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("how", ["open-to-others", "symlink", "someone-elses"])
+def test_no_command_talks_to_an_agent_folder_that_is_not_the_users_own(
+    world: World, agent_env: Path, how: str
+) -> None:
+    """The socket's folder could be another local user's (the shared temporary folder is
+    everyone's): argv, cwd and the whole environment would reach whoever listens."""
+    a = world.clone("a")
+    path = client.socket_path()
+    folder = os.path.dirname(path)
+    if how == "symlink":
+        elsewhere = agent_env / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        os.symlink(elsewhere, folder)
+    else:
+        os.makedirs(folder, mode=0o700)
+        if how == "open-to-others":
+            os.chmod(folder, 0o777)
+        else:
+            if os.getuid() != 0:
+                pytest.skip("needs root to give the folder to another user")
+            os.chown(folder, 65534, 65534)  # nobody
+    impostor = Impostor(path)
+    try:
+        r = cli(a, "init", session="s1")
+        assert r.returncode == 0, r.stderr
+        r = cli(a, "status", "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["initialised"], r.stderr
+        assert not impostor.heard(), "a command talked to a socket in a folder not ours"
+    finally:
+        impostor.close()
+    assert not any(Path(folder).glob("agent-*.sock.*")), "an agent was started there"
+
+
+def test_the_agent_runs_with_the_callers_umask(world: World, agent_env: Path) -> None:
+    first = world.clone("first")
+    assert cli(first, "init").returncode == 0  # starts the agent (under the usual umask)
+    wait_for(client.socket_path())
+    late = world.clone("late")
+    old = os.umask(0o077)
+    try:
+        # through the agent: a write takes the clone's turn, a file the command creates
+        r = cli(late, "register", "--role", "r", "--goal", "g", session="s2")
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    made = late / ".git" / "gitcoord"
+    files = [p for p in made.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("turn-") for p in files), files
+    assert all(p.stat().st_mode & 0o077 == 0 for p in files), [
+        (str(p), oct(p.stat().st_mode)) for p in files
+    ]
+
+
+def test_a_deleted_working_directory_is_one_line(tmp_path: Path, agent_env: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time; time.sleep(0.5); "
+            "from gitcoord.faces.client import main; sys.exit(main())",
+            "status",
+        ],
+        cwd=gone,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    gone.rmdir()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert (
+        err.strip() == "gitcoord: the current directory no longer exists: cd to a repository first"
+    )
+
+
+def test_the_fingerprint_covers_the_dependencies() -> None:
+    names = [entry.split(":", 1)[0] for entry in client._dependencies()]
+    assert {"click", "pydantic", "ruamel/yaml", "mcp"} <= set(names), names

@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from .client import recv_frame, send_frame
+from .client import private_folder, recv_frame, send_frame
 
 
 def _warm() -> None:
@@ -57,6 +57,7 @@ def _handle(conn: socket.socket) -> None:
 
     request: dict[str, Any] = json.loads(recv_frame(conn))
     os.chdir(request["cwd"])
+    os.umask(int(request.get("umask", 0o022)))  # the caller's, not the agent's
     os.environ.clear()
     os.environ.update(request["env"])
     sys.stdin = io.TextIOWrapper(io.BytesIO(request["stdin"].encode("latin-1")))
@@ -77,8 +78,8 @@ def _ours(path: str, inode: int) -> bool:
 def serve(path: str) -> None:
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    if os.stat(folder).st_uid != os.getuid():
-        return
+    if not private_folder(folder):
+        return  # a folder someone else could enter: no agent at all
     _warm()
     idle = float(os.environ.get("GITCOORD_AGENT_IDLE") or 600)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

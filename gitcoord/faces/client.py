@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import struct
 import sys
 import zlib
@@ -63,9 +64,45 @@ def fingerprint() -> str:
                 elif entry.name.endswith(".py"):
                     st = entry.stat()
                     seen.append(f"{entry.path}:{st.st_mtime_ns}:{st.st_size}")
+    seen += _dependencies()
     data = ";".join(seen).encode()
     # Not a secret, only a version stamp: two checksums (64 bits) without hashlib's import.
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
+# What a command imports besides gitcoord: an upgrade of any of them must not be
+# served by an agent that imported the old one (importlib.metadata would tell the
+# versions, at ~20 ms a start: the packages' own files tell the same for a few stats).
+_DEPENDENCIES = ("click", "pydantic", "pydantic_core", "ruamel/yaml", "pathspec", "mcp")
+
+
+def _dependencies() -> list[str]:
+    found = []
+    for name in _DEPENDENCIES:
+        for entry in sys.path:
+            try:
+                st = os.stat(os.path.join(entry or ".", name, "__init__.py"))
+            except OSError:
+                continue
+            found.append(f"{name}:{entry}:{st.st_mtime_ns}:{st.st_size}")
+            break
+    return found
+
+
+def private_folder(folder: str) -> bool:
+    """Whether `folder` is this user's own: a real directory (not a symlink), owned by
+    us, that no one else may enter. Another local user who created it first (the
+    shared temporary folder is everyone's) could answer as the agent and collect the
+    command line, the working directory and the whole environment, tokens included."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_uid == os.getuid()
+        and stat.S_IMODE(st.st_mode) & 0o077 == 0
+    )
 
 
 def socket_path(fp: str | None = None) -> str:
@@ -102,8 +139,8 @@ def _start_agent(path: str) -> None:
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        if os.stat(folder).st_uid != os.getuid():
-            return  # not ours: never talk to, or start, an agent there
+        if not private_folder(folder):
+            return  # not ours alone: never talk to, or start, an agent there
         import subprocess
 
         subprocess.Popen(
@@ -119,16 +156,19 @@ def _start_agent(path: str) -> None:
         pass  # no agent then; this and later commands run in process
 
 
-def _via_agent(argv: list[str], path: str) -> int | None:
+def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
     """Exit code of the command run by the agent, or None if no agent answered."""
     stdin = b""
     if _command(argv) == "send" and "-" in argv:
         stdin = sys.stdin.buffer.read(_STDIN_LIMIT)
+    umask = os.umask(0o077)  # read it (there is no other way) and put it back
+    os.umask(umask)
     request = {
         "argv": argv,
-        "cwd": os.getcwd(),
+        "cwd": cwd,
         "env": dict(os.environ),
         "stdin": stdin.decode("latin-1"),
+        "umask": umask,
     }
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
@@ -164,10 +204,20 @@ def _in_process(argv: list[str], stdin: bytes | None = None) -> int:
 
 def main() -> int:
     argv = sys.argv[1:]
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        sys.stderr.write(
+            "gitcoord: the current directory no longer exists: cd to a repository first\n"
+        )
+        return 2
     if os.environ.get("GITCOORD_AGENT", "1") == "0" or _command(argv) in _IN_PROCESS:
         return _in_process(argv)
     path = socket_path()
-    code = _via_agent(argv, path) if os.path.exists(path) else None
+    if not private_folder(os.path.dirname(path)):
+        _start_agent(path)  # makes the folder when it is missing, never trusts a foreign one
+        return _in_process(argv)
+    code = _via_agent(argv, path, cwd) if os.path.exists(path) else None
     if code is not None:
         return code
     _start_agent(path)
