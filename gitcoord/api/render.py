@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import human_delta
+from .untrusted import cell, markdown
 
 
 def _ts(value: str) -> datetime:
@@ -17,6 +18,7 @@ def _short(text: str, width: int) -> str:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    rows = [[cell(c) for c in r] for r in rows]  # a newline in a note would forge a row
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -218,7 +220,7 @@ def state_page(data: dict[str, Any], recent: list[Any], now: datetime) -> str:
         progress = f"{hb['progress']}%" if hb else "-"
         seen = _seen(s, now)
         lines.append(
-            f"| {s['number']} | {s['id']} | {_md(s['role'])} | {_md(s['goal'])} | "
+            f"| {s['number']} | {_md(s['id'])} | {_md(s['role'])} | {_md(s['goal'])} | "
             f"{seen}: {_md(doing)} | {progress} |"
         )
     lines += ["", "## Live claims", ""]
@@ -227,21 +229,25 @@ def state_page(data: dict[str, Any], recent: list[Any], now: datetime) -> str:
         lines += ["| Resource | Holder | Generation | Expires |", "|---|---|---|---|"]
         for c in live:
             lines.append(
-                f"| {_md(c['resource'])} | {c['holder']} | {c['generation']} | {c['expires_at']} |"
+                f"| {_md(c['resource'])} | {_md(c['holder'])} | {c['generation']} | "
+                f"{c['expires_at']} |"
             )
     else:
         lines.append("None.")
     lines += ["", "## Recent messages", ""]
     if recent:
         for m in recent:
-            lines.append(f"- {m.sent_at:%Y-%m-%d %H:%M}Z **{m.sender}** → {m.to}: {_md(m.subject)}")
+            lines.append(
+                f"- {m.sent_at:%Y-%m-%d %H:%M}Z **{_md(m.sender)}** → {_md(m.to)}: "
+                f"{_md(m.subject)}"
+            )
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    return markdown(text)
 
 
 def tasks(rows: list[dict[str, Any]]) -> str:

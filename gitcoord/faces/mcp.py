@@ -36,6 +36,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from ..api import untrusted
 from ..api.coordinator import AUTO, Coordinator
 from ..api.verb import Param, Verb
 from ..api.verbs import ALL
@@ -86,10 +87,9 @@ def _annotation(p: Param) -> Any:
 
 def _result(verb: Verb, value: Any) -> CallToolResult:
     doc = verb.json(value)
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(doc, indent=2))],
-        structured_content=doc,
-    )
+    # The text is what a model reads: other sessions' words inside it stay data.
+    text = untrusted.fenced(json.dumps(doc, indent=2), "the sessions of this repository")
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=doc)
 
 
 def _error(err: GitcoordError) -> CallToolResult:

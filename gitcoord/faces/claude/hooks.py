@@ -216,7 +216,7 @@ def session_start() -> None:
             return
         with inp.coordinator() as c:
             from ... import clock
-            from ...api import render
+            from ...api import render, untrusted
             from ...api.views import status_json
 
             me, created = _ensure_registered(c, inp.session)
@@ -247,9 +247,8 @@ def session_start() -> None:
             _write_json(state_path, hs)
         click.echo("\n".join(lines))
         click.echo("")
-        click.echo(render.status(status, now))
-        click.echo("")
-        click.echo(render.inbox(box))
+        # Roles, goals, notes and messages are other sessions' words: data, not orders.
+        click.echo(untrusted.fenced(render.status(status, now) + "\n\n" + render.inbox(box)))
 
 
 @hook.command("post-tool-use")
@@ -273,7 +272,7 @@ def post_tool_use() -> None:
         _write_json(state_path, hs)  # claim this round before the slow part
 
         with inp.coordinator() as c:
-            from ...api import render
+            from ...api import render, untrusted
             from ...store.pending import Pending
 
             state = c.snapshot().state
@@ -302,7 +301,7 @@ def post_tool_use() -> None:
             text = (
                 f"gitcoord: {len(new)} new message(s) for {inp.session} "
                 "(mark them read with the MCP tool `inbox` or `gitcoord inbox`):\n\n"
-                + "\n\n".join(render.message(m) for m in new)
+                + untrusted.fenced("\n\n".join(render.message(m) for m in new))
             )
             out = {
                 "hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": text}

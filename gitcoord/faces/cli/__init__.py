@@ -21,6 +21,7 @@ import sys
 
 import click
 
+from ...api.untrusted import terminal
 from ...errors import ExitCode, GitcoordError, UsageError
 from .app import cli
 
@@ -48,7 +49,7 @@ def _fail(err: GitcoordError, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({"error": err.to_json()}, indent=2))
     else:
-        click.echo(f"gitcoord: {err.message}", err=True)
+        click.echo(f"gitcoord: {terminal(err.message)}", err=True)
     return int(err.code)
 
 

@@ -18,6 +18,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import click
 
+from ...api.untrusted import terminal
 from ...errors import UsageError
 from ...version import __version__
 
@@ -98,8 +99,8 @@ def emit(data: dict[str, Any], text: str) -> None:
         click.echo(json.dumps(data, indent=2, sort_keys=False))
         return
     for warning in data.get("warnings") or ():
-        click.echo(f"gitcoord: warning: {warning}", err=True)
-    click.echo(text)
+        click.echo(f"gitcoord: warning: {terminal(warning)}", err=True)
+    click.echo(terminal(text))  # other sessions' text: no control sequences reach the terminal
 
 
 class LazyGroup(click.Group):
