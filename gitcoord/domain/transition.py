@@ -292,7 +292,9 @@ def _check_quarantine(
     added = {c.path: c.new for c in changes if c.new is not None and c.path not in tombs}
     moved = sorted([*deleted, *tombs])
     if src is None or not moved:
-        yield no(QUARANTINE_PREFIX.rstrip("/"), "quarantine", "a quarantine commit moves bad files")
+        yield no(
+            QUARANTINE_PREFIX.rstrip("/"), "quarantine", "a quarantine commit moves bad files"
+        )
         return
     condemned = set(quarantine.plan(src, meta.time).condemned)
     condemned |= set(quarantine.plan(src).condemned)  # the time-independent part
