@@ -48,9 +48,10 @@ def commit_meta(entry: Entry) -> CommitMeta:
 
 
 def changed_files(
-    store: Store, parent: str | None, commit: str
+    store: Store, parent: str | None, commit: str, modes: dict[str, str] | None = None
 ) -> list[tuple[str, str | None, str | None]]:
-    """(path, old blob, new blob) of every file that differs (diff-tree -r -z)."""
+    """(path, old blob, new blob) of every file that differs (diff-tree -r -z); with
+    `modes`, also each new entry's git mode there (the file-mode rule judges it)."""
     argv = ["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id"]
     argv += [parent, commit] if parent else ["--root", commit]
     out = store.git.run(argv).stdout.split(b"\0")
@@ -63,7 +64,9 @@ def changed_files(
         i += 2
         if not header.startswith(":"):
             continue
-        _, _, old, new, _ = header[1:].split(" ", 4)
+        _, new_mode, old, new, _ = header[1:].split(" ", 4)
+        if modes is not None and new != zero:
+            modes[path] = new_mode
         found.append((path, None if old == zero else old, None if new == zero else new))
     return found
 
@@ -97,10 +100,13 @@ def verify_commit(
     ]
     changes = []
     message_paths = []
-    for path, old_oid, new_oid in changed_files(store, parent, commit):
-        old_doc = parse_doc(path, store.view(None).blob(old_oid) if old_oid else None)
-        new_doc = parse_doc(path, store.view(None).blob(new_oid) if new_oid else None)
-        changes.append(Changed(path, old_doc, new_doc))
+    modes: dict[str, str] = {}
+    for path, old_oid, new_oid in changed_files(store, parent, commit, modes):
+        old_doc = parse_doc(path, _blob(store, old_oid))
+        mode = modes.get(path)
+        # A submodule's id names a commit that is not here: never read it as a file.
+        new_doc = b"" if mode == GITLINK else parse_doc(path, _blob(store, new_oid))
+        changes.append(Changed(path, old_doc, new_doc, mode))
         if path.startswith(f"{names.ROOT}/messages/") and new_oid:
             message_paths.append(path)
     problems += check_messages_at(new_view, new_state, message_paths)
@@ -115,6 +121,20 @@ def verify_commit(
         else Problem(p.path, p.rule, f"commit {short}: {p.message}")
         for p in problems
     ]
+
+
+GITLINK = "160000"  # a submodule entry in a tree
+
+
+def _blob(store: Store, oid: str | None) -> bytes | None:
+    """The bytes of blob `oid` (None: no file; b"": not a blob here, e.g. a submodule
+    that an older parent holds)."""
+    if oid is None:
+        return None
+    try:
+        return store.view(None).blob(oid)
+    except FileNotFoundError:
+        return b""
 
 
 def _check_tombstones(store: Store, parent: str, changes: list[Changed]) -> list[Problem]:

@@ -78,6 +78,17 @@ class Config(_Model):
     lease_hours: float = Field(
         2.0, gt=0, le=720, description="Default claim lease when a claim gives no duration."
     )
+    max_lease_hours: float = Field(
+        168.0,
+        gt=0,
+        le=8760,
+        description=(
+            "The longest lease a claim may be granted or renewed for (a week by default): a "
+            "claim's expires_at is at most its grant or renewal time plus this (plus the "
+            "clock-skew grace), so no session can hold a resource forever by writing a far "
+            "expiry. A longer --ttl/--hours is a usage error; a longer lease_hours is cut to it."
+        ),
+    )
     stale_after_minutes: int = Field(
         20, ge=1, le=10080, description="A session with no heartbeat for this long is stale."
     )
@@ -118,6 +129,10 @@ class Config(_Model):
     @property
     def lease(self) -> timedelta:
         return timedelta(hours=self.lease_hours)
+
+    @property
+    def max_lease(self) -> timedelta:
+        return timedelta(hours=self.max_lease_hours)
 
     @property
     def skew(self) -> timedelta:

@@ -36,6 +36,15 @@ ROOT = "coordination"
 # Entries of coordination/ that are not kinds of document (those are in kinds.py):
 STATE_PAGE = "CURRENT_STATE.md"  # raw Markdown written by `gitcoord state --write`
 QUARANTINE = "quarantine"  # bad files set aside by `doctor --fix`, never parsed
+# The state page is a summary for people browsing the forge, not data: 1 MiB holds the
+# page of a full registry (1000 sessions) with room for its live claims, and is
+# GitHub's recommended largest object. The verifier refuses a bigger page; `state
+# --write` cuts an honest page that would be bigger.
+STATE_PAGE_MAX_BYTES = 1024 * 1024
+# The one mode a file under coordination/ may have: a regular, non-executable file.
+# No symlinks (120000: they point readers elsewhere), executables (100755: nothing
+# here is run) or submodules (160000: a commit no reader of the branch can open).
+REGULAR_FILE = "100644"
 
 
 def is_number(value: str) -> bool:

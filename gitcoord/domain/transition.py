@@ -22,14 +22,20 @@ is held to exactly the rules the CLI obeys:
 - commits without a session (hand edits, merges of approval branches) must be
   authored by a listed approver, except the very first commit (`init`);
 - config.yaml and files outside coordination/ (the CI workflow) change only by
-  approvers — or by any session while the config lists no approvers at all.
+  approvers — or by any session while the config lists no approvers at all;
+- bounds on what any commit may write about itself (`_check_bounds`): no time it
+  writes lies beyond the commit's time plus the clock-skew grace (a heartbeat dated
+  9999 would never go stale), a claim's expiry is at most its grant or renewal time
+  plus the configured `max_lease_hours` (an expiry of 9999 would hold a resource
+  forever), every file under coordination/ is a regular file (no symlink, executable
+  or submodule), and the state page is one file of at most 1 MiB.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -64,6 +70,7 @@ class Changed:
     path: str
     old: Doc
     new: Doc
+    mode: str | None = None  # the new entry's git mode, when known (the verifier's diff)
 
 
 def model_for(path: str) -> type[BaseModel] | None:
@@ -152,6 +159,7 @@ def _problems(
 
     for ch in changes:
         path, before, after = ch.path, ch.old, ch.new
+        yield from _check_bounds(ch, config, meta, no)  # and the other rules, all reported
         if path.startswith(QUARANTINE_PREFIX) and not admin:
             yield no(path, "quarantine", "only a quarantine commit (doctor --fix) adds here")
             continue
@@ -173,6 +181,93 @@ def _problems(
 
 QUARANTINE_OP = "quarantine"
 QUARANTINE_PREFIX = f"{names.ROOT}/{names.QUARANTINE}/"
+
+# Commit times are whole seconds while a document's time need not be (a message's
+# sent_at has milliseconds): one second more than the grace, so that an honest write
+# stamped a moment before its commit second ends is never refused, even with no grace.
+_WHOLE_SECOND = timedelta(seconds=1)
+_DEFAULT_SKEW = timedelta(seconds=60)  # Config's default, for a commit with no config yet
+# Times that lie in the future by design: a lease's end, bounded by the "lease" rule.
+_FUTURE_FIELDS = frozenset({"expires_at"})
+
+
+def _times(doc: BaseModel, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+    """(field, time) of every time a document holds, nested ones (milestone steps) as
+    `steps[0].done_at`: generic, so that a new kind's times are bounded without more."""
+    for name in type(doc).model_fields:
+        value = getattr(doc, name)
+        if isinstance(value, datetime):
+            yield prefix + name, value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _times(item, f"{prefix}{name}[{i}].")
+
+
+def _check_bounds(
+    ch: Changed, config: Config | None, meta: CommitMeta, no: Any
+) -> Iterator[Problem]:
+    """What no commit may write, whoever makes it (approvers and `init` included):
+    what a writer says about itself must stay within what the verifier can judge.
+
+    Only values the commit changes are judged: a value carried over was judged when it
+    was written, and judging it again would, e.g., keep a holder from releasing a claim
+    granted before `max_lease_hours` was lowered."""
+    path, before, after = ch.path, ch.old, ch.new
+    if after is None or not path.startswith(names.ROOT + "/"):
+        return
+    if ch.mode is not None and ch.mode != names.REGULAR_FILE:
+        what = {"120000": "a symlink", "100755": "an executable", "160000": "a submodule"}
+        yield no(
+            path,
+            "file-mode",
+            f"is {what.get(ch.mode, 'mode ' + ch.mode)}: files under {names.ROOT}/ are "
+            f"regular files (mode {names.REGULAR_FILE})",
+        )
+        return
+    page = names.state_page_path()
+    if path.startswith(page + "/"):
+        yield no(page, "state-page", f"{names.STATE_PAGE} is one regular file, not a folder")
+        return
+    if path == page and isinstance(after, bytes) and len(after) > names.STATE_PAGE_MAX_BYTES:
+        yield no(
+            path,
+            "size",
+            f"is {len(after)} bytes, over the state page's {names.STATE_PAGE_MAX_BYTES}-byte limit",
+        )
+        return
+    if not isinstance(after, BaseModel):
+        return
+    skew = config.skew if config is not None else _DEFAULT_SKEW
+    latest = meta.time + skew + _WHOLE_SECOND
+    old_times = dict(_times(before)) if type(before) is type(after) else {}
+    for field, value in _times(after):
+        if field in _FUTURE_FIELDS or old_times.get(field) == value or value <= latest:
+            continue
+        yield no(
+            path,
+            "future-time",
+            f"{field} {_iso(value)} is later than the commit's time {_iso(meta.time)} plus "
+            "the clock-skew grace",
+        )
+    if isinstance(after, Claim) and config is not None:
+        prev = before if isinstance(before, Claim) else None
+        if prev is not None and prev.expires_at == after.expires_at:
+            return
+        granted = after.renewed_at if after.renewed_at is not None else after.acquired_at
+        limit = min(granted, meta.time) + config.max_lease + skew + _WHOLE_SECOND
+        if after.expires_at > limit:
+            yield no(
+                path,
+                "lease",
+                f"expires_at {_iso(after.expires_at)} is more than the maximum lease "
+                f"({config.max_lease_hours:g}h, config max_lease_hours) after its "
+                f"{'renewal' if after.renewed_at is not None else 'grant'} at {_iso(granted)}",
+            )
+
+
+def _iso(t: datetime) -> str:
+    return f"{t:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _check_quarantine(

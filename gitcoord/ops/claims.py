@@ -37,7 +37,17 @@ def claim(
     config = require_initialised(state)
     key = names.resource_key(type_, name)
     path = kinds.claim_path(type_, name)
-    ttl = ttl or config.lease
+    if ttl is not None and ttl > config.max_lease:
+        # The verifier refuses a longer lease anyway (transition: "lease"); saying so here
+        # is a clear usage error before anything is written.
+        raise UsageError(
+            f"a lease of {human_delta(ttl)} is longer than this branch's maximum of "
+            f"{human_delta(config.max_lease)} (config max_lease_hours)",
+            field="ttl",
+        )
+    # A default lease (lease_hours) longer than the maximum is cut to it, not refused:
+    # the session asked for nothing unusual.
+    ttl = ttl or min(config.lease, config.max_lease)
     current = state.claims.get(key)
     trailers: dict[str, str] = {}
 
