@@ -49,7 +49,8 @@ def _history(
     claims: int = 0,
     sessions: list[str] = FIVE,
 ) -> None:
-    from gitcoord.ops import claims, heartbeats
+    from gitcoord.ops import claims as claim_ops
+    from gitcoord.ops import heartbeats
 
     hist = common.FastHistory()
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=20)
@@ -57,7 +58,7 @@ def _history(
     for k in range(claims):
         sid = FIVE[2 + k % 3]
         when = t0 + timedelta(seconds=10 + k)
-        for fn in (claims.claim, claims.release):
+        for fn in (claim_ops.claim, claim_ops.release):
             hist.apply(fn(hist.state, when, session=sid, type_="task", name=f"old-{k}"), when)
     made = 1 + len(sessions) + 2 * claims
     for k in range(commits - made):
