@@ -62,6 +62,10 @@ Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>]{1,64}@[^@\s<>]{1,25
 ApprovalId = Annotated[str, StringConstraints(pattern=APPROVAL_ID_PATTERN)]
 
 ROLE_MAX = 200
+# A task waits for a handful of others; a 256 KiB list of valid ids made every write
+# (each loads and validates the board) take 20 s. 100 is far beyond any real plan and
+# keeps the board's checks cheap.
+DEPENDS_MAX = 100
 GOAL_MAX = 500
 NOTE_MAX = 2000
 
@@ -298,7 +302,11 @@ class Task(_Model):
     id: TaskId = Field(description="Short and stable: t1, t2, ... (the next free number).")
     title: Subject
     priority: Priority = "P2"
-    depends_on: list[TaskId] = Field(default_factory=list)
+    depends_on: list[TaskId] = Field(
+        default_factory=list,
+        max_length=DEPENDS_MAX,
+        description=f"Tasks that must be done first (at most {DEPENDS_MAX}).",
+    )
     milestone: MilestoneName | None = None
     note: Note = ""
     created_by: SessionId

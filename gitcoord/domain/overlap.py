@@ -71,6 +71,17 @@ def matcher(glob: str) -> Any:
         raise ValueError(f"invalid glob {glob!r}: {exc}") from None
 
 
+@lru_cache(maxsize=4096)
+def glob_problem(glob: str) -> str | None:
+    """Why `matcher` cannot compile `glob`, or None. Cached: the validator asks about
+    every path claim of a state on every load, and a glob's answer never changes."""
+    try:
+        matcher(glob)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def path_in(glob: str, path: str) -> bool:
     return bool(matcher(glob).match_file(path))
 

@@ -55,9 +55,15 @@ def task_status(state: State, task: Task, now: datetime) -> str:
     skew = state.config.skew if state.config else timedelta(0)
     if held is not None and not held.takeable(now, skew):
         return "claimed"
-    if any(not (d in state.tasks and state.tasks[d].done) for d in task.depends_on):
+    if waiting_for(state, task):
         return "blocked"
     return "ready"
+
+
+def waiting_for(state: State, task: Task) -> list[str]:
+    """The dependencies of `task` not done yet. One that names no task counts as not done
+    (the validator refuses it, but a reader must not crash on a branch it has not judged)."""
+    return [d for d in task.depends_on if d not in state.tasks or not state.tasks[d].done]
 
 
 def check_claimable(state: State, task_id: str, now: datetime) -> None:
@@ -67,7 +73,7 @@ def check_claimable(state: State, task_id: str, now: datetime) -> None:
         return  # `claim task <name>` of work not on the board is an ordinary claim
     if task.done:
         raise RefusedError(f"task {task_id} is already done", task=task_id)
-    waiting = [d for d in task.depends_on if not state.tasks[d].done]
+    waiting = waiting_for(state, task)
     if waiting:
         raise RefusedError(
             f"task {task_id} waits for {', '.join(waiting)} to be done",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidError, UsageError
 from . import yamlio
-from .models import MilestoneName, Note, Priority, Slot, Subject
+from .models import DEPENDS_MAX, MilestoneName, Note, Priority, Slot, Subject
 
 
 class TemplateTask(BaseModel):
@@ -25,7 +25,7 @@ class TemplateTask(BaseModel):
     key: str = Field(min_length=1, max_length=64)
     title: Subject
     priority: Priority = "P2"
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list, max_length=DEPENDS_MAX)
     milestone: MilestoneName | None = None
     note: Note = ""
 
@@ -92,10 +92,16 @@ def load(name_or_path: str, repo_top: str | None = None) -> Template:
     if sorted(numbers) != list(range(1, len(numbers) + 1)):
         raise InvalidError(f"template {name_or_path}: slots must be numbered 1..{len(numbers)}")
     keys = {t.key for t in template.tasks}
+    milestones = {m.name for m in template.milestones}
     for t in template.tasks:
         missing = [d for d in t.depends_on if d not in keys]
         if missing:
             raise InvalidError(
                 f"template {name_or_path}: task {t.key} depends on unknown {missing}"
+            )
+        if t.milestone is not None and t.milestone not in milestones:
+            raise InvalidError(
+                f"template {name_or_path}: task {t.key} belongs to unknown milestone "
+                f"{t.milestone!r}"
             )
     return template

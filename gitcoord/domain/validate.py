@@ -7,9 +7,10 @@ and by the hooks. Problems name the file and the rule they break.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 
-from . import names
+from . import names, overlap
 from .kinds import (
     ACTIVATION,
     APPROVAL,
@@ -20,6 +21,7 @@ from .kinds import (
     MESSAGES,
     READ,
     SESSION,
+    TASK,
 )
 from .rules import overlapping
 from .state import Problem, Source, State, parse
@@ -115,6 +117,14 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
             problems.append(
                 Problem(path, "left", f"{claim.holder!r} left, but still holds {claim.key}")
             )
+        # A name the CLI would refuse, pushed by hand: an uncompilable glob turned the path
+        # guard off for everyone (it crashed, or let every path through), and a range that
+        # ends before it starts covers nothing, so it never conflicts with anything.
+        bad_name = overlap.range_problem(claim.name)
+        if bad_name is None and claim.type == overlap.PATH_TYPE:
+            bad_name = overlap.glob_problem(claim.name)
+        if bad_name is not None:
+            problems.append(Problem(path, "claim-name", bad_name))
         if claim.expires_at <= claim.acquired_at:
             problems.append(Problem(path, "time-order", "expires_at is not after acquired_at"))
         if claim.released_at is not None and claim.released_at < claim.acquired_at:
@@ -141,7 +151,78 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
                             f"overlaps {other.key} held by {other.holder} at the same time",
                         )
                     )
+    problems += _check_board(state)
     return problems
+
+
+def _check_board(state: State) -> list[Problem]:
+    """Every task's dependencies and milestone exist, and no task waits for itself.
+
+    The CLI only ever depends on tasks that exist (and tasks are never deleted), so
+    these fail only for files pushed by hand, or left behind by a quarantine (the
+    dependent is then set aside in the next round). Linear in the board's size.
+    """
+    problems: list[Problem] = []
+    for tid, task in sorted(state.tasks.items()):
+        missing = [d for d in task.depends_on if d not in state.tasks]
+        if missing:
+            problems.append(
+                Problem(
+                    TASK.path(tid), "depends-on", f"depends on unknown task(s) {', '.join(missing)}"
+                )
+            )
+        if task.milestone is not None and task.milestone not in state.milestones:
+            problems.append(
+                Problem(TASK.path(tid), "milestone", f"no milestone {task.milestone!r}")
+            )
+    for tid in sorted(_on_cycles(state)):
+        problems.append(
+            Problem(TASK.path(tid), "depends-on", "depends on itself (a cycle of dependencies)")
+        )
+    return problems
+
+
+def _on_cycles(state: State) -> set[str]:
+    """The tasks that depend, directly or not, on themselves: Tarjan's strongly connected
+    components, iterative (a long chain of dependencies must not exhaust the stack)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: set[str] = set()
+    for root in state.tasks:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            deps = [d for d in state.tasks[node].depends_on if d in state.tasks]
+            if i < len(deps):
+                work.append((node, i + 1))
+                dep = deps[i]
+                if dep not in index:
+                    work.append((dep, 0))
+                elif dep in on_stack:
+                    low[node] = min(low[node], index[dep])
+                continue
+            if work:  # back in the caller: it inherits what this node reaches
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                if len(component) > 1 or node in state.tasks[node].depends_on:
+                    found.update(component)
+    return found
 
 
 def check_messages(src: Source, state: State) -> list[Problem]:
@@ -156,13 +237,30 @@ def check_messages(src: Source, state: State) -> list[Problem]:
         problems.append(Problem(path, rule, message))
 
     paths = list(MESSAGES.files(src, report))
-    return problems + check_messages_at(src, state, paths)
+    # Every message is read here anyway: which ids exist is a set, not a lookup each.
+    ids = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in paths}
+    return problems + check_messages_at(src, state, paths, ids.__contains__)
 
 
-def check_messages_at(src: Source, state: State, paths: list[str]) -> list[Problem]:
-    """The message files at `paths` (e.g. those a commit adds)."""
+def message_exists(src: Source, message_id: str) -> bool:
+    """Whether a message with this id is on the branch, sent to anyone: one day folder
+    per recipient folder is listed (as `mailbox.find` does), never the whole history."""
+    day = names.message_day(message_id)
+    leaf = (f"{message_id}.yaml", False)
+    return any(
+        is_dir and leaf in (src.listdir(f"{MESSAGES.root}/{recipient}/{day}") or [])
+        for recipient, is_dir in src.listdir(MESSAGES.root) or []
+    )
+
+
+def check_messages_at(
+    src: Source, state: State, paths: list[str], known: Callable[[str], bool] | None = None
+) -> list[Problem]:
+    """The message files at `paths` (e.g. those a commit adds). `known`: whether a
+    message id is on the branch (default: look in `src`)."""
     from .models import Message
 
+    exists = known or (lambda mid: message_exists(src, mid))
     problems: list[Problem] = []
     for path in paths:
         parts = path.split("/")
@@ -184,5 +282,10 @@ def check_messages_at(src: Source, state: State, paths: list[str]) -> list[Probl
         if msg.to != names.BROADCAST and msg.to not in state.sessions:
             problems.append(
                 Problem(path, "recipient-known", f"recipient {msg.to!r} not registered")
+            )
+        # A reply names a message that is there to answer (readers show what it answers).
+        if msg.reply_to is not None and (msg.reply_to == msg.id or not exists(msg.reply_to)):
+            problems.append(
+                Problem(path, "reply-to", f"reply_to {msg.reply_to} names no message on the branch")
             )
     return problems

@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import AliasEvent
 
 MAX_FILE_BYTES = 256 * 1024
 # Outside YAML's printable set (YAML 1.2, 5.1): C0 but tab and line feed, DEL, C1 but NEL,
@@ -24,11 +26,36 @@ class YamlProblem(ValueError):
     pass
 
 
+NO_ANCHORS = "anchors and aliases are not allowed"
+
+
+class _PlainComposer(Composer):
+    """Refuses every anchor (`&x`) and alias (`*x`) before any node is built from it.
+
+    Aliases let a few hundred bytes stand for millions of nodes (the "billion laughs":
+    a 362-byte file cost the server hook 7 s and 590 MB), and coordination files are
+    plain data that never need them. Every node of a document, its root and each item,
+    key and value, is composed by `compose_node`, and an alias can only appear where a
+    node does: checking here refuses them all, in the one pass the parse makes anyway.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if not isinstance(event, AliasEvent) and event.anchor is None:
+            return super().compose_node(parent, index)
+        line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+        raise YamlProblem(f"{NO_ANCHORS} (line {line})")
+
+
 def _yaml() -> YAML:
     y = YAML(typ="safe", pure=True)
+    y.Composer = _PlainComposer
     y.default_flow_style = False
     y.width = 4096
     y.representer.sort_base_mapping_type_on_output = False
+    # Never write an anchor either: a document that shares one list between two fields
+    # is written out twice, as the reader above requires.
+    y.representer.ignore_aliases = lambda data: True
 
     def str_rep(dumper: Any, data: str) -> Any:
         # A literal block reads best, but YAML folds \r, NEL and the Unicode line and
@@ -60,7 +87,9 @@ def parser_version() -> str:
     """What `load` depends on besides the bytes (the parse cache keys on it)."""
     import ruamel.yaml
 
-    return str(ruamel.yaml.__version__)
+    # "+plain": anchors and aliases are refused (a cache written before that rule may
+    # hold a file's expanded aliases as if it were valid; a new version drops it).
+    return f"{ruamel.yaml.__version__}+plain"
 
 
 def load(raw: bytes) -> Any:
@@ -75,6 +104,8 @@ def load(raw: bytes) -> Any:
         raise YamlProblem(f"malformed YAML: {deep}")
     try:
         return _Y.load(text)
+    except YamlProblem:
+        raise
     except YAMLError as exc:
         raise YamlProblem(f"malformed YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:

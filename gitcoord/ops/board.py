@@ -44,9 +44,7 @@ def task_json(state: State, task: Task, now: datetime) -> dict[str, Any]:
         **task.model_dump(mode="json"),
         "status": status,
         "holder": held.holder if held is not None and status == "claimed" else None,
-        "waiting_for": [d for d in task.depends_on if not state.tasks[d].done]
-        if status == "blocked"
-        else [],
+        "waiting_for": rules.waiting_for(state, task) if status == "blocked" else [],
     }
 
 
