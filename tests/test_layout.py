@@ -236,3 +236,20 @@ def test_the_cli_and_the_mcp_tools_offer_the_same_verbs(world: World) -> None:
         assert hints.idempotent_hint is verb.idempotent, name
         required = set(t.input_schema.get("required", []))  # type: ignore[attr-defined]
         assert required == {p.name for p in verb.params if p.required}, name
+
+
+def test_the_python_api_and_help_are_made_from_the_declarations() -> None:
+    import inspect
+
+    from gitcoord import Coordinator
+
+    for verb in ALL:
+        method = getattr(Coordinator, verb.method)
+        params = list(inspect.signature(method).parameters)[1:]  # after self
+        assert params == [p.name for p in verb.params], verb.name
+        assert method.__doc__ == verb.help
+    claim = inspect.signature(Coordinator.claim).parameters
+    assert claim["type"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert claim["ttl"].kind is inspect.Parameter.KEYWORD_ONLY and claim["ttl"].default is None
+    r = run(Path("."), "claim", "--help")
+    assert r.code == 0 and "Arguments:" in r.out and "TYPE  Kind of resource" in r.out, r.out
