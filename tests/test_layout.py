@@ -36,6 +36,7 @@ PACKAGE_FACE = {"gitcoord", "gitcoord.__main__"}
 # integrate, the Claude Code hook handlers), the demo, and what only a human may do.
 HUMAN_ONLY = {
     "init",  # creates the branch and names its approvers
+    "upgrade",  # changes config.yaml's format: the approvers' (it locks out older clients)
     "approval grant",  # a human's approval, as the human's git identity
     "hooks install",
     "hooks uninstall",

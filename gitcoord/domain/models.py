@@ -25,7 +25,13 @@ from .names import (
     name_problem,
 )
 
-FORMAT = 1
+# The branch's format, in config.yaml. A gitcoord reads every format up to its own and
+# refuses a newer one with a message (state.parse); each new format says what it added:
+#   1  the first layout
+#   2  sessions may have left (Session.left_at), config.max_lease_hours
+# A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
+# a branch at that format, so every client the branch's format admits can read it.
+FORMAT = 2
 
 
 def _single_line(value: str) -> str:
@@ -77,7 +83,15 @@ class _Model(BaseModel):
 class Config(_Model):
     """`coordination/config.yaml`: settings every session obeys."""
 
-    format: Literal[1] = Field(1, description="Version of the branch layout.")
+    format: int = Field(
+        FORMAT,
+        ge=1,
+        le=FORMAT,
+        description=(
+            "Version of the branch layout: an older gitcoord refuses a newer one with a "
+            "message; `gitcoord upgrade` moves a branch forward."
+        ),
+    )
     slots: int = Field(12, ge=1, le=1000, description="How many session numbers (1..slots).")
     lease_hours: float = Field(
         2.0, gt=0, le=720, description="Default claim lease when a claim gives no duration."

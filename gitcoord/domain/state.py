@@ -16,9 +16,11 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ..version import __version__
 from . import names, yamlio
 from .kinds import KINDS, kind_of
 from .models import (
+    FORMAT,
     Activation,
     Approval,
     Claim,
@@ -160,6 +162,18 @@ def parse(
         return None
     if not isinstance(data, dict):
         problems.append(Problem(path, "schema", "expected a mapping of fields"))
+        return None
+    newer = data.get("format") if model is Config else None
+    if isinstance(newer, int) and not isinstance(newer, bool) and newer > FORMAT:
+        # Before the schema: a newer format may hold fields this version has never heard of.
+        problems.append(
+            Problem(
+                path,
+                "format",
+                f"this branch uses format {newer}; this gitcoord ({__version__}) reads formats "
+                f"up to {FORMAT}: install a newer gitcoord",
+            )
+        )
         return None
     try:
         return model.model_validate(data)

@@ -40,6 +40,14 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     by_number: dict[int, list[str]] = defaultdict(list)
     for sid, session in sorted(state.sessions.items()):
         if session.left_at is not None:
+            if state.config.format < 2:
+                problems.append(
+                    Problem(
+                        SESSION.path(sid),
+                        "format",
+                        "a session leaves only on a branch at format 2 (`gitcoord upgrade`)",
+                    )
+                )
             if session.left_at < session.registered_at:
                 problems.append(
                     Problem(SESSION.path(sid), "time-order", "left_at is before registered_at")

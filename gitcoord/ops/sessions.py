@@ -8,6 +8,7 @@ from typing import Any
 from ..domain import kinds
 from ..domain.change import Change
 from ..domain.models import (
+    FORMAT,
     Config,
     Milestone,
     Roster,
@@ -16,7 +17,7 @@ from ..domain.models import (
 )
 from ..domain.state import Doc, State
 from ..errors import ConflictError, RefusedError, UsageError
-from .kernel import build, require_initialised
+from .kernel import build, require_initialised, require_registered
 
 
 def init(
@@ -104,10 +105,16 @@ def leave(state: State, now: datetime, *, session: str) -> Change:
     """The session goes: every claim it holds is released and its number is free again,
     in one commit. Its file stays (with `left_at`), as do its messages and heartbeats,
     so the history still says who did what; registering again brings it back."""
-    require_initialised(state)
+    config = require_initialised(state)
     me = state.sessions.get(session)
     if me is None:
         raise RefusedError(f"session {session!r} is not registered", session=session)
+    if config.format < 2:
+        raise RefusedError(
+            f"this branch is at format {config.format}, and leaving needs format 2: run "
+            "`gitcoord upgrade` (every session then needs a gitcoord that reads format 2)",
+            format=config.format,
+        )
     if me.left_at is not None:
         return Change(
             "leave",
@@ -228,4 +235,24 @@ def register(
         writes={kinds.session_path(session): doc},
         trailers={"Gitcoord-Number": str(number)},
         result=result,
+    )
+
+
+def upgrade(state: State, now: datetime, *, session: str | None) -> Change:
+    """Move the branch to this gitcoord's format (`models.FORMAT`), in one commit that
+    changes only `format`; nothing to do when it is there already."""
+    config = require_initialised(state)
+    if session is not None:
+        require_registered(state, session)
+    if config.format >= FORMAT:
+        return Change(
+            "upgrade", "upgrade", session=session, result={"format": config.format, "from": None}
+        )
+    return Change(
+        "upgrade",
+        f"upgrade the branch from format {config.format} to {FORMAT}",
+        session=session,
+        writes={kinds.config_path(): config.model_copy(update={"format": FORMAT})},
+        trailers={"Gitcoord-Format": str(FORMAT)},
+        result={"format": FORMAT, "from": config.format},
     )

@@ -190,4 +190,32 @@ LEAVE = Verb(
     destructive=True,
 )
 
-VERBS = (INIT, REGISTER, LEAVE)
+
+
+def _upgrade(c: Coordinator) -> Any:
+    from ... import clock
+    from ...ops import sessions
+
+    return c.transact(lambda s: sessions.upgrade(s, clock.now(), session=c.session))
+
+
+UPGRADE = Verb(
+    "upgrade",
+    "Move the coordination branch to this gitcoord's format, in one commit.",
+    _upgrade,
+    lambda doc: wrote(
+        doc,
+        f"upgraded the branch from format {doc['from']} to {doc['format']}",
+        f"the branch is at format {doc['format']} already",
+    ),
+    details="A branch's format (config.yaml) says which gitcoord can read it: an older one "
+    "refuses a newer format with a message naming it. What a format adds (format 2: `leave`, "
+    "max_lease_hours) is written only once the branch is upgraded, so upgrade when every "
+    "session runs a gitcoord that reads the new format. Changing config.yaml takes an approver "
+    "when the branch lists approvers (run it as one, by your git identity); otherwise any "
+    "registered session may (--session).",
+    idempotent=True,
+    human=True,
+)
+
+VERBS = (INIT, REGISTER, LEAVE, UPGRADE)
