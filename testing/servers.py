@@ -74,7 +74,11 @@ def git_daemon(base: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def http_server(
-    base: Path, server: str, backend: str, conf_dir: Path | None = None
+    base: Path,
+    server: str,
+    backend: str,
+    conf_dir: Path | None = None,
+    users: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`git http-backend` (`backend`) as CGI behind lighttpd (`server`) on loopback,
     serving and accepting pushes to the bare repositories in `base` (each one also needs
@@ -82,6 +86,8 @@ def http_server(
     `http://127.0.0.1:PORT/git`.
 
     Its config and error log go in `conf_dir`, or else in a temp dir removed afterwards.
+    With `users` (name -> password), every request needs HTTP basic authentication, and
+    git http-backend hands the authenticated name to the hooks as REMOTE_USER.
     """
     conf = Path(tempfile.mkdtemp(prefix="gitcoord-http-")) if conf_dir is None else conf_dir
     try:
@@ -100,12 +106,25 @@ def http_server(
             f'  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{base}", '
             '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1")\n'
             "}\n"
+            + (_auth(conf, users) if users else "")
         )
         with _serving([server, "-D", "-f", str(conf / "lighttpd.conf")], port, "lighttpd"):
             yield f"http://127.0.0.1:{port}/git"
     finally:
         if conf_dir is None:
             shutil.rmtree(conf, ignore_errors=True)
+
+
+def _auth(conf: Path, users: dict[str, str]) -> str:
+    """lighttpd's basic authentication over a plain user file, for /git."""
+    (conf / "users").write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    return (
+        'server.modules += ("mod_auth", "mod_authn_file")\n'
+        'auth.backend = "plain"\n'
+        f'auth.backend.plain.userfile = "{conf / "users"}"\n'
+        'auth.require = ("/git" => ("method" => "basic", "realm" => "git", '
+        '"require" => "valid-user"))\n'
+    )
 
 
 @contextlib.contextmanager

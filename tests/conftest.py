@@ -171,7 +171,7 @@ def lock_files(git_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def http_server(base: Path) -> Iterator[str]:
+def http_server(base: Path, users: dict[str, str] | None = None) -> Iterator[str]:
     """`git http-backend` behind lighttpd (Debian's `lighttpd` package) on a free loopback
     port, serving and accepting pushes to the bare repositories in `base`.
 
@@ -183,7 +183,7 @@ def http_server(base: Path) -> Iterator[str]:
         pytest.skip("smart HTTP needs lighttpd (apt-get install lighttpd; .ci/run does it as root)")
     if backend is None:
         pytest.skip("smart HTTP needs git-http-backend, which this git does not ship")
-    with servers.http_server(base, server, backend) as base_url:
+    with servers.http_server(base, server, backend, users=users) as base_url:
         yield base_url
 
 

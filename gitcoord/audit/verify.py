@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 
 from .. import clock
 from ..domain import names
 from ..domain.branch import Store
-from ..domain.models import Approval, Claim
+from ..domain.models import Approval, Claim, Config
 from ..domain.state import Problem, State, load_state
 from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
 from ..domain.validate import check_messages_at, check_state
@@ -165,7 +166,12 @@ def _check_tombstones(store: Store, parent: str, changes: list[Changed]) -> list
 
 
 def verify_update(
-    store: Store, old: str | None, new: str | None, now: datetime | None = None
+    store: Store,
+    old: str | None,
+    new: str | None,
+    now: datetime | None = None,
+    pusher: str | None = None,
+    server: bool = False,
 ) -> list[Problem]:
     """Every problem with moving the coordination branch from `old` to `new`, as seen
     at `now` (default: this machine's clock).
@@ -209,6 +215,12 @@ def verify_update(
             )
         ]
     problems: list[Problem] = []
+    config = store.load(old).config if old is not None else None
+    # Only a server knows who pushed (its hook says `server`); elsewhere (validate --range,
+    # CI) the commits are judged by what they say, as before accounts were mapped.
+    refused, trusted = _pusher(store, config, pusher) if server else ([], True)
+    if refused:
+        return refused
     # Time on the branch only moves forward: a commit is judged no earlier than the one
     # it builds on (a quarantine dated years back judged claims at a time when they
     # did not exist yet) and no later than the verifier's clock (`verify_commit`).
@@ -218,6 +230,10 @@ def verify_update(
         if len(entry.parents) > 1:
             problems += _merge_problems(store, entry, parent)
         meta = commit_meta(entry)
+        if not trusted:
+            problems += _speaks_for(store, config, pusher, meta)
+            # an author email is the pusher's to write: only the account says who approves
+            meta = replace(meta, author_email=f"pusher {pusher}")
         if floor is not None and meta.time < floor:
             meta = replace(meta, time=floor)
         problems += verify_commit(store, meta, parent, entry.commit, now)
@@ -277,3 +293,42 @@ def _merge_problems(store: Store, entry: Entry, parent: str | None) -> list[Prob
             )
         ]
     return []
+
+
+def _pusher(store: Store, config: Config | None, pusher: str | None) -> tuple[list[Problem], bool]:
+    """Whether the server's word on who pushed lets this push in at all, and whether the
+    pusher is trusted with anything (no mapping configured, or an approver's account)."""
+    if config is None or not config.pushers:
+        return [], True  # nobody mapped: identities are what the commits say
+    account = config.pushers.get(pusher) if pusher is not None else None
+    if account is None:
+        who = (
+            f"{pusher} is not in config.yaml's pushers"
+            if pusher is not None
+            else "the server did not say who pushed (GL_USER, GITEA_PUSHER_NAME, GL_USERNAME "
+            "or REMOTE_USER)"
+        )
+        return [Problem(store.ref, "pusher", f"{who}: only mapped accounts push here")], False
+    return [], account.approver
+
+
+def _speaks_for(
+    store: Store, config: Config | None, pusher: str | None, meta: CommitMeta
+) -> list[Problem]:
+    """A mapped account that is not an approver's pushes only commits that speak for one
+    of its sessions (a quarantine, entitled by what it moves, by any account)."""
+    assert config is not None and pusher is not None
+    allowed = config.pushers[pusher].sessions
+    if meta.op == QUARANTINE_OP:
+        return []
+    if meta.session is not None and any(fnmatchcase(meta.session, p) for p in allowed):
+        return []
+    said = f"speaks for {meta.session}" if meta.session else "speaks for no session"
+    return [
+        Problem(
+            store.ref,
+            "pusher",
+            f"commit {(meta.commit or '')[:10]} {said}, which {pusher} may not "
+            f"(its sessions: {', '.join(allowed) or 'none'})",
+        )
+    ]

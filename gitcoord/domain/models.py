@@ -28,7 +28,7 @@ from .names import (
 # The branch's format, in config.yaml. A gitcoord reads every format up to its own and
 # refuses a newer one with a message (state.parse); each new format says what it added:
 #   1  the first layout
-#   2  sessions may have left (Session.left_at), config.max_lease_hours
+#   2  sessions may have left (Session.left_at), config.max_lease_hours, config.pushers
 # A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
 # a branch at that format, so every client the branch's format admits can read it.
 FORMAT = 2
@@ -78,6 +78,24 @@ NOTE_MAX = 2000
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+PusherName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")]
+SessionPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9*?][A-Za-z0-9._*?-]{0,63}$")]
+
+
+class Pusher(_Model):
+    """Who the server says pushed, and what that account may do on the branch."""
+
+    sessions: list[SessionPattern] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The sessions it may speak for: ids or glob patterns (research-*).",
+    )
+    approver: bool = Field(
+        False,
+        description="Whether it may push what only approvers may (approvals, merges, config).",
+    )
 
 
 class Config(_Model):
@@ -137,6 +155,16 @@ class Config(_Model):
     approvers: list[Email] = Field(
         default_factory=list,
         description="Git author emails of the humans who approve requests (init --approver).",
+    )
+    pushers: dict[PusherName, Pusher] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description=(
+            "Where the server knows who pushed (gitolite GL_USER, Gitea GITEA_PUSHER_NAME, "
+            "GitLab GL_USERNAME, smart HTTP REMOTE_USER): each account and the sessions it may "
+            "speak for. When set, the server hook refuses a push by anyone else, and any "
+            "commit a pusher may not make."
+        ),
     )
     require_approval: list[ClaimType] = Field(
         default_factory=list,

@@ -114,6 +114,15 @@ def install_workflow(coord: Coordinator) -> Outcome:
 # --- what the hooks run ------------------------------------------------------------------
 
 
+# Who pushed, as the server tells its hooks: gitolite, Gitea/Forgejo, GitLab, and a web
+# server's authentication in front of smart HTTP (git http-backend passes REMOTE_USER on).
+PUSHER_VARIABLES = ("GL_USER", "GITEA_PUSHER_NAME", "GL_USERNAME", "REMOTE_USER")
+
+
+def pusher() -> str | None:
+    return next((os.environ[v] for v in PUSHER_VARIABLES if os.environ.get(v)), None)
+
+
 def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
     """Validate ref updates read from pre-receive's stdin; the rejection lines (if any)."""
     from ..api.coordinator import Coordinator
@@ -132,7 +141,11 @@ def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
             if ref != store.ref:
                 continue  # other refs, approval proposals included, pass untouched
             problems = verify_update(
-                store, None if old == zero else old, None if new == zero else new
+                store,
+                None if old == zero else old,
+                None if new == zero else new,
+                pusher=pusher(),
+                server=True,
             )
             rejected += [f"{ref}: {p}" for p in problems]
         return rejected
