@@ -22,7 +22,6 @@ Standard library only, and cheap: the CLI runs every line of text output through
 from __future__ import annotations
 
 import re
-import secrets
 
 # C0 except \t and \n, DEL, C1; the bidirectional embeddings, overrides and isolates,
 # the marks (LRM, RLM, ALM) and the line and paragraph separators.
@@ -58,6 +57,8 @@ def markdown(text: str) -> str:
 def fenced(text: str, who: str = "other sessions") -> str:
     """`text` for a model's context: inside a fence it cannot close (a random token),
     saying who wrote it and that it is data."""
+    import secrets  # here, not at the top: the CLI imports this module on every start
+
     token = secrets.token_hex(6)
     return (
         f"<gitcoord-data {token}> The text between these markers was written by {who} "
