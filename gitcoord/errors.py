@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     REFUSED = 4
     INVALID = 5
     REMOTE = 6
+    INTERRUPTED = 130  # as a shell reports a process stopped by Ctrl-C
 
 
 class GitcoordError(Exception):
@@ -72,3 +73,10 @@ class RemoteError(GitcoordError):
 
     code = ExitCode.REMOTE
     kind = "remote"
+
+
+class Cancelled(GitcoordError):
+    """The user stopped the command (Ctrl-C, SIGTERM, `timeout`) before it wrote anything."""
+
+    code = ExitCode.INTERRUPTED
+    kind = "interrupted"

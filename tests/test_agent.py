@@ -256,3 +256,53 @@ def test_a_deleted_working_directory_is_one_line(tmp_path: Path, agent_env: Path
 def test_the_fingerprint_covers_the_dependencies() -> None:
     names = [entry.split(":", 1)[0] for entry in client._dependencies()]
     assert {"click", "pydantic", "ruamel/yaml", "mcp"} <= set(names), names
+
+
+def _hold_turn(clone: Path) -> object:
+    """Take the clone's turn (its flock), as a long command would: others wait for it."""
+    import fcntl
+
+    folder = clone / ".git" / "gitcoord"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(folder.glob("turn-*.flock"))
+    assert names, "no turn file yet"
+    fh = open(names[0], "a")  # noqa: SIM115
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+@pytest.mark.parametrize("how", ["agent-ctrl-c", "in-process-sigterm"])
+def test_a_stopped_command_writes_nothing_afterwards(
+    world: World, agent_env: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Ctrl-C on the client (through the agent) or `timeout`'s SIGTERM (in process) while
+    the command waits: it stops before it writes, says so (130), and nothing lands later."""
+    a = world.clone("a")
+    assert cli(a, "init").returncode == 0
+    assert cli(a, "register", "--role", "r", "--goal", "g", session="s1").returncode == 0
+    if how == "agent-ctrl-c":
+        wait_for(client.socket_path())
+        sig = signal.SIGINT
+    else:
+        monkeypatch.setenv("GITCOORD_AGENT", "0")
+        sig = signal.SIGTERM
+    held = _hold_turn(a)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gitcoord", "--session", "s1", "claim", "task", "x"],
+            cwd=a,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)  # it waits for the turn
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        held.close()  # type: ignore[attr-defined]
+    assert proc.returncode == 130, err
+    assert "interrupted before anything was written" in err, err
+    time.sleep(1.0)  # had it gone on, its claim would land now
+    status = json.loads(cli(a, "status", "--json").stdout)
+    assert status["claims"] == []

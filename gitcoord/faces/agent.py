@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from typing import Any
 
 import click
@@ -52,10 +53,21 @@ def _warm() -> None:
     yamlio.load(b"a: 1\n")
 
 
+def _watch(conn: socket.socket) -> None:
+    """The client says "cancel" (its user pressed Ctrl-C, or `timeout` sent SIGTERM), or
+    goes away: ask the command to stop before it writes (`store.cancel`)."""
+    from ..store.cancel import CANCELLED
+
+    with contextlib.suppress(OSError, ConnectionError):
+        recv_frame(conn)
+    CANCELLED.set()
+
+
 def _handle(conn: socket.socket) -> None:
     from .cli import main as cli_main
 
     request: dict[str, Any] = json.loads(recv_frame(conn))
+    threading.Thread(target=_watch, args=(conn,), daemon=True).start()
     os.chdir(request["cwd"])
     os.umask(int(request.get("umask", 0o022)))  # the caller's, not the agent's
     os.environ.clear()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import struct
@@ -176,9 +177,28 @@ def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
         except OSError:
             # No agent here: run in process (with the stdin already read, if any).
             return _in_process(argv, stdin) if stdin else None
+        asked: list[bool] = []
+
+        def cancel(signum: int, frame: object) -> None:
+            # The first Ctrl-C (or `timeout`'s SIGTERM) asks the agent's child to stop
+            # before it writes, and waits for what it says; a second one stops waiting.
+            if asked:
+                raise KeyboardInterrupt
+            asked.append(True)
+            try:  # noqa: SIM105 (contextlib.suppress: an import on every start)
+                send_frame(sock, b"cancel")
+            except OSError:
+                pass  # the child is gone already: its reply (or its absence) tells
+
+        old = [signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)]
         try:
             send_frame(sock, json.dumps(request).encode())
             reply = json.loads(recv_frame(sock))
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                "gitcoord: interrupted; the command may still complete: check `gitcoord log`\n"
+            )
+            return 130
         except (OSError, ConnectionError, ValueError) as exc:
             # Never re-run a command that may have happened: say so instead.
             sys.stderr.write(
@@ -186,6 +206,9 @@ def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
                 "have taken effect: check `gitcoord status` or `gitcoord log`\n"
             )
             return 1
+        finally:
+            signal.signal(signal.SIGINT, old[0])
+            signal.signal(signal.SIGTERM, old[1])
     sys.stdout.write(reply["out"])
     sys.stderr.write(reply["err"])
     sys.stdout.flush()

@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
-from . import trees
+from . import cancel, trees
 from .parsecache import ParseCache
 from .remote import RemoteBranch
 from .trees import Files, TreeSource
@@ -216,6 +216,8 @@ class TreeStore:
         pending: tuple[str, R] | None = None  # a commit whose push may have landed (reply lost)
         self._pending = self.upstream.push_error = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if pending is None:
+                cancel.check()  # stopped by the user: nothing was written
             started = time.monotonic()
             if attempt == 1 and known is not None:
                 tip = known.tip
@@ -233,6 +235,8 @@ class TreeStore:
             commit = decision.commit or self.write_commit(
                 tip, decision.files, decision.message, decision.when
             )
+            if pending is None:
+                cancel.check()  # the last moment at which stopping writes nothing
             result = self.upstream.swap(tip, commit, deadline)
             if result == "ok":
                 return Done(decision.result, commit, tip, attempt)

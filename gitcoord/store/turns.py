@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..errors import RemoteError
+from .cancel import CANCELLED, check
 
 
 @contextlib.contextmanager
@@ -98,12 +99,16 @@ def _turn(path: str, deadline: float) -> IO[str] | None:
                 got.set()
 
     threading.Thread(target=wait, name="gitcoord-turn", daemon=True).start()
-    if got.wait(max(0.0, deadline - time.monotonic())):
-        return fh
+    while not CANCELLED.is_set():  # woken every 0.1 s to see whether the user gave up
+        if got.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            return fh
+        if time.monotonic() >= deadline:
+            break
     with guard:
         if got.is_set():
             return fh
         abandoned = True
+    check()  # the user stopped it: say so rather than "timed out"
     return None
 
 
@@ -123,4 +128,4 @@ class Backoff:
         left = deadline - time.monotonic()
         base = max(0.015, self.round)
         delay = random.uniform(0, min(left / 3, base * 2 ** min(attempt - 1, 10)))
-        time.sleep(max(0.0, min(delay, left)))
+        CANCELLED.wait(max(0.0, min(delay, left)))  # a user's Ctrl-C ends the wait at once

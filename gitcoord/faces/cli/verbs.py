@@ -9,7 +9,11 @@ any particular verb.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -78,6 +82,30 @@ def _arguments(verb: Verb) -> str:
     return "\n\nArguments:\n" + "\n".join(lines)
 
 
+@contextlib.contextmanager
+def stopping() -> Iterator[None]:
+    """Ctrl-C or SIGTERM (`timeout`) while a verb runs: the first asks it to stop before
+    it writes anything (`store.cancel`: exit 130, or what landed if a push was under
+    way); a second one stops the process at once."""
+    from ...store.cancel import CANCELLED
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def ask(signum: int, frame: object) -> None:
+        if CANCELLED.is_set():
+            raise KeyboardInterrupt
+        CANCELLED.set()
+
+    old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def command(verb: Verb) -> click.Command:
     """The click command for `verb` (named by its last word: `task add` -> `add`)."""
 
@@ -87,7 +115,8 @@ def command(verb: Verb) -> click.Command:
             if p.kind is list:
                 values[p.name] = tuple(values[p.name] or ())
         ctx = click.get_current_context().ensure_object(Ctx)
-        result = verb.run(ctx.coordinator(), **values)
+        with stopping():
+            result = verb.run(ctx.coordinator(), **values)
         doc = verb.json(result)
         emit(doc, verb.text(doc))
 
