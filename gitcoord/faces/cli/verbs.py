@@ -104,6 +104,9 @@ def stopping() -> Iterator[None]:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        # for the next command of this process (the CLI may run many in one: tests do);
+        # not at the start, where it could erase a cancel the agent's child already heard
+        CANCELLED.clear()
 
 
 def command(verb: Verb) -> click.Command:
