@@ -408,7 +408,10 @@ def test_github_workflow_is_committed_idempotently(world: World) -> None:
     a = world.clone("a")
     ok(a, "init", "--slots", "4")
     ok(a, "register", "--role", "one", "--goal", "g", session="s1")
-    got = ok(a, "hooks", "install", "--github-workflow", session="s1")
+    # this test's gitcoord is installed from a local directory, which a runner cannot
+    # reach: the workflow is told what to install (see test_the_workflow_installs_...)
+    pin = "gitcoord @ git+https://git.example/gitcoord@" + "ab" * 20
+    got = ok(a, "hooks", "install", "--github-workflow", "--install", pin, session="s1")
     assert got["commit"]
     git(a, "fetch", "-q", "origin")
     tip = rev(a, f"origin/{BRANCH}")
@@ -417,14 +420,15 @@ def test_github_workflow_is_committed_idempotently(world: World) -> None:
     assert f'branches: ["{BRANCH}"]' in text
     assert "gitcoord --local" in text and "validate" in text and "--range" in text
     assert "@BRANCH@" not in text and "@REQUIREMENT@" not in text
+    assert f'pip install "{pin}"' in text
     changed = git(a, "show", "--name-only", "--format=", tip).split()
     assert changed == [".github/workflows/gitcoord.yml"], changed
     # the commit that added it is a valid step for the workflow's own command
     assert run(a, "--local", "validate", "--range", f"{tip}~1..{tip}").code == 0
 
-    again = ok(a, "hooks", "install", "--github-workflow", session="s1")
+    again = ok(a, "hooks", "install", "--github-workflow", "--install", pin, session="s1")
     assert again["commit"] is None and again["changed"] is False
-    r = run(a, "hooks", "install", "--github-workflow", session="s1")
+    r = run(a, "hooks", "install", "--github-workflow", "--install", pin, session="s1")
     assert r.code == 0 and "already" in r.out
     git(a, "fetch", "-q", "origin")
     assert rev(a, f"origin/{BRANCH}") == tip
@@ -718,3 +722,36 @@ def test_required_approval_keeps_a_claim_pending(
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
     assert status() == "live"
     assert ok(a, "validate")["valid"] is True
+
+
+def test_the_workflow_installs_this_gitcoord_pinned_or_says_why_it_cannot(world: World) -> None:
+    from gitcoord.faces import githooks
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    vcs = '{"url": "https://github.com/o/gitcoord", "vcs_info": {"vcs": "git", "commit_id": "%s"}}'
+    assert githooks.installed_requirement(vcs % commit, "0.1.0") == (
+        f"gitcoord @ git+https://github.com/o/gitcoord@{commit}"
+    )
+    archive = (
+        '{"url": "https://h/gitcoord-0.1.0.tar.gz", "archive_info": {"hashes": {"sha256": "ff"}}}'
+    )
+    assert githooks.installed_requirement(archive, "0.1.0").endswith("tar.gz#sha256=ff")
+    assert githooks.installed_requirement(None, "0.1.0") == "gitcoord==0.1.0"  # from an index
+    local = '{"url": "file:///home/me/gitcoord", "dir_info": {"editable": true}}'
+    with pytest.raises(githooks.UsageError, match="cannot install from: pass --install"):
+        githooks.installed_requirement(local, "0.1.0")
+    for loose in ("gitcoord", "gitcoord>=0.1", "gitcoord @ git+https://x/y@main", 'a"; rm -rf /'):
+        with pytest.raises(githooks.UsageError, match="not pinned"):
+            githooks.pinned(loose)
+
+    # on real git: this test's local installation is refused, and nothing is committed
+    a = world.clone("a")
+    ok(a, "init", "--slots", "2")
+    ok(a, "register", "--role", "one", "--goal", "g", session="s1")
+    before = rev(a, f"origin/{BRANCH}")
+    r = run(a, "hooks", "install", "--github-workflow", session="s1")
+    assert r.code == 2 and "--install SPEC" in r.err, r.err
+    r = run(a, "hooks", "install", "--github-workflow", "--install", "gitcoord", session="s1")
+    assert r.code == 2 and "not pinned" in r.err, r.err
+    git(a, "fetch", "-q", "origin")
+    assert rev(a, f"origin/{BRANCH}") == before

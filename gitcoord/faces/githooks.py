@@ -9,7 +9,9 @@ it back.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -86,20 +88,81 @@ def uninstall(repo: str, hook: str) -> dict[str, Any]:
     return {"hook": target, "removed": True, "restored": restored}
 
 
-def workflow(branch: str) -> bytes:
+def workflow(branch: str, requirement: str) -> bytes:
     text = resources.files("gitcoord").joinpath("hookscripts").joinpath("gitcoord.yml").read_text()
-    from ..version import __version__
-
-    text = text.replace("@BRANCH@", branch).replace("@REQUIREMENT@", f"gitcoord=={__version__}")
+    text = text.replace("@BRANCH@", branch).replace("@REQUIREMENT@", requirement)
     return text.encode("utf-8")
 
 
-def install_workflow(coord: Coordinator) -> Outcome:
-    """Commit the workflow to the coordination branch (GitHub reads a push's workflows
-    from the pushed commit)."""
-    from ..ops import pages
+_COMMIT = re.compile(r"@[0-9a-f]{40}$")
 
-    data = workflow(coord.store.branch)
+
+def pinned(spec: str) -> str:
+    """`spec` if it names one exact gitcoord (==version, a commit, or a hashed archive)."""
+    spec = spec.strip()
+    exact = "==" in spec or _COMMIT.search(spec) or "#sha256=" in spec
+    if not spec or not exact or any(c in spec for c in "\n\"'`$"):
+        raise UsageError(
+            f"--install {spec!r} is not pinned: give gitcoord==VERSION, "
+            "gitcoord @ git+URL@<40-hex commit>, or gitcoord @ URL#sha256=<hash>"
+        )
+    return spec
+
+
+def installed_requirement(direct_url: str | None, version: str) -> str:
+    """What the workflow installs to run the gitcoord installed here (PEP 610's
+    direct_url.json says where it came from): the same source, pinned; or, installed
+    from an index (no direct_url.json), the same version from it."""
+    if direct_url is None:
+        return f"gitcoord=={version}"
+    try:
+        info = json.loads(direct_url)
+        url = info["url"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            "cannot read where this gitcoord was installed from (direct_url.json); "
+            "pass --install SPEC"
+        ) from None
+    vcs = info.get("vcs_info") or {}
+    if vcs.get("vcs") == "git" and vcs.get("commit_id"):
+        return pinned(f"gitcoord @ git+{url}@{vcs['commit_id']}")
+    archive = info.get("archive_info") or {}
+    hashes = archive.get("hashes") or {}
+    digest = hashes.get("sha256") or (archive.get("hash", "").removeprefix("sha256=") or None)
+    if archive and digest:
+        return pinned(f"gitcoord @ {url}#sha256={digest}")
+    raise UsageError(
+        f"this gitcoord was installed from {url}, which GitHub's runners cannot install from: "
+        "pass --install SPEC (e.g. 'gitcoord @ git+https://github.com/OWNER/gitcoord@<commit>')"
+    )
+
+
+def _this_installation() -> str | None:
+    """PEP 610's direct_url.json of this gitcoord, or None when it came from an index.
+    Run from a source tree (an `.egg-info` beside it, no record of an index), it is a
+    local directory, which `installed_requirement` refuses."""
+    from importlib import metadata
+
+    found = [d.read_text("direct_url.json") for d in metadata.distributions(name="gitcoord")]
+    recorded = next((text for text in found if text), None)
+    if recorded is not None:
+        return recorded
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.basename(os.path.dirname(here)) not in ("site-packages", "dist-packages"):
+        return json.dumps({"url": f"file://{os.path.dirname(here)}", "dir_info": {}})
+    return None
+
+
+def install_workflow(coord: Coordinator, install: str | None = None) -> Outcome:
+    """Commit the workflow to the coordination branch (GitHub reads a push's workflows
+    from the pushed commit), installing `install` or else this gitcoord's own source."""
+    from ..ops import pages
+    from ..version import __version__
+
+    requirement = (
+        pinned(install) if install else installed_requirement(_this_installation(), __version__)
+    )
+    data = workflow(coord.store.branch, requirement)
 
     def plan(state: State) -> Change:
         try:

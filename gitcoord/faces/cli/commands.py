@@ -30,8 +30,14 @@ def hooks() -> None:
     is_flag=True,
     help="Commit the validating workflow to the coordination branch.",
 )
+@click.option(
+    "--install",
+    metavar="SPEC",
+    help="With --github-workflow: the pinned gitcoord the workflow installs "
+    "(default: this installation's own source, from its direct_url.json).",
+)
 @common
-def hooks_install(server: str | None, github_workflow: bool) -> None:
+def hooks_install(server: str | None, github_workflow: bool, install: str | None) -> None:
     """Install gitcoord's hook (chaining to any hook already there).
 
     \b
@@ -44,13 +50,13 @@ def hooks_install(server: str | None, github_workflow: bool) -> None:
 
     ctx = _ctx()
     if github_workflow:
-        outcome = hk.install_workflow(ctx.coordinator())
+        outcome = hk.install_workflow(ctx.coordinator(), install)
         emit(
             outcome_json(outcome),
             wrote(
                 outcome_json(outcome),
-                "committed .github/workflows/gitcoord.yml to the coordination branch; make "
-                "'gitcoord validate' a required status check on that branch",
+                "committed .github/workflows/gitcoord.yml to the coordination branch (a check "
+                "to watch, not a required one: GitHub would refuse gitcoord's own pushes)",
                 "the workflow is already on the coordination branch",
             ),
         )
