@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 
 import gitcoord
 from gitcoord.api.verbs import ALL
+from gitcoord.domain.graph import cycles
 from gitcoord.faces.cli import cli
 
 PACKAGE = Path(gitcoord.__file__).resolve().parent
@@ -118,44 +119,6 @@ def graph() -> dict[str, set[str]]:
             targets.add(module if module in files else package or module)
         edges[name] = {t for t in targets if t in files and t != name}
     return edges
-
-
-def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Every strongly connected component with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    found: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(edges.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                found.append(sorted(comp))
-
-    sys.setrecursionlimit(10_000)
-    for v in sorted(edges):
-        if v not in index:
-            visit(v)
-    return found
 
 
 def test_the_import_graph_has_no_cycle() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from . import names, overlap
+from .graph import cycles
 from .kinds import (
     ACTIVATION,
     APPROVAL,
@@ -191,46 +192,9 @@ def _check_board(state: State) -> list[Problem]:
 
 
 def _on_cycles(state: State) -> set[str]:
-    """The tasks that depend, directly or not, on themselves: Tarjan's strongly connected
-    components, iterative (a long chain of dependencies must not exhaust the stack)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: set[str] = set()
-    for root in state.tasks:
-        if root in index:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, i = work.pop()
-            if i == 0:
-                index[node] = low[node] = len(index)
-                stack.append(node)
-                on_stack.add(node)
-            deps = [d for d in state.tasks[node].depends_on if d in state.tasks]
-            if i < len(deps):
-                work.append((node, i + 1))
-                dep = deps[i]
-                if dep not in index:
-                    work.append((dep, 0))
-                elif dep in on_stack:
-                    low[node] = min(low[node], index[dep])
-                continue
-            if work:  # back in the caller: it inherits what this node reaches
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    top = stack.pop()
-                    on_stack.discard(top)
-                    component.append(top)
-                    if top == node:
-                        break
-                if len(component) > 1 or node in state.tasks[node].depends_on:
-                    found.update(component)
-    return found
+    """The tasks that depend, directly or not, on themselves."""
+    edges = {tid: task.depends_on for tid, task in state.tasks.items()}
+    return {tid for component in cycles(edges) for tid in component}
 
 
 def check_messages(src: Source, state: State) -> list[Problem]:
