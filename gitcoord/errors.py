@@ -65,6 +65,13 @@ class InvalidError(GitcoordError):
     kind = "invalid"
 
 
+class UnverifiedError(InvalidError):
+    """The branch's tip holds a commit that its signatures or rules refuse (a forged
+    commit on a forge that runs no hooks): nothing is built on it or read from it."""
+
+    kind = "unverified"
+
+
 class RemoteError(GitcoordError):
     """The remote could not be reached, or kept rejecting us past the retry bound.
 

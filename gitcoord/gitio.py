@@ -324,6 +324,10 @@ class ObjectWriter:
         self._dir = info.objects_dir
         self._algo = info.object_format
 
+    @property
+    def object_format(self) -> str:
+        return self._algo
+
     def write(self, kind: str, data: bytes) -> str:
         raw = b"%s %d\0" % (kind.encode(), len(data)) + data
         oid = hashlib.new(self._algo, raw).hexdigest()

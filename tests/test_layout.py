@@ -39,6 +39,11 @@ HUMAN_ONLY = {
     "init",  # creates the branch and names its approvers
     "upgrade",  # changes config.yaml's format: the approvers' (it locks out older clients)
     "approval grant",  # a human's approval, as the human's git identity
+    "approver add",  # the approver list: the approvers' own, signed by their keys
+    "approver remove",
+    "signatures",  # requiring signatures is an approver's decision
+    "key revoke",  # an approver's act
+    "key rotate",  # replaces the user's machine key: the user's, not a session's
     "hooks install",
     "hooks uninstall",
     "hooks run",
@@ -65,7 +70,7 @@ def layer(module: str) -> int:
         return len(LAYERS) - 1
     if module in PACKAGE_FACE:
         return 0
-    if module == "gitcoord.gitio":
+    if module in ("gitcoord.gitio", "gitcoord.sshsig"):  # the doors to git and ssh-keygen
         return LAYERS.index("gitio")
     top = module.split(".")[1]
     for i, names in enumerate(LAYERS):

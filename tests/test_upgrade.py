@@ -20,13 +20,21 @@ from gitcoord.version import __version__
 CONFIG = kinds.config_path()
 
 
-def with_format(clone: Path, world: World, value: int, extra: bytes = b"") -> None:
+def with_format(
+    clone: Path, world: World, value: int, extra: bytes = b"", sessions: tuple[str, ...] = ()
+) -> None:
+    """Set the branch's format by hand; below 3, also take `sessions`' keys off (a
+    branch that old never held any)."""
     git(clone, "fetch", "-q", "origin")
     now = tip(world.remote)
     assert now is not None
     text = show(clone, now, CONFIG)
     lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith(b"format:")]
-    hand_push(clone, {CONFIG: b"format: %d\n" % value + b"".join(lines) + extra})
+    files: dict[str, bytes | None] = {CONFIG: b"format: %d\n" % value + b"".join(lines) + extra}
+    for sid in sessions if value < 3 else ():
+        doc = show(clone, now, kinds.session_path(sid)).splitlines(keepends=True)
+        files[kinds.session_path(sid)] = b"".join(ln for ln in doc if not ln.startswith(b"key:"))
+    hand_push(clone, files)
 
 
 def test_a_newer_format_is_refused_with_the_version_to_install(world: World) -> None:
@@ -48,7 +56,7 @@ def test_an_old_branch_is_upgraded_before_what_the_new_format_adds(world: World)
     assert run(a, "init").code == 0
     assert b"format: %d\n" % FORMAT in show(world.remote, REF, CONFIG)  # new branches: newest
     assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
-    with_format(a, world, 1)  # a hand edit, as an old branch would be
+    with_format(a, world, 1, sessions=("s1",))  # a hand edit, as an old branch would be
     old = tip(world.remote)
     assert run(a, "claim", "task", "x", session="s1").code == 0  # format 1 works as ever
     r = run(a, "leave", session="s1")
@@ -68,7 +76,7 @@ def test_what_a_new_format_adds_is_refused_on_an_old_branch(world: World) -> Non
     a = world.clone("a")
     assert run(a, "init").code == 0
     assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
-    with_format(a, world, 1)
+    with_format(a, world, 1, sessions=("s1",))
     assert run(a, "hooks", "install", "--server", str(world.remote)).code == 0
     git(a, "fetch", "-q", "origin")
     now = tip(world.remote)

@@ -36,6 +36,9 @@ from . import carry
 from .verb import Verb
 from .views import Snapshot
 
+if TYPE_CHECKING:
+    from ..sshsig import Signer
+
 AUTO = "auto"
 _BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
@@ -46,7 +49,7 @@ def _git_config(git: Git) -> dict[str, str]:
             "config",
             "-z",
             "--get-regexp",
-            r"^(gitcoord\.|user\.name$|user\.email$|remote\..*\.url$)",
+            r"^(gitcoord\.|user\.name$|user\.email$|user\.signingkey$|remote\..*\.url$)",
         ],
         check=False,
     )
@@ -128,6 +131,76 @@ class Coordinator:
         )
         self.remote_url = cfg.get(f"remote.{remote}.url") if remote else None
         self.store.remote_url = self.remote_url
+        self._person_key = cfg.get("user.signingkey") or None
+        self._keys: dict[str, Signer | None] = {}
+        self.store.trees.signers = self._signer
+        self.store.tip_check = self._check_tip
+
+    # --- keys ------------------------------------------------------------------
+
+    def machine_key(self, create: bool = True) -> Signer | None:
+        """This user's signing key on this machine: what signs for the sessions it runs."""
+        from ..sshsig import SigningError, machine_signer
+
+        if "session" not in self._keys:
+            try:
+                self._keys["session"] = machine_signer(create=create)
+            except SigningError as exc:
+                raise UsageError(str(exc)) from None
+        return self._keys["session"]
+
+    def forget_keys(self) -> None:
+        """Read the keys again on next use (after `key rotate` replaced the machine's)."""
+        self._keys.clear()
+
+    def person_key(self) -> Signer | None:
+        """The person's own key (git's `user.signingKey`), for what approvers do."""
+        from ..sshsig import SigningError, person_signer
+
+        if self._person_key is None:
+            return None
+        if "person" not in self._keys:
+            try:
+                self._keys["person"] = person_signer(self._person_key, cwd=self._path)
+            except SigningError as exc:
+                raise UsageError(str(exc)) from None
+        return self._keys["person"]
+
+    def public_key(self, role: str) -> str | None:
+        """The public key that signs a `role` commit here ("session" or "person"), or
+        None when there is none (no ssh-keygen, no user.signingKey)."""
+        try:
+            signer = self.machine_key() if role == "session" else self.person_key()
+        except UsageError:
+            return None
+        return signer.public if signer is not None else None
+
+    def _signer(self, role: str, required: bool) -> _Signing | None:
+        """The key that signs a commit of `role` ("session": the machine key; "person":
+        the person's own key, never the machine's); None leaves it unsigned, which a
+        branch requiring signatures refuses, so then say how to fix it instead."""
+        try:
+            signer = self.machine_key() if role == "session" else self.person_key()
+        except UsageError:
+            if required:
+                raise
+            return None  # e.g. no ssh-keygen here: unsigned, as the branch allows
+        if signer is None:
+            if required:
+                raise UsageError(
+                    "this branch requires signatures and what you are doing is a person's act "
+                    "(an approval, the config, the approver list): sign it with your own SSH "
+                    "key: git config user.signingKey ~/.ssh/id_ed25519"
+                )
+            return None
+        return _Signing(signer)
+
+    def _check_tip(self, tip: str | None, state: State) -> None:
+        """A tip this clone has not verified yet is verified before anything is built
+        on it or shown from it, when the branch requires signatures (`api.trust`)."""
+        from .trust import check_tip
+
+        check_tip(self.store, tip, state)
 
     def close(self) -> None:
         self.store.close()
@@ -198,14 +271,16 @@ class Coordinator:
         """One transaction, carrying what this session owes the branch (`carry`)."""
         pending = self._pending()
         owed = pending.read() if pending is not None else {}
-        if not owed or self.session is None:
-            return self.store.transact(plan, clock.now, known=known)
         carried: dict[str, Any] = {}
-        outcome = self.store.transact(
-            carry.carrying(plan, self.session, owed, carried), clock.now, known=known
-        )
+        if owed and self.session is not None:
+            plan = carry.carrying(plan, self.session, owed, carried)
+        outcome = self.store.transact(plan, clock.now, known=known)
         if outcome.commit and carried and pending is not None:
             pending.settle(carried)
+        if outcome.commit:
+            from .trust import mark_verified
+
+            mark_verified(self.store, outcome.tip, outcome.commit)
         return outcome
 
     def count_collision(self) -> None:
@@ -286,6 +361,25 @@ class Coordinator:
                 hint="export GITCOORD_SESSION=<id>",
             )
         return self.session
+
+
+class _Signing:
+    """A key as the store uses it: a signing failure is the user's to fix (exit 2)."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    @property
+    def public(self) -> str:
+        return self._signer.public
+
+    def sign(self, payload: bytes) -> bytes:
+        from ..sshsig import SigningError
+
+        try:
+            return self._signer.sign(payload)
+        except SigningError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _method(verb: Verb) -> Callable[..., Any]:

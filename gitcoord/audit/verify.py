@@ -17,6 +17,7 @@ A merge of an approval branch is judged as one change by the merge's author.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -28,6 +29,7 @@ from ..domain.models import Approval, Claim, Config
 from ..domain.state import Problem, State
 from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
 from ..domain.validate import check_messages_at, check_state
+from . import signatures
 from .history import Entry, read_commits
 from .tombstones import claim_versions
 
@@ -98,6 +100,10 @@ def verify_commit(
     old_state = store.load(parent) if parent else State()
     new_state = store.load(commit)
     new_view = store.view(commit)
+    verdict = signatures.judge(store, commit, meta.session, meta.author_email, old_state, new_state)
+    if verdict.acting_as is not None:
+        # With signatures required, who approves is the key's to say, not the author line.
+        meta = replace(meta, author_email=verdict.acting_as)
     before = {(p.path, p.rule, p.message) for p in check_state(old_state, meta.time)}
     problems = [
         p for p in check_state(new_state, meta.time) if (p.path, p.rule, p.message) not in before
@@ -117,7 +123,7 @@ def verify_commit(
     problems += check_transition(old_state, new_state, changes, meta)
     if meta.op == QUARANTINE_OP and parent is not None and old_state.config is not None:
         problems += _check_tombstones(store, parent, changes)
-    problems = future + problems
+    problems = future + verdict.problems + problems
     short = commit[:10]
     return [
         p
@@ -217,31 +223,92 @@ def verify_update(
                 "whose first parent is an older commit would roll the branch back)",
             )
         ]
-    problems: list[Problem] = []
     config = store.load(old).config if old is not None else None
     # Only a server knows who pushed (its hook says `server`); elsewhere (validate --range,
     # CI) the commits are judged by what they say, as before accounts were mapped.
     refused, trusted = _pusher(store, config, pusher) if server else ([], True)
     if refused:
         return refused
+    problems: list[Problem] = []
+    for _, found in judged(store, old, entries, now, None if trusted else (config, pusher)):
+        problems += found
+    return problems
+
+
+def judged(
+    store: Store,
+    old: str | None,
+    entries: list[Entry],
+    now: datetime,
+    account: tuple[Config | None, str | None] | None = None,
+) -> Iterator[tuple[Entry, list[Problem]]]:
+    """Each commit of `entries` (the first-parent line after `old`, oldest first) with
+    its problems, in order. `account`: the config and the pusher the server named,
+    when that account is not trusted with everything.
+
+    A restoring commit (`doctor --fix` on a forged tip: its tree is that of an earlier
+    commit it names, `Gitcoord-Restores`) takes the branch back to that commit: what
+    lies between is judged no more, and the restoring commit is judged against the
+    state it restores, so a forgery pushed where no hook refused it can be undone by
+    any session without rewriting history. Only a forgery is undone so: the first
+    commit it skips must itself be refused (else restoring would be a rollback of
+    honest work, and is judged as the change it makes)."""
+    undone, restoring = _restored(store, old, entries)
     # Time on the branch only moves forward: a commit is judged no earlier than the one
     # it builds on (a quarantine dated years back judged claims at a time when they
     # did not exist yet) and no later than the verifier's clock (`verify_commit`).
     floor = _time_of(store, old) if old is not None else None
-    for entry in entries:
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
         parent = entry.parents[0] if entry.parents else None
+        if restoring is not None and i == restoring[0]:
+            parent = restoring[1]  # judged as a change of the state it restores: none
+        found: list[Problem] = []
         if len(entry.parents) > 1:
-            problems += _merge_problems(store, entry, parent)
+            found += _merge_problems(store, entry, parent)
         meta = commit_meta(entry)
-        if not trusted:
-            problems += _speaks_for(store, config, pusher, meta)
+        if account is not None:
+            config, pusher = account
+            found += _speaks_for(store, config, pusher, meta)
             # an author email is the pusher's to write: only the account says who approves
             meta = replace(meta, author_email=f"pusher {pusher}")
         if floor is not None and meta.time < floor:
             meta = replace(meta, time=floor)
-        problems += verify_commit(store, meta, parent, entry.commit, now)
+        found += verify_commit(store, meta, parent, entry.commit, now)
+        if undone and i == min(undone):
+            if found:
+                # The first commit it undoes is refused: the restoring commit is what
+                # repairs it. Nothing in between counts.
+                i = max(undone) + 1
+                continue
+            undone, restoring = set(), None  # nothing to repair: a rollback, judged as one
         floor = meta.time
-    return problems
+        yield entry, found
+        i += 1
+
+
+RESTORE_OP = "restore"
+RESTORES = "Gitcoord-Restores"
+
+
+def _restored(
+    store: Store, old: str | None, entries: list[Entry]
+) -> tuple[set[int], tuple[int, str] | None]:
+    """The commits (indexes into `entries`) that a restoring commit undoes, and that
+    commit (its index, and the commit it restores): the last restoring commit whose
+    target is `old` or an earlier commit of `entries` and whose tree is that target's."""
+    for r in range(len(entries) - 1, -1, -1):
+        entry = entries[r]
+        target = entry.get(RESTORES)
+        if entry.op != RESTORE_OP or not target or len(entry.parents) != 1:
+            continue
+        line = [old] + [e.commit for e in entries[:r]]
+        if target not in line or store.tree_of(target) != store.tree_of(entry.commit):
+            continue
+        start = line.index(target)  # line[k] is entries[k - 1]: entries[start:r] are undone
+        return set(range(start, r)), (r, target)
+    return set(), None
 
 
 def _time_of(store: Store, commit: str) -> datetime | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import ConflictError, InvalidError, RemoteError
+from ..errors import ConflictError, InvalidError, RefusedError, RemoteError
 from ..gitio import Git, ObjectReader, RepoInfo
 from ..store.parsecache import ParseCache
 from ..store.transaction import (
@@ -102,6 +102,14 @@ class Store:
         self.parsed = ParseCache(
             info.common_dir, self.mirror, parse=yamlio.load, version=PARSE_VERSION
         )
+        # Called with every tip read to act on (and its state) before anything is built
+        # on it or shown from it: the API verifies signatures there (`api.trust`).
+        self.tip_check: Callable[[str | None, State], None] | None = None
+
+    def checked(self, tip: str | None, state: State) -> State:
+        if self.tip_check is not None:
+            self.tip_check(tip, state)
+        return state
 
     @property
     def remote_url(self) -> str | None:
@@ -151,7 +159,7 @@ class Store:
     def snapshot(self) -> tuple[str | None, State]:
         deadline = time.monotonic() + self.timeout
         tip = self.fetch_tip(deadline)
-        state = self.load(tip)
+        state = self.checked(tip, self.load(tip))
         self.parsed.save()
         return tip, state
 
@@ -164,7 +172,7 @@ class Store:
         except RemoteError:
             tip = self.trees.mirror_tip()
             fresh = False
-        state = self.load(tip)
+        state = self.checked(tip, self.load(tip))
         self.parsed.save()
         return tip, state, fresh
 
@@ -197,7 +205,8 @@ class Store:
                 state = first[1]
                 first = None
             else:
-                state = self.load(tip)
+                # doctor --fix works on a tip that cannot be verified: that is its job
+                state = self.load(tip) if repair else self.checked(tip, self.load(tip))
             return self._decide(plan, now, repair, tip, state)
 
         try:
@@ -228,9 +237,12 @@ class Store:
         meta = CommitMeta(None, self.identity.email, change.session, change.op, when)
         changes = [Changed(p, doc_at(state, p), d) for p, d in change.writes.items()]
         commit = files = message = None
+        signer, required = signer_of(change, state)
+        if required and change.session:
+            self._own_key(change.session, state, signer, required)
         if repair:
             files, message = _files(change), commit_message(change)
-            commit = self.trees.write_commit(tip, files, message, when)
+            commit = self.trees.write_commit(tip, files, message, when, signer, required)
             after = self.load(commit)
             bad = check_state(after, when) + check_messages(self.view(commit), after)
         else:
@@ -244,7 +256,31 @@ class Store:
             )
         if files is None or message is None:
             files, message = _files(change), commit_message(change)
-        return Write(files, message, when, change, commit=commit)
+        return Write(
+            files,
+            message,
+            when,
+            change,
+            commit=commit,
+            signer=signer,
+            signature_required=required,
+        )
+
+    def _own_key(self, session: str, state: State, role: str, required: bool) -> None:
+        """Refuse before writing what the verifier would refuse after: speaking for a
+        session bound to another key than the one that would sign."""
+        from ..sshsig import fingerprint
+
+        known = state.sessions.get(session)
+        bound = known.key if known is not None else None
+        key = self.trees.signer(role, required)
+        if bound is not None and key is not None and key.public != bound:
+            raise RefusedError(
+                f"session {session} is bound to key {fingerprint(bound)}, not this machine's "
+                f"{fingerprint(key.public)}: only its own key speaks for it where signatures "
+                "are required (`gitcoord key show`)",
+                session=session,
+            )
 
     def _add_winner(self, exc: ConflictError, tip: str | None) -> None:
         path = exc.details.get("path")
@@ -256,12 +292,24 @@ class Store:
                 exc.args = (exc.message,)
 
     def write_commit(self, tip: str | None, change: Change, when: datetime) -> str:
-        """The commit of `change` over `tip`, written but not on any branch."""
-        return self.trees.write_commit(tip, _files(change), commit_message(change), when)
+        """The commit of `change` over `tip`, written but not on any branch (an approval
+        branch's proposal: a session's work, signed by its key when it has one)."""
+        return self.trees.write_commit(
+            tip, _files(change), commit_message(change), when, "session", False
+        )
 
     def publish_branch(self, branch: str, commit: str) -> None:
         """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
         self.trees.publish_branch(branch, commit)
+
+
+def signer_of(change: Change, state: State) -> tuple[str, bool]:
+    """Whose key signs `change`'s commit, and whether the branch requires it: what a
+    session does is signed by the key bound to it ("session": this user's machine key);
+    a commit that speaks for no session is a person's act (init, approvals, the
+    approver list), signed by that person's own key ("person")."""
+    required = bool(state.config is not None and state.config.require_signatures)
+    return ("session" if change.session else "person"), required
 
 
 def commit_message(change: Change) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from ..sshsig import KEY_PATTERN
 from .names import (
     APPROVAL_ID_PATTERN,
     CLAIM_NAME_PATTERN,
@@ -29,9 +30,11 @@ from .names import (
 # refuses a newer one with a message (state.parse); each new format says what it added:
 #   1  the first layout
 #   2  sessions may have left (Session.left_at), config.max_lease_hours, config.pushers
+#   3  signatures: a session's key (Session.key), config.approver_keys and
+#      config.require_signatures
 # A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
 # a branch at that format, so every client the branch's format admits can read it.
-FORMAT = 2
+FORMAT = 3
 
 
 def _single_line(value: str) -> str:
@@ -66,6 +69,8 @@ Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
 Timestamp = AwareDatetime
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>]{1,64}@[^@\s<>]{1,255}$")]
 ApprovalId = Annotated[str, StringConstraints(pattern=APPROVAL_ID_PATTERN)]
+# An OpenSSH public key, "<type> <base64>" without a comment (sshsig.normalize_key).
+SshKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 
 ROLE_MAX = 200
 # A task waits for a handful of others; a 256 KiB list of valid ids made every write
@@ -156,6 +161,23 @@ class Config(_Model):
         default_factory=list,
         description="Git author emails of the humans who approve requests (init --approver).",
     )
+    approver_keys: dict[Email, SshKey] = Field(
+        default_factory=dict,
+        max_length=100,
+        description=(
+            "Each approver's own SSH public key (format 3; init records whoever runs it, "
+            "`approver add` the others). With require_signatures, an approver's act counts "
+            "only when signed by this key: the e-mail is a name, the key is the proof."
+        ),
+    )
+    require_signatures: bool = Field(
+        False,
+        description=(
+            "Format 3: every commit must be signed — a session's by the key bound to it when "
+            "it registered, a person's act (approvals, config) by an approver's key. The "
+            "server hook, `validate --range` and every client loading a new tip check it."
+        ),
+    )
     pushers: dict[PusherName, Pusher] = Field(
         default_factory=dict,
         max_length=1000,
@@ -194,6 +216,14 @@ class Session(_Model):
     goal: Goal = Field(description="Its measurable objective.")
     registered_at: Timestamp
     updated_at: Timestamp
+    key: SshKey | None = Field(
+        None,
+        description=(
+            "Format 3: the public key that signs for this session, bound when it registers "
+            "(the machine key of the user who runs it). Only a commit signed by it may change "
+            "it (`key rotate`), or an approver's (`key revoke`)."
+        ),
+    )
     left_at: Timestamp | None = Field(
         None,
         description=(

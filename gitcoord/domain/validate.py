@@ -28,6 +28,45 @@ from .rules import overlapping
 from .state import Problem, Source, State, parse
 
 
+def _signature_fields(state: State) -> list[Problem]:
+    """Format 3's fields only on a branch at format 3, and a signed branch that someone
+    can still govern: approver keys name listed approvers, and requiring signatures
+    needs one (else no one could approve, or ever change config.yaml again)."""
+    config = state.config
+    assert config is not None
+    found = []
+    if config.format < 3:
+        if config.approver_keys or config.require_signatures:
+            found.append(
+                Problem(
+                    CONFIG.path(),
+                    "format",
+                    "approver_keys and require_signatures need format 3 (`gitcoord upgrade`)",
+                )
+            )
+        for sid, session in sorted(state.sessions.items()):
+            if session.key is not None:
+                found.append(Problem(SESSION.path(sid), "format", "a session's key needs format 3"))
+    for email in sorted(set(config.approver_keys) - set(config.approvers)):
+        found.append(
+            Problem(
+                CONFIG.path(),
+                "approver",
+                f"approver_keys names {email}, who is not in approvers",
+            )
+        )
+    if config.require_signatures and not config.approver_keys:
+        found.append(
+            Problem(
+                CONFIG.path(),
+                "approver",
+                "require_signatures needs at least one approver key (approver_keys): "
+                "otherwise nobody could approve or change config.yaml",
+            )
+        )
+    return found
+
+
 def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     """Every rule a state obeys. With `now`, also that no two binding claims of
     different holders overlap at that time (time-dependent, so optional)."""
@@ -37,6 +76,7 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
             problems.append(Problem(CONFIG.path(), "layout", "missing or unreadable config"))
         return problems
     slots = state.config.slots
+    problems += _signature_fields(state)
 
     by_number: dict[int, list[str]] = defaultdict(list)
     for sid, session in sorted(state.sessions.items()):

@@ -32,6 +32,8 @@ def init(
     require_approval: tuple[str, ...] = (),
     template: Any = None,
     session: str | None = None,
+    approver_keys: dict[str, str] | None = None,
+    require_signatures: bool = False,
 ) -> Change:
     if state.config is not None:
         return Change("init", "init", result={"created": False, **_config_json(state.config)})
@@ -43,7 +45,9 @@ def init(
         lease_hours=lease_hours,
         stale_after_minutes=stale_after_minutes,
         clock_skew_seconds=clock_skew_seconds,
-        approvers=list(approvers),
+        approvers=list(dict.fromkeys([*approvers, *(approver_keys or {})])),
+        approver_keys=dict(approver_keys or {}),
+        require_signatures=require_signatures,
         require_approval=list(require_approval),
         created_at=now,
     )
@@ -160,9 +164,14 @@ def register(
     role: str | None,
     goal: str | None,
     number: int | None = None,
+    key: str | None = None,
 ) -> Change:
+    """`key`: this machine's public key, bound to the session (format 3) when it has
+    none yet; a session bound to another key registers only from that key's machine
+    (or after `key rotate` there, or an approver's `key revoke`)."""
     config = require_initialised(state)
     existing = state.present.get(session)  # one that left registers anew
+    bound = _bound_key(state, config, session, key)
     free = state.free_numbers()
     if number is not None and not 1 <= number <= config.slots:
         raise UsageError(
@@ -218,12 +227,14 @@ def register(
         goal=goal,
         registered_at=existing.registered_at if existing else now,
         updated_at=max(now, existing.registered_at) if existing else now,
+        key=bound,
     )
     result = {"session": doc.model_dump(mode="json"), "created": existing is None}
-    if existing is not None and (existing.number, existing.role, existing.goal) == (
+    if existing is not None and (existing.number, existing.role, existing.goal, existing.key) == (
         number,
         role,
         goal,
+        bound,
     ):
         return Change("register", "register", session=session, result=result)
     verb = "register" if existing is None else "update"
@@ -236,6 +247,31 @@ def register(
         trailers={"Gitcoord-Number": str(number)},
         result=result,
     )
+
+
+def _bound_key(state: State, config: Config, session: str, key: str | None) -> str | None:
+    """The key the session's file holds after registering: the one bound already, else
+    `key` (on a branch at format 3). Where signatures are required, registering from
+    another key's machine is refused: only the bound key speaks for the session."""
+    if config.format < 3:
+        return None
+    known = state.sessions.get(session)  # one that left keeps its key
+    bound = known.key if known is not None else None
+    if bound is None or key is None or bound == key:
+        return bound or key
+    if config.require_signatures:
+        from ..sshsig import fingerprint
+
+        raise RefusedError(
+            f"session {session} is bound to key {fingerprint(bound)}, not this machine's "
+            f"{fingerprint(key)}: register it from the machine that holds its key, run "
+            "`gitcoord key rotate` there, or ask an approver: "
+            f"gitcoord key revoke {session} --key '<this machine's public key>'",
+            session=session,
+            bound=fingerprint(bound),
+            key=fingerprint(key),
+        )
+    return key  # nothing is signed-checked here yet: the session moved machines
 
 
 def upgrade(state: State, now: datetime, *, session: str | None) -> Change:

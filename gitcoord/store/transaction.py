@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
@@ -35,6 +35,15 @@ DEFAULT_TIMEOUT = 30.0
 MAX_ATTEMPTS = 40
 
 R = TypeVar("R")
+
+
+class Signer(Protocol):
+    """A key that signs commits: its public half, and the armored signature of bytes."""
+
+    @property
+    def public(self) -> str: ...
+
+    def sign(self, payload: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,10 @@ class Write(Generic[R]):
     when: datetime
     result: R
     commit: str | None = None  # that commit, when `decide` wrote it already (to judge it)
+    # Who signs it: a role the store's `signers` maps to a key (the domain's choice:
+    # "session" for what a session does, "person" for what only a person may).
+    signer: str | None = None
+    signature_required: bool = False
 
 
 Decision = Unchanged[R] | Write[R]
@@ -112,6 +125,8 @@ class TreeStore:
         self.ref = self.upstream.ref
         self.mirror = self.upstream.mirror
         self.remote_url: str | None = None  # the machine-wide turn's key, when known
+        # role, required -> the key that signs such a commit (None: unsigned); by the API
+        self.signers: Callable[[str, bool], Signer | None] | None = None
         self._pending: tuple[str, Any] | None = None  # (commit, result) maybe landed
 
     def close(self) -> None:
@@ -151,10 +166,43 @@ class TreeStore:
 
     # --- writing -------------------------------------------------------------
 
-    def write_commit(self, tip: str | None, files: Files, message: str, when: datetime) -> str:
-        """A commit of `files` over `tip`'s tree, written but not on any branch."""
+    def write_commit(
+        self,
+        tip: str | None,
+        files: Files,
+        message: str,
+        when: datetime,
+        signer: str | None = None,
+        required: bool = False,
+    ) -> str:
+        """A commit of `files` over `tip`'s tree, written but not on any branch; signed
+        by the key `signers` gives for `signer` (a role), if any."""
         sig = self.identity.signature()
-        return trees.write_commit(self.reader, self.writer, tip, files, message, when, sig)
+        sign = self._sign(signer, required)
+        return trees.write_commit(self.reader, self.writer, tip, files, message, when, sig, sign)
+
+    def signer(self, role: str | None, required: bool) -> Signer | None:
+        return self.signers(role, required) if role and self.signers else None
+
+    def _sign(self, role: str | None, required: bool) -> Callable[[bytes], bytes] | None:
+        key = self.signer(role, required)
+        return key.sign if key is not None else None
+
+    def write_tree_commit(
+        self,
+        tip: str | None,
+        tree: str,
+        message: str,
+        when: datetime,
+        signer: str | None = None,
+        required: bool = False,
+    ) -> str:
+        """A commit of an existing `tree` over `tip` (a restoring commit's), signed as
+        `write_commit` signs."""
+        sig = self.identity.signature()
+        return trees.commit_tree(
+            self.writer, tree, tip, message, when, sig, self._sign(signer, required)
+        )
 
     def publish_branch(self, branch: str, commit: str) -> None:
         """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
@@ -233,7 +281,12 @@ class TreeStore:
             if isinstance(decision, Unchanged):
                 return Done(decision.result, None, tip, attempt)
             commit = decision.commit or self.write_commit(
-                tip, decision.files, decision.message, decision.when
+                tip,
+                decision.files,
+                decision.message,
+                decision.when,
+                decision.signer,
+                decision.signature_required,
             )
             if pending is None:
                 cancel.check()  # the last moment at which stopping writes nothing

@@ -5,11 +5,12 @@ index).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from ..gitio import ObjectReader, ObjectWriter, TreeEntry, format_commit, format_tree
+from ..sshsig import embed_signature
 from .parsecache import ParseCache
 
 Files = Mapping[str, bytes | None]  # path -> new bytes, None: delete the file
@@ -58,6 +59,11 @@ class TreeSource:
             raise FileNotFoundError(oid)
         return got[2]
 
+    def oid(self, path: str) -> str | None:
+        """The object id at `path`, or None."""
+        entry = self._entry(path)
+        return entry.oid if entry is not None else None
+
     def _entry(self, path: str) -> TreeEntry | None:
         parent, _, leaf = path.rpartition("/")
         return next((e for e in self.entries(parent) or [] if e.name == leaf), None)
@@ -95,22 +101,36 @@ def write_commit(
     message: str,
     when: datetime,
     signature: str,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> str:
     """A commit whose parent is `tip` (none when None) and whose tree is `tip`'s with
-    `files` written; its id."""
+    `files` written; its id. `sign` turns the commit's bytes into an armored SSH
+    signature, which the commit then carries in its `gpgsig` header."""
     blobs = {
         path: (None if data is None else writer.write("blob", data)) for path, data in files.items()
     }
     base_tree = tree_of(reader, tip) if tip is not None else None
     tree = build_tree(reader, writer, base_tree, "", blobs)
-    data = format_commit(
-        tree or writer.write("tree", b""),
-        [tip] if tip else [],
-        signature,
-        signature,
-        int(when.timestamp()),
-        message,
+    return commit_tree(
+        writer, tree or writer.write("tree", b""), tip, message, when, signature, sign
     )
+
+
+def commit_tree(
+    writer: ObjectWriter,
+    tree: str,
+    tip: str | None,
+    message: str,
+    when: datetime,
+    signature: str,
+    sign: Callable[[bytes], bytes] | None = None,
+) -> str:
+    """A commit of `tree` whose parent is `tip`, signed by `sign` when given; its id."""
+    data = format_commit(
+        tree, [tip] if tip else [], signature, signature, int(when.timestamp()), message
+    )
+    if sign is not None:
+        data = embed_signature(data, sign(data), writer.object_format)
     return writer.write("commit", data)
 
 

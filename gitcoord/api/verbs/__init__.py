@@ -15,7 +15,7 @@ the README and the CHANGELOG. No face changes.
 from __future__ import annotations
 
 from ..verb import Verb
-from . import approvals, board, claims, messages, reads, repair, sessions
+from . import approvals, board, claims, keys, messages, reads, repair, sessions
 
 ALL: tuple[Verb, ...] = (
     *sessions.VERBS,
@@ -23,6 +23,7 @@ ALL: tuple[Verb, ...] = (
     *messages.VERBS,
     *board.VERBS,
     *approvals.VERBS,
+    *keys.VERBS,
     *reads.VERBS,
     *repair.VERBS,
 )
@@ -41,5 +42,18 @@ GROUPS: dict[str, str] = {
     "`approval grant ID` approves without a forge, as the git author identity running it "
     "(listed in init --approver).",
 }
+
+GROUPS["key"] = (
+    "Signing keys: this machine's (it signs for the sessions it runs), rotation, and an "
+    "approver's revocation of a lost one.\n\n"
+    "gitcoord key show            # keys here, the approvers' and each session's\n"
+    "gitcoord key rotate          # a new machine key, rebound to its sessions\n"
+    "gitcoord key revoke alice --key 'ssh-ed25519 AAAA...'   # as an approver"
+)
+GROUPS["approver"] = (
+    "The humans who approve, each proved by their own SSH key (format 3).\n\n"
+    "gitcoord approver add lead@example.com --key ~/lead.pub\n"
+    "gitcoord approver remove old@example.com"
+)
 
 BY_NAME: dict[str, Verb] = {v.name: v for v in ALL}

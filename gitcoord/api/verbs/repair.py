@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...errors import InvalidError
+from ...errors import InvalidError, UnverifiedError
 from ..verb import Param, Verb
 
 if TYPE_CHECKING:
@@ -40,7 +40,10 @@ def _doctor(c: Coordinator, fix: bool = False) -> dict[str, Any]:
     from ...ops import repair
 
     store = c.store
-    tip, state = store.snapshot()
+    try:
+        tip, state = store.snapshot()
+    except UnverifiedError as exc:
+        return _restore(c, exc, fix)
     now = clock.now()
     src = store.view_of(state)
     found = plan(src, now)
@@ -80,7 +83,105 @@ def _doctor(c: Coordinator, fix: bool = False) -> dict[str, Any]:
     return data
 
 
+def _restore(c: Coordinator, refused: UnverifiedError, fix: bool) -> dict[str, Any]:
+    """A tip that cannot be verified (a forged commit pushed where no hook judged it):
+    name the first refused commit; with `fix`, restore the last state that verifies in
+    one new commit, signed as this session (or by your own key, with no session) —
+    history is never rewritten, and the verifier accepts the restoring commit only
+    because the first commit it undoes is refused (`audit.verify.judged`)."""
+    from ... import clock
+    from ...audit.verify import RESTORE_OP, RESTORES
+    from ...store.transaction import Unchanged, Write
+    from ..trust import first_refused
+
+    store = c.store
+    tip = refused.details.get("tip")
+    assert isinstance(tip, str)
+    bad = first_refused(store, tip)
+    if bad is None:  # verified meanwhile (someone restored it): nothing to do
+        return {**_healthy(store, tip), "fix": fix}
+    who = f" (speaks for {bad.session}, {bad.op or 'no op'})" if bad.session else ""
+    report = (
+        f"the tip {tip[:10]} of {store.where} cannot be verified: commit {bad.commit[:10]}"
+        f"{who} is refused: {bad.problems[0]}"
+    )
+    good = bad.good
+    if not fix or good is None:
+        how = (
+            f"`gitcoord doctor --fix` writes one new commit on top whose tree is that of "
+            f"{good[:10]}, the last commit that verifies (history is kept; signed by "
+            "this session's key, or with no --session by your own)"
+            if good is not None
+            else "no earlier commit verifies: restore the branch from a backup"
+        )
+        raise UnverifiedError(
+            f"{report}\n{how}",
+            tip=tip,
+            commit=bad.commit,
+            restores=good,
+            problems=[p.to_json() for p in bad.problems],
+        )
+    session = c.session
+
+    def decide(current: str | None) -> Unchanged[dict[str, Any]] | Write[dict[str, Any]]:
+        assert current is not None and good is not None
+        again = first_refused(store, current)
+        if again is None:
+            return Unchanged({"restored": None})
+        target = again.good or good
+        tree = store.tree_of(target)
+        assert tree is not None
+        lines = [f"restore {target[:10]}: undo {again.commit[:10]} and what follows", ""]
+        lines.append(f"Gitcoord-Op: {RESTORE_OP}")
+        if session:
+            lines.append(f"Gitcoord-Session: {session}")
+        lines.append(f"{RESTORES}: {target}")
+        message = "\n".join(lines) + "\n"
+        when = clock.now()
+        state = store.load(target)
+        required = bool(state.config and state.config.require_signatures)
+        role = "session" if session else "person"
+        made = store.trees.write_tree_commit(current, tree, message, when, role, required)
+        result = {"restored": target, "undone": again.commit}
+        return Write({}, message, when, result, commit=made)
+
+    done = store.trees.transact(decide)
+    restored = done.result["restored"]
+    return {
+        "healthy": True,
+        "tip": done.tip,
+        "problems": [p.to_json() for p in bad.problems],
+        "quarantine": [],
+        "remaining": [],
+        "commit": done.commit,
+        "changed": done.commit is not None,
+        "restored": restored,
+        "undone": done.result.get("undone"),
+        "where": store.where,
+        "fix": fix,
+        "fates": {},
+    }
+
+
+def _healthy(store: Any, tip: str) -> dict[str, Any]:
+    return {
+        "healthy": True,
+        "tip": tip,
+        "problems": [],
+        "quarantine": [],
+        "remaining": [],
+        "commit": None,
+        "changed": False,
+        "where": store.where,
+    }
+
+
 def _text(doc: dict[str, Any]) -> str:
+    if doc.get("restored"):
+        return (
+            f"restored {doc['restored'][:10]} in commit {doc['commit'][:10]} (undoing "
+            f"{doc['undone'][:10]} and what followed it); {doc['where']} verifies again"
+        )
     if doc["commit"] is None:
         if doc["fix"] and doc["quarantine"]:
             return "healthy: nothing to fix (someone repaired it first)"

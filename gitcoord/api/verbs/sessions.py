@@ -20,10 +20,22 @@ def _init(
     approvers: list[str] | tuple[str, ...] = (),
     require_approval: list[str] | tuple[str, ...] = (),
     template: str | None = None,
+    require_signatures: bool = False,
 ) -> Any:
     from ... import clock
     from ...domain import templates
+    from ...errors import UsageError
     from ...ops import sessions
+
+    me = c.store.identity.email
+    key = c.public_key("person")
+    if require_signatures and key is None:
+        raise UsageError(
+            "--require-signatures: the first approver is whoever runs init, by their own SSH "
+            "key; set it with: git config user.signingKey ~/.ssh/id_ed25519"
+        )
+    # The first approver is whoever runs init, by their key (when they have one).
+    keys = {me: key} if key is not None and (require_signatures or me in approvers) else {}
 
     tpl = None
     if template is not None:
@@ -42,6 +54,8 @@ def _init(
             clock_skew_seconds=clock_skew_seconds,
             approvers=tuple(approvers),
             require_approval=tuple(require_approval),
+            approver_keys=keys,
+            require_signatures=require_signatures,
         )
     )
     outcome.change.result["where"] = c.store.where  # for the text: "initialised gitcoord on ..."
@@ -112,7 +126,17 @@ INIT = Verb(
             "Start from a roster (marketing-12, dev-12, yours): slots, roles, goals, tasks.",
             metavar="NAME|PATH",
         ),
+        Param(
+            "require_signatures",
+            bool,
+            "Require every commit to be signed (sessions by their machine key, approvers by "
+            "their own); you become the first approver, by your user.signingKey.",
+            False,
+        ),
     ),
+    details="With --approver EMAIL for your own git e-mail, or with --require-signatures, "
+    "your SSH key (git's user.signingKey) is recorded as that approver's key: the commit "
+    "is signed with it, and from then on only that key approves as you.",
     idempotent=True,
     session=False,
     human=True,
@@ -126,9 +150,10 @@ def _register(
     from ...ops import sessions
 
     session = c.need_session()
+    key = c.public_key("session")
     return c.transact(
         lambda s: sessions.register(
-            s, clock.now(), session=session, role=role, goal=goal, number=number
+            s, clock.now(), session=session, role=role, goal=goal, number=number, key=key
         )
     )
 
@@ -154,7 +179,9 @@ REGISTER = Verb(
         Param("number", int, "Session number in 1..slots (default: lowest free).", metavar="N"),
     ),
     details="First registration of a number wins; the loser gets exit 3 (a conflict) and the "
-    "free numbers. Registering again updates role and goal and keeps the number.",
+    "free numbers. Registering again updates role and goal and keeps the number. On a branch "
+    "at format 3 the session is bound to this machine's signing key (`gitcoord key show`): "
+    "first registration wins, as numbers do, and only that key signs for it.",
     idempotent=True,
 )
 
@@ -189,7 +216,6 @@ LEAVE = Verb(
     idempotent=True,
     destructive=True,
 )
-
 
 
 def _upgrade(c: Coordinator) -> Any:
