@@ -755,3 +755,97 @@ def test_the_workflow_installs_this_gitcoord_pinned_or_says_why_it_cannot(world:
     assert r.code == 2 and "not pinned" in r.err, r.err
     git(a, "fetch", "-q", "origin")
     assert rev(a, f"origin/{BRANCH}") == before
+
+
+def _workflow_pr_command(text: str, merge: str) -> list[str]:
+    """The pull-request step's command from the installed workflow, as the runner runs
+    it (`${{ github.sha }}` is the test merge GitHub prepared)."""
+    step = text.split("Validate the pull request's merge", 1)[1]
+    body = step.split("run: >-", 1)[1]
+    lines = [
+        ln.strip() for ln in body.splitlines()[1:] if ln.strip() and not ln.strip().startswith("#")
+    ]
+    command = " ".join(lines).replace("${{ github.sha }}", merge)
+    assert command.startswith("gitcoord "), command
+    return [part.strip('"') for part in command.split()[1:]]
+
+
+def _github_test_merge(clone: Path, base: str, head: str) -> str:
+    """The merge GitHub prepares for a pull request (refs/pull/N/merge): base as first
+    parent, the branch as second, by GitHub's identity — made with plain git."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "GitHub",
+        "GIT_AUTHOR_EMAIL": "noreply@github.com",
+        "GIT_COMMITTER_NAME": "GitHub",
+        "GIT_COMMITTER_EMAIL": "noreply@github.com",
+    }
+    tree = subprocess.run(
+        ["git", "merge-tree", "--write-tree", base, head],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    return subprocess.run(
+        [
+            "git",
+            "commit-tree",
+            tree,
+            "-p",
+            base,
+            "-p",
+            head,
+            "-m",
+            f"Merge {head[:7]} into {base[:7]}",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_the_workflows_pull_request_step_judges_the_merge_it_would_make(world: World) -> None:
+    """The PR check runs `validate --proposal --range MERGE^1..MERGE` on GitHub's test
+    merge: an approval branch's pull request passes even after the branch moved on;
+    one that brings anything else (rewriting another session's claim) is refused, as
+    is a merge that is not an approval's shape."""
+    a = world.clone("a")
+    ok(a, "init", "--slots", "4", "--approver", "test@example.com")  # this test's identity
+    ok(a, "register", "--role", "one", "--goal", "g", session="s1")
+    ok(a, "register", "--role", "two", "--goal", "g", session="s2")
+    pin = "gitcoord @ git+https://git.example/gitcoord@" + "ab" * 20
+    ok(a, "hooks", "install", "--github-workflow", "--install", pin)  # as the approver
+    req = ok(a, "approval", "request", "ship", session="s1")
+    ok(a, "claim", "task", "t1", session="s2")  # the branch moves on after the request
+    git(a, "fetch", "-q", "origin", f"+refs/heads/{req['branch']}:refs/heads/proposal")
+    base = rev(a, f"origin/{BRANCH}")
+    text = git(a, "show", f"{base}:.github/workflows/gitcoord.yml")
+    merge = _github_test_merge(a, base, rev(a, "proposal"))
+    argv = _workflow_pr_command(text, merge)
+    assert "--proposal" in argv and f"{merge}^1..{merge}" in argv
+    r = run(a, *argv)
+    assert r.code == 0 and "valid" in r.out, r.err
+    # a pull request that also rewrites s2's registration: refused, naming the merge rule
+    s2 = git(a, "show", f"{base}:coordination/sessions/s2.yaml")
+    bad = commit_on(
+        a,
+        rev(a, "proposal"),
+        {"coordination/sessions/s2.yaml": s2.replace("role: two", "role: hijacked")},
+    )
+    merge = _github_test_merge(a, base, bad)
+    r = run(a, *_workflow_pr_command(text, merge))
+    assert r.code == 5 and "[merge]" in r.err, r.err
+    # `--proposal` judges a merge only
+    r = run(a, "--local", "validate", "--proposal", "--range", f"{base}~1..{base}")
+    assert r.code == 5 and "not a merge" in r.err, r.err
+
+
+def commit_on(clone: Path, parent: str, files: dict[str, str]) -> str:
+    from reliability import commit_files
+
+    return commit_files(
+        clone, {k: v.encode() for k, v in files.items()}, parent=parent, message="more"
+    )

@@ -336,15 +336,16 @@ class Coordinator:
 
     # --- the branch's history and hooks -----------------------------------------
 
-    def verify_range(self, spec: str) -> list[Problem]:
-        """Problems of moving the branch along `OLD..NEW` (what CI and the hooks check)."""
+    def verify_range(self, spec: str, proposal: bool = False) -> list[Problem]:
+        """Problems of moving the branch along `OLD..NEW` (what CI and the hooks check);
+        `proposal`: NEW is a merge not made yet, judged as if an approver made it."""
         from ..audit.verify import verify_update
 
         old_name, sep, new_name = spec.partition("..")
         if not sep or not new_name:
             raise UsageError(f"invalid range {spec!r}: use OLD..NEW (OLD may be empty)")
         old = self._commit(old_name) if old_name and set(old_name) != {"0"} else None
-        return verify_update(self.store, old, self._commit(new_name))
+        return verify_update(self.store, old, self._commit(new_name), proposal=proposal)
 
     def _commit(self, name: str) -> str:
         if name.startswith("-"):

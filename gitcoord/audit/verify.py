@@ -75,7 +75,12 @@ def changed_files(
 
 
 def verify_commit(
-    store: Store, meta: CommitMeta, parent: str | None, commit: str, now: datetime | None = None
+    store: Store,
+    meta: CommitMeta,
+    parent: str | None,
+    commit: str,
+    now: datetime | None = None,
+    approver: str | None = None,
 ) -> list[Problem]:
     """Problems of one commit, judged at its own time — but never later than `now`
     (the verifier's clock): a committer date is the pusher's to choose, so a commit
@@ -100,7 +105,12 @@ def verify_commit(
     old_state = store.load(parent) if parent else State()
     new_state = store.load(commit)
     new_view = store.view(commit)
-    verdict = signatures.judge(store, commit, meta.session, meta.author_email, old_state, new_state)
+    if approver is not None:  # a proposal, judged as this approver's act
+        verdict = signatures.Verdict([], approver)
+    else:
+        verdict = signatures.judge(
+            store, commit, meta.session, meta.author_email, old_state, new_state
+        )
     if verdict.acting_as is not None:
         # With signatures required, who approves is the key's to say, not the author line.
         meta = replace(meta, author_email=verdict.acting_as)
@@ -181,6 +191,7 @@ def verify_update(
     now: datetime | None = None,
     pusher: str | None = None,
     server: bool = False,
+    proposal: bool = False,
 ) -> list[Problem]:
     """Every problem with moving the coordination branch from `old` to `new`, as seen
     at `now` (default: this machine's clock).
@@ -230,7 +241,17 @@ def verify_update(
     if refused:
         return refused
     problems: list[Problem] = []
-    for _, found in judged(store, old, entries, now, None if trusted else (config, pusher)):
+    if proposal and (not entries or len(entries[-1].parents) != 2):
+        return [
+            Problem(
+                ref,
+                "merge",
+                f"{new[:10]} is not a merge: a proposal (a pull request's test merge) merges "
+                "one approval branch into the branch",
+            )
+        ]
+    account = None if trusted else (config, pusher)
+    for _, found in judged(store, old, entries, now, account, proposal):
         problems += found
     return problems
 
@@ -241,6 +262,7 @@ def judged(
     entries: list[Entry],
     now: datetime,
     account: tuple[Config | None, str | None] | None = None,
+    proposal: bool = False,
 ) -> Iterator[tuple[Entry, list[Problem]]]:
     """Each commit of `entries` (the first-parent line after `old`, oldest first) with
     its problems, in order. `account`: the config and the pusher the server named,
@@ -250,7 +272,9 @@ def judged(
     commit it names, `Gitcoord-Restores`) takes the branch back to that commit: what
     lies between is judged no more, and the restoring commit is judged against the
     state it restores, so a forgery pushed where no hook refused it can be undone by
-    any session without rewriting history. Only a forgery is undone so: the first
+    any session without rewriting history. `proposal`: the last commit is a merge not
+    made yet, judged as an approver's (who may approve, and their signature, are left to
+    whoever merges it). Only a forgery is undone so: the first
     commit it skips must itself be refused (else restoring would be a rollback of
     honest work, and is judged as the change it makes)."""
     undone, restoring = _restored(store, old, entries)
@@ -275,7 +299,10 @@ def judged(
             meta = replace(meta, author_email=f"pusher {pusher}")
         if floor is not None and meta.time < floor:
             meta = replace(meta, time=floor)
-        found += verify_commit(store, meta, parent, entry.commit, now)
+        approver = None
+        if proposal and i == len(entries) - 1:
+            approver = _an_approver(store, parent, meta.author_email)
+        found += verify_commit(store, meta, parent, entry.commit, now, approver)
         if undone and i == min(undone):
             if found:
                 # The first commit it undoes is refused: the restoring commit is what
@@ -309,6 +336,13 @@ def _restored(
         start = line.index(target)  # line[k] is entries[k - 1]: entries[start:r] are undone
         return set(range(start, r)), (r, target)
     return set(), None
+
+
+def _an_approver(store: Store, parent: str | None, author: str) -> str:
+    """Whom a proposal is judged as: an approver of the state it would change."""
+    config = store.load(parent).config if parent else None
+    approvers = config.approvers if config is not None else []
+    return author if author in approvers or not approvers else approvers[0]
 
 
 def _time_of(store: Store, commit: str) -> datetime | None:

@@ -146,15 +146,23 @@ STATE = Verb(
 
 
 def _validate(
-    c: Coordinator, path: str | None = None, at_ref: str | None = None, span: str | None = None
+    c: Coordinator,
+    path: str | None = None,
+    at_ref: str | None = None,
+    span: str | None = None,
+    proposal: bool = False,
 ) -> dict[str, Any]:
     if sum(x is not None for x in (at_ref, span, path)) > 1:
         raise UsageError("give one of --ref, --range or PATH")
+    if proposal and span is None:
+        raise UsageError("--proposal judges a range: give --range BASE..MERGE")
     if path is not None:
         path = os.path.join(c.path, path)  # relative to -C, as every path
         if not os.path.isdir(path):
             raise UsageError(f"no such directory: {path}")
-    problems = c.verify_range(span) if span else c.problems(ref=at_ref, path=path)
+    problems = (
+        c.verify_range(span, proposal=proposal) if span else c.problems(ref=at_ref, path=path)
+    )
     if problems:
         raise InvalidError(
             f"{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
@@ -191,7 +199,19 @@ VALIDATE = Verb(
             flag="--range",
             metavar="OLD..NEW",
         ),
+        Param(
+            "proposal",
+            bool,
+            "With --range BASE..MERGE: NEW is a merge not made yet (a pull request's test "
+            "merge): judge it as if an approver made it.",
+            False,
+        ),
     ),
+    details="A pull request into the branch is judged with --proposal: the merge GitHub "
+    "prepares (refs/pull/N/merge, its first parent the base tip) must have the one shape an "
+    "approval merge has — approving one pending request, nothing else — and everything it "
+    "brings is judged as pushed. Only whether its author may approve, and its signature, "
+    "are left to the approver who merges it.",
     writes=False,
     idempotent=True,
     session=False,
