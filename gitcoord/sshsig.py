@@ -118,7 +118,8 @@ def _keygen() -> str:
 @dataclass(frozen=True)
 class Signer:
     """A key that signs: `key_file` is the private key, or (`agent`) a public key file
-    whose private half ssh-agent (or a FIDO token through it) holds."""
+    whose private half ssh-agent (or a FIDO token through it) holds; empty when only
+    the public key itself is known (git's `key::` form)."""
 
     key_file: str
     public: str  # normalized
@@ -130,19 +131,30 @@ class Signer:
 
     def sign(self, payload: bytes) -> bytes:
         """The armored SSHSIG of `payload` (namespace "git")."""
-        argv = [_keygen(), "-Y", "sign", "-n", NAMESPACE, "-f", self.key_file, "-q"]
+        if self.key_file:
+            return self._sign(payload, self.key_file)
+        # Only the public key is known (key::...): ssh-keygen wants it as a file.
+        with tempfile.TemporaryDirectory(prefix="gitcoord-key-") as tmp:
+            pub = os.path.join(tmp, "key.pub")
+            with open(pub, "w", encoding="utf-8") as fh:
+                fh.write(self.public + "\n")
+            return self._sign(payload, pub)
+
+    def _sign(self, payload: bytes, key_file: str) -> bytes:
+        argv = [_keygen(), "-Y", "sign", "-n", NAMESPACE, "-f", key_file, "-q"]
         if self.agent:
             argv.insert(-1, "-U")
+        what = key_file if self.key_file else f"the ssh-agent key {self.fingerprint}"
         try:
             proc = subprocess.run(
                 argv, input=payload, capture_output=True, timeout=SIGN_TIMEOUT, check=False
             )
         except subprocess.TimeoutExpired:
-            raise SigningError(f"signing with {self.key_file} timed out") from None
+            raise SigningError(f"signing with {what} timed out") from None
         if proc.returncode != 0 or ARMOR_BEGIN not in proc.stdout:
             why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SigningError(
-                f"could not sign with {self.key_file}: {why[-1] if why else 'ssh-keygen failed'}"
+                f"could not sign with {what}: {why[-1] if why else 'ssh-keygen failed'}"
             )
         return proc.stdout.strip() + b"\n"
 
@@ -229,10 +241,7 @@ def person_signer(value: str, cwd: str | None = None) -> Signer:
             public = normalize_key(literal)
         except ValueError as exc:
             raise SigningError(f"user.signingKey: {exc}") from None
-        fd, pub = tempfile.mkstemp(prefix="gitcoord-key-", suffix=".pub")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(public + "\n")
-        return Signer(pub, public, agent=True)
+        return Signer("", public, agent=True)
     path = os.path.expanduser(value)
     if cwd is not None and not os.path.isabs(path):
         path = os.path.join(cwd, path)

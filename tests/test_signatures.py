@@ -443,3 +443,49 @@ def test_signatures_need_format_3_and_an_approver_key(tmp_path: Path) -> None:
     m.ok("init")
     proc = m.run("signatures", "on")
     assert proc.returncode == 2 and "approver key" in proc.stderr
+
+
+def test_a_lost_approver_key_is_replaced_by_another_approver(hooked: Signed) -> None:
+    """Recovery: boss loses their key; lead, a second approver (the owner's offline
+    break-glass key would do the same), binds boss's new key; boss approves again."""
+    w = hooked
+    lead = _machine(w.root, w.remote, "lead", "lead@example.com")
+    lead_key = lead.home / "id_lead"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(lead_key)], check=True)
+    lead.git("config", "user.signingKey", str(lead_key))
+    w.boss.ok("approver", "add", "lead@example.com", "--key", f"{lead_key}.pub")
+    new_key = w.boss.home / "id_boss_new"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(new_key)], check=True)
+    w.boss.git("config", "user.signingKey", str(new_key))  # the old one is lost
+    req = w.a.ok("approval", "request", "after the loss", session="alice")
+    aid = str(req["approval"]["id"])  # type: ignore[index]
+    proc = w.boss.run("approval", "grant", aid)
+    assert proc.returncode != 0 and "no approver's key" in proc.stderr, proc.stderr
+    lead.ok("approver", "add", BOSS, "--key", f"{new_key}.pub")
+    granted = w.boss.ok("approval", "grant", aid)
+    assert granted["approval"]["approved_by"] == BOSS  # type: ignore[index]
+    # the last approver key of a signed branch cannot be removed
+    w.boss.ok("approver", "remove", "lead@example.com")
+    proc = w.boss.run("approver", "remove", BOSS)
+    assert proc.returncode == 4 and "last approver key" in proc.stderr, proc.stderr
+
+
+def test_an_approver_signs_through_ssh_agent(hooked: Signed, tmp_path: Path) -> None:
+    """user.signingKey = key::<public key>: the private half is only in ssh-agent."""
+    w = hooked
+    agent = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True)
+    env = dict(
+        line.split(";")[0].split("=", 1) for line in agent.stdout.splitlines() if "=" in line
+    )
+    try:
+        os.environ["SSH_AUTH_SOCK"] = env["SSH_AUTH_SOCK"]
+        subprocess.run(["ssh-add", "-q", str(w.boss_key)], check=True, capture_output=True)
+        public = w.boss.public(w.boss_key)
+        w.boss.git("config", "user.signingKey", f"key::{public}")
+        os.rename(w.boss_key, tmp_path / "elsewhere")  # no private key file to read
+        req = w.a.ok("approval", "request", "via the agent", session="alice")
+        granted = w.boss.ok("approval", "grant", str(req["approval"]["id"]))  # type: ignore[index]
+        assert granted["changed"] is True
+    finally:
+        os.environ.pop("SSH_AUTH_SOCK", None)
+        subprocess.run(["kill", env["SSH_AGENT_PID"]], check=False)

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 def _key_json(signer: Any) -> dict[str, Any] | None:
     if signer is None:
         return None
-    return {"path": signer.key_file, "key": signer.public, "fingerprint": signer.fingerprint}
+    path = signer.key_file or "ssh-agent"
+    return {"path": path, "key": signer.public, "fingerprint": signer.fingerprint}
 
 
 def _show(c: Coordinator) -> dict[str, Any]:
