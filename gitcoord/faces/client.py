@@ -4,9 +4,12 @@ A cold Python process that imports click, pydantic, ruamel.yaml and builds
 its models spends ~250 ms before any git work, several times the cost of the
 git work itself. So the command line first tries a per-user agent
 (`gitcoord.agent`) that has all of that imported already and forks a fresh
-child for each command: this module imports only the standard library,
-forwards argv, the working directory, the environment and (for `send ... -`)
-stdin, and prints what comes back.
+child for each command: this module imports only the standard library and
+forwards argv, the working directory, the environment, the umask, (for `send ...
+-`) stdin, and its own stdout and stderr: the file descriptors themselves
+(SCM_RIGHTS), so the child writes to the caller's terminal, file or pipe directly
+and the order of stdout and stderr, isatty and the terminal's size are those of a
+plain process. Then it exits with the child's exit code.
 
 The agent is an accelerator, never a requirement and never a coordinator:
 every command still reads and writes the remote itself, exactly as in
@@ -33,6 +36,7 @@ import zlib
 _IN_PROCESS = {"mcp", "hook", "hooks", "demo", "integrate", "agent"}
 _VALUED = {"-C", "--ref", "--remote", "--timeout", "--session"}
 _STDIN_LIMIT = 64 * 1024 + 1
+STREAMS = ("stdout", "stderr")  # passed to the agent's child as its descriptors 1 and 2
 
 
 def _command(argv: list[str]) -> str | None:
@@ -106,6 +110,29 @@ def private_folder(folder: str) -> bool:
     )
 
 
+# Each end of the agent's socket checks that the other is the same user, whatever the
+# folder and the socket's mode say (a folder swapped between the check and the connect,
+# a socket made reachable by mistake): only where the system tells a peer's user.
+PEER_CHECK = sys.platform.startswith(("linux", "darwin", "freebsd"))
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The (effective) user id of the process at the other end of a connected Unix
+    socket: SO_PEERCRED on Linux, LOCAL_PEERCRED (getpeereid) on macOS and FreeBSD."""
+    try:
+        if sys.platform.startswith("linux"):
+            # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+            data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            return int(struct.unpack("iII", data)[1])
+        if PEER_CHECK:
+            # struct xucred {u_int cr_version; uid_t cr_uid; ...} at level SOL_LOCAL (0)
+            data = sock.getsockopt(0, getattr(socket, "LOCAL_PEERCRED", 1), 128)
+            return int(struct.unpack_from("II", data)[1])
+    except (OSError, struct.error):
+        pass
+    return None
+
+
 def socket_path(fp: str | None = None) -> str:
     name = f"gitcoord-{os.getuid()}/agent-{fp or fingerprint()}.sock"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
@@ -117,13 +144,31 @@ def socket_path(fp: str | None = None) -> str:
     return path
 
 
-def send_frame(sock: socket.socket, payload: bytes) -> None:
-    sock.sendall(struct.pack("!I", len(payload)) + payload)
+def send_frame(sock: socket.socket, payload: bytes, fds: list[int] | None = None) -> None:
+    head = struct.pack("!I", len(payload))
+    if fds:
+        # The descriptors travel with the frame's first bytes (a read of those bytes
+        # receives them), the rest of the frame after them.
+        socket.send_fds(sock, [head], fds)
+        sock.sendall(payload)
+    else:
+        sock.sendall(head + payload)
 
 
 def recv_frame(sock: socket.socket) -> bytes:
     head = _recv_exact(sock, 4)
     return _recv_exact(sock, struct.unpack("!I", head)[0])
+
+
+def recv_frame_fds(sock: socket.socket, maxfds: int) -> tuple[bytes, list[int], bool]:
+    """A frame, the descriptors sent with it, and whether some could not be received
+    (MSG_CTRUNC: this process was out of descriptors, or more came than expected)."""
+    head, fds, flags, _ = socket.recv_fds(sock, 4, maxfds)
+    if not head:
+        raise ConnectionError("the client closed the connection")
+    head += _recv_exact(sock, 4 - len(head))
+    truncated = bool(flags & getattr(socket, "MSG_CTRUNC", 0))
+    return _recv_exact(sock, struct.unpack("!I", head)[0]), fds, truncated
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -157,18 +202,68 @@ def _start_agent(path: str) -> None:
         pass  # no agent then; this and later commands run in process
 
 
+def _stdio() -> tuple[list[dict[str, object]], list[int]]:
+    """How stdout and stderr reach the agent's child, and the descriptors to pass.
+
+    "fd": the stream's own file descriptor is passed, with what the child needs to
+    build the stream Python would build over it here (encoding, errors, buffering:
+    this process was started by the caller, with the caller's environment).
+    "none": the descriptor was closed when this process started (sys.stdout is None):
+    the child's stream is None too. "capture": a stream that is no file descriptor
+    (replaced by whoever called `main`): what the child writes comes back in the reply.
+
+    Standard input is not passed: the child is in another session, outside the
+    caller's job control and Ctrl-C, and must not read the caller's terminal; what a
+    command reads (`send ... -`) is read here and sent.
+    """
+    import io  # already imported: the standard streams are made of it
+
+    described: list[dict[str, object]] = []
+    fds: list[int] = []
+    for name in STREAMS:
+        stream = getattr(sys, name)
+        if stream is None:
+            described.append({"kind": "none"})
+            continue
+        try:
+            stream.flush()
+            fd = stream.fileno()
+            os.fstat(fd)  # open (a descriptor closed since would fail the whole send)
+            desc: dict[str, object] = {
+                "kind": "fd",
+                "encoding": stream.encoding,
+                "errors": stream.errors,
+                "line_buffering": stream.line_buffering,
+                "write_through": stream.write_through,
+                "buffered": not isinstance(stream.buffer, io.FileIO),  # -u: unbuffered
+            }
+        except (AttributeError, OSError, ValueError):
+            described.append({"kind": "capture"})
+            continue
+        described.append(desc)
+        fds.append(fd)
+    return described, fds
+
+
 def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
     """Exit code of the command run by the agent, or None if no agent answered."""
-    stdin = b""
+    stdin = None
     if _command(argv) == "send" and "-" in argv:
-        stdin = sys.stdin.buffer.read(_STDIN_LIMIT)
+        try:
+            stdin = sys.stdin.buffer.read(_STDIN_LIMIT)
+        except KeyboardInterrupt:
+            # Ctrl-C while the body is typed: nothing started; what click says in process
+            sys.stderr.write("\ngitcoord: aborted\n")
+            return 1
+    stdio, fds = _stdio()
     umask = os.umask(0o077)  # read it (there is no other way) and put it back
     os.umask(umask)
     request = {
         "argv": argv,
         "cwd": cwd,
         "env": dict(os.environ),
-        "stdin": stdin.decode("latin-1"),
+        "stdin": (stdin or b"").decode("latin-1"),
+        "stdio": stdio,
         "umask": umask,
     }
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -176,7 +271,11 @@ def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
             sock.connect(path)
         except OSError:
             # No agent here: run in process (with the stdin already read, if any).
-            return _in_process(argv, stdin) if stdin else None
+            return _in_process(argv, stdin) if stdin is not None else None
+        if peer_uid(sock) != os.geteuid():
+            # Not this user's agent (the folder was swapped since it was checked, or
+            # its socket is another user's): not a word of the request reaches it.
+            return _in_process(argv, stdin)
         asked: list[bool] = []
 
         def cancel(signum: int, frame: object) -> None:
@@ -192,7 +291,7 @@ def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
 
         old = [signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)]
         try:
-            send_frame(sock, json.dumps(request).encode())
+            send_frame(sock, json.dumps(request).encode(), fds)
             reply = json.loads(recv_frame(sock))
         except KeyboardInterrupt:
             sys.stderr.write(
@@ -209,9 +308,15 @@ def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
         finally:
             signal.signal(signal.SIGINT, old[0])
             signal.signal(signal.SIGTERM, old[1])
-    sys.stdout.write(reply["out"])
-    sys.stderr.write(reply["err"])
-    sys.stdout.flush()
+    if reply.get("declined"):
+        # The child could not take the streams and ran nothing: run it here instead.
+        return _in_process(argv, stdin)
+    # What the child wrote to a stream it could not be given (only those: it wrote
+    # to the others itself, in order, as it went).
+    for stream, text in ((sys.stdout, reply.get("out")), (sys.stderr, reply.get("err"))):
+        if text and stream is not None:
+            stream.write(text)
+            stream.flush()
     return int(reply["code"])
 
 
@@ -234,7 +339,11 @@ def main() -> int:
             "gitcoord: the current directory no longer exists: cd to a repository first\n"
         )
         return 2
-    if os.environ.get("GITCOORD_AGENT", "1") == "0" or _command(argv) in _IN_PROCESS:
+    if (
+        os.environ.get("GITCOORD_AGENT", "1") == "0"
+        or _command(argv) in _IN_PROCESS
+        or not PEER_CHECK  # no agent where its peers' users cannot be checked
+    ):
         return _in_process(argv)
     path = socket_path()
     if not private_folder(os.path.dirname(path)):
