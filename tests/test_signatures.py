@@ -489,3 +489,81 @@ def test_an_approver_signs_through_ssh_agent(hooked: Signed, tmp_path: Path) -> 
     finally:
         os.environ.pop("SSH_AUTH_SOCK", None)
         subprocess.run(["kill", env["SSH_AGENT_PID"]], check=False)
+
+
+def _commit_tree(m: Machine, tree: str, parents: list[str], message: str, key: Path) -> str:
+    argv = ["-c", "gpg.format=ssh", "-c", f"user.signingKey={key}", "commit-tree", "-S", tree]
+    for p in parents:
+        argv += ["-p", p]
+    return m.git(*argv, "-m", message)
+
+
+def test_signed_attacks_are_refused_by_every_client(hookless: Signed) -> None:
+    """With signatures required and no hook, a registered session's own key does not
+    make a rule-breaking commit acceptable: alice signs each attack with her real key,
+    pushes it where nothing refuses it, and bob's client refuses the tip (exit 5,
+    naming the rule); the remote is then put back for the next attack."""
+    w = hookless
+    a, b = w.a, w.b
+    a.ok("claim", "task", "t1", session="alice")
+    b.ok("claim", "task", "t2", session="bob")
+    old = _fetch_tip(a)
+    good = _fetch_tip(a)
+    b.ok("status")  # bob has verified `good`
+    key = a.machine_key
+    msg = "x\n\nGitcoord-Op: heartbeat\nGitcoord-Session: alice\n"
+    hb = "coordination/heartbeats/alice.yaml"
+    claim_path = "coordination/claims/task/t1.yaml"
+    claim = _show(a, good, claim_path).decode()
+    bob_claim = "coordination/claims/task/t2.yaml"
+    first = a.git("rev-list", "--max-parents=0", good)
+    attacks: dict[str, tuple[str, str]] = {}
+
+    def plain(name: str, rule: str, files: dict[str, bytes | None], message: str = msg) -> None:
+        attacks[name] = (_signed_commit(a, good, files, message, key), rule)
+
+    plain(
+        "lease-forever",
+        "lease",
+        {
+            claim_path: claim.replace(
+                "expires_at:", "expires_at: '9999-12-31T00:00:00Z'\nx:"
+            ).encode()
+        },
+        "renew\n\nGitcoord-Op: renew\nGitcoord-Session: alice\n",
+    )
+    plain(
+        "alias-bomb",
+        "yaml",
+        {hb: b"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"},
+    )
+    plain(
+        "bobs-claim",
+        "own-files",
+        {bob_claim: _show(a, good, bob_claim).replace(b"holder: bob", b"holder: alice")},
+        "take\n\nGitcoord-Op: claim\nGitcoord-Session: alice\n",
+    )
+    plain("delete", "no-delete", {bob_claim: None})
+    tree = a.git("rev-parse", f"{good}^{{tree}}")
+    attacks["rollback-merge"] = (
+        _commit_tree(a, a.git("rev-parse", f"{first}^{{tree}}"), [first, good], msg, key),
+        "history",
+    )
+    attacks["octopus"] = (_commit_tree(a, tree, [good, old, first], msg, key), "merge")
+    attacks["root"] = (_commit_tree(a, tree, [], msg, key), "history")
+    for name, (commit, rule) in attacks.items():
+        pushed = subprocess.run(
+            ["git", "push", "-f", "origin", f"{commit}:{REF}"],
+            cwd=a.repo,
+            env=a.env(),
+            capture_output=True,
+            text=True,
+        )
+        assert pushed.returncode == 0, (name, pushed.stderr)
+        proc = b.run("status")
+        assert proc.returncode == 5, (name, proc.stdout, proc.stderr)
+        assert "cannot be verified" in proc.stderr, (name, proc.stderr)
+        assert rule in proc.stderr or "history" in proc.stderr, (name, rule, proc.stderr)
+        assert a.git("push", "-f", "origin", f"{good}:{REF}") == ""
+    # and with the attacks gone, bob carries on from what he verified
+    b.ok("claim", "task", "t3", session="bob")
