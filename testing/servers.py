@@ -1,5 +1,5 @@
-"""Real git servers on loopback for the tests and the benchmarks: `git daemon`, and smart
-HTTP (`git http-backend` as CGI behind lighttpd).
+"""Real git servers on loopback for the tests and the benchmarks: `git daemon`, smart
+HTTP (`git http-backend` as CGI behind lighttpd), and gitolite over sshd.
 
 Each starts on a free port, is yielded only once it accepts connections, and is stopped
 (killed if it will not stop) when the block ends. They run under the caller's environment
@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import re
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +28,9 @@ HTTP_BACKEND_CANDIDATES = (
     "/usr/lib/git-core/git-http-backend",
     "/usr/libexec/git-core/git-http-backend",
 )
+GITOLITE_CANDIDATES = ("/usr/bin/gitolite", "/usr/share/gitolite3/gitolite")  # Debian's gitolite3
+SSHD = "/usr/sbin/sshd"  # Debian's openssh-server; sshd must be started by its absolute path
+PRIVSEP_DIR = "/run/sshd"  # sshd run as root needs it; Debian's ssh.service creates it at boot
 START_TIMEOUT = 15.0  # seconds for a server to start listening
 STOP_TIMEOUT = 10.0  # seconds for it to exit on SIGTERM before SIGKILL
 
@@ -125,6 +132,198 @@ def _auth(conf: Path, users: dict[str, str]) -> str:
         'auth.require = ("/git" => ("method" => "basic", "realm" => "git", '
         '"require" => "valid-user"))\n'
     )
+
+
+def gitolite() -> str | None:
+    """The `gitolite` command (Debian's gitolite3), or None when it is not installed."""
+    found = shutil.which("gitolite")
+    return found or next((p for p in GITOLITE_CANDIDATES if os.access(p, os.X_OK)), None)
+
+
+def sshd() -> str | None:
+    """The sshd binary, by its absolute path (sshd refuses to start otherwise), or None."""
+    found = shutil.which("sshd") or SSHD
+    return os.path.abspath(found) if os.access(found, os.X_OK) else None
+
+
+def gitolite_missing() -> str | None:
+    """Why `gitolite_server` cannot run on this machine, or None when it can."""
+    if gitolite() is None:
+        return "gitolite needs Debian's gitolite3 (apt-get install gitolite3; .ci/run does it)"
+    if sshd() is None:
+        return "gitolite needs sshd (apt-get install openssh-server; .ci/run does it)"
+    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        return "gitolite needs ssh and ssh-keygen (apt-get install openssh-client)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("sshd")
+        except KeyError:
+            return "sshd run as root needs its privilege separation user, sshd (openssh-server)"
+    elif os.path.basename(pwd.getpwuid(os.geteuid()).pw_shell) in ("nologin", "false"):
+        return "gitolite's hosting account (the one running the tests) needs a login shell"
+    return None
+
+
+@dataclass(frozen=True)
+class Gitolite:
+    """A running gitolite: where it lives and how its users reach it."""
+
+    home: Path  # the hosting user's HOME: .gitolite.rc, .gitolite/, repositories/
+    port: int
+    account: str  # the Unix account sshd logs every gitolite user in as (gitolite's "git")
+    keys: dict[str, Path]  # each gitolite user's private key
+    known_hosts: Path  # this server's host key, and nothing else
+
+    def url(self, repo: str) -> str:
+        return f"ssh://{self.account}@127.0.0.1:{self.port}/{repo}"
+
+    def repository(self, repo: str) -> Path:
+        """The bare repository on disk (for reading it, not for pushing to it)."""
+        return self.home / "repositories" / f"{repo}.git"
+
+    def ssh_command(self, user: str) -> str:
+        """GIT_SSH_COMMAND (or core.sshCommand) that connects as gitolite user `user`: its
+        key only, this server's host key only, and no ssh configuration of the machine's."""
+        ssh = shutil.which("ssh") or "ssh"
+        options = {
+            "IdentitiesOnly": "yes",
+            "IdentityFile": str(self.keys[user]),
+            "UserKnownHostsFile": str(self.known_hosts),
+            "GlobalKnownHostsFile": "/dev/null",
+            "StrictHostKeyChecking": "yes",
+            "BatchMode": "yes",
+            "LogLevel": "ERROR",
+            # the default post-quantum key exchange costs ~0.3 s a connection here
+            "KexAlgorithms": "curve25519-sha256",
+        }
+        args = [ssh, "-F", "/dev/null"] + [f"-o{k}={v}" for k, v in options.items()]
+        return shlex.join(args)
+
+
+HOOK_NAME = "gitcoord"  # the repo-specific hook's name in LOCAL_CODE/hooks/repo-specific
+
+
+@contextlib.contextmanager
+def gitolite_server(
+    base: Path,
+    users: Iterable[str],
+    repos: Iterable[str] = ("coord",),
+    pre_receive: Path | None = None,
+    gitolite_cmd: str | None = None,
+    sshd_cmd: str | None = None,
+) -> Iterator[Gitolite]:
+    """gitolite (Debian's gitolite3) behind its own sshd on loopback; yields a `Gitolite`.
+
+    Everything lives in `base`: the hosting user's HOME (gitolite's `.gitolite.rc`,
+    `.gitolite/`, `repositories/` and the `authorized_keys` gitolite writes), an ssh
+    key per user in `users` (each may read and write every repository in `repos`), the
+    host key, known_hosts and sshd's own config. The hosting account is whoever runs
+    this: sshd (started by us, stopped by its PID) logs every user in as that account
+    with gitolite's forced command, HOME set to the temp one. As root, that is root,
+    allowed nothing but forced commands (`PermitRootLogin forced-commands-only`), and
+    sshd needs its privilege separation folder, /run/sshd (Debian's ssh.service makes it
+    at boot), which is made when missing: the one thing outside `base`.
+
+    With `pre_receive`, that script is every repository's pre-receive hook through
+    gitolite's repo-specific hooks (`LOCAL_CODE`, `repo-specific-hooks`, `option
+    hook.pre-receive` in gitolite.conf), so it runs with GL_USER set to who pushed.
+    """
+    gitolite_cmd = gitolite_cmd or gitolite()
+    sshd_cmd = sshd_cmd or sshd()
+    if gitolite_cmd is None or sshd_cmd is None:
+        raise RuntimeError(gitolite_missing() or "gitolite or sshd is missing")
+    users, repos = list(users), list(repos)
+    account = pwd.getpwuid(os.geteuid()).pw_name
+    home, keys = base / "home", base / "keys"
+    admin = home / ".gitolite"
+    for folder in (keys, admin / "logs", admin / "conf", admin / "keydir"):
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GL_")},
+        "HOME": str(home),
+    }
+
+    def keygen(path: Path, comment: str) -> None:
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            check=True,
+            capture_output=True,
+        )
+
+    host_key = base / "ssh_host_ed25519_key"
+    keygen(host_key, "gitolite-test-host")
+    paths: dict[str, Path] = {}
+    for user in users:
+        keygen(keys / user, user)
+        shutil.copyfile(keys / f"{user}.pub", admin / "keydir" / f"{user}.pub")
+        paths[user] = keys / user
+
+    def gl(*args: str) -> str:
+        proc = subprocess.run(
+            [gitolite_cmd, *args], env=env, cwd=home, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"gitolite {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    rc = gl("print-default-rc")
+    hook_option = ""
+    if pre_receive is not None:
+        rc = _uncomment(rc, r'LOCAL_CODE\s*=>\s*"\$ENV\{HOME\}/local",')
+        rc = _uncomment(rc, r"'repo-specific-hooks',")
+        hooks = home / "local" / "hooks" / "repo-specific"
+        hooks.mkdir(parents=True)
+        shutil.copyfile(pre_receive, hooks / HOOK_NAME)
+        (hooks / HOOK_NAME).chmod(0o755)
+        hook_option = f"    option hook.pre-receive = {HOOK_NAME}\n"
+    (home / ".gitolite.rc").write_text(rc)
+    (admin / "conf" / "gitolite.conf").write_text(
+        "repo gitolite-admin\n    RW+     =   admin\n\n"
+        + "".join(f"repo {r}\n    RW+     =   {' '.join(users)}\n{hook_option}\n" for r in repos)
+    )
+    # Creates the repositories, writes authorized_keys from keydir/ (gitolite's forced
+    # command per key) and links the repo-specific hooks.
+    gl("setup", "-a", "admin")
+
+    if os.geteuid() == 0:
+        os.makedirs(PRIVSEP_DIR, mode=0o755, exist_ok=True)
+    port = free_port()
+    config = base / "sshd_config"
+    # Not root, sshd cannot read /etc/shadow and takes the account for locked unless PAM
+    # (its account check through a setgid helper) says otherwise.
+    pam = "no" if os.geteuid() == 0 else "yes"
+    config.write_text(
+        f"Port {port}\n"
+        "ListenAddress 127.0.0.1\n"
+        f'HostKey "{host_key}"\n'
+        f'PidFile "{base / "sshd.pid"}"\n'
+        f'AuthorizedKeysFile "{home / ".ssh" / "authorized_keys"}"\n'
+        f"AllowUsers {account}\n"
+        "PermitRootLogin forced-commands-only\n"
+        "PubkeyAuthentication yes\n"
+        "PasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
+        f"UsePAM {pam}\n"
+        "StrictModes no\n"
+        "DisableForwarding yes\n"
+        "PermitTTY no\n"
+        "PrintMotd no\n"
+        "UseDNS no\n"
+        f'SetEnv "HOME={home}" GIT_CONFIG_NOSYSTEM=1\n'
+    )
+    known_hosts = base / "known_hosts"
+    algo, key = host_key.with_suffix(".pub").read_text().split()[:2]
+    known_hosts.write_text(f"[127.0.0.1]:{port} {algo} {key}\n")
+    with _serving([sshd_cmd, "-D", "-e", "-f", str(config)], port, "sshd"):
+        yield Gitolite(home, port, account, paths, known_hosts)
+
+
+def _uncomment(text: str, line: str) -> str:
+    """`text` with the commented-out rc line matching `line` enabled."""
+    new, count = re.subn(r"#\s*(" + line + ")", r"\1", text, count=1)
+    if count != 1:
+        raise RuntimeError(f"gitolite's default rc has no commented line {line!r}")
+    return new
 
 
 @contextlib.contextmanager

@@ -28,6 +28,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return hermetic_env(tmp_path, monkeypatch)
+
+
+def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The hermetic environment in `tmp_path`, set through `monkeypatch` (also for
+    module-scoped fixtures, with a `pytest.MonkeyPatch.context()` of their own)."""
     home = tmp_path / "home"
     home.mkdir()
     for name in list(os.environ):
@@ -185,6 +191,42 @@ def http_server(base: Path, users: dict[str, str] | None = None) -> Iterator[str
         pytest.skip("smart HTTP needs git-http-backend, which this git does not ship")
     with servers.http_server(base, server, backend, users=users) as base_url:
         yield base_url
+
+
+# --- gitolite over sshd --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def gitolite_server(
+    base: Path, users: list[str], repos: tuple[str, ...] = ("coord",)
+) -> Iterator[servers.Gitolite]:
+    """gitolite (Debian's gitolite3) behind a private sshd on a free loopback port, with
+    gitcoord's server hook as every repository's repo-specific pre-receive hook: the very
+    shim `gitcoord hooks install --server` writes, running this interpreter's gitcoord.
+
+    .ci/run installs the packages when they are missing and CI runs as root. Skips (with
+    the reason) when gitolite3, sshd or the ssh client is absent.
+    """
+    missing = servers.gitolite_missing()
+    if missing:
+        pytest.skip(missing)
+    scratch = base / "hook-scratch.git"
+    git(base, "init", "-q", "--bare", str(scratch))
+    r = run(base, "hooks", "install", "--server", str(scratch))
+    assert r.code == 0, r.err
+    with servers.gitolite_server(
+        base / "gitolite", users, repos, pre_receive=scratch / "hooks" / "pre-receive"
+    ) as server:
+        yield server
+
+
+def clone_as(server: servers.Gitolite, repo: str, user: str, dest: Path) -> Path:
+    """A clone of gitolite's `repo` by gitolite user `user`: its ssh command is kept in the
+    clone's config (core.sshCommand), so gitcoord's own fetches and pushes there are
+    `user`'s too."""
+    ssh = f"core.sshCommand={server.ssh_command(user)}"
+    git(dest.parent, "clone", "-q", "-c", ssh, server.url(repo), str(dest))
+    return dest
 
 
 @pytest.fixture

@@ -1,23 +1,25 @@
 """Authenticated pushers: where the server knows who pushed, no session can act as another.
 
-Smart HTTP behind lighttpd's basic authentication: git http-backend hands the
-authenticated name to the pre-receive hook as REMOTE_USER, and `config.yaml`'s
-`pushers` maps each account to the sessions it may speak for and says whether it is an
-approver's. Bob's account then cannot release alice's claim with `--session alice`,
-cannot approve with a forged author email, and an unmapped account cannot push at all;
-each account's honest work still lands. (gitolite's GL_USER, Gitea's GITEA_PUSHER_NAME and
-GitLab's GL_USERNAME are read the same way.)
+On two real servers: smart HTTP behind lighttpd's basic authentication (git
+http-backend hands the authenticated name to the pre-receive hook as REMOTE_USER), and
+gitolite over sshd (one ssh key per account; gitolite runs gitcoord's hook as a
+repo-specific pre-receive hook with GL_USER set). `config.yaml`'s `pushers` maps each
+account to the sessions it may speak for and says whether it is an approver's. Bob's
+account then cannot release alice's claim with `--session alice`, cannot approve with a
+forged author email, and an unmapped account cannot push at all; each account's honest
+work still lands. (Gitea's GITEA_PUSHER_NAME and GitLab's GL_USERNAME are read the same
+way.)
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import World, clone_url, git, http_server, run
+from conftest import World, clone_as, clone_url, git, gitolite_server, http_server, run
 from reliability import hand_push, show, tip
 
 from gitcoord.domain import kinds
@@ -32,33 +34,57 @@ PUSHERS = (
 )
 
 
-@pytest.fixture
-def site(world: World) -> Iterator[tuple[World, str]]:
-    git(world.remote, "config", "http.receivepack", "true")
-    with http_server(world.root, users=USERS) as base_url:
-        yield world, base_url
+@dataclass
+class Site:
+    """A server that knows who pushed, with gitcoord's hook on its repository."""
+
+    repo: Path  # the served bare repository, on disk
+    clone: Callable[[str], Path]  # a clone by the named account
 
 
-def as_user(world: World, base_url: str, user: str) -> Path:
-    host = base_url.removeprefix("http://")
-    return clone_url(world, f"http://{user}:{USERS[user]}@{host}/{world.remote.name}", user)
+@pytest.fixture(params=["http", "gitolite"])
+def site(request: pytest.FixtureRequest, world: World) -> Iterator[Site]:
+    if request.param == "http":
+        git(world.remote, "config", "http.receivepack", "true")
+        assert run(world.root, "hooks", "install", "--server", str(world.remote)).code == 0
+        with http_server(world.root, users=USERS) as base_url:
+            host = base_url.removeprefix("http://")
+
+            def by_http(user: str) -> Path:
+                url = f"http://{user}:{USERS[user]}@{host}/{world.remote.name}"
+                return clone_url(world, url, user)
+
+            yield Site(world.remote, by_http)
+    else:
+        with gitolite_server(world.root, list(USERS)) as server:
+            yield Site(
+                server.repository("coord"),
+                lambda user: clone_as(server, "coord", user, world.root / user),
+            )
 
 
-def test_accounts_speak_only_for_their_sessions(site: tuple[World, str]) -> None:
-    world, base_url = site
-    alice = as_user(world, base_url, "alice")
+def as_boss(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", BOSS)
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", BOSS)
+
+
+def test_accounts_speak_only_for_their_sessions(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = site.clone("alice")
     assert run(alice, "init", "--approver", BOSS).code == 0
-    # the mapping is the approvers' to write (here before the hook, as at set-up)
-    git(alice, "fetch", "-q", "origin")
-    config = show(alice, tip(world.remote) or "", kinds.config_path())
+    # the mapping is the approvers' to write: boss's account pushes it, authored by boss
+    boss = site.clone("boss")
+    config = show(boss, tip(site.repo) or "", kinds.config_path())
     assert b"pushers: {}\n" in config
-    hand_push(alice, {kinds.config_path(): config.replace(b"pushers: {}\n", PUSHERS)})
-    assert run(alice, "hooks", "install", "--server", str(world.remote)).code == 0
+    with monkeypatch.context() as m:
+        as_boss(m)
+        hand_push(boss, {kinds.config_path(): config.replace(b"pushers: {}\n", PUSHERS)})
 
     # honest work of each account lands
     assert run(alice, "register", "--role", "r", "--goal", "g", session="alice").code == 0
     assert run(alice, "claim", "task", "x", session="alice").code == 0
-    bob = as_user(world, base_url, "bob")
+    bob = site.clone("bob")
     assert run(bob, "register", "--role", "r", "--goal", "g", session="bob").code == 0
 
     # bob's account cannot speak for alice: her claim stays hers
@@ -73,28 +99,23 @@ def test_accounts_speak_only_for_their_sessions(site: tuple[World, str]) -> None
     # an approval needs an approver's account, whatever author email the commit says
     req = run(alice, "--json", "approval", "request", "Ship", session="alice")
     aid = req.json()["approval"]["id"]  # type: ignore[index]
-    os.environ["GIT_AUTHOR_EMAIL"] = BOSS  # forged in bob's shell
-    try:
+    with monkeypatch.context() as m:
+        as_boss(m)  # forged in bob's shell
         r = run(bob, "approval", "grant", aid)
-    finally:
-        os.environ["GIT_AUTHOR_EMAIL"] = "test@example.com"
     assert r.code == 5 and "[pusher]" in r.err, r.err
-    boss = as_user(world, base_url, "boss")
-    os.environ["GIT_AUTHOR_EMAIL"] = BOSS
-    try:
+    with monkeypatch.context() as m:
+        as_boss(m)
         r = run(boss, "approval", "grant", aid)
-    finally:
-        os.environ["GIT_AUTHOR_EMAIL"] = "test@example.com"
     assert r.code == 0 and f"approved {aid}" in r.out, r.err
 
     # an account that is not mapped pushes nothing
-    eve = as_user(world, base_url, "eve")
+    eve = site.clone("eve")
     r = run(eve, "register", "--role", "r", "--goal", "g", session="eve")
     assert r.code == 5 and "[pusher]" in r.err and "eve is not in" in r.err, r.err
     assert re.search(r"only mapped accounts push here", r.err)
     # away from the server, a range is judged by what its commits say (no pusher known)
     git(alice, "fetch", "-q", "origin")
-    last = tip(world.remote)
+    last = tip(site.repo)
     assert last is not None
     r = run(alice, "validate", "--range", f"{last}~1..{last}")
     assert r.code == 0 and "[pusher]" not in r.err, r.err
