@@ -453,5 +453,20 @@ def _check_approval(
                 path, "approver", f"approved_by must be the approving author {meta.author_email}"
             )
         return
+    if prev.status == "pending" and after.status == "rejected":
+        if not admin:
+            yield no(
+                path,
+                "approver",
+                f"rejection by {meta.author_email or 'an unknown author'}, who is not a listed "
+                "approver",
+            )
+        elif after.rejected_by != meta.author_email:
+            yield no(
+                path, "approver", f"rejected_by must be the rejecting author {meta.author_email}"
+            )
+        return
     if prev != after and not admin:
-        yield no(path, "approval", "approval requests change only from pending to approved")
+        yield no(
+            path, "approval", "approval requests change only from pending to approved or rejected"
+        )
