@@ -177,3 +177,18 @@ def test_a_rejection_frees_the_waiting_claim(team: Path) -> None:
     assert ok(a, "claim", "deploy", "prod", session="s3")["claim"]["holder"] == "s3"
     r = run(a, "approval", "grant", aid)
     assert r.code == 4 and "rejected" in r.err
+
+
+def test_the_human_adds_and_reprioritises_tasks(team: Path) -> None:
+    a = team
+    task = ok(a, "task", "add", "Fix the landing page")["task"]  # the approver, no session
+    assert task["created_by"] == HUMAN
+    mine = ok(a, "task", "add", "Write copy", session="s1")["task"]
+    assert ok(a, "task", "priority", mine["id"], "P0")["task"]["priority"] == "P0"  # a person
+    assert ok(a, "task", "priority", mine["id"], "P1", session="s1")["task"]["priority"] == "P1"
+    r = run(a, "task", "priority", mine["id"], "P3", session="s2")  # not its creator
+    assert r.code == 4 and "creator" in r.err, r.err
+    assert ok(a, "task", "priority", task["id"], "P0")["changed"] is True
+    top = ok(a, "task", "list")
+    rows = top if isinstance(top, list) else top["tasks"]
+    assert rows[0]["id"] == task["id"]

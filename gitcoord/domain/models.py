@@ -422,7 +422,7 @@ class Task(_Model):
     )
     milestone: MilestoneName | None = None
     note: Note = ""
-    created_by: SessionId
+    created_by: Sender = Field(description="A session, or an approver's e-mail (format 3).")
     created_at: Timestamp
     done_by: SessionId | None = None
     done_at: Timestamp | None = None

@@ -417,8 +417,12 @@ def _check_task(
         if after.created_by != who:
             yield no(path, "own-files", f"session {who} cannot add a task as {after.created_by}")
         return
+    if prev.model_copy(update={"priority": after.priority}) == after:
+        if prev.created_by != who:
+            yield no(path, "task", f"only {prev.created_by} or an approver re-prioritises it")
+        return
     if prev.model_copy(update={"done_by": after.done_by, "done_at": after.done_at}) != after:
-        yield no(path, "task", "a task changes only by being marked done")
+        yield no(path, "task", "a task changes only by being marked done or re-prioritised")
         return
     if prev.done or not after.done or after.done_by != who:
         yield no(path, "task", f"only marking an open task done, as {who}")

@@ -12,7 +12,7 @@ from ..domain.models import (
 )
 from ..domain.state import State
 from ..errors import RefusedError
-from .kernel import build, require_initialised, require_registered
+from .kernel import build, require_registered, require_speaker
 
 
 def resolve_recipient(state: State, to: str) -> str:
@@ -59,7 +59,7 @@ def send(
 ) -> Change:
     """From a session, or with no session from `person` — an approver's e-mail: people
     write to sessions, broadcast and answer escalations sent to 'human'."""
-    sender = _sender(state, session, person)
+    sender = require_speaker(state, session, person)
     recipient = resolve_recipient(state, to)
     mine = (sender, names.BROADCAST) if person is None else (names.HUMAN, names.BROADCAST, sender)
     if reply_to is not None and (
@@ -88,24 +88,6 @@ def send(
         trailers=trailers,
         result={"message": msg.model_dump(mode="json")},
     )
-
-
-def _sender(state: State, session: str | None, person: str | None) -> str:
-    if session is not None or person is None:
-        return require_registered(state, session).id
-    config = require_initialised(state)
-    if person not in config.approvers:
-        raise RefusedError(
-            "no session: pass --session ID or set GITCOORD_SESSION (only a listed approver "
-            f"writes as a person, and {person} is not one)",
-            hint="export GITCOORD_SESSION=<id>",
-        )
-    if config.format < 3:
-        raise RefusedError(
-            "messages from people need a branch at format 3 (`gitcoord upgrade`)",
-            format=config.format,
-        )
-    return person
 
 
 def mark_read(
