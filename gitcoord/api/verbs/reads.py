@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -107,20 +108,37 @@ METRICS = Verb(
 )
 
 
-def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
+def _state(
+    c: Coordinator, write: bool = False, html: bool = False, output: str | None = None
+) -> dict[str, Any]:
     from ... import clock
     from ...domain import mailbox
     from ...ops import pages
     from ..verb import outcome_json
     from ..views import Snapshot, status_json
 
+    if output is not None and not html:
+        raise UsageError("--output writes the HTML page: give --html too")
     tip, state = c.store.snapshot()
     now = clock.now()
-    recent = mailbox.recent(c.store.view_of(state), 10)
-    page = render.state_page(status_json(Snapshot(tip, state, c.store.where), now), recent, now)
-    data: dict[str, Any] = {"markdown": page}
+    data: dict[str, Any] = {}
+    if html:
+        from .. import htmlpage, overview
+
+        page = htmlpage.page(overview.overview(c, tip, fetched=True, now=now), now)
+        if output is None:
+            data["html"] = page
+        else:
+            data["output"] = _write_file(os.path.join(c.path, output), page.encode("utf-8"))
+            data["bytes"] = len(page.encode("utf-8"))
+    if write or not html:
+        recent = mailbox.recent(c.store.view_of(state), 10)
+        where = c.store.where
+        data["markdown"] = render.state_page(
+            status_json(Snapshot(tip, state, where), now), recent, now
+        )
     if write:
-        body = page.encode("utf-8")
+        body = data["markdown"].encode("utf-8")
         outcome = c.transact(
             lambda s: pages.state_page(s, clock.now(), session=c.session, page=body)
         )
@@ -128,8 +146,39 @@ def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
     return data
 
 
+def _write_file(path: str, data: bytes) -> str:
+    """`data` as the file at `path`, whole or not at all (a temporary file renamed over it)."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"no such directory: {folder}")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gitcoord-state-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.path.abspath(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _state_text(doc: dict[str, Any]) -> str:
-    text: str = doc["markdown"].rstrip("\n")
+    if "output" in doc:
+        text = f"wrote {doc['output']} ({doc['bytes']} bytes)"
+    elif "html" in doc:
+        text = str(doc["html"])
+    else:
+        text = doc["markdown"].rstrip("\n")
     if "op" in doc:
         text += f"\n\n(written to coordination/CURRENT_STATE.md, commit {str(doc['commit'])[:10]})"
     return text
@@ -137,10 +186,27 @@ def _state_text(doc: dict[str, Any]) -> str:
 
 STATE = Verb(
     "state",
-    "A Markdown page of the current state (sessions, claims, recent messages).",
+    "A page of the current state: Markdown (sessions, claims, recent messages), or with "
+    "--html the whole overview of `gitcoord web` as one self-contained HTML file.",
     _state,
     _state_text,
-    (Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),),
+    (
+        Param("write", bool, "Commit the Markdown as coordination/CURRENT_STATE.md.", False),
+        Param(
+            "html",
+            bool,
+            "The overview as HTML (sessions, claims, board, milestones, messages, approvals, "
+            "metrics, audit log): inline CSS and charts, no script, nothing to load.",
+            False,
+        ),
+        Param(
+            "output",
+            str,
+            "With --html: write the page to FILE (relative to -C) instead of printing it.",
+            metavar="FILE",
+            mcp=False,
+        ),
+    ),
     idempotent=True,
 )
 
