@@ -147,13 +147,35 @@ def message(m: dict[str, Any]) -> str:
 
 def inbox(data: dict[str, Any]) -> str:
     msgs = data["messages"]
-    if not msgs:
-        return f"no unread messages for {data['session']}"
-    out = [message(m) for m in msgs]
-    tail = f"{data['unread']} unread"
+    decisions = data.get("decisions") or []
+    who = data["session"] or f"{data.get('person')} (the humans' mailbox)"
+    if not msgs and not decisions:
+        return f"no unread messages for {who}"
+    out = [decision(d) for d in decisions]
+    for m in msgs:
+        text = message(m)
+        if data["session"] is None:
+            handled = m.get("handled_by")
+            text += "\n" + (f"handled: answered by {cell(handled)}" if handled else "open")
+        out.append(text)
+    tail = f"{data['unread']} unread" if data["session"] else f"{data['unread']} open"
     if data["marked_read"]:
         tail += f", now marked read (commit {str(data['commit'])[:10]})"
     return "\n\n".join(out) + "\n\n" + tail
+
+
+def decision(d: dict[str, Any]) -> str:
+    """What became of one of the session's approval requests."""
+    status = d["status"]
+    head = f"[{d['id']}] your request was {status.upper()}"
+    if d.get("decided_by"):
+        head += f" by {cell(d['decided_by'])}"
+    lines = [head, "  " + cell(d["subject"])]
+    if d.get("reason"):
+        lines.append("  reason: " + cell(d["reason"]))
+    if status == "lapsed":
+        lines.append(f"  nobody decided before {d.get('lapses_at')}: the claim is free again")
+    return "\n".join(lines)
 
 
 def log(entries: list[dict[str, Any]]) -> str:
@@ -297,19 +319,28 @@ def milestones(rows: list[dict[str, Any]]) -> str:
 
 def approvals(rows: list[dict[str, Any]]) -> str:
     if not rows:
-        return "(no approval requests)"
-    table_rows = [
-        [
-            r["id"],
-            r["kind"],
-            r["status"],
-            r["requested_by"],
-            r.get("approved_by") or "-",
-            _short(r["subject"], 40),
-        ]
-        for r in rows
-    ]
-    return table(table_rows, ["ID", "KIND", "STATUS", "REQUESTED BY", "APPROVED BY", "SUBJECT"])
+        return "(no approval requests waiting)"
+    lines = []
+    for r in rows:
+        waited = human_delta(timedelta(seconds=r.get("waited_seconds", 0)))
+        who = r.get("decided_by")
+        head = f"{r['id']}  {r['status'].upper()}  {r['kind']}"
+        if r.get("gates"):
+            head += f" ({r['gates']})"
+        head += f"  asked by {r['requested_by']}, waited {waited}"
+        if who:
+            head += f", decided by {who}"
+        lines.append(cell(head))
+        lines.append("    " + cell(r["subject"]))
+        if r.get("note"):
+            lines.append("    note: " + cell(r["note"]))
+        if r.get("reason"):
+            lines.append("    reason: " + cell(r["reason"]))
+        if r.get("lapses_at") and r["status"] == "pending":
+            lines.append(f"    lapses at {r['lapses_at']} unless decided")
+        if r.get("meaning"):
+            lines.append("    no longer means anything: " + cell(r["meaning"]))
+    return "\n".join(lines)
 
 
 def _ranges(numbers: list[int]) -> str:
