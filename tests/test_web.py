@@ -50,6 +50,7 @@ class Site:
     base: str  # without
     proc: subprocess.Popen[str]
     approvals: dict[str, str]  # subject -> id
+    escalation: str  # the id of a message sessions sent to `human`
 
 
 def _tip(repo: Path) -> str:
@@ -140,22 +141,24 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ).code
             == 0
         )
-        assert (
-            run(
-                sessions,
-                "send",
-                "orchestrator",
-                "Need staging credentials",
-                HOSTILE_BODY,
-                session="outreach-1",
-            ).code
-            == 0
+        escalated = run(
+            sessions,
+            "--json",
+            "send",
+            "human",
+            "Need staging credentials",
+            HOSTILE_BODY,
+            session="outreach-1",
         )
+        assert escalated.code == 0, escalated.err
+        escalation = escalated.json()["message"]["id"]  # type: ignore[index]
         approvals = {}
         for subject, sid, kind in [
             ("Final registry", "orchestrator", "registry"),
             ("Send emails 1-17 today", "outreach-1", "general"),
             ("Prospects 26-50 for outreach", "research-2", "general"),
+            ("Prospects 1-25 for outreach", "research-1", "general"),
+            ("Outreach template v2", "outreach-1", "general"),
         ]:
             r = run(
                 sessions,
@@ -214,7 +217,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             assert found, line
             url = found.group(0)
             base = url.split("?", 1)[0]
-            yield Site(root, remote, sessions, human, env, url, base, proc, approvals)
+            yield Site(root, remote, sessions, human, env, url, base, proc, approvals, escalation)
         finally:
             proc.terminate()  # by its own PID
             try:
@@ -452,10 +455,13 @@ def _section_text(driver: Any, sid: str) -> str:
     return str(driver.execute_script(f"return document.getElementById('{sid}').innerText"))
 
 
-def _shoot(driver: Any, path: Path) -> None:
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot", {"captureBeyondViewport": True, "fromSurface": True}
-    )
+def _shoot(driver: Any, path: Path, height: int | None = None) -> None:
+    """The whole page (or its top `height` pixels) as a PNG."""
+    params: dict[str, Any] = {"captureBeyondViewport": True, "fromSurface": True}
+    if height is not None:
+        width = driver.execute_script("return document.documentElement.clientWidth")
+        params["clip"] = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", params)
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
@@ -526,7 +532,7 @@ def _card(browser: Any, subject: str) -> Any:
 
 
 def _approvals(site: Site) -> dict[str, dict[str, Any]]:
-    rows = as_module(site, "--json", "approval", "list").json()["approvals"]
+    rows = as_module(site, "--json", "approval", "list", "--all").json()["approvals"]
     return {a["id"]: a for a in rows}
 
 
@@ -581,6 +587,26 @@ def test_reject_from_the_page_with_a_reason(browser: Any, site: Site) -> None:
     assert "rescore first" in json.dumps(got)
 
 
+def test_approve_several_at_once(browser: Any, site: Site) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(site.base)
+    picked = ["Prospects 1-25 for outreach", "Outreach template v2"]
+    for subject in picked:
+        box = _card(browser, subject).find_element(By.CSS_SELECTOR, "input[type=checkbox]")
+        box.click()
+    browser.find_element(By.CSS_SELECTOR, "form#batch button").click()
+    notice = _wait(
+        browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".notice"), "no outcome shown"
+    )[0]
+    got = _approvals(site)
+    for subject in picked:
+        aid = site.approvals[subject]
+        assert f"approved {aid} as {HUMAN}" in notice.text, notice.text
+        assert got[aid]["status"] == "approved"
+    assert got[site.approvals["Send emails 1-17 today"]]["status"] == "pending"
+
+
 def test_a_refused_decision_shows_the_command_lines_error(browser: Any, site: Site) -> None:
     from selenium.webdriver.common.by import By
 
@@ -596,6 +622,29 @@ def test_a_refused_decision_shows_the_command_lines_error(browser: Any, site: Si
     assert notice.get_attribute("role") == "alert"
     assert notice.text.startswith("gitcoord: ") and "20991231-abcdef" in notice.text
     assert _approvals(site)[site.approvals["Send emails 1-17 today"]]["status"] == "pending"
+
+
+def test_answer_an_escalation_from_the_page(browser: Any, site: Site) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(site.base)
+    assert "unanswered" in _section_text(browser, "health")
+    form = browser.find_element(By.CSS_SELECTOR, "#messages form.answer")
+    box = form.find_element(By.TAG_NAME, "textarea")
+    label = form.find_element(By.CSS_SELECTOR, f"label[for='{box.get_attribute('id')}']")
+    assert "outreach-1" in label.text
+    box.send_keys("They are in the vault: ops/staging.")
+    form.find_element(By.TAG_NAME, "button").click()
+    notice = _wait(
+        browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".notice"), "no outcome shown"
+    )[0]
+    assert "to outreach-1" in notice.text, notice.text
+    inbox = as_module(site, "--json", "inbox", "--for", "outreach-1").json()["messages"]
+    (answer,) = [m for m in inbox if m.get("reply_to") == site.escalation]
+    assert answer["sender"] == HUMAN and answer["body"] == "They are in the vault: ops/staging."
+    assert answer["subject"] == "Re: Need staging credentials"
+    assert "unanswered" not in _section_text(browser, "messages")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#messages form.answer")
 
 
 def test_no_serious_accessibility_violation(browser: Any, site: Site) -> None:
@@ -629,6 +678,7 @@ def test_phone_width_has_no_horizontal_scroll_and_screenshots(
 ) -> None:
     browser.get(site.base)
     _shoot(browser, artifacts / "web-desktop-1280.png")
+    _shoot(browser, artifacts / "web-desktop-1280-top.png", height=1400)  # docs/web.png
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
         {"width": 375, "height": 812, "deviceScaleFactor": 1, "mobile": True},
@@ -641,6 +691,7 @@ def test_phone_width_has_no_horizontal_scroll_and_screenshots(
         assert width[1] == 375, width
         assert width[0] <= width[1], f"horizontal scroll at 375 px: {width}"
         _shoot(browser, artifacts / "web-phone-375.png")
+        _shoot(browser, artifacts / "web-phone-375-top.png", height=1600)
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert (artifacts / "web-desktop-1280.png").stat().st_size > 10_000

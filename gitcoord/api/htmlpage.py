@@ -179,7 +179,8 @@ def approvals(doc: dict[str, Any], now: datetime, live: Live | None) -> str:
     if not pending:
         out.append("<p>No approval is waiting.</p>")
     else:
-        if live is not None and live.grant_many and len(pending) > 1:
+        batch = live is not None and live.grant_many and len(pending) > 1
+        if batch and live is not None:
             out.append(
                 '<form id="batch" method="post" action="approvals" class="batch">'
                 f'<input type="hidden" name="csrf" value="{_t(live.csrf)}">'
@@ -188,7 +189,7 @@ def approvals(doc: dict[str, Any], now: datetime, live: Live | None) -> str:
             )
         out.append('<ol class="queue">')
         for i, a in enumerate(pending, 1):
-            out.append(_request(a, i, now, live))
+            out.append(_request(a, i, now, live, batch))
         out.append("</ol>")
     if decided:
         table = _table(
@@ -227,19 +228,28 @@ def approvals(doc: dict[str, Any], now: datetime, live: Live | None) -> str:
     return _section("approvals", title, "".join(out))
 
 
-def _request(a: dict[str, Any], i: int, now: datetime, live: Live | None) -> str:
+def _request(a: dict[str, Any], i: int, now: datetime, live: Live | None, batch: bool) -> str:
     facts = [
         f"<code>{_t(a['id'])}</code>",
         _t(a.get("kind", "")),
         f"requested by {_t(a.get('requested_by', ''))} {_time(a.get('requested_at'), now)}",
     ]
-    if a.get("resource"):
+    if a.get("gates"):
+        facts.append(f"gates {_t(a['gates'])}")
+    elif a.get("resource"):
         facts.append(f"gates {_t(a['resource'])}")
+    if a.get("lapses_at"):
+        facts.append(f"lapses {_time(a['lapses_at'], now)} unless decided")
     note = f'<p class="note">{_t(a["note"])}</p>' if a.get("note") else ""
+    if a.get("meaning"):
+        note += (
+            f"<p>{_badge('no longer means anything', 'warn')} {_t(a['meaning'])}: approving "
+            "it would be refused.</p>"
+        )
     form = ""
     if live is not None:
         pick = ""
-        if live.grant_many:
+        if batch:
             pick = (
                 f'<input type="checkbox" id="pick-{i}" name="id" value="{_t(a["id"])}" '
                 f'form="batch"> <label for="pick-{i}">Select</label>'
@@ -423,11 +433,12 @@ def milestones(doc: dict[str, Any]) -> str:
     return _section("milestones", "Milestones", "".join(out))
 
 
-def messages(doc: dict[str, Any], now: datetime) -> str:
+def messages(doc: dict[str, Any], now: datetime, live: Live | None = None) -> str:
     threads = doc["messages"]
     if not threads:
         return _section("messages", "Messages", "<p>No message yet.</p>")
     out = ['<ul class="threads">']
+    forms = 0
     for th in threads:
         items = []
         for m in th["messages"]:
@@ -438,10 +449,22 @@ def messages(doc: dict[str, Any], now: datetime) -> str:
                 body = body[:BODY_SHOWN]
             flag = " " + _badge("unanswered", "warn") if m.get("unanswered") else ""
             subject = f'<p class="subject">{_t(m["subject"])}</p>' if m["id"] != th["id"] else ""
+            answer = ""
+            if live is not None and m["to"] == "human" and m.get("unanswered"):
+                forms += 1
+                answer = (
+                    '<form method="post" action="messages" class="answer">'
+                    f'<input type="hidden" name="csrf" value="{_t(live.csrf)}">'
+                    f'<input type="hidden" name="reply_to" value="{_t(m["id"])}">'
+                    f'<label for="answer-{forms}">Answer {_t(m["sender"])} as you</label>'
+                    f'<textarea id="answer-{forms}" name="body" rows="2" required '
+                    'maxlength="4000"></textarea>'
+                    '<button type="submit" class="send">Send answer</button></form>'
+                )
             items.append(
                 f'<li><p class="meta"><strong>{_t(m["sender"])}</strong> → {_t(m["to"])} · '
                 f"{_time(m['sent_at'], now)}{flag}</p>{subject}"
-                f'<div class="body">{_t(body)}{more}</div></li>'
+                f'<div class="body">{_t(body)}{more}</div>{answer}</li>'
             )
         replies = len(th["messages"]) - 1
         count = f' <span class="count">{replies} repl{"y" if replies == 1 else "ies"}</span>'
@@ -776,6 +799,11 @@ button{font:inherit;font-weight:600;padding:.45rem 1rem;min-height:2.75rem;borde
 border:2px solid;cursor:pointer}
 button.approve{background:#14532d;border-color:#14532d;color:#fff}
 button.reject{background:#fff;border-color:#b91c1c;color:#991b1b}
+button.send{background:#1e3a8a;border-color:#1e3a8a;color:#fff}
+form.answer{display:flex;flex-direction:column;gap:.3rem;margin:.5rem 0;max-width:40rem}
+form.answer button{align-self:flex-start}
+textarea{font:inherit;padding:.45rem .5rem;border:1px solid #5a5a5a;border-radius:.3rem;
+width:100%}
 ul.threads ol{list-style:none;margin:0;padding:0}
 ul.threads ol li{border-left:3px solid var(--line);padding:.2rem 0 .2rem .7rem;margin:.4rem 0}
 ul.threads ol li+li{margin-left:.8rem}
@@ -897,7 +925,7 @@ def _main_sections(doc: dict[str, Any], now: datetime, live: Live | None) -> str
             claims(doc, now),
             board(doc, now),
             milestones(doc),
-            messages(doc, now),
+            messages(doc, now, live),
             metrics(doc, now),
             log(doc, now),
         ]

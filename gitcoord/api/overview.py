@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import clock
+from ..domain import names
 
 if TYPE_CHECKING:
     from .coordinator import Coordinator
@@ -70,7 +71,7 @@ def overview(
             return doc
         doc["tasks"] = c.task_list(status="all")
         doc["milestones"] = c.milestone_list()
-        doc["approvals"] = c.approval_list()
+        doc["approvals"] = c.approval_list(include_decided=True)
         doc["metrics"] = c.metrics()
         doc["log"] = [e.to_json() for e in c.log(limit=log_limit)]
         entries = c.log(since=now - timedelta(hours=24), limit=DAY_LIMIT)
@@ -78,19 +79,23 @@ def overview(
         _, state = c.store.snapshot()
         doc["approvers"] = list(state.config.approvers) if state.config else []
         recent = mailbox.recent(c.store.view_of(state), message_limit)
-        doc["messages"] = threads([m.model_dump(mode="json") for m in recent])
+        doc["messages"] = threads(
+            [m.model_dump(mode="json") for m in recent], set(doc["approvers"])
+        )
     doc["health"] = health(doc, now)
     return doc
 
 
-def threads(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def threads(
+    messages: list[dict[str, Any]], approvers: set[str] | frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """Messages (any order) as threads: each root with its replies, newest thread first.
 
     A reply whose original is not among `messages` starts a thread of its own. A
     direct message that is not itself a reply, and that no reply by its recipient
     answers, is `unanswered` (every reply is newer than what it answers, so among the
     newest messages a message's replies are all there; a reply closes a loop rather
-    than opening one)."""
+    than opening one). A message to `human` is answered by any approver's reply."""
     by_id = {m["id"]: m for m in messages}
     root_of: dict[str, str] = {}
 
@@ -107,7 +112,10 @@ def threads(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         root_of[m["id"]] = root(m["id"])
         parent = by_id.get(m.get("reply_to") or "")
-        if parent is not None and parent["to"] == m["sender"]:
+        if parent is None:
+            continue
+        to_human = parent["to"] == names.HUMAN and m["sender"] in approvers
+        if parent["to"] == m["sender"] or to_human:
             answered.add(parent["id"])
     grouped: dict[str, list[dict[str, Any]]] = {}
     for m in sorted(messages, key=lambda m: m["id"]):

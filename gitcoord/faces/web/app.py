@@ -231,6 +231,9 @@ def build_app(
     interval: float = 3.0,
 ) -> tuple[ASGIApp, Hub]:
     """The application (guarded) and its hub, for `serve` and for tests."""
+    # The page is a person's: what it does speaks for no session, even with
+    # GITCOORD_SESSION set where it was started (a person's act, signed by their key).
+    coordinator.session = None
     hub = Hub(coordinator, interval)
     loopback = is_loopback(host)
     names = {"127.0.0.1", "localhost", "[::1]", host if ":" not in host else f"[{host}]"}
@@ -310,7 +313,8 @@ def build_app(
             headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
         )
 
-    async def decide(request: Request) -> Response:
+    async def read_form(request: Request) -> dict[str, list[str]] | Response:
+        """The posted form, once it passed the Origin and CSRF checks (else the refusal)."""
         origin = request.headers.get("origin")
         if origin is not None and origin != f"http://{request.headers.get('host', '')}":
             return _forbidden("a form from another site")
@@ -327,12 +331,13 @@ def build_app(
             return PlainTextResponse("400: too many fields\n", status_code=400)
         if not _same((form.get("csrf") or [""])[0], settings.csrf):
             return _forbidden("the form's CSRF token is missing or wrong: reload the page")
-        action = (form.get("action") or [""])[0]
-        ids = [i.strip() for i in form.get("id", []) if i.strip()]
-        reason = (form.get("reason") or [""])[0].strip()
+        return form
+
+    async def outcome(run: Callable[[], str], anchor: str) -> Response:
+        """Run a person's act on a worker thread; show its line (or the refusal's, as the
+        command line prints it) on the page it redirects to."""
         try:
-            text = await anyio.to_thread.run_sync(_act, hub, action, ids, reason)
-            notice = htmlpage.Notice(text)
+            notice = htmlpage.Notice(await anyio.to_thread.run_sync(run))
         except GitcoordError as err:
             notice = htmlpage.Notice(f"gitcoord: {err.message}", error=True)
         except Exception as exc:  # a bug: the one line the CLI would print
@@ -345,8 +350,25 @@ def build_app(
             notices.popitem(last=False)
         await hub.refresh(force=True)
         return RedirectResponse(
-            f"/?notice={key}#approvals", status_code=303, headers=SECURITY_HEADERS
+            f"/?notice={key}#{anchor}", status_code=303, headers=SECURITY_HEADERS
         )
+
+    async def decide(request: Request) -> Response:
+        form = await read_form(request)
+        if isinstance(form, Response):
+            return form
+        action = (form.get("action") or [""])[0]
+        ids = [i.strip() for i in form.get("id", []) if i.strip()]
+        reason = (form.get("reason") or [""])[0].strip()
+        return await outcome(lambda: _act(hub, action, ids, reason), "approvals")
+
+    async def answer(request: Request) -> Response:
+        form = await read_form(request)
+        if isinstance(form, Response):
+            return form
+        reply_to = (form.get("reply_to") or [""])[0].strip()
+        body = (form.get("body") or [""])[0].replace("\r\n", "\n")
+        return await outcome(lambda: _answer(hub, reply_to, body), "messages")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -363,6 +385,7 @@ def build_app(
         Route("/sections", fragment, methods=["GET"]),
         Route("/events", events, methods=["GET"]),
         Route("/approvals", decide, methods=["POST"]),
+        Route("/messages", answer, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return Guard(app, settings), hub
@@ -389,6 +412,30 @@ def _act(hub: Hub, action: str, ids: list[str], reason: str) -> str:
         else:
             raise UsageError(f"unknown action {action!r}")
         return "\n".join(verb.text(verb.json(r)) for r in results)
+
+
+def _answer(hub: Hub, reply_to: str, body: str) -> str:
+    """Answer a message sent to the humans, as the person: `send SENDER "Re: ..." BODY
+    --reply-to ID` without a session. Whom and what it answers come from the branch,
+    not from the form."""
+    if not body.strip():
+        raise UsageError("write an answer first")
+    found = None
+    for thread in (hub.doc or {}).get("messages", []):
+        for m in thread["messages"]:
+            if m["id"] == reply_to:
+                found = m
+    if found is None:
+        raise UsageError(f"no message {reply_to} on the page: reload it")
+    subject = str(found["subject"])
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    verb = BY_NAME["send"]
+    with hub.lock:
+        result = verb.run(
+            hub.coordinator, to=found["sender"], subject=subject[:200], body=body, reply_to=reply_to
+        )
+    return verb.text(verb.json(result))
 
 
 Echo = Callable[[str], None]
