@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import human_delta
+from ..domain.untrusted import terminal
 from ..version import __version__
-from .untrusted import terminal
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 BODY_SHOWN = 1500  # characters of a message body shown before "… more"

@@ -230,6 +230,10 @@ class Config(_Model):
         return timedelta(hours=self.max_lease_hours)
 
     @property
+    def stale(self) -> timedelta:
+        return timedelta(minutes=self.stale_after_minutes)
+
+    @property
     def skew(self) -> timedelta:
         return timedelta(seconds=self.clock_skew_seconds)
 

@@ -12,6 +12,8 @@ from .. import render
 from ..verb import Param, Verb
 
 if TYPE_CHECKING:
+    from ...domain.change import Change
+    from ...domain.state import State
     from ..coordinator import Coordinator
 
 
@@ -112,37 +114,43 @@ def _state(
     c: Coordinator, write: bool = False, html: bool = False, output: str | None = None
 ) -> dict[str, Any]:
     from ... import clock
-    from ...domain import mailbox
+    from ...domain import statepage
     from ...ops import pages
     from ..verb import outcome_json
-    from ..views import Snapshot, status_json
 
     if output is not None and not html:
         raise UsageError("--output writes the HTML page: give --html too")
     tip, state = c.store.snapshot()
-    now = clock.now()
+    at = clock.now()
     data: dict[str, Any] = {}
     if html:
+        # the overview of `gitcoord web`, from its renderer, read at this same tip
         from .. import htmlpage, overview
 
-        page = htmlpage.page(overview.overview(c, tip, fetched=True, now=now), now)
+        page_html = htmlpage.page(overview.overview(c, tip, fetched=True, now=at), at)
         if output is None:
-            data["html"] = page
+            data["html"] = page_html
         else:
-            data["output"] = _write_file(os.path.join(c.path, output), page.encode("utf-8"))
-            data["bytes"] = len(page.encode("utf-8"))
-    if write or not html:
-        recent = mailbox.recent(c.store.view_of(state), 10)
-        where = c.store.where
-        data["markdown"] = render.state_page(
-            status_json(Snapshot(tip, state, where), now), recent, now
-        )
+            raw = page_html.encode("utf-8")
+            data["output"] = _write_file(os.path.join(c.path, output), raw)
+            data["bytes"] = len(raw)
+        if not write:
+            return data
+    page = statepage.render(state, c.store.view_of(state), at)
+    data["markdown"] = page.decode("utf-8")
     if write:
-        body = data["markdown"].encode("utf-8")
-        outcome = c.transact(
-            lambda s: pages.state_page(s, clock.now(), session=c.session, page=body)
-        )
+        rendered: list[bytes] = []
+
+        def plan(s: State) -> Change:
+            # rendered from the very state it is written into, as the verifier renders it
+            # (so nothing is carried along: a carried heartbeat would change that state)
+            body = statepage.render(s, c.store.view_of(s), clock.now())
+            rendered[:] = [body]
+            return pages.state_page(s, clock.now(), session=c.session, page=body)
+
+        outcome = c.store.transact(plan, clock.now, known=(tip, state))
         data.update(outcome_json(outcome))
+        data["markdown"] = rendered[0].decode("utf-8")
     return data
 
 
@@ -186,12 +194,13 @@ def _state_text(doc: dict[str, Any]) -> str:
 
 STATE = Verb(
     "state",
-    "A page of the current state: Markdown (sessions, claims, recent messages), or with "
-    "--html the whole overview of `gitcoord web` as one self-contained HTML file.",
+    "A Markdown page of the current state: sessions, claims, tasks, approvals, milestones, "
+    "messages; or with --html the whole overview of `gitcoord web` as one self-contained HTML "
+    "file.",
     _state,
     _state_text,
     (
-        Param("write", bool, "Commit the Markdown as coordination/CURRENT_STATE.md.", False),
+        Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),
         Param(
             "html",
             bool,
@@ -207,6 +216,11 @@ STATE = Verb(
             mcp=False,
         ),
     ),
+    details="The page is a function of the state it describes and the time it names: the "
+    "server hook and the clients accept coordination/CURRENT_STATE.md only as the exact "
+    "rendering of the state in the commit that writes it, so no session can publish a page "
+    "that says what the branch does not. The HTML page is never committed: publish it where "
+    "people read (it runs no script and loads nothing).",
     idempotent=True,
 )
 

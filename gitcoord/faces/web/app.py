@@ -64,8 +64,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ... import clock
 from ...api import htmlpage, overview
 from ...api.coordinator import Coordinator
-from ...api.untrusted import terminal
 from ...api.verbs import BY_NAME
+from ...domain.untrusted import terminal
 from ...errors import GitcoordError, UsageError
 
 FORM_LIMIT = 64 * 1024  # bytes of a posted form
