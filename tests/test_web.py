@@ -153,12 +153,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert escalated.code == 0, escalated.err
         escalation = escalated.json()["message"]["id"]  # type: ignore[index]
         approvals = {}
-        for subject, sid, kind in [
-            ("Final registry", "orchestrator", "registry"),
-            ("Send emails 1-17 today", "outreach-1", "general"),
-            ("Prospects 26-50 for outreach", "research-2", "general"),
-            ("Prospects 1-25 for outreach", "research-1", "general"),
-            ("Outreach template v2", "outreach-1", "general"),
+        for subject, sid, kind, note in [
+            (
+                "Final registry",
+                "orchestrator",
+                "registry",
+                "4 of 6 slots; batches split 1-25/26-50",
+            ),
+            ("Send emails 1-17 today", "outreach-1", "general", "Drafts in outreach/day-1/"),
+            ("Prospects 26-50 for outreach", "research-2", "general", "25 prospects, avg 71"),
+            ("Prospects 1-25 for outreach", "research-1", "general", "25 prospects, avg 74"),
+            ("Outreach template v2", "outreach-1", "general", "Shorter subject line"),
         ]:
             r = run(
                 sessions,
@@ -169,7 +174,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 "--kind",
                 kind,
                 "--note",
-                f"requested by {sid}",
+                note,
                 session=sid,
             )
             assert r.code == 0, r.err
@@ -324,6 +329,114 @@ def test_the_token_becomes_a_strict_cookie_and_the_page_reads_without_script(sit
     assert code == 403
     pending = as_module(site, "--json", "approval", "list").json()["approvals"]
     assert {a["id"]: a["status"] for a in pending}[aid] == "pending"
+
+
+def test_threads_health_and_the_day_in_hours() -> None:
+    """The pure parts of the overview, without git."""
+    from datetime import datetime, timedelta, timezone
+
+    from gitcoord.api.overview import health, threads
+    from gitcoord.audit.history import Entry
+    from gitcoord.audit.timeline import day
+
+    def msg(mid: str, sender: str, to: str, reply_to: str | None = None) -> dict[str, Any]:
+        return {"id": mid, "sender": sender, "to": to, "subject": mid, "reply_to": reply_to}
+
+    shown = threads(
+        [
+            msg("20261201T100000000Z-aaaaaa", "a", "b"),  # answered by b
+            msg("20261201T100100000Z-bbbbbb", "b", "a", "20261201T100000000Z-aaaaaa"),
+            msg("20261201T100200000Z-cccccc", "a", "human"),  # answered by an approver
+            msg("20261201T100300000Z-dddddd", HUMAN, "a", "20261201T100200000Z-cccccc"),
+            msg("20261201T100400000Z-eeeeee", "c", "b"),  # nobody answered
+            msg("20261201T100500000Z-ffffff", "c", "broadcast"),  # needs no answer
+        ],
+        {HUMAN},
+    )
+    assert [len(t["messages"]) for t in shown] == [1, 1, 2, 2]  # newest thread first
+    open_ = [m["id"] for t in shown for m in t["messages"] if m["unanswered"]]
+    assert open_ == ["20261201T100400000Z-eeeeee"]
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    doc = {
+        "status": {
+            "initialised": True,
+            "stale_after_minutes": 20,
+            "sessions": [
+                {"id": "fresh", "last_seen": "2026-12-01T11:55:00Z"},
+                {"id": "quiet", "last_seen": "2026-12-01T11:00:00Z"},
+            ],
+            "claims": [
+                {"resource": "task/t1", "holder": "quiet", "status": "live"},
+                {"resource": "task/t2", "holder": "quiet", "status": "released"},
+                {"resource": "task/t3", "holder": "fresh", "status": "live"},
+            ],
+        },
+        "messages": shown,
+        "tasks": [
+            {"id": "t4", "priority": "P0", "status": "blocked"},
+            {"id": "t5", "priority": "P1", "status": "blocked"},
+        ],
+        "approvals": [{"id": "x", "status": "pending"}, {"id": "y", "status": "approved"}],
+    }
+    h = health(doc, now)
+    assert h["stale_sessions"] == ["quiet"] and h["stale_claims"] == ["task/t1"]
+    assert h["unanswered_messages"] == ["20261201T100400000Z-eeeeee"]
+    assert h["blocked_p0"] == ["t4"] and h["approvals_pending"] == ["x"] and not h["ok"]
+
+    def entry(minutes_ago: int, **trailers: str) -> Entry:
+        when = now - timedelta(minutes=minutes_ago)
+        return Entry(f"{minutes_ago:040x}", when, "s", {k: [v] for k, v in trailers.items()})
+
+    entries = [  # newest first, as `log` reads them
+        entry(
+            5,
+            **{
+                "Gitcoord-Op": "send",
+                "Gitcoord-Session": "b",
+                "Gitcoord-Message": "m2",
+                "Gitcoord-To": "a",
+                "Gitcoord-Reply-To": "m1",
+            },
+        ),
+        entry(
+            8,
+            **{
+                "Gitcoord-Op": "claim",
+                "Gitcoord-Session": "b",
+                "Gitcoord-Resource": "task/x",
+                "Gitcoord-Collisions": "2",
+            },
+        ),
+        entry(
+            9,
+            **{
+                "Gitcoord-Op": "send",
+                "Gitcoord-Session": "a",
+                "Gitcoord-Message": "m1",
+                "Gitcoord-To": "b",
+            },
+        ),
+        entry(
+            70,
+            **{
+                "Gitcoord-Op": "heartbeat",
+                "Gitcoord-Session": "a",
+                "Gitcoord-Heartbeat": "2026-12-01T10:50:00Z",
+            },
+        ),
+        entry(
+            60 * 30,
+            **{"Gitcoord-Op": "claim", "Gitcoord-Session": "a", "Gitcoord-Resource": "task/old"},
+        ),  # before the window
+    ]
+    d = day(entries, now)
+    assert len(d["hours"]) == 24 and d["hours"][-1] == "2026-12-01T12:00:00Z"
+    # the last hour is the one running (12:00-13:00); 11:5x is the one before
+    assert d["claims_granted"][-2] == 1 and sum(d["claims_granted"]) == 1
+    assert d["collisions_prevented"][-2] == 2 and sum(d["work_collisions"]) == 0
+    assert d["heartbeats"] == {"a": [0] * 21 + [1, 0, 0]}
+    assert [(r["message"], r["by"], r["seconds"]) for r in d["replies"]] == [("m1", "b", 240.0)]
 
 
 def test_one_fetch_per_interval_whatever_the_number_of_pages(site: Site) -> None:

@@ -127,8 +127,10 @@ def _section(sid: str, title: str, body: str, live: bool = True) -> str:
 # --- sections -------------------------------------------------------------------------
 
 
-def health(doc: dict[str, Any]) -> str:
-    h = doc["health"]
+def health(doc: dict[str, Any], now: datetime) -> str:
+    from .overview import health as needs
+
+    h = needs(doc, now)  # again at `now`: a session goes stale without the tip moving
     status = doc["status"]
     if not status["initialised"]:
         return _section(
@@ -919,7 +921,7 @@ def _nav(doc: dict[str, Any]) -> str:
 def _main_sections(doc: dict[str, Any], now: datetime, live: Live | None) -> str:
     return "".join(
         [
-            health(doc),
+            health(doc, now),
             approvals(doc, now, live),
             sessions(doc, now),
             claims(doc, now),
