@@ -450,6 +450,15 @@ def messages(doc: dict[str, Any], now: datetime, live: Live | None = None) -> st
                 more = f' <span class="muted">(… {len(body) - BODY_SHOWN} more characters)</span>'
                 body = body[:BODY_SHOWN]
             flag = " " + _badge("unanswered", "warn") if m.get("unanswered") else ""
+            readers = []
+            if m.get("handled_by"):
+                readers.append(f"answered by {_t(m['handled_by'])}")
+            if m.get("read_by"):
+                readers.append("read by " + ", ".join(_t(r) for r in m["read_by"]))
+            if m.get("unread_by"):
+                readers.append("unread by " + ", ".join(_t(r) for r in m["unread_by"]))
+            if readers:
+                flag += f' <span class="muted">({"; ".join(readers)})</span>'
             subject = f'<p class="subject">{_t(m["subject"])}</p>' if m["id"] != th["id"] else ""
             answer = ""
             if live is not None and m["to"] == "human" and m.get("unanswered"):

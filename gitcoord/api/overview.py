@@ -4,7 +4,7 @@
 claims, the board, milestones, message threads, the approval queue, the health
 line, the day's metrics and the audit log. It is gathered here through the
 same verbs the command line runs (`status`, `task list`, `milestone list`,
-`approval list`, `metrics`, `log`: the Coordinator's methods, made from the verb
+`approval list`, `metrics`, `log`, `messages`: the Coordinator's methods, made from the verb
 registry), all reading one tip: one fetch, then every read pinned to it
 (`Store.pinned`), so the sections agree with each other.
 
@@ -45,7 +45,6 @@ def overview(
 ) -> dict[str, Any]:
     """Everything the review shows, read at `tip` when `fetched` (else fetched now)."""
     from ..audit import timeline
-    from ..domain import mailbox
 
     if not fetched:
         tip = fetch(c)
@@ -78,10 +77,9 @@ def overview(
         doc["day"] = timeline.day(entries, now)
         _, state = c.store.snapshot()
         doc["approvers"] = list(state.config.approvers) if state.config else []
-        recent = mailbox.recent(c.store.view_of(state), message_limit)
-        doc["messages"] = threads(
-            [m.model_dump(mode="json") for m in recent], set(doc["approvers"])
-        )
+        # the people's messages board: every mailbox, who read what, what was handled
+        board = c.messages(limit=message_limit)["messages"]
+        doc["messages"] = threads(board, set(doc["approvers"]))
     doc["health"] = health(doc, now)
     return doc
 
@@ -95,7 +93,8 @@ def threads(
     direct message that is not itself a reply, and that no reply by its recipient
     answers, is `unanswered` (every reply is newer than what it answers, so among the
     newest messages a message's replies are all there; a reply closes a loop rather
-    than opening one). A message to `human` is answered by any approver's reply."""
+    than opening one). A message to `human` is answered by any approver's reply (or
+    when the messages board says it was handled)."""
     by_id = {m["id"]: m for m in messages}
     root_of: dict[str, str] = {}
 
@@ -111,6 +110,8 @@ def threads(
     answered: set[str] = set()
     for m in messages:
         root_of[m["id"]] = root(m["id"])
+        if m.get("handled_by"):  # the messages board says an approver answered it
+            answered.add(m["id"])
         parent = by_id.get(m.get("reply_to") or "")
         if parent is None:
             continue
