@@ -261,9 +261,11 @@ def _figures(f: dict[str, Any]) -> list[str]:
         f"{_target(targets['zero_work_collisions'])})",
         f"collisions prevented     {f['collisions_prevented']}  (claims refused: held by another)",
         f"takeovers after expiry   {f['takeovers_after_expiry']}",
-        f"messages                 {msg['sent']} sent, {msg['direct']} direct: "
-        f"{msg['answered_within_target']} answered within {after}, {msg['answered_late']} "
-        f"later, {msg['unanswered']} unanswered{waiting}",
+        f"messages                 {msg['sent']} sent, {msg['direct']} direct "
+        f"({msg['replies']} of them replies)",
+        f"answers                  of {msg['asked']} asking: {msg['answered_within_target']} "
+        f"answered within {after}, {msg['answered_late']} later, {msg['unanswered']} "
+        f"unanswered{waiting}",
         f"reply time               {within} within {after}  (target "
         f"{msg['target_share'] * 100:.0f}% within {after}: "
         f"{_target(targets['response_under_5_min'])}); answered: median "

@@ -6,7 +6,8 @@ day (read from the history's trailers, as `metrics` reads them):
 
 - stale sessions (no heartbeat, nor registration, within `stale_after_minutes`) and
   the live claims they still hold, which nobody else can take until they expire;
-- direct messages left unanswered for longer than the reply target (5 minutes);
+- direct messages that ask (not replies) left unanswered for longer than the reply
+  target (5 minutes);
 - P0 tasks blocked on a dependency that is not done;
 - approval requests still pending, and for how long;
 - the share of present sessions fresh now (the founding plan's > 90% uptime, now).
@@ -43,6 +44,14 @@ class Sent:
     sender: str
     to: str
     time: datetime  # committer time of the commit that sent it
+    reply_to: str | None = None
+
+    @property
+    def asks(self) -> bool:
+        """A direct message that starts a conversation, so waits for an answer: not a
+        broadcast, and not itself a reply (an answer is not owed one, or every
+        conversation would end unanswered)."""
+        return self.to != names.BROADCAST and self.reply_to is None
 
 
 @dataclass
@@ -63,7 +72,8 @@ def message_log(history: Iterable[Entry]) -> MessageLog:
     for e in reversed(ordered):  # branch order, oldest first: commit times may be skewed
         mid = e.get("Gitcoord-Message")
         if mid and e.session and mid not in log.sent:
-            log.sent[mid] = Sent(mid, e.session, e.get("Gitcoord-To") or "", e.time)
+            to = e.get("Gitcoord-To") or ""
+            log.sent[mid] = Sent(mid, e.session, to, e.time, e.get("Gitcoord-Reply-To"))
         orig = log.sent.get(e.get("Gitcoord-Reply-To") or "")
         if orig is None or orig.id in log.answered:
             continue
@@ -88,19 +98,21 @@ def reply_figures(
 ) -> dict[str, Any]:
     """The direct messages sent in [start, end) and how they were answered.
 
-    A message answered by its recipient within the target counts for it, one answered
-    later against it, and so does one still unanswered once older than the target; one
-    younger and unanswered is `waiting` and not decided yet. The target is met when the
-    answered-in-time share of the decided messages reaches REPLY_TARGET_SHARE."""
+    Of the messages that ask (direct, not replies), one answered by its recipient within
+    the target counts for it, one answered later against it, and so does one still
+    unanswered once older than the target; one younger and unanswered is `waiting`, not
+    decided yet. The target is met when the answered-in-time share of the decided
+    messages reaches REPLY_TARGET_SHARE."""
     sent = [
         m
         for m in log.sent.values()
         if (start is None or m.time >= start) and (end is None or m.time < end)
     ]
     direct = [m for m in sent if m.to != names.BROADCAST]
+    asked = [m for m in direct if m.asks]
     delays: list[float] = []
     within = late = unanswered = waiting = 0
-    for m in direct:
+    for m in asked:
         answer = log.answered.get(m.id)
         if answer is not None:
             delay = max(0.0, (answer - m.time).total_seconds())
@@ -118,6 +130,8 @@ def reply_figures(
     return {
         "sent": len(sent),
         "direct": len(direct),
+        "replies": len(direct) - len(asked),
+        "asked": len(asked),
         "answered": len(delays),
         "answered_within_target": within,
         "answered_late": late,
@@ -189,7 +203,7 @@ def health(state: State, now: datetime, messages: MessageLog | None) -> dict[str
         late = [
             m
             for m in messages.sent.values()
-            if m.to != names.BROADCAST
+            if m.asks
             and m.id not in messages.answered
             and now - MESSAGE_WINDOW <= m.time
             and now - m.time > REPLY_TARGET
