@@ -10,6 +10,24 @@ from typing import Any
 from .common import median, ms, pct
 from .contention import EXPERIMENTS, NAIVE, OWN, PREVIOUS, SHARED, TURNS
 from .growth import TARGET_ROWS
+from .signing import (
+    BASELINE,
+    CHECK,
+    CLI_REQUIRED,
+    CLI_UNSIGNED,
+    FIRST_OFF,
+    FIRST_ON,
+    INPROC_CHECK,
+    RANGE_OFF,
+    RANGE_ON,
+    REQUIRED,
+    REQUIRED2,
+    SIGN,
+    SIGNED,
+    SPAWN,
+    UNSIGNED,
+    UNSIGNED2,
+)
 from .single import AGENT, CLIENT, CLIMAIN, COLD, FLOOR, INPROC, VERSION
 
 # The field notes' naive floor, measured earlier on a 2-core machine (ops/s).
@@ -523,6 +541,7 @@ def _contention_analysis(data: dict[str, Any], met: dict[str, bool | str | None]
         "remote, so each wasted attempt is taken from the winners; sessions on machines of "
         "their own would lose only the remote's share.",
     ]
+
     def step(name: str, n: int, what: str) -> float:
         return float(curves.get(name, {}).get(n, {}).get("phases", {}).get(what, nan))
 
@@ -728,6 +747,240 @@ def analysis(data: dict[str, Any]) -> list[str]:
     return out
 
 
+# --- signatures ------------------------------------------------------------------------------
+
+SIGNING_HEADING = "## 8. Signatures: the cost of signing and verifying"
+_TAGS = {
+    UNSIGNED: "(a)",
+    SIGNED: "(b)",
+    REQUIRED: "(b′)",
+    UNSIGNED2: "(a′)",
+    REQUIRED2: "(c)",
+    CLI_UNSIGNED: "(d)",
+    CLI_REQUIRED: "(d)",
+}
+
+
+def _paired(xs: list[float], base: list[float]) -> float:
+    """The median of the per-round differences xs[i] − base[i] (rows run in the same
+    rounds): load that drifts between rounds cancels out of each difference."""
+    return median([x - y for x, y in zip(xs, base, strict=True)])
+
+
+def _signing_tables(data: dict[str, Any]) -> list[str]:
+    s = data["signing"]
+    if "skipped" in s:
+        return [f"Not measured: {s['skipped']}."]
+    c = s["claims"]
+    series, work, signed = c["series"], c["work"], c["signed"]
+    a = median(series[UNSIGNED])
+    lines = [
+        f"{s['ssh']}. Claims: {s['runs']} round-robin rounds after two warm-up rounds (the "
+        f"cold CLI rows in {c['cli_runs']} of them); every row on a `file://` bare remote of "
+        "its own; each timed claim grants a released resource again and is released, "
+        "untimed, right after. In process through a long-lived `Coordinator` (as the "
+        "in-process row of sections 1–3), except (d), a cold `python -m gitcoord` process "
+        "each (`GITCOORD_AGENT=0`). Unsigned: ssh-keygen hidden from PATH (a folder with a "
+        "symlink to git only) and no machine key, on a branch not requiring signatures. "
+        "*Two clones alternating*: sessions alice and bob, each in its own clone, take "
+        "turns, so each claim first fetches (and, where signatures are required, verifies) "
+        "the other's claim and release. *+ over it* is the median of the per-round "
+        "differences from the row's unsigned baseline.",
+        "",
+        "| claim | median | p90 | × its unsigned baseline | + over it | × (a) | commits "
+        "signed on its remote |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, xs in series.items():
+        if row not in BASELINE:
+            continue
+        m = median(xs)
+        base = BASELINE[row]
+        b = median(series[base])
+        rel = "–" if base == row else _x(m / b)
+        plus = "–" if base == row else _diff(_paired(xs, series[base]), 0.0)
+        got, total = signed.get(row, (0, 0))
+        lines.append(
+            f"| {_TAGS[row]} {row} | {ms(m)} | {ms(pct(xs, 90))} | {rel} | {plus} | "
+            f"{_x(m / a)} | {got} / {total} |"
+        )
+    lines += [
+        "",
+        "On a branch not requiring signatures, `init` (a person's act) is signed only by a "
+        "`user.signingKey`, which (b)'s remote has none of; what sessions do is signed by "
+        "the machine key.",
+        "",
+        "Where a claim's time for signatures goes, in process (medians per claim; timed and "
+        "counted by wrappers around `Signer.sign`, the verifier's `signed_by`, "
+        "`trust.check_tip`, `trust.mark_verified` and `Git.run` — the short git processes, "
+        "not the long-lived `cat-file --batch`):",
+        "",
+        "| claim | signing: ssh-keygen processes, time | verifying the tip: time (ssh-keygen "
+        "checks: processes, time) | recording the verified tip | git processes |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in (UNSIGNED, SIGNED, REQUIRED, UNSIGNED2, REQUIRED2):
+        w = work.get(row)
+        if not w:
+            continue
+        lines.append(
+            f"| {_TAGS[row]} {row} | {w['sign']:g}, {ms(w['sign_s'])} | {ms(w['verify_s'])} "
+            f"({w['check']:g}, {ms(w['check_s'])}) | {ms(w['record_s'])} | {w['git']:g} |"
+        )
+    lines += [
+        "",
+        "Measured in the same rounds:",
+        "",
+        "| one step | median | p90 |",
+        "|---|---:|---:|",
+    ]
+    for row in (SIGN, CHECK, SPAWN, INPROC_CHECK):
+        if series.get(row):
+            xs = series[row]
+            lines.append(f"| {row} | {ms(median(xs))} | {ms(pct(xs, 90))} |")
+    v = s["verifier"]
+    vs = v["series"]
+    n = v["commits"]
+    lines += [
+        "",
+        f"The verifier: a history of {n} commits made by gitcoord (init by the approver, two "
+        "sessions registering, then claims and releases, every commit signed) on each of two "
+        "remotes, one requiring signatures; "
+        f"{s['verify_runs']} round-robin rounds after a warm-up round. `validate --range "
+        "..TIP` (what the server hook and CI run) in process with a new `Coordinator` each "
+        "time; a new clone's first `status`: a fresh clone each time (untimed), then a new "
+        "`Coordinator` and `status` (timed).",
+        "",
+        f"| over {n} commits | not required | required | × | + per commit | of which "
+        "ssh-keygen checks, per commit | checks / git processes: not required → required |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for what, off, on in (
+        ("`validate --range ..TIP`", RANGE_OFF, RANGE_ON),
+        ("a new clone's first `status`", FIRST_OFF, FIRST_ON),
+    ):
+        x, y = median(vs[off]), median(vs[on])
+        w_off, w_on = v["work"][off], v["work"][on]
+        lines.append(
+            f"| {what} | {ms(x)} | {ms(y)} | {_x(y / x)} | {ms(_paired(vs[on], vs[off]) / n)} "
+            f"| {ms(w_on['check_s'] / n)} | {w_off['check']:g} / {w_off['git']:g} → "
+            f"{w_on['check']:g} / {w_on['git']:g} |"
+        )
+    return lines
+
+
+def _signing_analysis(data: dict[str, Any]) -> list[str]:
+    s = data["signing"]
+    if "skipped" in s:
+        return []
+    series = s["claims"]["series"]
+    work = s["claims"]["work"]
+
+    def m(row: str) -> float:
+        return median(series.get(row, []))
+
+    def plus(row: str) -> str:
+        return _diff(_paired(series[row], series[BASELINE[row]]), 0.0)
+
+    sign, check, spawn = m(SIGN), m(CHECK), m(SPAWN)
+    b, b2, c = work[SIGNED], work[REQUIRED], work[REQUIRED2]
+    v = s["verifier"]
+    vs, n = v["series"], v["commits"]
+    r_off, r_on = median(vs[RANGE_OFF]), median(vs[RANGE_ON])
+    f_off, f_on = median(vs[FIRST_OFF]), median(vs[FIRST_ON])
+    first_checks = v["work"][FIRST_ON]["check_s"]
+    out = [
+        f"**Signing** is one `ssh-keygen -Y sign` process per commit: {ms(sign)} alone (the "
+        f"floor of starting any process from this Python is {ms(spawn)}), {ms(b['sign_s'])} "
+        f"inside a claim, whose fetch and push vary by more than that from one claim to the "
+        f"next: (b) over (a) measured {plus(SIGNED)} ({_x(m(SIGNED) / m(UNSIGNED))} by "
+        "medians), so the timed step is the better measure of what signing costs. "
+        "Requiring signatures adds no check while every new tip is this clone's own commit "
+        f"(b′: verifying the tip {ms(b2['verify_s'])}, recording it {ms(b2['record_s'])} — "
+        "reading and writing `.git/gitcoord/verified/` and loading the new commit's state; "
+        f"over (a), signing included, {plus(REQUIRED)}).",
+        "",
+        "**Verifying** costs, per new commit, one `ssh-keygen -Y check-novalidate` "
+        f"({ms(check)} alone) and the transition rules — a `git diff-tree` and Python — "
+        "which a client runs only where signatures are required (the hook and `validate "
+        "--range` run them always), plus, per verified range, `git merge-base` and two "
+        f"`git log`. With two clones alternating, each claim verified {c['check']:g} "
+        f"commits and signed one, starting {c['git']:g} git processes against "
+        f"{work[UNSIGNED2]['git']:g} unsigned: verifying took {ms(c['verify_s'])} of the claim "
+        f"({ms(c['check_s'])} in the checks' processes), and (c) over (a′) came to "
+        f"{plus(REQUIRED2)}, {_x(m(REQUIRED2) / m(UNSIGNED2))}. A cold CLI claim pays it "
+        f"too, on top of its start-up: (d) {plus(CLI_REQUIRED)}, "
+        f"{_x(m(CLI_REQUIRED) / m(CLI_UNSIGNED))}. Over {n} commits `validate --range` "
+        f"took {_x(r_on / r_off)} ({ms(r_off / n)} per commit not required, {ms(r_on / n)} "
+        "required: the rules ran in both, so the difference is about one check process per "
+        f"commit); a new clone's first `status` verifies the whole history once: "
+        f"{ms(f_off)} → {ms(f_on)}: {ms(first_checks)} in the checks' processes, the rest "
+        f"({ms((f_on - f_off - first_checks) / n)} per commit) the rules; every later "
+        "command verifies only what is new. Verifying grows with history where nothing "
+        "else here does (section 5): at this run's "
+        f"{ms((f_on - f_off) / n)} per commit, a new clone of a 10,000-commit branch would "
+        f"spend ≈ {(f_on - f_off) / n * 10_000:.0f} s on its first command (extrapolated, "
+        "not measured), and so would a clone returning after that many commits.",
+        "",
+    ]
+    cheaper = "**What would make it cheaper.** The time is processes, not cryptography: "
+    if series.get(INPROC_CHECK):
+        fast = m(INPROC_CHECK)
+        cheaper += (
+            f"the same Ed25519 check done in process (an experiment, benchmark-only code on "
+            f"`cryptography`) took {ms(fast)}, {_x(check / fast)} less than the ssh-keygen "
+            f"process; for the new clone above that would leave ≈ {ms(n * fast)} of the "
+            f"{ms(first_checks)} in checks. "
+        )
+    cheaper += (
+        "Options, none built: (1) check (and sign, with an unencrypted ed25519 machine key) "
+        "in process when a vetted library such as `cryptography` is installed, keeping "
+        "ssh-keygen as the reference and for the keys only it can use (ssh-agent, FIDO): "
+        "the signed-commits change chose no crypto dependency, and one process per commit "
+        "written or verified is the price of that choice; (2) start a range's checks "
+        "concurrently (independent processes: up to the number of cores faster for a new "
+        "clone's first command and for `validate --range`); (3) one `git diff-tree --stdin` "
+        "for a whole range instead of one per commit, which the hook and `validate --range` "
+        "would gain from as well; (4) for a new clone, start from a tip an approver's key "
+        "attests as verified (a signed checkpoint) and verify only what follows — a trust "
+        "decision, not only a speed-up."
+    )
+    out.append(cheaper)
+    return out
+
+
+def signing_section(data: dict[str, Any], command: str | None = None) -> list[str]:
+    """Section 8, heading included; `command`: it was measured on its own by that
+    command (an --only run), so it says when and under which load."""
+    lines = [SIGNING_HEADING, ""]
+    if command is not None:
+        m = data["machine"]
+        lines += [
+            f"Measured on its own by `.venv/bin/{command}` on {m['date']} in "
+            f"{data['timings'].get('signing', 0):.0f} s (load average at start "
+            f"{m['load at start']}, at end {m['load at end']}; {m['cores']}); the rest of "
+            "this page comes from the run named at its top.",
+            "",
+        ]
+    lines += _signing_tables(data)
+    analysis = _signing_analysis(data)
+    if analysis:
+        lines += ["", *analysis]
+    return lines
+
+
+def merge_section(page: str, heading: str, section: list[str]) -> str:
+    """`page` with the section under `heading` (up to the next `## ` heading) replaced
+    by `section`, or `section` appended when the page has none."""
+    lines = page.rstrip("\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line == heading), None)
+    if start is None:
+        return "\n".join([*lines, "", *section]) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = lines[end:]
+    return "\n".join([*lines[:start], *section, *(["", *tail] if tail else [])]) + "\n"
+
+
 # --- the chart -------------------------------------------------------------------------------
 
 
@@ -876,4 +1129,6 @@ def markdown(data: dict[str, Any], chart_result: str, command: str) -> str:
         ]
     if "single" in data:
         lines += ["", "## 7. Transports", "", *_transport_table(data)]
+    if "signing" in data:
+        lines += ["", *signing_section(data)]
     return "\n".join(lines) + "\n"

@@ -17,12 +17,17 @@ times, are what to compare; medians of several runs):
        (benchmarks/growth.py);
   6.   a simulated workday for 12, 50 and 200 sessions (benchmarks/workday.py);
   7.   transports: file://, git daemon and smart HTTP (benchmarks/single.py);
+  8.   signatures: a claim unsigned, signed, signed and required (verifying another
+       clone's commits), a cold CLI claim, `validate --range` and a new clone's first
+       command over a signed history (benchmarks/signing.py);
   and where the time of one claim goes (benchmarks/phases.py).
   compare: cold `--version`, `--version` through the agent and a claim in process, for
        two revisions at once (benchmarks/compare.py); only with --only compare or
        --baseline, and written to COMPARE.md, not RESULTS.md.
 Hermetic: a temporary HOME and git configuration, everything in one temporary directory,
-removed at the end (--keep keeps it). The chart needs matplotlib (`pip install -e
+removed at the end (--keep keeps it). `--only signing` updates its own section of an
+existing RESULTS.md and leaves the rest of the page as it was; any other --only run
+writes the page with the sections it ran. The chart needs matplotlib (`pip install -e
 '.[bench]'`); without it RESULTS.md is still written and says so.
 """
 
@@ -39,13 +44,26 @@ if __package__ in (None, ""):  # run as a script: benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from benchmarks import common, compare, contention, growth, phases, report, single, workday
+from benchmarks import (
+    common,
+    compare,
+    contention,
+    growth,
+    phases,
+    report,
+    signing,
+    single,
+    workday,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # The sections RESULTS.md reports; `compare` has its own page, COMPARE.md.
-RESULTS_SECTIONS = ("single", "phases", "contention", "growth", "workday")
+RESULTS_SECTIONS = ("single", "phases", "contention", "growth", "workday", "signing")
 SECTIONS = (*RESULTS_SECTIONS, "compare")
+# Sections whose part of RESULTS.md stands alone (its own heading, tables and analysis, no
+# target): run by themselves, they replace that part of the existing page, nothing else.
+MERGED = {"signing": (report.SIGNING_HEADING, report.signing_section)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +197,17 @@ def main(argv: list[str] | None = None) -> int:
                 tmp, env, sizes, budgets, longest, min_minutes=0.5 if quick else 1.0
             )
             timings["workday"] = time.monotonic() - t
+        if section("signing"):
+            t = time.monotonic()
+            data["signing"] = signing.run(
+                tmp,
+                env,
+                runs=3 if quick else 45,
+                cli_every=1 if quick else 3,
+                verify_runs=2 if quick else 9,
+                commits=10 if quick else 50,
+            )
+            timings["signing"] = time.monotonic() - t
         if section("compare"):
             t = time.monotonic()
             data["compare"] = compare.run(
@@ -225,6 +254,20 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         print(f"wrote {out_dir / 'COMPARE.md'}", file=sys.stderr)
     if not results_page:
+        return 0
+    page = out_dir / "RESULTS.md"
+    ran = (only or set()) & set(RESULTS_SECTIONS)
+    if only is not None and ran <= set(MERGED) and page.exists():
+        command = f"python -m benchmarks --only {','.join(sorted(ran))}" + (
+            " --quick" if quick else ""
+        )
+        text = page.read_text()
+        for name in sorted(ran):
+            heading, render = MERGED[name]
+            text = report.merge_section(text, heading, render(data, command=command))
+        page.write_text(text)
+        print(text)
+        print(f"updated the {', '.join(sorted(ran))} section of {page}", file=sys.stderr)
         return 0
     try:
         chart = report.chart(data, out_dir / "contention.png")

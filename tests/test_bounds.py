@@ -24,7 +24,7 @@ from test_ops import SEC, T0, make_state, session
 from gitcoord.domain import kinds, names, yamlio
 from gitcoord.domain.models import Claim, Config, Heartbeat, Milestone, Step
 from gitcoord.domain.transition import Changed, CommitMeta, check_transition
-from gitcoord.ops import claims, pages
+from gitcoord.ops import claims
 
 FAR = "9999-12-31T00:00:00Z"
 
@@ -308,19 +308,45 @@ def test_the_verifier_refuses_a_state_page_that_is_a_folder_or_too_big(
     forged = commit_files(a, {PAGE: big}, parent=base, message=trailers("state", "alice"))
     err = refused(world, a, base, forged, "size")
     assert f"{names.STATE_PAGE_MAX_BYTES}-byte" in err
-    # a page of exactly the limit passes
+    # a page within the limit but written by hand is not the state's rendering
     fits = b"# Current state\n" + b"y" * (names.STATE_PAGE_MAX_BYTES - 16)
-    fine = commit_files(a, {PAGE: fits}, parent=base, message=trailers("state", "alice"))
-    assert run(a, "validate", "--range", f"{base}..{fine}").code == 0
-    assert push(a, fine).returncode == 0
+    forged = commit_files(a, {PAGE: fits}, parent=base, message=trailers("state", "alice"))
+    err = refused(world, a, base, forged, "state-page")
+    # gitcoord's own page passes the hook
+    assert run(a, "state", "--write", session="alice").code == 0
 
 
 def test_state_write_cuts_an_honest_page_over_the_limit() -> None:
-    state = make_state(session("alice", 1))
+    from gitcoord.domain import statepage
+
     line = b"| 1 | alice | " + b"r" * 200 + b" |\n"
     page = line * (2 * names.STATE_PAGE_MAX_BYTES // len(line))
-    written = pages.state_page(state, T0, session="alice", page=page).writes[PAGE]
-    assert isinstance(written, bytes)
+    written = statepage._cut(page.decode())
     assert len(written) <= names.STATE_PAGE_MAX_BYTES
     assert written.endswith(b"limited to 1048576 bytes)\n")
     assert written.startswith(line) and b"\n| 1 |" in written  # cut at a line's end
+
+
+def test_a_state_page_must_be_the_rendering_of_its_state(
+    world: World, guarded: tuple[Path, str]
+) -> None:
+    """A page with one fact changed (a claim's holder), or rendered from another time
+    than it names, is refused by the hook; gitcoord's own page, re-rendered by the
+    verifier from the commit that carries it, passes."""
+    from gitcoord.domain import statepage
+
+    a, _ = guarded
+    assert run(a, "state", "--write", session="alice").code == 0
+    git(a, "fetch", "-q", "origin")
+    head = tip(world.remote)
+    assert head is not None
+    honest = show(a, head, PAGE)
+    at = statepage.generated_at(honest)
+    assert at is not None
+    lied = honest.replace(b"| alice |", b"| mallory |", 1)
+    assert lied != honest
+    forged = commit_files(a, {PAGE: lied}, parent=head, message=trailers("state", "alice"))
+    assert "rendering of the state" in refused(world, a, head, forged, "state-page")
+    old = honest.replace(at.strftime("%Y-%m-%dT%H:%M:%SZ").encode(), b"2020-01-01T00:00:00Z")
+    forged = commit_files(a, {PAGE: old}, parent=head, message=trailers("state", "alice"))
+    assert "generated at 2020" in refused(world, a, head, forged, "state-page")

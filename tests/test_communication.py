@@ -772,8 +772,8 @@ def test_state_write_commits_current_state(
     assert written.startswith("# Current state")
     for sid in ("alice", "bob", "carol", "dave"):
         assert f"| {sid} |" in written
-    assert "| task/i-match | alice | 1 |" in written
-    assert "| service/nginx | bob | 1 |" in written
+    assert "| task/i-match | alice | live | 1 |" in written
+    assert "| service/nginx | bob | live | 1 |" in written
     assert "done-already" not in written  # released: not a live claim
     assert "Need review of i-match" in written
     assert "Deployed treasury \\| v2" in written

@@ -684,7 +684,7 @@ def test_approval_by_merging_the_branch_through_the_server_hook(world: World) ->
     assert proc.returncode == 0, proc.stderr
     assert remote_tip(world) == new
 
-    rows = {x["id"]: x for x in ok(a, "approval", "list")["approvals"]}
+    rows = {x["id"]: x for x in ok(a, "approval", "list", "--all")["approvals"]}
     assert rows[aid]["status"] == "approved"
     assert ok(a, "validate")["valid"] is True
     # and the CLI keeps working on top of the merge, through the hook

@@ -39,6 +39,7 @@ HUMAN_ONLY = {
     "init",  # creates the branch and names its approvers
     "upgrade",  # changes config.yaml's format: the approvers' (it locks out older clients)
     "approval grant",  # a human's approval, as the human's git identity
+    "approval reject",  # likewise: a decision is a person's
     "approver add",  # the approver list: the approvers' own, signed by their keys
     "approver remove",
     "signatures",  # requiring signatures is an approver's decision

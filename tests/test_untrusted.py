@@ -15,7 +15,7 @@ from pathlib import Path
 from conftest import World, run
 from test_integrate import hook_input, installed, integrate, run_hook
 
-from gitcoord.api import untrusted
+from gitcoord.domain import untrusted
 
 # A terminal hyperlink in 8-bit controls (C1 OSC ... ST): C0 is refused on the branch,
 # C1 is not (it is printable YAML).

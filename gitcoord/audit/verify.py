@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import Any
 
 from .. import clock
 from ..domain import names
@@ -130,6 +131,9 @@ def verify_commit(
         if path.startswith(f"{names.ROOT}/messages/") and new_oid:
             message_paths.append(path)
     problems += check_messages_at(new_view, new_state, message_paths)
+    page = next((c for c in changes if c.path == names.state_page_path()), None)
+    if page is not None and isinstance(page.new, bytes):
+        problems += _state_page(page.new, new_state, new_view, meta)
     problems += check_transition(old_state, new_state, changes, meta)
     if meta.op == QUARANTINE_OP and parent is not None and old_state.config is not None:
         problems += _check_tombstones(store, parent, changes)
@@ -144,6 +148,41 @@ def verify_commit(
 
 
 GITLINK = "160000"  # a submodule entry in a tree
+# How far before its commit a state page may say it was generated (the page is
+# rendered, then the commit written and pushed, perhaps after a lost race or two).
+PAGE_AGE = timedelta(minutes=5)
+
+
+def _state_page(data: bytes, state: State, view: Any, meta: CommitMeta) -> list[Problem]:
+    """CURRENT_STATE.md is accepted only as gitcoord's own rendering of the state it
+    sits in, as of the time it names (no later than its commit, and not long before):
+    a page on the branch cannot say what the branch does not."""
+    from ..domain import statepage
+
+    path = names.state_page_path()
+    at = statepage.generated_at(data)
+    skew = state.config.skew if state.config else timedelta(seconds=60)
+    if at is None:
+        return [Problem(path, "state-page", "not a page `gitcoord state --write` renders")]
+    if not meta.time - PAGE_AGE - skew <= at <= meta.time + skew:
+        return [
+            Problem(
+                path,
+                "state-page",
+                f"it says it was generated at {at:%Y-%m-%dT%H:%M:%SZ}, not at its commit's "
+                "time",
+            )
+        ]
+    if statepage.render(state, view, at) != data:
+        return [
+            Problem(
+                path,
+                "state-page",
+                "it is not the rendering of the state it sits in (`gitcoord state --write` "
+                "writes it)",
+            )
+        ]
+    return []
 
 
 def _blob(store: Store, oid: str | None) -> bytes | None:

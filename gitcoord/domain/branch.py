@@ -302,6 +302,10 @@ class Store:
         """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
         self.trees.publish_branch(branch, commit)
 
+    def remove_branch(self, branch: str) -> bool:
+        """Delete `refs/heads/<branch>` (on the remote when there is one), best effort."""
+        return self.trees.remove_branch(branch)
+
 
 def signer_of(change: Change, state: State) -> tuple[str, bool]:
     """Whose key signs `change`'s commit, and whether the branch requires it: what a

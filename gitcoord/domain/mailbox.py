@@ -126,3 +126,18 @@ def all_files(view: TreeView) -> Iterator[tuple[str, TreeEntry | None]]:
                 continue
             for f in view.entries(f"{root}/{recipient.name}/{day.name}") or []:
                 yield f"{root}/{recipient.name}/{day.name}/{f.name}", (None if f.is_tree else f)
+
+
+def answered_by(view: TreeView, senders: set[str]) -> dict[str, str]:
+    """message id -> the first of `senders` who answered it (`reply_to`), over every
+    mailbox: whether an escalation to the humans was handled."""
+    found: dict[str, tuple[str, str]] = {}  # answered id -> (reply id, sender)
+    for _, entry in all_files(view):
+        if entry is None:
+            continue
+        msg = _load(view, entry)
+        if msg is None or msg.reply_to is None or msg.sender not in senders:
+            continue
+        if msg.reply_to not in found or msg.id < found[msg.reply_to][0]:
+            found[msg.reply_to] = (msg.id, msg.sender)
+    return {answered: sender for answered, (_, sender) in found.items()}

@@ -11,7 +11,7 @@ instead of silently ignored.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -31,7 +31,10 @@ from .names import (
 #   1  the first layout
 #   2  sessions may have left (Session.left_at), config.max_lease_hours, config.pushers
 #   3  signatures: a session's key (Session.key), config.approver_keys and
-#      config.require_signatures
+#      config.require_signatures; decisions: a rejected request (Approval.status
+#      "rejected", rejected_by/at, reason), config.approval_wait_hours, a claim waiting
+#      for approval holding the lease it starts with (Claim.lease_seconds); messages
+#      to and from people (to "human", an approver's e-mail as sender)
 # A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
 # a branch at that format, so every client the branch's format admits can read it.
 FORMAT = 3
@@ -105,6 +108,16 @@ class Pusher(_Model):
 
 class Config(_Model):
     """`coordination/config.yaml`: settings every session obeys."""
+
+    # Added by a newer format: written only when set (yamlio.dump), so an older branch
+    # stays readable by the gitcoord its format admits.
+    NEWER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "max_lease_hours",
+        "pushers",
+        "approver_keys",
+        "require_signatures",
+        "approval_wait_hours",
+    )
 
     format: int = Field(
         FORMAT,
@@ -188,6 +201,16 @@ class Config(_Model):
             "commit a pusher may not make."
         ),
     )
+    approval_wait_hours: float = Field(
+        24.0,
+        gt=0,
+        le=720,
+        description=(
+            "Format 3: how long a claim waits for its approval: its lease starts only when "
+            "granted, and a request nobody decides lapses after this (the resource is free "
+            "again), so nobody holds a resource forever by asking. At most max_lease_hours."
+        ),
+    )
     require_approval: list[ClaimType] = Field(
         default_factory=list,
         description="Claim types that start pending and become live once approved (e.g. deploy).",
@@ -199,8 +222,16 @@ class Config(_Model):
         return timedelta(hours=self.lease_hours)
 
     @property
+    def approval_wait(self) -> timedelta:
+        return timedelta(hours=self.approval_wait_hours)
+
+    @property
     def max_lease(self) -> timedelta:
         return timedelta(hours=self.max_lease_hours)
+
+    @property
+    def stale(self) -> timedelta:
+        return timedelta(minutes=self.stale_after_minutes)
 
     @property
     def skew(self) -> timedelta:
@@ -261,6 +292,14 @@ class Claim(_Model):
     approval: ApprovalId | None = Field(
         None, description="For types in require_approval: the request that must be approved."
     )
+    lease_seconds: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Format 3, while its approval is pending: the lease it starts with once granted "
+            "(expires_at meanwhile is when the request lapses: approval_wait_hours)."
+        ),
+    )
 
     @property
     def key(self) -> str:
@@ -282,6 +321,7 @@ Subject = Annotated[
 ]
 MessageId = Annotated[str, StringConstraints(pattern=MESSAGE_ID_PATTERN)]
 Recipient = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+Sender = SessionId | Email
 BODY_MAX_BYTES = 64 * 1024
 
 
@@ -318,7 +358,7 @@ class Message(_Model):
     id: MessageId = Field(
         description="Unique and time-sortable: UTC time to the millisecond + random."
     )
-    sender: SessionId
+    sender: Sender = Field(description="A session id, or an approver's e-mail (format 3).")
     to: Recipient
     subject: Subject
     body: Body
@@ -345,9 +385,14 @@ class Approval(_Model):
     resource: str | None = Field(None, description="For kind claim: the claim it gates.")
     requested_by: SessionId
     requested_at: Timestamp
-    status: Literal["pending", "approved"] = "pending"
+    status: Literal["pending", "approved", "rejected"] = "pending"
     approved_by: Email | None = None
     approved_at: Timestamp | None = None
+    rejected_by: Email | None = Field(None, description="Format 3: the approver who rejected it.")
+    rejected_at: Timestamp | None = None
+    reason: Note = Field("", description="Format 3: why it was rejected, told to the requester.")
+
+    NEWER_FIELDS: ClassVar[tuple[str, ...]] = ("reason",)
 
 
 class Activation(_Model):
@@ -381,7 +426,7 @@ class Task(_Model):
     )
     milestone: MilestoneName | None = None
     note: Note = ""
-    created_by: SessionId
+    created_by: Sender = Field(description="A session, or an approver's e-mail (format 3).")
     created_at: Timestamp
     done_by: SessionId | None = None
     done_at: Timestamp | None = None

@@ -25,6 +25,7 @@ MESSAGE_ID_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
 TASK_ID_PATTERN = r"^t[1-9][0-9]{0,8}$"
 APPROVAL_ID_PATTERN = r"^[0-9]{8}-[0-9a-f]{6}$"
 BROADCAST = "broadcast"
+HUMAN = "human"  # the approvers' shared mailbox: escalations reach every one of them
 APPROVAL_BRANCH_PREFIX = "gitcoord-approval/"
 
 _SESSION_RE = re.compile(SESSION_ID_PATTERN)
@@ -69,6 +70,8 @@ _ID_HINT = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or
 def check_session_id(value: str) -> str:
     if value == BROADCAST:
         raise UsageError(f"{BROADCAST!r} is reserved for messages to everyone", field="session")
+    if value == HUMAN:
+        raise UsageError(f"{HUMAN!r} is reserved for messages to the approvers", field="session")
     return _check(_SESSION_RE, value, "session id", "session", _ID_HINT)
 
 

@@ -417,8 +417,12 @@ def _check_task(
         if after.created_by != who:
             yield no(path, "own-files", f"session {who} cannot add a task as {after.created_by}")
         return
+    if prev.model_copy(update={"priority": after.priority}) == after:
+        if prev.created_by != who:
+            yield no(path, "task", f"only {prev.created_by} or an approver re-prioritises it")
+        return
     if prev.model_copy(update={"done_by": after.done_by, "done_at": after.done_at}) != after:
-        yield no(path, "task", "a task changes only by being marked done")
+        yield no(path, "task", "a task changes only by being marked done or re-prioritised")
         return
     if prev.done or not after.done or after.done_by != who:
         yield no(path, "task", f"only marking an open task done, as {who}")
@@ -453,5 +457,20 @@ def _check_approval(
                 path, "approver", f"approved_by must be the approving author {meta.author_email}"
             )
         return
+    if prev.status == "pending" and after.status == "rejected":
+        if not admin:
+            yield no(
+                path,
+                "approver",
+                f"rejection by {meta.author_email or 'an unknown author'}, who is not a listed "
+                "approver",
+            )
+        elif after.rejected_by != meta.author_email:
+            yield no(
+                path, "approver", f"rejected_by must be the rejecting author {meta.author_email}"
+            )
+        return
     if prev != after and not admin:
-        yield no(path, "approval", "approval requests change only from pending to approved")
+        yield no(
+            path, "approval", "approval requests change only from pending to approved or rejected"
+        )

@@ -287,11 +287,20 @@ def check_messages_at(
         wrong = MESSAGES.misplaced(path, MESSAGE.key_of(msg), MESSAGE.key)
         if wrong is not None:
             problems.append(Problem(path, "path", wrong))
-        if msg.sender not in state.sessions:
+        person = "@" in msg.sender  # an approver's e-mail: a person, not a session
+        approvers = state.config.approvers if state.config else []
+        if person and msg.sender not in approvers:
+            problems.append(
+                Problem(path, "sender-registered", f"sender {msg.sender!r} is not an approver")
+            )
+        elif not person and msg.sender not in state.sessions:
             problems.append(
                 Problem(path, "sender-registered", f"sender {msg.sender!r} not registered")
             )
-        if msg.to != names.BROADCAST and msg.to not in state.sessions:
+        fmt = state.config.format if state.config else 1
+        if fmt < 3 and (person or msg.to == names.HUMAN):
+            problems.append(Problem(path, "format", "messages to and from people need format 3"))
+        if msg.to not in (names.BROADCAST, names.HUMAN) and msg.to not in state.sessions:
             problems.append(
                 Problem(path, "recipient-known", f"recipient {msg.to!r} not registered")
             )

@@ -77,7 +77,16 @@ _Y = _yaml()
 
 
 def dump(model: BaseModel) -> bytes:
+    """The document as YAML. Fields a newer format added (a model's `NEWER_FIELDS`) are
+    left out while they hold their default, so a branch at an older format never holds
+    a key that an older gitcoord reading it would refuse."""
     data = model.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    fields = type(model).model_fields
+    for name in getattr(type(model), "NEWER_FIELDS", ()):
+        info = fields[name]
+        default = info.get_default(call_default_factory=True)
+        if getattr(model, name) == default:
+            data.pop(name, None)
     buf = io.StringIO()
     _Y.dump(data, buf)
     return buf.getvalue().encode("utf-8")

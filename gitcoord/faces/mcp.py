@@ -36,11 +36,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from ..api import untrusted
 from ..api.coordinator import AUTO, Coordinator
 from ..api.verb import Param, Verb
 from ..api.verbs import ALL
-from ..domain import names
+from ..domain import names, untrusted
 from ..errors import GitcoordError
 from ..version import __version__
 

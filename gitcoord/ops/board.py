@@ -20,7 +20,7 @@ from ..domain.models import (
 from ..domain.state import Doc, State
 from ..errors import ConflictError, RefusedError
 from .claims import claim
-from .kernel import build, require_registered
+from .kernel import build, require_registered, require_speaker
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 
@@ -62,8 +62,9 @@ def add(
     depends_on: tuple[str, ...] = (),
     milestone: str | None = None,
     note: str = "",
+    person: str | None = None,
 ) -> Change:
-    me = require_registered(state, session)
+    author = require_speaker(state, session, person)
     missing = [d for d in depends_on if d not in state.tasks]
     if missing:
         raise RefusedError(f"unknown task(s) to depend on: {', '.join(missing)}", missing=missing)
@@ -80,17 +81,58 @@ def add(
         depends_on=list(dict.fromkeys(depends_on)),
         milestone=milestone,
         note=note,
-        created_by=me.id,
+        created_by=author,
         created_at=now,
     )
     return Change(
         "task-add",
-        f"add task {task_id} [{priority}] by {me.id}: {title[:60]}",
-        session=me.id,
+        f"add task {task_id} [{priority}] by {author}: {title[:60]}",
+        session=None if person is not None and session is None else author,
         resource=f"task/{task_id}",
         writes={kinds.task_path(task_id): task},
         trailers={"Gitcoord-Priority": priority},
         result={"task": task_json(state.apply({kinds.task_path(task_id): task}), task, now)},
+    )
+
+
+def prioritise(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    task_id: str,
+    priority: str,
+    person: str | None = None,
+) -> Change:
+    """Change a task's priority: its creator, or a person (an approver) — the human
+    re-prioritises the board in the daily review."""
+    author = require_speaker(state, session, person)
+    task = state.tasks.get(task_id)
+    if task is None:
+        raise RefusedError(f"no task {task_id}", task=task_id)
+    as_person = person is not None and session is None
+    if not as_person and task.created_by != author:
+        raise RefusedError(
+            f"{task_id} was added by {task.created_by}: only its creator or an approver "
+            "re-prioritises it",
+            task=task_id,
+        )
+    if task.priority == priority:
+        return Change(
+            "task-priority",
+            "priority",
+            session=None if as_person else author,
+            result={"task": task_json(state, task, now)},
+        )
+    new = task.model_copy(update={"priority": priority})
+    return Change(
+        "task-priority",
+        f"re-prioritise {task_id} {task.priority} -> {priority} by {author}",
+        session=None if as_person else author,
+        resource=f"task/{task_id}",
+        writes={kinds.task_path(task_id): new},
+        trailers={"Gitcoord-Priority": priority},
+        result={"task": task_json(state.apply({kinds.task_path(task_id): new}), new, now)},
     )
 
 
@@ -165,5 +207,3 @@ def next_task(
 
 
 # --- milestones ----------------------------------------------------------------------
-
-

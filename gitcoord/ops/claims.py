@@ -91,6 +91,12 @@ def claim(
         writes.update(request.writes)
         gate = approval_id
         trailers["Gitcoord-Approval"] = approval_id
+    # A claim waiting for approval keeps the resource until the request is decided, or
+    # lapses: its lease starts only when granted (`approvals.grant_approval`).
+    waits = gate is not None and op != "renew" and config.format >= 3
+    expires = now + (min(config.approval_wait, config.max_lease) if waits else ttl)
+    if op == "renew" and current is not None and current.lease_seconds is not None:
+        waits, expires = True, current.expires_at  # still waiting: renewing sets the lease
     doc: Claim = build(
         Claim,
         type=type_,
@@ -98,7 +104,8 @@ def claim(
         holder=me.id,
         generation=generation,
         acquired_at=acquired,
-        expires_at=now + ttl,
+        expires_at=expires,
+        lease_seconds=int(ttl.total_seconds()) if waits else None,
         renewed_at=now if op == "renew" else None,
         note=note if note is not None else (current.note if current and op == "renew" else ""),
         approval=gate,

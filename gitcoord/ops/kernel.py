@@ -78,3 +78,21 @@ def require_registered(state: State, session: str | None) -> Session:
 # --- approvals and activation ------------------------------------------------------------
 
 
+def require_speaker(state: State, session: str | None, person: str | None) -> str:
+    """Who writes: a registered session, or with no session `person` — a listed
+    approver's e-mail (a person takes part without a session slot; format 3)."""
+    if session is not None or person is None:
+        return require_registered(state, session).id
+    config = require_initialised(state)
+    if person not in config.approvers:
+        raise RefusedError(
+            "no session: pass --session ID or set GITCOORD_SESSION (only a listed approver "
+            f"writes as a person, and {person} is not one)",
+            hint="export GITCOORD_SESSION=<id>",
+        )
+    if config.format < 3:
+        raise RefusedError(
+            "people write without a session only on a branch at format 3 (`gitcoord upgrade`)",
+            format=config.format,
+        )
+    return person

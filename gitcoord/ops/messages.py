@@ -12,12 +12,23 @@ from ..domain.models import (
 )
 from ..domain.state import State
 from ..errors import RefusedError
-from .kernel import build, require_registered
+from .kernel import build, require_registered, require_speaker
 
 
 def resolve_recipient(state: State, to: str) -> str:
-    """A session id, a session number, or 'broadcast' -> the folder name; exit 4 if unknown."""
+    """A session id, a session number, 'broadcast' or 'human' (every approver) -> the
+    folder name; exit 4 if unknown."""
     if to == names.BROADCAST:
+        return to
+    if to == names.HUMAN:
+        config = state.config
+        if config is None or not config.approvers or config.format < 3:
+            raise RefusedError(
+                "'human' reaches the approvers: this branch lists none"
+                if config is not None and not config.approvers
+                else "messages to 'human' need a branch at format 3 (`gitcoord upgrade`)",
+                recipient=to,
+            )
         return to
     if names.is_number(to):
         found = state.session_by_number(int(to))
@@ -26,7 +37,8 @@ def resolve_recipient(state: State, to: str) -> str:
         return found.id
     if to not in state.present:
         raise RefusedError(
-            f"unknown recipient {to!r}: not a registered session id or number, nor 'broadcast'",
+            f"unknown recipient {to!r}: not a registered session id or number, nor "
+            "'broadcast' or 'human'",
             recipient=to,
         )
     return to
@@ -43,18 +55,21 @@ def send(
     message_id: str,
     original: Message | None = None,
     reply_to: str | None = None,
+    person: str | None = None,
 ) -> Change:
-    me = require_registered(state, session)
+    """From a session, or with no session from `person` — an approver's e-mail: people
+    write to sessions, broadcast and answer escalations sent to 'human'."""
+    sender = require_speaker(state, session, person)
     recipient = resolve_recipient(state, to)
+    mine = (sender, names.BROADCAST) if person is None else (names.HUMAN, names.BROADCAST, sender)
     if reply_to is not None and (
-        original is None
-        or not (original.to in (me.id, names.BROADCAST) or original.sender == me.id)
+        original is None or not (original.to in mine or original.sender == sender)
     ):
-        raise RefusedError(f"no message {reply_to} that {me.id} could answer", reply_to=reply_to)
+        raise RefusedError(f"no message {reply_to} that {sender} could answer", reply_to=reply_to)
     msg: Message = build(
         Message,
         id=message_id,
-        sender=me.id,
+        sender=sender,
         to=recipient,
         subject=subject,
         body=body,
@@ -66,8 +81,8 @@ def send(
         trailers["Gitcoord-Reply-To"] = reply_to
     return Change(
         "send",
-        f"send {msg.id} from {me.id} to {recipient}: {subject[:60]}",
-        session=me.id,
+        f"send {msg.id} from {sender} to {recipient}: {subject[:60]}",
+        session=None if person is not None else sender,
         resource=f"message/{msg.id}",
         writes={kinds.message_path(recipient, msg.id): msg},
         trailers=trailers,

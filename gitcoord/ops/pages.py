@@ -13,12 +13,8 @@ WORKFLOW_PATH = ".github/workflows/gitcoord.yml"
 
 
 def state_page(state: State, now: datetime, *, session: str | None, page: bytes) -> Change:
+    """Write `page` (`statepage.render` of this very state: it cuts itself to size)."""
     me = require_registered(state, session)
-    if len(page) > names.STATE_PAGE_MAX_BYTES:
-        # The verifier refuses a bigger page: keep its top (sessions first) and say so.
-        note = b"\n(cut: the page is limited to %d bytes)\n" % names.STATE_PAGE_MAX_BYTES
-        cut = page.rfind(b"\n", 0, names.STATE_PAGE_MAX_BYTES - len(note)) + 1
-        page = page[:cut] + note
     return Change(
         "state",
         f"update CURRENT_STATE.md by {me.id}",

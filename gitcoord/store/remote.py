@@ -232,6 +232,26 @@ class RemoteBranch:
             raise RemoteError(f"cannot push {branch} to {self.remote}: {why}", remote=self.remote)
 
 
+    def remove_branch(self, branch: str) -> bool:
+        """Delete `refs/heads/<branch>` (on the remote when there is one); False when it
+        was not there or could not be deleted (a cleanup: never an error)."""
+        ref = f"refs/heads/{branch}"
+        if self.remote is None:
+            proc = self.git.run(["update-ref", "-d", ref], check=False, config=_LOCK_TIMEOUT)
+            return proc.returncode == 0
+        deadline = time.monotonic() + self.timeout
+        try:
+            proc = self.run(
+                ["push", "--porcelain", "--no-verify", self.remote, f":{ref}"],
+                deadline,
+                "push to",
+            )
+        except RemoteError:
+            return False
+        status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), ref)
+        return status is not None and status[0] == "-"
+
+
 def _porcelain_status(out: str, ref: str) -> tuple[str, str] | None:
     for line in out.splitlines():
         parts = line.split("\t")

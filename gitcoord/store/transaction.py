@@ -208,6 +208,10 @@ class TreeStore:
         """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
         self.upstream.publish_branch(branch, commit)
 
+    def remove_branch(self, branch: str) -> bool:
+        """Delete `refs/heads/<branch>` (on the remote when there is one), best effort."""
+        return self.upstream.remove_branch(branch)
+
     def transact(
         self, decide: Callable[[str | None], Decision[R]], *, known: Known | None = None
     ) -> Done[R]:

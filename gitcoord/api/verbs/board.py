@@ -34,6 +34,7 @@ def _task_add(
         names.check_task_id(d)
     if milestone is not None:
         names.check_milestone(milestone)
+    person = c.store.identity.email if c.session is None else None  # an approver
     return c.transact(
         lambda s: board.add(
             s,
@@ -44,6 +45,7 @@ def _task_add(
             depends_on=tuple(depends_on),
             milestone=milestone,
             note=note,
+            person=person,
         )
     )
 
@@ -63,6 +65,47 @@ TASK_ADD = Verb(
         Param("milestone", str, "The milestone this task belongs to.", metavar="NAME"),
         Param("note", str, "Details.", "", metavar="TEXT"),
     ),
+    details="Without --session, a listed approver adds it as a person (created_by: their "
+    "e-mail), signed by their own key.",
+)
+
+
+def _task_priority(c: Coordinator, task_id: str, priority: str) -> Any:
+    from ... import clock
+    from ...domain import names
+    from ...ops import board
+
+    names.check_task_id(task_id)
+    person = c.store.identity.email if c.session is None else None
+    return c.transact(
+        lambda s: board.prioritise(
+            s, clock.now(), session=c.session, task_id=task_id, priority=priority, person=person
+        )
+    )
+
+
+TASK_PRIORITY = Verb(
+    "task priority",
+    "Re-prioritise task ID (its creator, or an approver without --session).",
+    _task_priority,
+    lambda doc: wrote(
+        doc,
+        f"{doc['task']['id']} is now {doc['task']['priority']}: {doc['task']['title']}",
+        f"{doc['task']['id']} was {doc['task']['priority']} already",
+    ),
+    (
+        Param("task_id", str, "The task, e.g. t3.", REQUIRED, positional=True, metavar="ID"),
+        Param(
+            "priority",
+            str,
+            "P0 urgent .. P3 low.",
+            REQUIRED,
+            positional=True,
+            choices=PRIORITIES,
+            metavar="P0|P1|P2|P3",
+        ),
+    ),
+    idempotent=True,
 )
 
 
@@ -259,6 +302,7 @@ VERBS = (
     TASK_LIST,
     TASK_SHOW,
     TASK_DONE,
+    TASK_PRIORITY,
     NEXT,
     MILESTONE_ADD,
     MILESTONE_DONE,

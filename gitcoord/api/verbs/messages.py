@@ -107,8 +107,10 @@ def _send(c: Coordinator, to: str, subject: str, body: str, reply_to: str | None
         )
     if reply_to is not None:
         names.check_message_id(reply_to)
-    if to != names.BROADCAST and not names.is_number(to):
+    if to not in (names.BROADCAST, names.HUMAN) and not names.is_number(to):
         names.check_session_id(to)
+    # With no session, a person writes: an approver, by their git e-mail and own key.
+    person = c.store.identity.email if c.session is None else None
 
     def plan(state: State) -> Any:
         view = c.store.view_of(state)
@@ -127,6 +129,7 @@ def _send(c: Coordinator, to: str, subject: str, body: str, reply_to: str | None
             message_id=mid,
             original=original,
             reply_to=reply_to,
+            person=person,
         )
 
     return c.transact(plan)
@@ -134,7 +137,7 @@ def _send(c: Coordinator, to: str, subject: str, body: str, reply_to: str | None
 
 SEND = Verb(
     "send",
-    "Send a message TO a session id, a session number, or `broadcast`.",
+    "Send a message TO a session id, a session number, `broadcast`, or `human`.",
     _send,
     lambda doc: (
         f"sent {doc['message']['id']} to {doc['message']['to']} (commit {str(doc['commit'])[:10]})"
@@ -143,7 +146,7 @@ SEND = Verb(
         Param(
             "to",
             str,
-            "A session id, a session number, or broadcast.",
+            "A session id, a session number, broadcast, or human (every approver).",
             REQUIRED,
             positional=True,
             metavar="TO",
@@ -164,17 +167,29 @@ SEND = Verb(
     '  gitcoord send marketing-orchestrator "Blocked" "Need API keys for outreach"\n'
     '  gitcoord send 12 "Question" "Who owns nginx?"\n'
     '  gitcoord send broadcast "Completed" "i-match deployed"\n'
-    '  git diff | gitcoord send 4 "Review please" -',
+    '  git diff | gitcoord send 4 "Review please" -\n'
+    '  gitcoord send human "Escalation" "Outreach is blocked on legal review"\n'
+    "A session escalates to the humans with `send human`: every approver sees it, and it "
+    "counts as handled once one of them answers (--reply-to). Without --session a listed "
+    "approver writes as a person, by their git e-mail (and own key): to a session, to "
+    "broadcast, or answering an escalation.",
 )
 
 
-def _inbox(c: Coordinator, include_read: bool = False, peek: bool = False) -> dict[str, Any]:
+def _inbox(
+    c: Coordinator, include_read: bool = False, peek: bool = False, for_session: str | None = None
+) -> dict[str, Any]:
     from ... import clock
-    from ...domain import mailbox
+    from ...domain import mailbox, names
     from ...domain.state import State
     from ...ops import kernel, messages
 
-    session = c.need_session()
+    if for_session is not None:
+        names.check_session_id(for_session)
+        peek = True  # reading someone else's inbox never moves their read mark
+    if c.session is None and for_session is None:
+        return _human_inbox(c, include_read)
+    session = for_session or c.need_session()
     tip, state = c.store.snapshot()
     kernel.require_registered(state, session)
     seen = state.reads.get(session)
@@ -194,7 +209,8 @@ def _inbox(c: Coordinator, include_read: bool = False, peek: bool = False) -> di
                 else {"id": item.message.reply_to}
             )
         shown.append(entry)
-    unread = sum(1 for i in items if not i.read)
+    decisions = _decisions(c, state, old, seen.at if seen else None, session, include_read)
+    unread = sum(1 for i in items if not i.read) + sum(1 for d in decisions if not d["read"])
     marked = None
     if unread and not peek and tip is not None:
         through = tip
@@ -206,6 +222,7 @@ def _inbox(c: Coordinator, include_read: bool = False, peek: bool = False) -> di
         marked = c.transact(mark, known=(tip, state)).commit
     return {
         "session": session,
+        "decisions": decisions,
         "messages": shown,
         "unread": unread,
         "marked_read": marked is not None,
@@ -221,10 +238,97 @@ INBOX = Verb(
     (
         Param("include_read", bool, "Show read messages too.", False, flag="--all"),
         Param("peek", bool, "Leave unread messages unread.", False),
+        Param(
+            "for_session",
+            str,
+            "Read SESSION's inbox without marking anything read (a person's review).",
+            flag="--for",
+            metavar="SESSION",
+        ),
     ),
     details="The read mark is committed (coordination/reads/<session>.yaml), so it follows the "
-    "session to other machines; nothing is pushed when there is nothing new.",
+    "session to other machines; nothing is pushed when there is nothing new. Decisions on this "
+    "session's approval requests (approved, rejected with the reason, lapsed) come first, "
+    "like messages. Without a session, a listed approver reads the humans' mailbox: what "
+    "sessions sent to `human` and broadcast, each open until an approver answers it.",
     idempotent=True,
 )
+
+
+def _decisions(
+    c: Coordinator, state: Any, old: Any, seen_at: Any, session: str, include_read: bool
+) -> list[dict[str, Any]]:
+    """What became of this session's approval requests since its read mark: approved,
+    rejected (with the reason), or lapsed — read like messages, from the requests
+    themselves, so a decision reaches the requester however it was made."""
+    from ... import clock
+    from ...domain import kinds, yamlio
+    from ...domain.models import Approval
+    from .approvals import queue_row
+
+    now = clock.now()
+    found = []
+    for request in sorted(state.approvals.values(), key=lambda a: a.requested_at):
+        if request.requested_by != session:
+            continue
+        row = queue_row(state, request, now)
+        if row["status"] == "pending":
+            continue
+        before = None
+        if old is not None:
+            try:
+                raw = old.read(kinds.approval_path(request.id))
+                before = Approval.model_validate(yamlio.load(raw))
+            except Exception:  # not there yet at the mark, or unreadable: not seen
+                before = None
+        read = before is not None and before.status == request.status and row["status"] != "lapsed"
+        if row["status"] == "lapsed":
+            read = seen_at is not None and (row["lapses_at"] or "") <= _iso(seen_at)
+        if read and not include_read:
+            continue
+        found.append({**row, "read": read})
+    return found
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else ""
+
+
+def _human_inbox(c: Coordinator, include_read: bool) -> dict[str, Any]:
+    """A person's inbox: what sessions sent to `human` (every approver sees it) and
+    broadcasts, each marked handled once an approver answered it. Nothing is marked
+    read: the humans share one mailbox, and an escalation stays open until answered."""
+    from ...domain import mailbox, names
+    from ...errors import RefusedError
+
+    person = c.store.identity.email
+    _, state = c.store.snapshot()
+    if state.config is None or person not in state.config.approvers:
+        raise RefusedError(
+            "no session: pass --session ID or set GITCOORD_SESSION (a listed approver reads "
+            f"the humans' mailbox without one, and {person} is not one)",
+            hint="export GITCOORD_SESSION=<id>",
+        )
+    view = c.store.view_of(state)
+    items = mailbox.inbox(view, None, names.HUMAN, include_read=True)
+    answered = mailbox.answered_by(view, set(state.config.approvers))
+    shown = []
+    for item in items:
+        if item.message.to != names.HUMAN and item.message.sender in state.config.approvers:
+            continue
+        handled = answered.get(item.message.id)
+        if handled is not None and not include_read:
+            continue
+        shown.append({**item.message.model_dump(mode="json"), "handled_by": handled})
+    return {
+        "session": None,
+        "person": person,
+        "decisions": [],
+        "messages": shown,
+        "unread": sum(1 for m in shown if m["handled_by"] is None),
+        "marked_read": False,
+        "commit": None,
+    }
+
 
 VERBS = (HEARTBEAT, SEND, INBOX)

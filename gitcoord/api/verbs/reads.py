@@ -12,6 +12,8 @@ from ..verb import Param, Verb
 
 if TYPE_CHECKING:
     from ...audit.health import MessageLog
+    from ...domain.change import Change
+    from ...domain.state import State
     from ..coordinator import Coordinator
 
 
@@ -176,25 +178,27 @@ METRICS = Verb(
 
 def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
     from ... import clock
-    from ...domain import mailbox
+    from ...domain import statepage
     from ...ops import pages
     from ..verb import outcome_json
-    from ..views import Snapshot, status_json
 
     tip, state = c.store.snapshot()
-    now = clock.now()
-    recent = mailbox.recent(c.store.view_of(state), 10)
-    messages = recent_messages(c, tip, now)
-    page = render.state_page(
-        status_json(Snapshot(tip, state, c.store.where), now, messages), recent, now
-    )
-    data: dict[str, Any] = {"markdown": page}
+    at = clock.now()
+    page = statepage.render(state, c.store.view_of(state), at)
+    data: dict[str, Any] = {"markdown": page.decode("utf-8")}
     if write:
-        body = page.encode("utf-8")
-        outcome = c.transact(
-            lambda s: pages.state_page(s, clock.now(), session=c.session, page=body)
-        )
+        rendered: list[bytes] = []
+
+        def plan(s: State) -> Change:
+            # rendered from the very state it is written into, as the verifier renders it
+            # (so nothing is carried along: a carried heartbeat would change that state)
+            body = statepage.render(s, c.store.view_of(s), clock.now())
+            rendered[:] = [body]
+            return pages.state_page(s, clock.now(), session=c.session, page=body)
+
+        outcome = c.store.transact(plan, clock.now, known=(tip, state))
         data.update(outcome_json(outcome))
+        data["markdown"] = rendered[0].decode("utf-8")
     return data
 
 
@@ -207,10 +211,15 @@ def _state_text(doc: dict[str, Any]) -> str:
 
 STATE = Verb(
     "state",
-    "A Markdown page of the current state (sessions, claims, recent messages).",
+    "A Markdown page of the current state: sessions, claims, tasks, approvals, milestones, "
+    "messages.",
     _state,
     _state_text,
     (Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),),
+    details="The page is a function of the state it describes and the time it names: the "
+    "server hook and the clients accept coordination/CURRENT_STATE.md only as the exact "
+    "rendering of the state in the commit that writes it, so no session can publish a page "
+    "that says what the branch does not.",
     idempotent=True,
 )
 

@@ -216,8 +216,9 @@ def session_start() -> None:
             return
         with inp.coordinator() as c:
             from ... import clock
-            from ...api import render, untrusted
+            from ...api import render
             from ...api.views import status_json
+            from ...domain import untrusted
 
             me, created = _ensure_registered(c, inp.session)
             lines = [
@@ -272,7 +273,8 @@ def post_tool_use() -> None:
         _write_json(state_path, hs)  # claim this round before the slow part
 
         with inp.coordinator() as c:
-            from ...api import render, untrusted
+            from ...api import render
+            from ...domain import untrusted
             from ...store.pending import Pending
 
             state = c.snapshot().state

@@ -21,7 +21,7 @@ import sys
 
 import click
 
-from ...api.untrusted import terminal
+from ...domain.untrusted import terminal
 from ...errors import ExitCode, GitcoordError, UsageError
 from .app import cli
 

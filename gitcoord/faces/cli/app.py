@@ -18,7 +18,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import click
 
-from ...api.untrusted import terminal
+from ...domain.untrusted import terminal
 from ...errors import UsageError
 from ...version import __version__
 
