@@ -21,8 +21,8 @@ from test_untrusted import BIDI, OSC
 from gitcoord import clock
 from gitcoord.api.coordinator import Coordinator
 from gitcoord.api.verbs import reads
-from gitcoord.audit import health as audit_health
-from gitcoord.audit import history
+from gitcoord.audit import history, replies
+from gitcoord.domain import health as domain_health
 
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -227,9 +227,9 @@ def test_metrics_per_day_and_the_reply_target_met(
     with Coordinator(str(a)) as c:  # given the whole history, it still looks back a day
         tip, state = c.store.snapshot()
         assert tip is not None
-        everything = audit_health.message_log(history.entries(c.store.git, tip))
+        everything = replies.message_log(history.entries(c.store.git, tip))
         assert q2 in everything.sent and q2 not in everything.answered
-        assert audit_health.health(state, clock.now(), everything)["unanswered"]["count"] == 0
+        assert domain_health.health(state, clock.now(), everything)["unanswered"]["count"] == 0
     assert health["line"] == ("health: ok · 2/2 sessions fresh · no message unanswered over "
                               "5m · no blocked P0 task · no approval pending")
 
@@ -276,3 +276,48 @@ def test_health_needs_no_history_beyond_a_day(world: World, tmp_path: Path) -> N
     health = ok(a, "status")["health"]
     assert health["line"] == ("health: ok · no sessions · no message unanswered over 5m · "
                               "no blocked P0 task · no approval pending")
+
+
+def test_escalations_to_people_and_lapsed_requests(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message to the approvers (`human`) waits for a person: the health line shows it
+    until one answers (the sessions' reply target does not count it). A claim's request
+    nobody decided lapses: nothing is pending any more. The state page, which the
+    verifier renders again from its commit, carries the same line."""
+    a = world.clone("a")
+    base = TODAY + timedelta(hours=1)
+    at_time(monkeypatch, base)
+    ok(a, "init", "--approver", "test@example.com", "--require-approval", "deploy")
+    register(a, "s1")
+    deploy = ok(a, "claim", "deploy", "prod", session="s1")["claim"]["approval"]
+    general = ok(a, "approval", "request", "Buy the domain", session="s1")["approval"]["id"]
+    mid = send(a, "s1", "human", "Escalation")
+    at_time(monkeypatch, base + timedelta(minutes=10, seconds=30))
+    ok(a, "heartbeat", "x", "y", "z", "1", session="s1")
+
+    health = ok(a, "status")["health"]
+    assert [(m["id"], m["sender"], m["to"]) for m in health["unanswered"]["messages"]] == [
+        (mid, "s1", "human")]
+    assert "1 direct message unanswered over 5m (oldest 10m, to human)" in health["line"]
+    assert [p["id"] for p in health["approvals_pending"]] == sorted([deploy, general])
+    before = ok(a, "log", "--limit", "1")["entries"][0]["commit"]
+    page = ok(a, "state", "--write", session="s1")
+    assert "1 direct message unanswered over 5m (oldest 10m, to human)" in page["markdown"]
+    assert ok(a, "validate", "--range", f"{before}..{page['commit']}")["valid"] is True
+    msgs = ok(a, "metrics")["messages"]
+    assert (msgs["to_human"], msgs["asked"], msgs["unanswered"]) == (1, 0, 0)
+
+    send(a, "s1", "human", "Re: Escalation", "still blocked", "--reply-to", mid)  # not an answer
+    assert ok(a, "status")["health"]["unanswered"]["count"] == 1
+    ok(a, "send", "s1", "Re: Escalation", "go ahead", "--reply-to", mid)  # a person answers
+    health = ok(a, "status")["health"]
+    assert health["unanswered"]["count"] == 0
+    page = ok(a, "state")["markdown"]
+    assert "no message unanswered over 5m" in page
+
+    at_time(monkeypatch, base + timedelta(hours=25))  # past approval_wait_hours (24)
+    ok(a, "heartbeat", "x", "y", "z", "2", session="s1")
+    health = ok(a, "status")["health"]
+    assert [p["id"] for p in health["approvals_pending"]] == [general]  # deploy's lapsed
+    assert health["stale_claims"] == []

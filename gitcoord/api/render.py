@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import human_delta
+from ..domain import health
 from ..domain.untrusted import cell
 
 
@@ -19,7 +20,6 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-_LISTED = 10  # unanswered messages listed one a line under HEALTH
 
 
 def fit(rows: list[list[str]], headers: list[str], flexible: dict[int, int], width: int) -> None:
@@ -101,7 +101,7 @@ def status(data: dict[str, Any], now: datetime, width: int | None = None) -> str
     doc = data.get("health")
     if doc:
         lines.append(cell(doc["line"]))
-        detail = health_details(doc)
+        detail = health.details(doc)
         if detail:
             lines += ["", "HEALTH", *("  " + cell(d) for d in detail)]
     lines.append("")
@@ -172,32 +172,6 @@ def _doing(s: dict[str, Any]) -> str:
     return f"{hb['action']} {hb['target']} ({hb['phase']}) {hb['progress']}%"
 
 
-def health_details(doc: dict[str, Any]) -> list[str]:
-    """One line per thing the health line counts, naming who and what (ids only)."""
-    out = []
-    for s in doc["stale_sessions"]:
-        silent = human_delta(timedelta(seconds=s["silent_seconds"]))
-        held = f", holds {', '.join(s['claims'])}" if s["claims"] else ""
-        out.append(f"stale: #{s['number']} {s['id']}, silent for {silent}{held}")
-    for c in doc["stale_claims"]:
-        out.append(
-            f"live claim held by a stale session: {c['resource']} ({c['holder']}, "
-            f"generation {c['generation']}, {c['status']} until {c['expires_at']})"
-        )
-    unanswered = (doc.get("unanswered") or {"messages": []})["messages"]
-    for m in unanswered[:_LISTED]:
-        age = human_delta(timedelta(seconds=m["age_seconds"]))
-        out.append(f"unanswered for {age}: [{m['id']}] {m['sender']} -> {m['to']}")
-    if len(unanswered) > _LISTED:
-        out.append(f"... and {len(unanswered) - _LISTED} more unanswered (`--json` lists all)")
-    for t in doc["blocked_p0"]:
-        out.append(f"blocked P0: {t['id']} waits for {', '.join(t['waiting_for'])}")
-    for a in doc["approvals_pending"]:
-        age = human_delta(timedelta(seconds=a["age_seconds"]))
-        out.append(
-            f"approval pending for {age}: {a['id']} ({a['kind']}, by {a['requested_by']})"
-        )
-    return out
 
 
 def message(m: dict[str, Any]) -> str:

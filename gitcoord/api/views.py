@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import clock
-from ..audit import health
-from ..domain import rules
+from ..domain import health, rules
 from ..domain.state import State
 
 
@@ -52,7 +51,7 @@ def _session_json(state: State, sid: str, now: datetime) -> dict[str, Any]:
 def health_json(
     snap: Snapshot, now: datetime, messages: health.MessageLog | None = None
 ) -> dict[str, Any]:
-    """The health document of `gitcoord.audit.health` (its one-line text is "line"), for
+    """The health document of `gitcoord.domain.health` (its one-line text is "line"), for
     every face that shows one: `status`, `metrics`, the state page, the web page.
     `messages`: the history's last day (`gitcoord.api.verbs.reads.recent_messages`);
     None says nothing about replies."""

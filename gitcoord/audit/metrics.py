@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import clock
+from ..domain import health
 from ..domain.state import State
-from . import health
+from . import replies
 from .history import Entry
 
 
@@ -108,7 +109,7 @@ def figures(
     Counts are of commits in the span (a refused claim is counted by the commit that
     carries it to the branch); messages are those sent in it, answered whenever; each
     present session's uptime covers its part of the span since it registered."""
-    log = health.message_log(history) if log is None else log
+    log = replies.message_log(history) if log is None else log
     doubles = double_grants(history) if doubles is None else doubles
     when = {e.commit: e.time for e in history}
     inside = [e for e in history if _in_time(e.time, start, end)]
@@ -128,8 +129,8 @@ def figures(
         }
     ups = [v["uptime"] for v in per_session.values() if v["uptime"] is not None]
 
-    replies = health.reply_figures(log, now, start, end)
-    times = replies.pop("delays")
+    answers = replies.reply_figures(log, now, start, end)
+    times = answers.pop("delays")
     collisions = [d for d in doubles if _in_time(when.get(d["commit"]), start, end)]
     return {
         "commits": len(inside),
@@ -138,7 +139,7 @@ def figures(
         "work_collisions": len(collisions),
         "takeovers_after_expiry": sum(1 for e in inside if e.op == "takeover"),
         "messages": {
-            **replies,
+            **answers,
             "response_seconds_median": None if not times else statistics.median(times),
             "response_seconds_p95": _percentile(times, 95),
         },
@@ -151,8 +152,8 @@ def figures(
         "targets": {
             "zero_work_collisions": not collisions,
             "response_under_5_min": None
-            if replies["within_target_share"] is None
-            else replies["within_target_share"] >= health.REPLY_TARGET_SHARE,
+            if answers["within_target_share"] is None
+            else answers["within_target_share"] >= health.REPLY_TARGET_SHARE,
             "uptime_over_90": None if not ups else min(ups) > health.UPTIME_TARGET,
         },
     }
@@ -185,10 +186,10 @@ def metrics(
     """All-time figures, "now" (the health document) and, given a start, the figures of
     [start, end) with one row per UTC day of it."""
     config = state.config
-    log = health.message_log(history)
+    log = replies.message_log(history)
     doubles = double_grants(history)
     every = figures(history, state, now, log=log, doubles=doubles)
-    fresh = health.health(state, now, health.message_log(health.recent(history, now)))
+    fresh = health.health(state, now, log)  # it looks at the last day of it
     for sid, row in every["heartbeat_uptime"]["sessions"].items():
         row["fresh_now"] = not health.is_stale(state, sid, now)
     every["heartbeat_uptime"]["now"] = fresh["sessions"]["fresh_share"]

@@ -11,8 +11,8 @@ from .. import render
 from ..verb import Param, Verb
 
 if TYPE_CHECKING:
-    from ...audit.health import MessageLog
     from ...domain.change import Change
+    from ...domain.health import MessageLog
     from ...domain.state import State
     from ..coordinator import Coordinator
 
@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 def recent_messages(c: Coordinator, tip: str | None, now: datetime) -> MessageLog:
     """The direct messages of the last day and their replies, from the history's trailers
     (one `git log --since`: the cost of a day's commits, whatever the history's length)."""
-    from ...audit import health, history
+    from ...audit import history, replies
+    from ...domain import health
 
     if tip is None:
         return health.MessageLog()
     since = now - health.MESSAGE_WINDOW
-    return health.message_log(health.recent(history.entries(c.store.git, tip, since), now))
+    return replies.message_log(history.entries(c.store.git, tip, since))
 
 
 def health(c: Coordinator) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """The health line: what needs a person's attention now, computed in one place.
 
 `status`, `metrics` (its "now"), the state page and the web page all show the same
-document, built here from a State, the time and the direct messages of the last
-day (read from the history's trailers, as `metrics` reads them):
+document, built here from a State, the time and the messages of the last day —
+which `status` and `metrics` read from the history's trailers (`audit.replies`: one
+`git log`), and the state page from its own tree (`from_tree`), since the verifier
+renders that page again from the commit alone:
 
 - stale sessions (no heartbeat, nor registration, within `stale_after_minutes`) and
   the live claims they still hold, which nobody else can take until they expire;
 - direct messages that ask (not replies) left unanswered for longer than the reply
-  target (5 minutes);
+  target (5 minutes), those to the approvers (`human`) included;
 - P0 tasks blocked on a dependency that is not done;
-- approval requests still pending, and for how long;
+- approval requests still pending (not lapsed), and for how long;
 - the share of present sessions fresh now (the founding plan's > 90% uptime, now).
 
 Only identifiers (session ids, claim keys, task, message and approval ids, all
@@ -19,31 +21,34 @@ restricted to safe characters) go into the one-line text; the words sessions wro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import human_delta, iso
-from ..domain import names, rules
-from ..domain.state import State
-from .history import Entry
+from . import mailbox, names, rules
+from .models import Approval
+from .state import State
 
 REPLY_TARGET = timedelta(minutes=5)  # the founding plan: "<5 min response time to messages"
 REPLY_TARGET_SHARE = 0.9  # met when 90% of the decided direct messages were answered in time
 UPTIME_TARGET = 0.9  # the founding plan: ">90% heartbeat uptime"
 MESSAGE_WINDOW = timedelta(hours=24)  # how far back `status` looks for unanswered messages
 _NAMED = 3  # identifiers named in the line before "+N more"
+_LISTED = 10  # unanswered messages listed one a line by `details`
 
 
 @dataclass(frozen=True)
 class Sent:
-    """A message as its commit's trailers tell it: who sent it to whom, and when."""
+    """A message: who sent it (a session id, or a person's e-mail) to whom, when, and
+    what it answers."""
 
     id: str
     sender: str
     to: str
-    time: datetime  # committer time of the commit that sent it
+    time: datetime  # its commit's time (from history) or its sent_at (from a tree)
     reply_to: str | None = None
 
     @property
@@ -62,86 +67,35 @@ class MessageLog:
     answered: dict[str, datetime] = field(default_factory=dict)  # id -> first reply's time
 
 
-def message_log(history: Iterable[Entry]) -> MessageLog:
-    """Every message and reply in `history` (newest first, as `history.entries` gives it).
+def answers(original: Sent, replier: str) -> bool:
+    """Whether a reply from `replier` answers `original`: its recipient's, or for a
+    message to the approvers (`human`) a person's (an e-mail: session ids have no @)."""
+    if original.to == names.BROADCAST:
+        return False
+    if original.to == names.HUMAN:
+        return "@" in replier
+    return replier == original.to
 
-    A reply counts when it is sent by the message's recipient (`--reply-to`); only the
-    first one does, and a broadcast is never waiting for one."""
+
+def record(log: MessageLog, sent: Sent) -> None:
+    """Add `sent` to `log`, in branch order: the first answer to a message counts."""
+    if sent.id in log.sent:
+        return
+    log.sent[sent.id] = sent
+    original = log.sent.get(sent.reply_to or "")
+    if original is not None and original.id not in log.answered and answers(original, sent.sender):
+        log.answered[original.id] = sent.time
+
+
+def from_tree(view: mailbox.TreeView, now: datetime) -> MessageLog:
+    """The messages of the last MESSAGE_WINDOW as the tree holds them (the day folders it
+    spans, in every mailbox): the state page's source, which the verifier can read again."""
     log = MessageLog()
-    ordered = list(history)
-    for e in reversed(ordered):  # branch order, oldest first: commit times may be skewed
-        mid = e.get("Gitcoord-Message")
-        if mid and e.session and mid not in log.sent:
-            to = e.get("Gitcoord-To") or ""
-            log.sent[mid] = Sent(mid, e.session, to, e.time, e.get("Gitcoord-Reply-To"))
-        orig = log.sent.get(e.get("Gitcoord-Reply-To") or "")
-        if orig is None or orig.id in log.answered:
-            continue
-        if orig.to != names.BROADCAST and e.session == orig.to:
-            log.answered[orig.id] = e.time
+    first = f"{now - MESSAGE_WINDOW:%Y-%m-%d}"
+    for m in sorted(mailbox.since(view, first), key=lambda m: (m.sent_at, m.id)):
+        sent = m.sent_at.replace(microsecond=0)  # whole seconds, as commit times
+        record(log, Sent(m.id, m.sender, m.to, sent, m.reply_to))
     return log
-
-
-def recent(history: Iterable[Entry], now: datetime) -> list[Entry]:
-    """The newest entries of `history` (newest first) down to the first one older than
-    the message window: what `git log --since` returns, whichever way it was read."""
-    out = []
-    for e in history:
-        if e.time < now - MESSAGE_WINDOW:
-            break
-        out.append(e)
-    return out
-
-
-def reply_figures(
-    log: MessageLog, now: datetime, start: datetime | None = None, end: datetime | None = None
-) -> dict[str, Any]:
-    """The direct messages sent in [start, end) and how they were answered.
-
-    Of the messages that ask (direct, not replies), one answered by its recipient within
-    the target counts for it, one answered later against it, and so does one still
-    unanswered once older than the target; one younger and unanswered is `waiting`, not
-    decided yet. The target is met when the answered-in-time share of the decided
-    messages reaches REPLY_TARGET_SHARE."""
-    sent = [
-        m
-        for m in log.sent.values()
-        if (start is None or m.time >= start) and (end is None or m.time < end)
-    ]
-    direct = [m for m in sent if m.to != names.BROADCAST]
-    asked = [m for m in direct if m.asks]
-    delays: list[float] = []
-    within = late = unanswered = waiting = 0
-    for m in asked:
-        answer = log.answered.get(m.id)
-        if answer is not None:
-            delay = max(0.0, (answer - m.time).total_seconds())
-            delays.append(delay)
-            if delay <= REPLY_TARGET.total_seconds():
-                within += 1
-            else:
-                late += 1
-        elif now - m.time > REPLY_TARGET:
-            unanswered += 1
-        else:
-            waiting += 1
-    decided = within + late + unanswered
-    share = None if not decided else within / decided
-    return {
-        "sent": len(sent),
-        "direct": len(direct),
-        "replies": len(direct) - len(asked),
-        "asked": len(asked),
-        "answered": len(delays),
-        "answered_within_target": within,
-        "answered_late": late,
-        "unanswered": unanswered,
-        "waiting": waiting,
-        "within_target_share": None if share is None else round(share, 4),
-        "target_seconds": int(REPLY_TARGET.total_seconds()),
-        "target_share": REPLY_TARGET_SHARE,
-        "delays": delays,
-    }
 
 
 def stale_after(state: State) -> timedelta:
@@ -162,8 +116,10 @@ def is_stale(state: State, sid: str, now: datetime) -> bool:
 def health(state: State, now: datetime, messages: MessageLog | None) -> dict[str, Any]:
     """The health document (JSON-able) with its one-line text under "line".
 
-    `messages` is the history's last day of messages (`message_log(recent(...))`); None
-    when the caller did not read it: then nothing is said about replies."""
+    `messages`: at least the last MESSAGE_WINDOW of messages and their answers (from
+    the history, `audit.replies.message_log`, or the tree, `from_tree`); only those
+    sent in the window count. None when the caller did not read them: then nothing is
+    said about replies."""
     present = sorted(state.present.values(), key=lambda s: s.number)
     stale_ids = {s.id for s in present if is_stale(state, s.id, now)}
     held = sorted(
@@ -240,7 +196,7 @@ def health(state: State, now: datetime, messages: MessageLog | None) -> dict[str
             "age_seconds": int((now - a.requested_at).total_seconds()),
         }
         for a in sorted(state.approvals.values(), key=lambda a: (a.requested_at, a.id))
-        if a.status == "pending"
+        if a.status == "pending" and not _lapsed(state, a, now)
     ]
     doc: dict[str, Any] = {
         "at": iso(now),
@@ -317,6 +273,34 @@ def line(doc: dict[str, Any]) -> str:
     return head + " · ".join(bad + good)
 
 
+def details(doc: dict[str, Any]) -> list[str]:
+    """One line per thing the health line counts, naming who and what (ids only)."""
+    out = []
+    for s in doc["stale_sessions"]:
+        silent = human_delta(timedelta(seconds=s["silent_seconds"]))
+        held = f", holds {', '.join(s['claims'])}" if s["claims"] else ""
+        out.append(f"stale: #{s['number']} {s['id']}, silent for {silent}{held}")
+    for c in doc["stale_claims"]:
+        out.append(
+            f"live claim held by a stale session: {c['resource']} ({c['holder']}, "
+            f"generation {c['generation']}, {c['status']} until {c['expires_at']})"
+        )
+    unanswered = (doc.get("unanswered") or {"messages": []})["messages"]
+    for m in unanswered[:_LISTED]:
+        age = human_delta(timedelta(seconds=m["age_seconds"]))
+        out.append(f"unanswered for {age}: [{m['id']}] {m['sender']} -> {m['to']}")
+    if len(unanswered) > _LISTED:
+        out.append(f"... and {len(unanswered) - _LISTED} more unanswered")
+    for t in doc["blocked_p0"]:
+        out.append(f"blocked P0: {t['id']} waits for {', '.join(t['waiting_for'])}")
+    for a in doc["approvals_pending"]:
+        age = human_delta(timedelta(seconds=a["age_seconds"]))
+        out.append(
+            f"approval pending for {age}: {a['id']} ({a['kind']}, by {a['requested_by']})"
+        )
+    return out
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
@@ -327,7 +311,19 @@ def _named(ids: Iterable[str]) -> str:
     return shown if len(items) <= _NAMED else f"{shown} +{len(items) - _NAMED} more"
 
 
-def _natural(text: str) -> list[Any]:
-    import re
+def _lapsed(state: State, request: Approval, now: datetime) -> bool:
+    """A claim's request nobody decided in time: its claim's wait is over, nothing to
+    decide (as `gitcoord.ops.approvals.lapses_at` says)."""
+    if request.kind != "claim" or request.resource is None:
+        return False
+    claim = state.claims.get(request.resource)
+    return (
+        claim is not None
+        and claim.approval == request.id
+        and claim.released_at is None
+        and claim.expires_at <= now
+    )
 
+
+def _natural(text: str) -> list[Any]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
