@@ -108,6 +108,11 @@ def fingerprint(key: str) -> str:
 # --- signing ----------------------------------------------------------------------
 
 
+def available() -> bool:
+    """Whether ssh-keygen is here to sign and check signatures."""
+    return shutil.which("ssh-keygen") is not None
+
+
 def _keygen() -> str:
     found = shutil.which("ssh-keygen")
     if found is None:

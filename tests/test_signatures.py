@@ -567,3 +567,25 @@ def test_signed_attacks_are_refused_by_every_client(hookless: Signed) -> None:
         assert a.git("push", "-f", "origin", f"{good}:{REF}") == ""
     # and with the attacks gone, bob carries on from what he verified
     b.ok("claim", "task", "t3", session="bob")
+
+
+def test_without_ssh_keygen_commits_are_unsigned_where_not_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine key already there but no ssh-keygen on PATH (a container with a mounted
+    home): a branch that does not require signatures still takes the write, unsigned;
+    one that does says what is missing."""
+    remote = tmp_path / "r.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    m = _machine(tmp_path, remote, "solo", "solo@example.com")
+    m.ok("init")
+    m.ok("register", "--role", "r", "--goal", "g", session="s1")  # makes the machine key
+    assert m.machine_key.exists()
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("git", "sh"):
+        found = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        (bare / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bare))
+    done = m.ok("claim", "task", "t1", session="s1")
+    assert m.git("log", "-1", "--format=%G?", str(done["commit"])) == "N"

@@ -179,12 +179,16 @@ class Coordinator:
         """The key that signs a commit of `role` ("session": the machine key; "person":
         the person's own key, never the machine's); None leaves it unsigned, which a
         branch requiring signatures refuses, so then say how to fix it instead."""
+        from ..sshsig import available
+
+        if not required and not available():
+            return None  # no ssh-keygen here: unsigned, as the branch allows
         try:
             signer = self.machine_key() if role == "session" else self.person_key()
         except UsageError:
             if required:
                 raise
-            return None  # e.g. no ssh-keygen here: unsigned, as the branch allows
+            return None  # a key that cannot be made or read: unsigned, as the branch allows
         if signer is None:
             if required:
                 raise UsageError(
