@@ -103,10 +103,9 @@ def stale_after(state: State) -> timedelta:
 
 
 def last_seen(state: State, sid: str) -> datetime:
-    """A session's last sign of life: its latest heartbeat or its registration."""
-    session = state.sessions[sid]
-    beat = state.heartbeats.get(sid)
-    return max(beat.at, session.registered_at) if beat else session.registered_at
+    """A session's last sign of life: its latest heartbeat or registration (`rules`)."""
+    seen = rules.last_seen(state, sid)
+    return seen if seen is not None else state.sessions[sid].registered_at
 
 
 def is_stale(state: State, sid: str, now: datetime) -> bool:
