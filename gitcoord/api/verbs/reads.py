@@ -13,15 +13,41 @@ from ..verb import Param, Verb
 
 if TYPE_CHECKING:
     from ...domain.change import Change
+    from ...domain.health import MessageLog
     from ...domain.state import State
     from ..coordinator import Coordinator
+
+
+def recent_messages(c: Coordinator, tip: str | None, now: datetime) -> MessageLog:
+    """The direct messages of the last day and their replies, from the history's trailers
+    (one `git log --since`: the cost of a day's commits, whatever the history's length)."""
+    from ...audit import history, replies
+    from ...domain import health
+
+    if tip is None:
+        return health.MessageLog()
+    since = now - health.MESSAGE_WINDOW
+    return replies.message_log(history.entries(c.store.git, tip, since))
+
+
+def health(c: Coordinator) -> dict[str, Any]:
+    """The health document as `status` shows it now (its one-line text under "line"): for
+    the state page, the web page and any other face."""
+    from ... import clock
+    from ..views import health_json
+
+    now = clock.now()
+    snap = c.snapshot()
+    return health_json(snap, now, recent_messages(c, snap.tip, now))
 
 
 def _status(c: Coordinator) -> dict[str, Any]:
     from ... import clock
     from ..views import status_json
 
-    return status_json(c.snapshot(), clock.now())
+    now = clock.now()
+    snap = c.snapshot()
+    return status_json(snap, now, recent_messages(c, snap.tip, now))
 
 
 def _status_text(doc: dict[str, Any]) -> str:
@@ -32,7 +58,9 @@ def _status_text(doc: dict[str, Any]) -> str:
 
 STATUS = Verb(
     "status",
-    "Sessions (with their last heartbeat) and claims, as the branch is now.",
+    "Sessions (with their last heartbeat) and claims, as the branch is now, under a "
+    "health line: stale sessions and the claims they hold, unanswered messages, blocked P0 "
+    "tasks, pending approvals.",
     _status,
     _status_text,
     writes=False,
@@ -89,21 +117,61 @@ LOG = Verb(
 )
 
 
-def _metrics(c: Coordinator) -> dict[str, Any]:
+def _metrics(
+    c: Coordinator, today: bool = False, day: str | None = None, since: str | None = None
+) -> dict[str, Any]:
+    from datetime import timedelta, timezone
+
     from ... import clock
     from ...audit import history, metrics
 
+    if sum((today, day is not None, since is not None)) > 1:
+        raise UsageError("give one of --today, --day or --since")
+    now = clock.now()
+    start = end = None
+    label = None
+    if today:
+        start = now.replace(hour=0, minute=0, second=0)
+        label = f"today {start:%Y-%m-%d}"
+    elif day is not None:
+        try:
+            start = datetime.strptime(day.strip(), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise UsageError(f"invalid --day {day!r}: use a UTC date, YYYY-MM-DD") from None
+        end = start + timedelta(days=1)
+        label = f"{start:%Y-%m-%d}" + (" (today)" if start <= now < end else "")
+    elif since is not None:
+        start = clock.parse_since(since)
+        label = f"since {clock.iso(start)}"
+    if start is not None and start > now:
+        raise UsageError(f"{label} has not begun yet (now is {clock.iso(now)})")
     tip, state = c.store.snapshot()
     entries = list(history.entries(c.store.git, tip)) if tip else []
-    result: dict[str, Any] = metrics.metrics(entries, state, clock.now())
+    result: dict[str, Any] = metrics.metrics(entries, state, now, start, end, label)
     return result
 
 
 METRICS = Verb(
     "metrics",
-    "The founding plan's success metrics, computed from the branch history.",
+    "The founding plan's success metrics, computed from the branch history: all time, "
+    "now, and for a day or since a time.",
     _metrics,
     render.metrics,
+    (
+        Param("today", bool, "Also the figures of today (UTC), one row per day.", False),
+        Param("day", str, "Also the figures of this UTC day.", metavar="YYYY-MM-DD"),
+        Param(
+            "since",
+            str,
+            "Also the figures since then, one row per UTC day: a duration back (2h, 7d) "
+            "or an ISO date.",
+            metavar="WHEN",
+        ),
+    ),
+    details="Reply time counts every direct message: one unanswered for longer than 5 "
+    "minutes counts against the target (90% answered within 5 minutes), as one answered "
+    "later does. Heartbeat uptime is shown over the span and now (the share of present "
+    "sessions that are not stale).",
     writes=False,
     idempotent=True,
     session=False,
