@@ -128,48 +128,47 @@ def _section(sid: str, title: str, body: str, live: bool = True) -> str:
 
 
 def health(doc: dict[str, Any], now: datetime) -> str:
-    from .overview import health as needs
-
-    h = needs(doc, now)  # again at `now`: a session goes stale without the tip moving
+    """The health line every face shows (`gitcoord.domain.health`, as `status` prints it),
+    then each thing it counts, linked to its section."""
     status = doc["status"]
-    if not status["initialised"]:
+    h = status.get("health")
+    if not status["initialised"] or not h:
         return _section(
             "health", "Health", '<p class="health warn">Not initialised: run gitcoord init.</p>'
         )
     items = []
-    if h["stale_sessions"]:
-        held = (
-            f", holding {', '.join(_t(c) for c in h['stale_claims'])}" if h["stale_claims"] else ""
-        )
+    for st in h["stale_sessions"]:
+        silent = human_delta(timedelta(seconds=st["silent_seconds"]))
+        held = f", holds {', '.join(_t(c) for c in st['claims'])}" if st["claims"] else ""
         items.append(
-            f'<li><a href="#sessions">{len(h["stale_sessions"])} stale session(s)</a>: '
-            f"{', '.join(_t(s) for s in h['stale_sessions'])}{held}</li>"
+            f'<li><a href="#sessions">stale</a>: #{_t(st["number"])} {_t(st["id"])}, silent '
+            f"for {_t(silent)}{held}</li>"
         )
-    if h["unanswered_messages"]:
+    for m in (h.get("unanswered") or {"messages": []})["messages"][:10]:
+        age = human_delta(timedelta(seconds=m["age_seconds"]))
         items.append(
-            f'<li><a href="#messages">{len(h["unanswered_messages"])} unanswered '
-            "message(s)</a></li>"
+            f'<li><a href="#messages">unanswered</a> for {_t(age)}: {_t(m["sender"])} → '
+            f"{_t(m['to'])} <code>{_t(m['id'])}</code></li>"
         )
-    if h["blocked_p0"]:
+    for t in h["blocked_p0"]:
         items.append(
-            f'<li><a href="#board">P0 blocked</a>: {", ".join(_t(t) for t in h["blocked_p0"])}</li>'
+            f'<li><a href="#board">blocked P0</a>: <code>{_t(t["id"])}</code> {_t(t["title"])}, '
+            f"waits for {', '.join(_t(w) for w in t['waiting_for'])}</li>"
         )
-    if h["approvals_pending"]:
+    for a in h["approvals_pending"]:
+        age = human_delta(timedelta(seconds=a["age_seconds"]))
         items.append(
-            f'<li><a href="#approvals">{len(h["approvals_pending"])} approval(s) waiting</a></li>'
+            f'<li><a href="#approvals">approval pending</a> for {_t(age)}: '
+            f"{_t(a['subject'])} <code>{_t(a['id'])}</code> (by {_t(a['requested_by'])})</li>"
         )
     if status.get("problems"):
         items.append(
             f"<li>{len(status['problems'])} problem(s) on the branch: run "
             "<code>gitcoord doctor</code></li>"
         )
-    if not items:
-        body = (
-            '<p class="health ok">All clear: no stale session, no unanswered message, '
-            "no blocked P0 task, no approval waiting.</p>"
-        )
-    else:
-        body = f'<ul class="health warn">{"".join(items)}</ul>'
+    kind = "ok" if h["ok"] and not status.get("problems") else "warn"
+    listed = f"<ul>{''.join(items)}</ul>" if items else ""
+    body = f'<div class="health {kind}"><p><strong>{_t(h["line"])}</strong></p>{listed}</div>'
     return _section("health", "Health", body)
 
 
@@ -790,8 +789,10 @@ font-weight:600;border:1px solid}
 .notice{padding:.6rem .8rem;border-radius:.4rem;margin:1rem 0;border:2px solid}
 .notice.ok{background:#ecfdf3;color:#14532d;border-color:#14532d}
 .notice.error{background:#fef2f2;color:#7f1d1d;border-color:#b91c1c}
-.health{padding:.6rem 1rem .6rem 1.6rem;border-radius:.4rem;margin:0;border:1px solid}
-.health.ok{background:#ecfdf3;color:#14532d;padding-left:1rem}
+.health{padding:.5rem 1rem;border-radius:.4rem;margin:0;border:1px solid}
+.health p{margin:.2rem 0}
+.health ul{margin:.2rem 0;padding-left:1.2rem}
+.health.ok{background:#ecfdf3;color:#14532d}
 .health.warn{background:#fff4e5;color:#5c2600}
 .health.warn a{color:#5c2600;font-weight:600}
 ol.queue,ul.threads,ul.milestones{list-style:none;padding:0;margin:0}
@@ -910,7 +911,7 @@ def _tipline(doc: dict[str, Any], now: datetime, live: Live | None) -> str:
 
 
 def _nav(doc: dict[str, Any]) -> str:
-    pending = len(doc["health"]["approvals_pending"])
+    pending = sum(1 for a in doc["approvals"] if a.get("status") == "pending")
     status = doc["status"]
     links = [
         ("health", "Health"),

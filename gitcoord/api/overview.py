@@ -66,7 +66,6 @@ def overview(
             "approvers": [],
         }
         if not status["initialised"]:
-            doc["health"] = health(doc, now)
             return doc
         doc["tasks"] = c.task_list(status="all")
         doc["milestones"] = c.milestone_list()
@@ -80,7 +79,6 @@ def overview(
         # the people's messages board: every mailbox, who read what, what was handled
         board = c.messages(limit=message_limit)["messages"]
         doc["messages"] = threads(board, set(doc["approvers"]))
-    doc["health"] = health(doc, now)
     return doc
 
 
@@ -129,41 +127,3 @@ def threads(
         grouped.setdefault(root_of[m["id"]], []).append(shown)
     ordered = sorted(grouped.values(), key=lambda ms: ms[-1]["id"], reverse=True)
     return [{"id": ms[0]["id"], "subject": ms[0]["subject"], "messages": ms} for ms in ordered]
-
-
-def health(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The one line a person reads first: what needs them.
-
-    Stale sessions and the claims they still hold, direct messages nobody answered,
-    P0 tasks that are blocked, and approvals waiting."""
-    status = doc["status"]
-    stale_after = timedelta(minutes=status.get("stale_after_minutes") or 20)
-    stale = [
-        s["id"]
-        for s in status.get("sessions", [])
-        if now - _when(s["last_seen"]) > stale_after and not s.get("left_at")
-    ]
-    stale_claims = [
-        c["resource"]
-        for c in status.get("claims", [])
-        if c["holder"] in stale and c["status"] in ("live", "pending")
-    ]
-    unanswered = [
-        m["id"] for t in doc.get("messages", []) for m in t["messages"] if m.get("unanswered")
-    ]
-    blocked_p0 = [
-        t["id"] for t in doc.get("tasks", []) if t["priority"] == "P0" and t["status"] == "blocked"
-    ]
-    pending = [a["id"] for a in doc.get("approvals", []) if a.get("status") == "pending"]
-    return {
-        "stale_sessions": stale,
-        "stale_claims": stale_claims,
-        "unanswered_messages": unanswered,
-        "blocked_p0": blocked_p0,
-        "approvals_pending": pending,
-        "ok": not (stale or unanswered or blocked_p0 or pending),
-    }
-
-
-def _when(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -71,6 +71,7 @@ from ...errors import GitcoordError, UsageError
 FORM_LIMIT = 64 * 1024  # bytes of a posted form
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 NOTICES = 100  # outcomes kept for the redirect after a form
+REREAD = 60.0  # seconds after which an unmoved tip is read again: staleness moves with the clock
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -117,6 +118,7 @@ class Hub:
         self.version = 0
         self.problem: str | None = None
         self.fetched_at = -1e9
+        self.read_at = -1e9  # when the overview was last read
         self.fetches = 0  # how many times the tip was fetched (tests read it)
         self.watchers = 0
         self._refreshing: asyncio.Lock | None = None
@@ -136,7 +138,8 @@ class Hub:
             if fresh and not force and self.doc is not None:
                 return
             try:
-                tip, doc = await anyio.to_thread.run_sync(self._read, self.tip, self.doc is None)
+                again = self.doc is None or time.monotonic() - self.read_at > REREAD
+                tip, doc = await anyio.to_thread.run_sync(self._read, self.tip, again)
             except GitcoordError as err:
                 self.problem = err.message
             except Exception as exc:  # a bug: keep serving what we have, and say so
@@ -145,19 +148,22 @@ class Hub:
             else:
                 self.problem = None
                 if doc is not None:
+                    self.read_at = time.monotonic()
+                    moved = tip != self.tip or self.doc is None
                     self.doc, self.tip = doc, tip
-                    self.version += 1
-                    self.changed.set()
-                    self._changed = asyncio.Event()
+                    if moved:  # the pages' script reloads on this; the clock alone waits
+                        self.version += 1  # for its minute
+                        self.changed.set()
+                        self._changed = asyncio.Event()
             finally:
                 self.fetched_at = time.monotonic()
 
-    def _read(self, known: str | None, first: bool) -> tuple[str | None, dict[str, Any] | None]:
-        """The tip now, and the overview at it when it moved (else None)."""
+    def _read(self, known: str | None, again: bool) -> tuple[str | None, dict[str, Any] | None]:
+        """The tip now, and the overview at it when it moved or `again` (else None)."""
         with self.lock:
             tip = overview.fetch(self.coordinator)
             self.fetches += 1
-            if tip == known and not first:
+            if tip == known and not again:
                 return tip, None
             return tip, overview.overview(self.coordinator, tip, fetched=True)
 
