@@ -49,6 +49,7 @@ class Param:
     low_open: bool = False
     stdin: bool = False  # command line: the value "-" reads standard input
     show_default: bool = False
+    mcp: bool = True  # offered to agents as a tool argument (not: a file on this machine)
 
     @property
     def required(self) -> bool:

@@ -18,8 +18,9 @@ the transaction (`transact`), and the store's own attributes.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,6 +106,7 @@ class Store:
         # Called with every tip read to act on (and its state) before anything is built
         # on it or shown from it: the API verifies signatures there (`api.trust`).
         self.tip_check: Callable[[str | None, State], None] | None = None
+        self._pinned: tuple[str | None] | None = None  # reads at this tip (`pinned`)
 
     def checked(self, tip: str | None, state: State) -> State:
         if self.tip_check is not None:
@@ -136,8 +138,22 @@ class Store:
     # --- reading -------------------------------------------------------------
 
     def fetch_tip(self, deadline: float) -> str | None:
-        """The branch tip as it is now: fetched from the remote, or read locally."""
+        """The branch tip as it is now: fetched from the remote, or read locally (or the
+        tip reads are `pinned` to)."""
+        if self._pinned is not None:
+            return self._pinned[0]
         return self.trees.fetch_tip(deadline)
+
+    @contextlib.contextmanager
+    def pinned(self, tip: str | None) -> Iterator[None]:
+        """Reads (`snapshot`, `fetch_tip`) see `tip` instead of fetching: several reads
+        that make one picture (the web page's overview) show one moment, for one fetch.
+        Writes are not pinned: a transaction always fetches the tip it builds on."""
+        outer, self._pinned = self._pinned, (tip,)
+        try:
+            yield
+        finally:
+            self._pinned = outer
 
     def tree_of(self, commit: str) -> str | None:
         return self.trees.tree_of(commit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -177,16 +178,34 @@ METRICS = Verb(
 )
 
 
-def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
+def _state(
+    c: Coordinator, write: bool = False, html: bool = False, output: str | None = None
+) -> dict[str, Any]:
     from ... import clock
     from ...domain import statepage
     from ...ops import pages
     from ..verb import outcome_json
 
+    if output is not None and not html:
+        raise UsageError("--output writes the HTML page: give --html too")
     tip, state = c.store.snapshot()
     at = clock.now()
+    data: dict[str, Any] = {}
+    if html:
+        # the overview of `gitcoord web`, from its renderer, read at this same tip
+        from .. import htmlpage, overview
+
+        page_html = htmlpage.page(overview.overview(c, tip, fetched=True, now=at), at)
+        if output is None:
+            data["html"] = page_html
+        else:
+            raw = page_html.encode("utf-8")
+            data["output"] = _write_file(os.path.join(c.path, output), raw)
+            data["bytes"] = len(raw)
+        if not write:
+            return data
     page = statepage.render(state, c.store.view_of(state), at)
-    data: dict[str, Any] = {"markdown": page.decode("utf-8")}
+    data["markdown"] = page.decode("utf-8")
     if write:
         rendered: list[bytes] = []
 
@@ -203,8 +222,39 @@ def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
     return data
 
 
+def _write_file(path: str, data: bytes) -> str:
+    """`data` as the file at `path`, whole or not at all (a temporary file renamed over it)."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"no such directory: {folder}")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gitcoord-state-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.path.abspath(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _state_text(doc: dict[str, Any]) -> str:
-    text: str = doc["markdown"].rstrip("\n")
+    if "output" in doc:
+        text = f"wrote {doc['output']} ({doc['bytes']} bytes)"
+    elif "html" in doc:
+        text = str(doc["html"])
+    else:
+        text = doc["markdown"].rstrip("\n")
     if "op" in doc:
         text += f"\n\n(written to coordination/CURRENT_STATE.md, commit {str(doc['commit'])[:10]})"
     return text
@@ -213,14 +263,32 @@ def _state_text(doc: dict[str, Any]) -> str:
 STATE = Verb(
     "state",
     "A Markdown page of the current state: sessions, claims, tasks, approvals, milestones, "
-    "messages.",
+    "messages; or with --html the whole overview of `gitcoord web` as one self-contained HTML "
+    "file.",
     _state,
     _state_text,
-    (Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),),
+    (
+        Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),
+        Param(
+            "html",
+            bool,
+            "The overview as HTML (sessions, claims, board, milestones, messages, approvals, "
+            "metrics, audit log): inline CSS and charts, no script, nothing to load.",
+            False,
+        ),
+        Param(
+            "output",
+            str,
+            "With --html: write the page to FILE (relative to -C) instead of printing it.",
+            metavar="FILE",
+            mcp=False,
+        ),
+    ),
     details="The page is a function of the state it describes and the time it names: the "
     "server hook and the clients accept coordination/CURRENT_STATE.md only as the exact "
     "rendering of the state in the commit that writes it, so no session can publish a page "
-    "that says what the branch does not.",
+    "that says what the branch does not. The HTML page is never committed: publish it where "
+    "people read (it runs no script and loads nothing).",
     idempotent=True,
 )
 

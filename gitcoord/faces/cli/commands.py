@@ -131,6 +131,63 @@ def mcp() -> None:
 
 
 @click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback needs --allow-remote.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Really listen beyond this machine (plain HTTP: the token travels unencrypted).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(1, 600),
+    default=3.0,
+    show_default=True,
+    help="Seconds between fetches of the branch tip while a page watches.",
+)
+@common
+def web(host: str, port: int, open_browser: bool, allow_remote: bool, interval: float) -> None:
+    """Serve a live page for the daily review, on this machine.
+
+    Sessions, claims, the board, milestones, messages, the approval queue (approve,
+    reject with a reason), the health line, the day's metrics and the audit log,
+    updated as the branch moves. Approving or rejecting runs the same verbs as
+    `gitcoord approval ...`, as you (your git identity and user.signingKey).
+
+    It prints a URL with a random access token; every request without it is refused.
+    """
+    from ..web.app import serve
+
+    ctx = _ctx()
+
+    def announce(info: dict[str, object]) -> None:
+        emit(info, f"gitcoord web: serving {info['where']} at {info['url']}  (Ctrl-C stops)")
+
+    serve(
+        ctx.coordinator(),
+        host=host,
+        port=port,
+        allow_remote=allow_remote,
+        open_browser=open_browser,
+        interval=interval,
+        announce=announce,
+        warn=lambda text: click.echo(f"gitcoord: warning: {text}", err=True),
+    )
+
+
+@click.command()
 @click.argument("tool", type=click.Choice(["claude-code"]))
 @click.option(
     "--remove", is_flag=True, help="Undo: remove gitcoord's entries, keep everything else."
