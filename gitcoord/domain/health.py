@@ -199,8 +199,7 @@ def health(state: State, now: datetime, messages: MessageLog | None) -> dict[str
     ]
     doc: dict[str, Any] = {
         "at": iso(now),
-        "ok": not stale and not (unanswered and unanswered["count"]) and not blocked
-        and not pending,
+        "ok": not (stale or blocked or pending or (unanswered and unanswered["count"])),
         "sessions": {
             "present": len(present),
             "fresh": fresh,

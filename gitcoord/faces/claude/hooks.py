@@ -256,7 +256,6 @@ def session_start() -> None:
         with inp.coordinator() as c:
             from ... import clock
             from ...api import render
-            from ...api.views import status_json
             from ...domain import untrusted
 
             me, created = _ensure_registered(c, inp.session)
@@ -280,7 +279,7 @@ def session_start() -> None:
                 with contextlib.suppress(OSError), open(env_file, "a", encoding="utf-8") as fh:
                     fh.write(f"export GITCOORD_SESSION={shlex.quote(inp.session)}\n")
             now = clock.now()
-            status = status_json(c.snapshot(), now)
+            status = c.status()  # with its health line, unanswered messages included
             box = c.inbox(peek=True)
             state_path = _hook_state_path(c, inp.session)
             hs = _read_json(state_path)
