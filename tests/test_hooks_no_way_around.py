@@ -493,9 +493,19 @@ def test_the_server_shim_without_gitcoord_takes_other_pushes_and_says_how_to_fix
         assert word in r.err, (word, r.err)
     assert git(world.remote, "rev-parse", BRANCH) == tip
 
-    # with gitcoord on PATH, the shim runs it: valid pushes land, invalid ones are judged
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{bare}")
+    # with `gitcoord` on PATH, the shim runs it: valid pushes land, invalid ones are judged
+    venv = Path(sys.executable).parent
+    on_path = tmp_path / "on-path"
+    on_path.mkdir()
+    (on_path / "gitcoord").symlink_to(venv / "gitcoord")
+    monkeypatch.setenv("PATH", f"{on_path}{os.pathsep}{bare}")
     ok(a, "heartbeat", "x", "y", "z", "5", "--force", session="s1")
+    assert git(world.remote, "rev-parse", BRANCH) != tip
+    tip = git(world.remote, "rev-parse", BRANCH)
+    # or, last, `python3 -m gitcoord`
+    (on_path / "gitcoord").unlink()
+    (on_path / "python3").symlink_to(sys.executable)
+    ok(a, "heartbeat", "x", "y", "z", "6", "--force", session="s1")
     assert git(world.remote, "rev-parse", BRANCH) != tip
     h = world.clone("h")
     git(h, "checkout", "-q", BRANCH)
