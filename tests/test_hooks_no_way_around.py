@@ -374,9 +374,14 @@ def test_the_claude_guard_blocks_bash_writes_of_claimed_files(
         code, out, err = pre_tool_use(monkeypatch, c, command)
         assert code == 2, (command, out, err)
         assert "s1" in err and CLAIM in err and command.split()[0] in err, (command, err)
+    # through a symlink to a claimed file
+    (c / "docs" / "link.py").symlink_to("../src/api/a.py")
+    code, _, err = pre_tool_use(monkeypatch, c, "echo x >> docs/link.py")
+    assert code == 2 and "src/api/a.py" in err, err
     # the holder may; nobody else is stopped from writing elsewhere
     assert pre_tool_use(monkeypatch, c, "rm src/api/a.py", session="s1")[0] == 0
-    for command in ("echo x > docs/x.md", "ls src/api", "git checkout main"):
+    outside = "echo x > /tmp/gitcoord-test-out.txt"
+    for command in ("echo x > docs/x.md", "ls src/api", "git checkout main", outside):
         assert pre_tool_use(monkeypatch, c, command) == (0, "", ""), command
 
     # cannot tell: allowed with a note to the agent naming the claims (the default) ...

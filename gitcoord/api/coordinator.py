@@ -309,6 +309,7 @@ class Coordinator:
         *,
         timeout: float = 3.0,
         trees: Sequence[str] = (),
+        always: bool = False,
     ) -> dict[str, Any]:
         """Which of `paths` fall inside a binding path claim of another session.
 
@@ -324,12 +325,24 @@ class Coordinator:
         claims (`git config gitcoord.pathClaims true`, set by `hooks install`) fails
         closed: RemoteError, exit 6. Any other repository passes, and the result says
         plainly that nothing was checked (`unchecked`).
+
+        A symlink is judged by its own name and by the file it points to (a command
+        may replace the link or write through it). With no path inside the work tree
+        it asks nothing, unless `always` (to list the claims others hold).
         """
         from ..domain import overlap, rules
         from ..errors import RemoteError
 
-        given = [(p, rel) for p in paths if (rel := self._repo_relative(p)) is not None]
-        below = [(p, rel) for p in trees if (rel := self._repo_relative(p)) is not None]
+        given = [(p, rel) for p in paths for rel in self._repo_relatives(p)]
+        below = [(p, rel) for p in trees for rel in self._repo_relatives(p)]
+        if not (given or below or always):
+            return {
+                "violations": [],
+                "fresh": True,
+                "tip": None,
+                "checked": len(paths) + len(trees),
+                "claims": [],
+            }
         reason = None
         try:
             tip: str | None = self.store.fetch_tip(time.monotonic() + timeout)
@@ -434,6 +447,18 @@ class Coordinator:
             proc = self.store.git.run(["rev-parse", "--show-toplevel"], check=False, cwd=self._path)
             self._top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
         return self._top or None
+
+    def _repo_relatives(self, path: str) -> list[str]:
+        """`path` relative to the top, and the file it points to when it is a symlink
+        (both only inside the work tree)."""
+        found = [rel] if (rel := self._repo_relative(path)) is not None else []
+        full = path if os.path.isabs(path) else os.path.join(self._path, path)
+        top = self.toplevel()
+        if top is not None and os.path.islink(full):
+            target = os.path.relpath(os.path.realpath(full), os.path.realpath(top))
+            if not (target == ".." or target.startswith(".." + os.sep)):
+                found.append(target.replace(os.sep, "/"))
+        return list(dict.fromkeys(found))
 
     def _repo_relative(self, path: str) -> str | None:
         """`path` relative to the top, or None outside the work tree. The folders on the

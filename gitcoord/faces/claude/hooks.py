@@ -370,7 +370,7 @@ def _judge_tool_call(inp: HookInput) -> tuple[str, str, str]:
         try:
             # {path, holder, claim, expires_at} for each path inside another
             # session's live path claim (paths outside the repository: never)
-            data = c.check_paths(files, trees=trees)
+            data = c.check_paths(files, trees=trees, always=bool(unclear))
         except RemoteError as err:
             if err.details.get("unchecked"):
                 return f"{err.message}.", "", ""
