@@ -772,7 +772,7 @@ def test_state_write_commits_current_state(
     assert "Need review of i-match" in written
     assert "Deployed treasury \\| v2" in written
     assert "reviewing pr-7 (tests)" in written and "40%" in written
-    live = "## Live claims"
+    live = "## Claims"
     assert page[page.index(live):] == written[written.index(live):]  # same claims, messages
     assert ok(a, "validate")["valid"] is True
 

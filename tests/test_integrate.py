@@ -144,7 +144,12 @@ def test_creates_missing_files_and_remove_deletes_what_it_created(project: Path)
     assert not (project / ".mcp.json").exists()
     settings = load(project / ".claude" / "settings.json")
     assert set(settings) == {"hooks"}
-    assert set(gitcoord_hooks(settings)) == {"SessionStart", "PreToolUse", "PostToolUse"}
+    assert set(gitcoord_hooks(settings)) == {
+        "SessionStart",
+        "PreToolUse",
+        "PostToolUse",
+        "SessionEnd",  # always: it frees the conversation's identity for the next one
+    }
 
     assert integrate(project)["mcp"]["action"] == "created"
     assert set(load(project / ".mcp.json")["mcpServers"]) == {"gitcoord"}
@@ -187,8 +192,8 @@ def test_rerun_replaces_its_own_entries_and_keeps_the_file_style(project: Path) 
     ]
     assert len(gitcoord_hooks(settings)["PreToolUse"]) == 1
     assert "/old/venv" not in text
-    # integrating without --release-on-stop takes its SessionEnd entry out
-    assert "SessionEnd" not in settings["hooks"]
+    # integrating without --release-on-stop keeps a SessionEnd entry without --release
+    assert [c.split(" hook ")[1] for c in gitcoord_hooks(settings)["SessionEnd"]] == ["stop"]
     snapshot = settings_path.read_bytes()
     integrate(project, "--no-mcp")
     assert settings_path.read_bytes() == snapshot

@@ -141,3 +141,9 @@ def answered_by(view: TreeView, senders: set[str]) -> dict[str, str]:
         if msg.reply_to not in found or msg.id < found[msg.reply_to][0]:
             found[msg.reply_to] = (msg.id, msg.sender)
     return {answered: sender for answered, (_, sender) in found.items()}
+
+
+def holds(view: TreeView, message: Message) -> bool:
+    """Whether `view` (a tree, e.g. at a session's read mark) has `message` in it."""
+    day = names.message_day(message.id)
+    return f"{message.id}.yaml" in _files(view, message.to, day)

@@ -72,6 +72,7 @@ Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
 Timestamp = AwareDatetime
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s<>]{1,64}@[^@\s<>]{1,255}$")]
 ApprovalId = Annotated[str, StringConstraints(pattern=APPROVAL_ID_PATTERN)]
+Sender = SessionId | Email  # who writes: a session, or a person (an approver's e-mail)
 # An OpenSSH public key, "<type> <base64>" without a comment (sshsig.normalize_key).
 SshKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 
@@ -117,6 +118,7 @@ class Config(_Model):
         "approver_keys",
         "require_signatures",
         "approval_wait_hours",
+        "reclaim_after_hours",
     )
 
     format: int = Field(
@@ -211,6 +213,16 @@ class Config(_Model):
             "again), so nobody holds a resource forever by asking. At most max_lease_hours."
         ),
     )
+    reclaim_after_hours: float = Field(
+        24.0,
+        gt=0,
+        le=8760,
+        description=(
+            "Format 3: a session not seen (no heartbeat, no registration) for this long, plus "
+            "the clock-skew grace, can be reclaimed by any session: its number is freed and "
+            "its claims released, in one commit that names who reclaimed it."
+        ),
+    )
     require_approval: list[ClaimType] = Field(
         default_factory=list,
         description="Claim types that start pending and become live once approved (e.g. deploy).",
@@ -254,6 +266,10 @@ class Session(_Model):
             "(the machine key of the user who runs it). Only a commit signed by it may change "
             "it (`key rotate`), or an approver's (`key revoke`)."
         ),
+    )
+    reclaimed_by: Sender | None = Field(
+        None,
+        description="Format 3: who reclaimed it (it had not been seen for reclaim_after_hours).",
     )
     left_at: Timestamp | None = Field(
         None,
@@ -321,7 +337,6 @@ Subject = Annotated[
 ]
 MessageId = Annotated[str, StringConstraints(pattern=MESSAGE_ID_PATTERN)]
 Recipient = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
-Sender = SessionId | Email
 BODY_MAX_BYTES = 64 * 1024
 
 

@@ -109,3 +109,23 @@ def path_violations(
                 }
             )
     return found
+
+
+def last_seen(state: State, session: str) -> datetime | None:
+    """When the session was last heard of on the branch: its heartbeat or its
+    registration, whichever is later."""
+    found = state.sessions.get(session)
+    if found is None:
+        return None
+    hb = state.heartbeats.get(session)
+    return max(found.updated_at, hb.at) if hb is not None else found.updated_at
+
+
+def reclaimable(state: State, session: str, now: datetime) -> bool:
+    """Whether `session` may be reclaimed at `now`: present, and not seen for
+    reclaim_after_hours plus the clock-skew grace (as an expired claim's takeover)."""
+    config = state.config
+    seen = last_seen(state, session)
+    if config is None or seen is None or session not in state.present:
+        return False
+    return seen + timedelta(hours=config.reclaim_after_hours) + config.skew <= now

@@ -157,6 +157,20 @@ def _problems(
                     "register again before it writes anything else",
                 )
 
+    if who is not None and not admin:
+        reclaimed, problems = _reclaims(old, changes, meta, no)
+        yield from problems
+        # what a reclaim may write of the reclaimed session's is judged there (and bounded)
+        theirs = [
+            ch
+            for ch in changes
+            if (isinstance(ch.new, Session) and ch.new.id in reclaimed)
+            or (isinstance(ch.new, Claim) and ch.new.holder in reclaimed)
+        ]
+        for ch in theirs:
+            yield from _check_bounds(ch, config, meta, no)
+        changes = [ch for ch in changes if ch not in theirs]
+
     for ch in changes:
         path, before, after = ch.path, ch.old, ch.new
         yield from _check_bounds(ch, config, meta, no)  # and the other rules, all reported
@@ -177,6 +191,65 @@ def _problems(
         if creating or (admin and not isinstance(after, Approval)):
             continue  # the first commit (init) lays out the branch; approvers may repair
         yield from _check_doc(path, before, after, old, meta, admin, creating or not approvers, no)
+
+
+def _reclaims(
+    old: State, changes: list[Changed], meta: CommitMeta, no: Any
+) -> tuple[set[str], list[Problem]]:
+    """A session's commit may reclaim another session (`gitcoord reclaim`, or `register`
+    taking the number of the longest-unseen one): only one present and not seen for
+    reclaim_after_hours plus the grace at this commit's time, only by marking it left
+    (reclaimed_by the reclaimer) and releasing the claims it holds, nothing else of it.
+    Returns the sessions so reclaimed and the problems."""
+    from .rules import reclaimable
+
+    who = meta.session
+    targets = {
+        ch.new.id
+        for ch in changes
+        if isinstance(ch.new, Session)
+        and ch.new.id != who
+        and isinstance(ch.old, Session)
+        and ch.old.left_at is None
+        and ch.new.left_at is not None
+    }
+    problems: list[Problem] = []
+    for sid in sorted(targets):
+        if not reclaimable(old, sid, meta.time):
+            problems.append(
+                no(
+                    SESSION.path(sid),
+                    "reclaim",
+                    f"session {sid} was seen within reclaim_after_hours (plus the grace): "
+                    "only its own commits change it",
+                )
+            )
+    for ch in changes:
+        after = ch.new
+        if isinstance(after, Session) and after.id in targets:
+            before = ch.old
+            assert isinstance(before, Session)
+            want = before.model_copy(update={"left_at": after.left_at, "reclaimed_by": who})
+            if after != want or after.left_at is None or after.left_at > meta.time + _WHOLE_SECOND:
+                problems.append(
+                    no(
+                        ch.path,
+                        "reclaim",
+                        "a reclaim only marks the session left, by its reclaimer",
+                    )
+                )
+        elif isinstance(after, Claim) and after.holder in targets:
+            prev = ch.old if isinstance(ch.old, Claim) else None
+            want_claim = (
+                prev.model_copy(update={"released_at": after.released_at, "lease_seconds": None})
+                if prev is not None
+                else None
+            )
+            if prev is None or prev.released_at is not None or after != want_claim:
+                problems.append(
+                    no(ch.path, "reclaim", "a reclaim only releases the claims the session held")
+                )
+    return targets, problems
 
 
 QUARANTINE_OP = "quarantine"
@@ -292,9 +365,7 @@ def _check_quarantine(
     added = {c.path: c.new for c in changes if c.new is not None and c.path not in tombs}
     moved = sorted([*deleted, *tombs])
     if src is None or not moved:
-        yield no(
-            QUARANTINE_PREFIX.rstrip("/"), "quarantine", "a quarantine commit moves bad files"
-        )
+        yield no(QUARANTINE_PREFIX.rstrip("/"), "quarantine", "a quarantine commit moves bad files")
         return
     condemned = set(quarantine.plan(src, meta.time).condemned)
     condemned |= set(quarantine.plan(src).condemned)  # the time-independent part

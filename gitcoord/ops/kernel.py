@@ -46,10 +46,17 @@ def require_registered(state: State, session: str | None) -> Session:
         )
     found = state.sessions.get(session)
     if found is not None and found.left_at is not None:
+        how = (
+            f"was reclaimed by {found.reclaimed_by} at {found.left_at:%Y-%m-%dT%H:%M:%SZ} "
+            "(not seen for reclaim_after_hours; its claims were released)"
+            if found.reclaimed_by
+            else f"left at {found.left_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
         raise RefusedError(
-            f"session {session!r} left at {found.left_at:%Y-%m-%dT%H:%M:%SZ}: run "
-            f"`gitcoord --session {session} register` to come back",
+            f"session {session!r} {how}: run `gitcoord --session {session} register` to "
+            "come back",
             session=session,
+            reclaimed_by=found.reclaimed_by,
         )
     if found is None:
         raise RefusedError(

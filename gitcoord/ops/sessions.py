@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..domain import kinds
+from ..clock import iso
+from ..domain import kinds, rules
 from ..domain.change import Change
 from ..domain.models import (
     FORMAT,
@@ -156,6 +157,76 @@ def leave(state: State, now: datetime, *, session: str) -> Change:
     )
 
 
+def reclaim_writes(
+    state: State, now: datetime, *, target: str, by: str
+) -> tuple[dict[str, Doc], list[str]]:
+    """The files that reclaim `target`: its session left (reclaimed_by `by`), every
+    claim it holds released (a tombstone: the generation carries on)."""
+    me = state.sessions[target]
+    writes: dict[str, Doc] = {}
+    released = []
+    for claim in sorted(state.claims.values(), key=lambda c: c.key):
+        if claim.holder == target and claim.released_at is None:
+            writes[kinds.claim_path(claim.type, claim.name)] = claim.model_copy(
+                update={"released_at": max(now, claim.acquired_at), "lease_seconds": None}
+            )
+            released.append(claim.key)
+    writes[kinds.session_path(target)] = me.model_copy(
+        update={"left_at": max(now, me.registered_at), "reclaimed_by": by}
+    )
+    return writes, released
+
+
+def reclaim(state: State, now: datetime, *, session: str | None, target: str) -> Change:
+    """Reclaim `target`, a session not seen for reclaim_after_hours (plus the grace):
+    its number is free again and its claims released, in one commit by `session`;
+    the target reads who reclaimed it when it comes back."""
+    config = require_initialised(state)
+    me = require_registered(state, session)
+    if config.format < 3:
+        raise RefusedError(
+            f"reclaiming needs format 3 (this branch is at {config.format}): `gitcoord upgrade`",
+            format=config.format,
+        )
+    found = state.sessions.get(target)
+    if found is None:
+        raise RefusedError(f"no session {target}", session=target)
+    if found.left_at is not None:
+        return Change(
+            "reclaim",
+            "reclaim",
+            session=me.id,
+            result={"session": target, "released": [], "action": "already-gone"},
+        )
+    if target == me.id:
+        raise UsageError("a session does not reclaim itself: `gitcoord leave`")
+    if not rules.reclaimable(state, target, now):
+        seen = rules.last_seen(state, target)
+        raise RefusedError(
+            f"{target} was seen at {seen:%Y-%m-%dT%H:%M:%SZ}: it can be reclaimed "
+            f"{config.reclaim_after_hours:g} h after that (plus the clock-skew grace)",
+            session=target,
+            last_seen=iso(seen) if seen else None,
+        )
+    writes, released = reclaim_writes(state, now, target=target, by=me.id)
+    return Change(
+        "reclaim",
+        f"reclaim {target} (#{found.number}) by {me.id}"
+        + (f", releasing {len(released)} claim(s)" if released else ""),
+        session=me.id,
+        resource=f"session/{target}",
+        writes=writes,
+        trailers={"Gitcoord-Reclaimed": target, "Gitcoord-Number": str(found.number)},
+        repeated={"Gitcoord-Released": released},
+        result={
+            "session": target,
+            "number": found.number,
+            "released": released,
+            "action": "reclaimed",
+        },
+    )
+
+
 def register(
     state: State,
     now: datetime,
@@ -189,6 +260,15 @@ def register(
                 s.number for s in roster.slots if s.session and s.session not in state.present
             }
             free = [n for n in free if n not in waiting] or free
+    reclaimed: dict[str, Doc] = {}
+    if number is None and existing is None and not free and config.format >= 3:
+        # All numbers taken: the one of the longest-unseen session that may be reclaimed.
+        gone = [s for s in state.present.values() if rules.reclaimable(state, s.id, now)]
+        if gone:
+            oldest = min(gone, key=lambda s: (rules.last_seen(state, s.id) or now, s.number))
+            reclaimed, _ = reclaim_writes(state, now, target=oldest.id, by=session)
+            number = oldest.number
+            state = state.apply({k: v for k, v in reclaimed.items()})
     if number is None:
         if existing is not None:
             number = existing.number
@@ -196,7 +276,10 @@ def register(
             number = free[0]
         else:
             raise ConflictError(
-                f"all {config.slots} session numbers are taken", free_numbers=[], slots=config.slots
+                f"all {config.slots} session numbers are taken (none unseen for "
+                f"reclaim_after_hours: {config.reclaim_after_hours:g} h)",
+                free_numbers=[],
+                slots=config.slots,
             )
     holder = state.session_by_number(number)
     if holder is not None and holder.id != session:
@@ -209,8 +292,9 @@ def register(
             path=kinds.session_path(holder.id),
         )
     slot = roster.slot(number) if roster is not None else None
-    role = role if role is not None else (existing.role if existing else None)
-    goal = goal if goal is not None else (existing.goal if existing else None)
+    prior = existing or state.sessions.get(session)  # one coming back keeps its role
+    role = role if role is not None else (prior.role if prior else None)
+    goal = goal if goal is not None else (prior.goal if prior else None)
     if slot is not None and existing is None:
         role = role if role is not None else slot.role
         goal = goal if goal is not None else slot.goal
@@ -230,6 +314,11 @@ def register(
         key=bound,
     )
     result = {"session": doc.model_dump(mode="json"), "created": existing is None}
+    before = state.sessions.get(session)
+    if existing is None and before is not None and before.reclaimed_by:
+        # it comes back after being reclaimed: say by whom, once, as it registers
+        result["was_reclaimed_by"] = before.reclaimed_by
+        result["was_reclaimed_at"] = iso(before.left_at) if before.left_at else None
     if existing is not None and (existing.number, existing.role, existing.goal, existing.key) == (
         number,
         role,
@@ -238,13 +327,19 @@ def register(
     ):
         return Change("register", "register", session=session, result=result)
     verb = "register" if existing is None else "update"
+    trailers = {"Gitcoord-Number": str(number)}
+    if reclaimed:
+        gone_id = next(s.id for p, s in reclaimed.items() if isinstance(s, Session))
+        trailers["Gitcoord-Reclaimed"] = gone_id
+        result["reclaimed"] = gone_id
     return Change(
         "register",
-        f"{verb} {session} as #{number}",
+        f"{verb} {session} as #{number}"
+        + (f", reclaiming it from {result.get('reclaimed')}" if reclaimed else ""),
         session=session,
         resource=f"session/{session}",
-        writes={kinds.session_path(session): doc},
-        trailers={"Gitcoord-Number": str(number)},
+        writes={**reclaimed, kinds.session_path(session): doc},
+        trailers=trailers,
         result=result,
     )
 

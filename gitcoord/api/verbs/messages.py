@@ -331,4 +331,78 @@ def _human_inbox(c: Coordinator, include_read: bool) -> dict[str, Any]:
     }
 
 
-VERBS = (HEARTBEAT, SEND, INBOX)
+def _board(c: Coordinator, limit: int = 50, session_filter: str | None = None) -> dict[str, Any]:
+    """Every mailbox at once, newest first, and who has read each message: a person's
+    view of all the talk (the seeds' MESSAGES.md). Reading it marks nothing read."""
+    from ...domain import mailbox, names
+
+    _, state = c.store.snapshot()
+    view = c.store.view_of(state)
+    marks = {
+        sid: c.store.view(mark.through) for sid, mark in state.reads.items() if sid in state.present
+    }
+    answered = mailbox.answered_by(view, set(state.config.approvers) if state.config else set())
+    rows = []
+    for m in mailbox.recent(view, max(1, min(limit, 1000)) * 4):
+        if session_filter and session_filter not in (m.sender, m.to):
+            continue
+        if m.to == names.BROADCAST:
+            readers = [sid for sid in state.present if sid != m.sender]
+        elif m.to == names.HUMAN:
+            readers = []
+        else:
+            readers = [m.to]
+        read_by = sorted(sid for sid in readers if sid in marks and mailbox.holds(marks[sid], m))
+        rows.append(
+            {
+                **m.model_dump(mode="json"),
+                "read_by": read_by,
+                "unread_by": sorted(set(readers) - set(read_by)),
+                "handled_by": answered.get(m.id) if m.to == names.HUMAN else None,
+            }
+        )
+        if len(rows) >= limit:
+            break
+    return {"messages": rows}
+
+
+def _board_text(doc: dict[str, Any]) -> str:
+    if not doc["messages"]:
+        return "(no messages)"
+    out = []
+    for m in doc["messages"]:
+        text = render.message({**m, "read": True})
+        who = []
+        if m["read_by"]:
+            who.append("read by " + ", ".join(m["read_by"]))
+        if m["unread_by"]:
+            who.append("unread by " + ", ".join(m["unread_by"]))
+        if m["to"] == "human":
+            who.append(f"handled by {m['handled_by']}" if m["handled_by"] else "open")
+        out.append(text + ("\n  (" + "; ".join(who) + ")" if who else ""))
+    return "\n\n".join(out)
+
+
+BOARD = Verb(
+    "messages",
+    "Every message on the branch, newest first, with who has read it (marks nothing read).",
+    _board,
+    _board_text,
+    (
+        Param("limit", int, "How many.", 50, low=1, high=1000, show_default=True),
+        Param(
+            "session_filter",
+            str,
+            "Only messages from or to this session.",
+            flag="--involving",
+            metavar="SESSION",
+        ),
+    ),
+    details="The review of all mailboxes at once, as the founding plan's MESSAGES.md: direct "
+    "messages, broadcasts (read by whom, unread by whom, from each session's read mark) and "
+    "escalations to `human` (open or handled by which approver).",
+    writes=False,
+    session=False,
+)
+
+VERBS = (HEARTBEAT, SEND, INBOX, BOARD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..verb import Param, Verb, wrote
+from ..verb import REQUIRED, Param, Verb, wrote
 
 if TYPE_CHECKING:
     from ..coordinator import Coordinator
@@ -158,16 +158,30 @@ def _register(
     )
 
 
-REGISTER = Verb(
-    "register",
-    "Register this session: a unique number, a role and a goal.",
-    _register,
-    lambda doc: wrote(
+def _register_text(doc: dict[str, Any]) -> str:
+    text = wrote(
         doc,
         f"registered {doc['session']['id']} as #{doc['session']['number']}: "
         f"{doc['session']['role']}",
         f"{doc['session']['id']} is registered as #{doc['session']['number']} (unchanged)",
-    ),
+    )
+    if doc.get("reclaimed"):
+        text += f"\n(number {doc['session']['number']} was reclaimed from {doc['reclaimed']}, "
+        text += "not seen for reclaim_after_hours)"
+    if doc.get("was_reclaimed_by"):
+        text += (
+            f"\nwhile you were away, {doc['was_reclaimed_by']} reclaimed this session at "
+            f"{doc['was_reclaimed_at']} (not seen for reclaim_after_hours): its claims were "
+            "released"
+        )
+    return text
+
+
+REGISTER = Verb(
+    "register",
+    "Register this session: a unique number, a role and a goal.",
+    _register,
+    _register_text,
     (
         Param(
             "role",
@@ -183,6 +197,43 @@ REGISTER = Verb(
     "at format 3 the session is bound to this machine's signing key (`gitcoord key show`): "
     "first registration wins, as numbers do, and only that key signs for it.",
     idempotent=True,
+)
+
+
+def _reclaim(c: Coordinator, target: str) -> Any:
+    from ... import clock
+    from ...domain import names
+    from ...ops import sessions
+
+    names.check_session_id(target)
+    session = c.need_session()
+    return c.transact(lambda s: sessions.reclaim(s, clock.now(), session=session, target=target))
+
+
+RECLAIM = Verb(
+    "reclaim",
+    "Reclaim SESSION, not seen for reclaim_after_hours: free its number, release its claims.",
+    _reclaim,
+    lambda doc: wrote(
+        doc,
+        f"reclaimed {doc['session']} (#{doc['number']})"
+        + (f"; released {', '.join(doc['released'])}" if doc["released"] else ""),
+        f"{doc['session']} had already left",
+    ),
+    (
+        Param(
+            "target", str, "The session to reclaim.", REQUIRED, positional=True, metavar="SESSION"
+        ),
+    ),
+    details="A session that has not sent a heartbeat nor registered for reclaim_after_hours "
+    "(config, default 24) plus the clock-skew grace may be reclaimed by any registered "
+    "session, in one commit that the log shows (op reclaim) and the verifier judges at its "
+    "own clock: the number is free again and each claim is released as a tombstone, so its "
+    "generation carries on. The reclaimed session reads who reclaimed it when it comes back. "
+    "`register` does this by itself when every number is taken, taking the longest-unseen "
+    "session's number.",
+    idempotent=True,
+    destructive=True,
 )
 
 
@@ -244,4 +295,4 @@ UPGRADE = Verb(
     human=True,
 )
 
-VERBS = (INIT, REGISTER, LEAVE, UPGRADE)
+VERBS = (INIT, REGISTER, LEAVE, RECLAIM, UPGRADE)

@@ -64,6 +64,17 @@ class HookInput:
         self.data = data
         self.path = path
         self.session = session
+        # seconds since another live conversation used this explicit session, if one did
+        self.shared: float | None = None
+
+    def shared_note(self) -> str | None:
+        if self.shared is None:
+            return None
+        return (
+            f"gitcoord: session `{self.session}` is also in use by another Claude Code "
+            f"conversation (active {int(self.shared)} s ago): both act as one session and "
+            "would both \"hold\" its claims; give this one its own GITCOORD_SESSION."
+        )
 
     @classmethod
     def read(cls) -> HookInput:
@@ -79,12 +90,23 @@ class HookInput:
             cwd = data.get("cwd")
             path = os.environ.get("CLAUDE_PROJECT_DIR") or (cwd if isinstance(cwd, str) else ".")
         session = opts.get("session") or os.environ.get("GITCOORD_SESSION") or None
-        if not session:
-            sid = data.get("session_id")
-            if isinstance(sid, str):
-                short = re.sub(r"[^A-Za-z0-9]", "", sid)[:8].lower()
-                session = f"claude-{short}" if short else None
-        return cls(data, path, session)
+        inp = cls(data, path, session)
+        sid = data.get("session_id")
+        if isinstance(sid, str) and sid and re.search(r"[A-Za-z0-9]", sid):
+            common = _common_dir(path)
+            if common is not None:
+                from . import identity
+
+                if session:
+                    inp.shared = identity.shared_explicit(common, session, sid)
+                elif data.get("hook_event_name") == "SessionEnd":
+                    inp.session = identity.release(common, sid) or identity.short_name(sid)
+                else:
+                    worktree = os.path.realpath(path)
+                    inp.session = identity.resolve(common, worktree, sid)
+            elif not session:
+                inp.session = identity_name(sid)
+        return inp
 
     def coordinator(self) -> Coordinator:
         from ...api.coordinator import Coordinator
@@ -162,6 +184,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def identity_name(claude_id: str) -> str | None:
+    from . import identity
+
+    return identity.short_name(claude_id)
+
+
 def _common_dir(path: str) -> Path | None:
     """The git common dir, cheaply (no Coordinator): for the rate limit."""
     from ...gitio import Git
@@ -187,9 +215,20 @@ def _ensure_registered(
         and (goal_env is None or goal_env == existing.goal)
     ):
         return existing.model_dump(mode="json"), False
+    number = None
+    vacant = []
+    if existing is None and state.roster is not None:
+        free = set(state.free_numbers())
+        vacant = [slot for slot in state.roster.slots if slot.number in free]
+        # a vacant template role that fits ($GITCOORD_ROLE), else the first vacant one
+        fits = [v for v in vacant if role_env and v.role.casefold() == role_env.casefold()]
+        chosen = fits or vacant
+        number = chosen[0].number if chosen else None
+    from_slot = existing is None and bool(vacant)
     outcome = c.register(
-        role=role_env or (None if existing else DEFAULT_ROLE),
-        goal=goal_env or (None if existing else DEFAULT_GOAL),
+        role=role_env or (None if existing or from_slot else DEFAULT_ROLE),
+        goal=goal_env or (None if existing or from_slot else DEFAULT_GOAL),
+        number=number,
     )
     return dict(outcome.change.result["session"]), existing is None
 
@@ -222,7 +261,9 @@ def session_start() -> None:
             from ...domain import untrusted
 
             me, created = _ensure_registered(c, inp.session)
-            lines = [
+            note = inp.shared_note()
+            lines = [*([note] if note else [])]
+            lines += [
                 f"gitcoord: you are coordination session `{inp.session}` "
                 f"(#{me['number']}, role: {me['role']}) on {c.store.where}"
                 + (" (just registered)." if created else "."),
@@ -415,10 +456,18 @@ def pre_tool_use() -> None:
 
 @hook.command("stop")
 @click.option("--release", is_flag=True, help="Release every claim this session holds.")
-def stop(release: bool) -> None:
-    """At the end of the session: with --release, release this session's claims."""
+@click.option("--leave", is_flag=True, help="Leave: release everything and free the number.")
+def stop(release: bool, leave: bool) -> None:
+    """At the end of the conversation (SessionEnd): its identity is free for the next
+    conversation in this worktree; with --release its claims are released, with
+    --leave the session leaves (claims released, number freed)."""
     with _never_fail("stop", suffix="claims left to expire"):
         inp = HookInput.read()  # read stdin even when there is nothing to do
+        if leave and inp.session:
+            with inp.coordinator() as c:
+                c.leave()
+            _say("stop", f"{inp.session} left: its claims are released and its number free")
+            return
         if not release or not inp.session:
             return
         with inp.coordinator() as c:

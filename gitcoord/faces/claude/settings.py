@@ -79,8 +79,9 @@ def desired_hooks(base: list[str], release_on_stop: bool) -> dict[str, dict[str,
         "PreToolUse": group(GUARDED_TOOLS, "pre-tool-use"),
         "PostToolUse": group("*", "post-tool-use"),
     }
-    if release_on_stop:
-        wanted["SessionEnd"] = group(None, "stop", "--release")
+    # Always: the conversation's identity is freed for the next one in this worktree
+    # (`identity.release`); with --release-on-stop its claims are released too.
+    wanted["SessionEnd"] = group(None, "stop", *(["--release"] if release_on_stop else []))
     return wanted
 
 
