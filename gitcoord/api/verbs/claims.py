@@ -191,6 +191,8 @@ def _guard(
     staged: bool = False,
     fresh_timeout: float = 3.0,
 ) -> dict[str, Any]:
+    # PATHS are relative to where gitcoord runs (-C); staged files come from the top of
+    # the work tree, so --staged is the same from any folder of the repository.
     todo = list(paths) + (c.staged_paths() if staged else [])
     data = c.check_paths(todo, timeout=fresh_timeout)
     if data["violations"]:
@@ -198,24 +200,37 @@ def _guard(
             f"  {v['path']}: claimed by {v['holder']} ('{v['claim']}') until {v['expires_at']}"
             for v in data["violations"]
         ]
+        stale = "" if data["fresh"] else " (judged by the last fetched state)"
         raise ConflictError(
-            f"{len(data['violations'])} path(s) are claimed by other sessions:\n"
+            f"{len(data['violations'])} path(s) are claimed by other sessions{stale}:\n"
             + "\n".join(lines),
             violations=data["violations"],
             fresh=data["fresh"],
         )
-    if not data["fresh"]:
+    if data.get("unchecked"):
         data["warnings"] = [
-            "the remote did not answer in time; checked against the last fetched state"
+            f"nothing was checked: {data['unchecked']}; the paths pass unchecked "
+            "(`git config gitcoord.pathClaims true` refuses them instead)"
+        ]
+    elif not data["fresh"]:
+        data["warnings"] = [
+            f"could not reach the remote ({data.get('reason') or 'no answer'}); "
+            "checked against the last fetched state"
         ]
     return data
+
+
+def _guard_text(doc: dict[str, Any]) -> str:
+    if doc.get("unchecked") and doc["checked"]:
+        return f"not checked: {doc['checked']} path(s) pass with no state to judge them by"
+    return f"ok: {doc['checked']} path(s) free to change"
 
 
 GUARD = Verb(
     "guard",
     "Refuse (exit 3) when a path is inside another session's live path claim.",
     _guard,
-    lambda doc: f"ok: {doc['checked']} path(s) free to change",
+    _guard_text,
     (
         Param(
             "paths",
@@ -225,7 +240,13 @@ GUARD = Verb(
             positional=True,
             metavar="PATHS",
         ),
-        Param("staged", bool, "Check the files staged for commit.", False),
+        Param(
+            "staged",
+            bool,
+            "Check every file the commit being made changes (added, modified, deleted, "
+            "renamed: both names), from any folder of the work tree.",
+            False,
+        ),
         Param(
             "fresh_timeout",
             float,
@@ -238,7 +259,10 @@ GUARD = Verb(
     ),
     details="Path claims are gitignore-style globs: `gitcoord claim path 'src/api/**'`. The "
     "pre-commit hook runs `gitcoord guard --staged`; the holder of a claim and unclaimed paths "
-    "pass. `git commit --no-verify` skips it, as any git hook.",
+    "pass. `git commit --no-verify` skips it, as any git hook. With no state to judge by "
+    "(nothing fetched yet and the remote not answering, or no coordination branch) it "
+    "refuses (exit 6) in a repository that uses path claims (`git config gitcoord.pathClaims "
+    "true`, which `hooks install` sets), and elsewhere passes saying that it checked nothing.",
     writes=False,
     idempotent=True,
 )

@@ -69,7 +69,12 @@ def hooks_install(server: str | None, github_workflow: bool, install: str | None
     else:
         data = hk.install(ctx.path, "pre-commit")
     chained = f"; runs the previous hook first ({data['chained']})" if data["chained"] else ""
-    emit(data, f"installed {data['hook']}{chained}")
+    closed = (
+        "; with no state to judge by, the guard refuses (gitcoord.pathClaims true)"
+        if data.get("path_claims")
+        else ""
+    )
+    emit(data, f"installed {data['hook']}{chained}{closed}")
 
 
 @hooks.command("uninstall")
@@ -92,9 +97,10 @@ def hooks_uninstall(server: str | None) -> None:
 
 
 @hooks.command("run", hidden=True)
-@click.argument("which", type=click.Choice(["pre-commit", "pre-receive"]))
+@click.argument("which", type=click.Choice(["pre-commit", "pre-receive", "validate-index"]))
 def hooks_run(which: str) -> None:
-    """What the installed shims execute."""
+    """What the installed shims execute (and the pre-commit framework's
+    gitcoord-validate: `validate-index`)."""
     from ...errors import InvalidError
     from .. import githooks as hk
 
@@ -106,7 +112,11 @@ def hooks_run(which: str) -> None:
                 "push rejected by gitcoord:\n" + "\n".join(f"  {r}" for r in rejected)
             )
         return
-    hk.run_pre_commit(".")
+    where = _ctx().path  # the hooks run where git starts them; -C for a person
+    if which == "validate-index":
+        click.echo(hk.run_validate_index(where))
+        return
+    hk.run_pre_commit(where)
 
 
 def set_config(repo: str, key: str, value: str) -> None:
