@@ -233,10 +233,15 @@ class Coordinator:
         tip, state = self.store.snapshot()
         return Snapshot(tip, state, self.store.where)
 
-    def problems(self, ref: str | None = None, path: str | None = None) -> list[Problem]:
-        """Every problem of the branch tip, of `ref`, or of a directory `path` (deep)."""
+    def problems(
+        self, ref: str | None = None, path: str | None = None, notes: list[Problem] | None = None
+    ) -> list[Problem]:
+        """Every problem of the branch tip, of `ref`, or of a directory `path` (deep), claims
+        of different holders that overlap now included (as the claim check sees them).
+        `notes`: filled with what is not a problem but worth saying (`validate.notes`)."""
         from ..domain.state import DirSource, Source, load_state
         from ..domain.validate import check_messages, check_state
+        from ..domain.validate import notes as state_notes
 
         src: Source
         if path is not None:
@@ -253,7 +258,9 @@ class Coordinator:
                 commit, _ = self.store.snapshot()
             src = self.store.view(commit)
         state = load_state(src)
-        return check_state(state) + check_messages(src, state)
+        if notes is not None:
+            notes += state_notes(state)
+        return check_state(state, clock.now()) + check_messages(src, state)
 
     def validate_tree(self, tree: str) -> list[Problem]:
         """Problems of a tree that is not (yet) a commit, e.g. a staged one."""

@@ -116,6 +116,14 @@ def status(data: dict[str, Any], now: datetime, width: int | None = None) -> str
         lines.append(table(rows, headers))
     else:
         lines.append("  (none registered yet: `gitcoord register --role ROLE --goal GOAL`)")
+    if data.get("vacant"):
+        lines.append("")
+        lines.append(f"VACANT ({data.get('template')}: `gitcoord register --number N` takes one)")
+        rows = [
+            [str(v["number"]), _short(v["role"], 60), v.get("session") or ""]
+            for v in data["vacant"]
+        ]
+        lines.append(table(rows, ["#", "ROLE", "SUGGESTED SESSION"]))
     lines.append("")
     lines.append("CLAIMS")
     active = [c for c in data["claims"] if c["status"] != "released"]
@@ -153,7 +161,8 @@ def status(data: dict[str, Any], now: datetime, width: int | None = None) -> str
         lines.append("")
         lines.append("MILESTONES")
         for m in data["milestones"]:
-            lines.append(f"  {m['name']}: {m['progress']}% of {m['steps']} steps")
+            tasks = f" and {m['tasks_total']} task(s)" if m.get("tasks_total") else ""
+            lines.append(f"  {m['name']}: {m['progress']}% of {m['steps']} steps{tasks}")
     if data["problems"]:
         lines.append("")
         lines.append(f"PROBLEMS ({len(data['problems'])}): run `gitcoord validate`")
@@ -190,10 +199,11 @@ def message(m: dict[str, Any]) -> str:
 def inbox(data: dict[str, Any]) -> str:
     msgs = data["messages"]
     decisions = data.get("decisions") or []
+    notices = data.get("notices") or []
     who = data["session"] or f"{data.get('person')} (the humans' mailbox)"
-    if not msgs and not decisions:
+    if not msgs and not decisions and not notices:
         return f"no unread messages for {who}"
-    out = [decision(d) for d in decisions]
+    out = [decision(d) for d in decisions] + [notice(n) for n in notices]
     for m in msgs:
         text = message(m)
         if data["session"] is None:
@@ -217,6 +227,23 @@ def decision(d: dict[str, Any]) -> str:
         lines.append("  reason: " + cell(d["reason"]))
     if status == "lapsed":
         lines.append(f"  nobody decided before {d.get('lapses_at')}: the claim is free again")
+    return "\n".join(lines)
+
+
+def notice(n: dict[str, Any]) -> str:
+    """A claim that changed hands towards or away from the session."""
+    if n["kind"] == "handoff":
+        head = f"[handoff] {cell(n['from'])} handed you {cell(n['resource'])}"
+        tail = f"  yours until {n['expires_at']} (generation {n['generation']})"
+    else:
+        head = (
+            f"[takeover] {cell(n['by'])} took over {cell(n['resource'])} after your lease "
+            "expired"
+        )
+        tail = f"  its holder since {n['at']} (generation {n['generation']}): stop work on it"
+    lines = [head, tail]
+    if n.get("note"):
+        lines.append("  note: " + cell(n["note"]))
     return "\n".join(lines)
 
 
@@ -257,6 +284,7 @@ def _figures(f: dict[str, Any]) -> list[str]:
         f"{_target(targets['zero_work_collisions'])})",
         f"collisions prevented     {f['collisions_prevented']}  (claims refused: held by another)",
         f"takeovers after expiry   {f['takeovers_after_expiry']}",
+        f"handoffs                 {f.get('handoffs', 0)}",
         f"messages                 {msg['sent']} sent, {msg['direct']} direct "
         f"({msg['replies']} of them replies)",
         f"answers                  of {msg['asked']} asking: {msg['answered_within_target']} "
@@ -366,11 +394,18 @@ def milestones(rows: list[dict[str, Any]]) -> str:
         return "(no milestones: `gitcoord milestone add NAME --step S ...`)"
     out = []
     for m in rows:
-        out.append(f"{m['name']}: {m['progress']}%")
+        tasks = (
+            f" ({m['steps_done']}/{m['steps_total']} steps, "
+            f"{m['tasks_done']}/{m['tasks_total']} tasks done)"
+            if m.get("tasks_total")
+            else ""
+        )
+        out.append(f"{m['name']}: {m['progress']}%{tasks}")
         for i, st in enumerate(m["steps"], 1):
             mark = "x" if st.get("done_at") else " "
-            who = f" ({st['done_by']})" if st.get("done_by") else ""
-            out.append(f"  [{mark}] {i}. {st['name']}{who}")
+            who = f" ({cell(st['done_by'])})" if st.get("done_by") else ""
+            by = f"  [ticked by {cell(st['by'])}]" if st.get("by") else ""
+            out.append(f"  [{mark}] {i}. {st['name']}{who}{by}")
     return "\n".join(out)
 
 

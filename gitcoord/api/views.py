@@ -89,8 +89,13 @@ def status_json(
         "stale_after_minutes": config.stale_after_minutes if config else None,
         "activation": rules.activation_status(state),
         "template": state.roster.template if state.roster else None,
+        # the template's roles no present session holds: `register --number N` takes one
+        "vacant": [
+            {"number": v.number, "role": v.role, "goal": v.goal, "session": v.session}
+            for v in rules.vacant_slots(state)
+        ],
         "milestones": [
-            {"name": m.name, "progress": round(m.progress * 100, 1), "steps": len(m.steps)}
+            {"name": m.name, "steps": len(m.steps), **rules.milestone_progress(state, m)}
             for _, m in sorted(state.milestones.items())
         ],
         "tasks": _task_counts(state, now),

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import clock
-from ..domain import health
+from ..domain import health, overlap
 from ..domain.state import State
 from . import replies
 from .history import Entry
@@ -56,9 +56,18 @@ def _when(value: str | None) -> datetime | None:
         return None
 
 
+def _covers_common(a: str, b: str) -> bool:
+    """Do resources `a` and `b` (TYPE/NAME) cover a common item or path? The claim
+    check's own answer (`overlap.overlaps`), so `metrics` agrees with it."""
+    type_a, _, name_a = a.partition("/")
+    type_b, _, name_b = b.partition("/")
+    return type_a == type_b and overlap.overlaps(type_a, name_a, name_b)
+
+
 def double_grants(history: list[Entry]) -> list[dict[str, Any]]:
-    """Replay every grant, renewal and release: a grant while another holder's lease
-    was live is a work collision. gitcoord's invariant is that there are none."""
+    """Replay every grant, renewal, handoff and release: a grant while another holder's
+    lease on the same resource, or on one covering a common item or path, was live is a
+    work collision. gitcoord's invariant is that there are none."""
     live: dict[str, tuple[str, datetime | None]] = {}  # resource -> (holder, expires)
     found = []
     for e in reversed(history):  # branch order, oldest first: commit times may be skewed
@@ -66,17 +75,30 @@ def double_grants(history: list[Entry]) -> list[dict[str, Any]]:
         if not res or not who:
             continue
         if e.op in ("claim", "takeover"):
-            current = live.get(res)
-            if current and current[0] != who and (current[1] is None or current[1] > e.time):
-                found.append(
-                    {"resource": res, "holder": current[0], "granted_to": who, "commit": e.commit}
-                )
+            for other, (holder, expires) in sorted(live.items()):
+                if holder == who or (expires is not None and expires <= e.time):
+                    continue
+                if other == res or _covers_common(other, res):
+                    found.append(
+                        {
+                            "resource": res,
+                            "holder": holder,
+                            "granted_to": who,
+                            "commit": e.commit,
+                            **({} if other == res else {"overlaps": other}),
+                        }
+                    )
+                    break
             live[res] = (who, _when(e.get("Gitcoord-Expires")))
+        elif e.op == "handoff":  # the holder gives it: the receiver holds it from here
+            to = e.get("Gitcoord-Handoff-To")
+            if to:
+                live[res] = (to, _when(e.get("Gitcoord-Expires")))
         elif e.op == "renew":
             live[res] = (who, _when(e.get("Gitcoord-Expires")))
         elif e.op == "release":
             live.pop(res, None)
-        elif e.op == "leave":  # one commit releases every claim the session held
+        elif e.op in ("leave", "reclaim"):  # one commit releases every claim the session held
             for released in e.trailers.get("Gitcoord-Released", []):
                 live.pop(released, None)
     return found
@@ -138,6 +160,7 @@ def figures(
         "collisions_prevented": sum(int(e.get("Gitcoord-Collisions") or 0) for e in inside),
         "work_collisions": len(collisions),
         "takeovers_after_expiry": sum(1 for e in inside if e.op == "takeover"),
+        "handoffs": sum(1 for e in inside if e.op == "handoff"),
         "messages": {
             **answers,
             "response_seconds_median": None if not times else statistics.median(times),

@@ -42,9 +42,10 @@ from ..store.transaction import (
 from ..store.trees import Files, TreeSource
 from . import yamlio
 from .change import Change
+from .models import Claim
 from .state import Problem, State, load_state
-from .transition import Changed, CommitMeta, check_transition, doc_at
-from .validate import check_messages, check_state
+from .transition import HANDOFF_TO, Changed, CommitMeta, check_transition, doc_at
+from .validate import check_messages, check_state, overlap_problems
 
 __all__ = ["DEFAULT_TIMEOUT", "Identity", "Outcome", "Store", "TreeSource", "commit_message"]
 
@@ -250,7 +251,14 @@ class Store:
         if change.noop:
             return Unchanged(change)
         when = now()
-        meta = CommitMeta(None, self.identity.email, change.session, change.op, when)
+        meta = CommitMeta(
+            None,
+            self.identity.email,
+            change.session,
+            change.op,
+            when,
+            change.trailers.get(HANDOFF_TO),
+        )
         changes = [Changed(p, doc_at(state, p), d) for p, d in change.writes.items()]
         commit = files = message = None
         signer, required = signer_of(change, state)
@@ -263,7 +271,15 @@ class Store:
             bad = check_state(after, when) + check_messages(self.view(commit), after)
         else:
             after = state.apply(change.writes)
-            bad = check_state(after, when)
+            # Claims of different holders that overlap are judged where this write makes
+            # one, as the verifier judges a commit by the problems it adds: a pair that was
+            # there before (a branch written before the item grammar may hold one;
+            # `validate` and `doctor` report it) does not stop its holders' other writes.
+            written = {d.key for d in change.writes.values() if isinstance(d, Claim)}
+            was = set(overlap_problems(state, when, written))
+            bad = check_state(after) + [
+                p for p in overlap_problems(after, when, written) if p not in was
+            ]
         bad += check_transition(state, after, changes, meta)
         if bad:
             raise InvalidError(

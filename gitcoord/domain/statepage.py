@@ -118,7 +118,12 @@ def render(state: State, view: mailbox.TreeView, at: datetime) -> bytes:
     if state.milestones:
         for ms in sorted(state.milestones.values(), key=lambda ms: ms.name):
             done = sum(1 for step in ms.steps if step.done_at is not None)
-            lines.append(f"- {md(ms.name)}: {done}/{len(ms.steps)} steps done")
+            line = f"- {md(ms.name)}: {done}/{len(ms.steps)} steps done"
+            tasks = [t for t in state.tasks.values() if t.milestone == ms.name]
+            if tasks:  # a milestone's tasks count towards it too (rules.milestone_progress)
+                finished = sum(1 for t in tasks if t.done)
+                line += f", {finished}/{len(tasks)} tasks done"
+            lines.append(line)
     else:
         lines.append("None.")
     lines += ["", "## Recent messages", ""]

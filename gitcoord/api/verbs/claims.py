@@ -41,19 +41,41 @@ HOURS = Param(
 )
 
 
-def check_resource(type_: str, name: str) -> None:
+def check_resource(type_: str, name: str) -> str:
+    """The name a new claim is made under (a folder of a path claim, `docs/`, is the glob
+    `docs/**`), or a usage error: a `batch` name must be items of a set, and the message
+    shows the accepted forms (`gitcoord.domain.overlap`)."""
     from ...domain import names, overlap
 
     names.check_claim_type(type_)
-    names.check_claim_name(name)
-    problem = overlap.range_problem(name)
+    name = given_name(type_, name)
+    problem = overlap.items_problem(type_, name)
     if problem:
         raise UsageError(problem, field="name")
+    names.check_claim_name(name)
     if type_ == overlap.PATH_TYPE:
         try:
             overlap.matcher(name)
         except ValueError as exc:
             raise UsageError(str(exc), field="name") from None
+    return name
+
+
+def given_name(type_: str, name: str) -> str:
+    """A claim name as people write it, as the branch spells it: a path claim of a
+    folder (`docs/`) is everything below it (`docs/**`)."""
+    from ...domain import overlap
+
+    return overlap.folder_glob(name) if type_ == overlap.PATH_TYPE else name
+
+
+def check_held(type_: str, name: str) -> str:
+    """The name of a claim that exists already (renew, release, handoff): any valid name,
+    so that a claim made before the item grammar can still be renewed and released."""
+    from ...domain import names
+
+    names.check_claim_type(type_)
+    return names.check_claim_name(given_name(type_, name))
 
 
 def lease(ttl: str | timedelta | None, hours: float | None) -> timedelta | None:
@@ -78,12 +100,13 @@ def _claim(
     ttl: str | timedelta | None = None,
     hours: float | None = None,
     note: str | None = None,
+    new_type: bool = False,
 ) -> Any:
     from ... import clock
     from ...ops import claims
     from .approvals import new_approval_id
 
-    check_resource(type, name)
+    name = check_resource(type, name)
     length = lease(ttl, hours)
     try:
         return c.transact(
@@ -96,6 +119,7 @@ def _claim(
                 ttl=length,
                 note=note,
                 approval_id=new_approval_id(),
+                new_type=new_type,
             )
         )
     except ConflictError:
@@ -120,10 +144,29 @@ CLAIM = Verb(
     "Claim TYPE NAME (e.g. `task i-match`) for a lease, so no other session works on it.",
     _claim,
     _claim_text,
-    (TYPE, NAME, TTL, HOURS, Param("note", str, "What you are doing with it.", metavar="TEXT")),
+    (
+        TYPE,
+        NAME,
+        TTL,
+        HOURS,
+        Param("note", str, "What you are doing with it.", metavar="TEXT"),
+        Param(
+            "new_type",
+            bool,
+            "TYPE is new on this branch, and meant: claim it without asking whether TYPE "
+            "and NAME were swapped.",
+            False,
+        ),
+    ),
     details="Held by another session and unexpired: exit 3 (a conflict) naming the holder, "
     "the expiry and the commit that won. Expired (past the clock-skew grace): taken over, "
-    "generation + 1. Already yours: renewed. The result's claim.generation is a fencing token.",
+    "generation + 1. Already yours: renewed. The result's claim.generation is a fencing token."
+    "\n\nNames that cover items: `batch prospects:1-25` (also 1..25, 1,3,7, 1-5,9, or "
+    "`prospects` / `prospects:*` for the whole set); any two claims that share an item "
+    "conflict. `path 'src/api/**'` claims files by a glob, `path docs/` a folder. A TYPE "
+    "neither in use on this branch nor a common one (task, path, batch, service, ...) is "
+    "questioned (exit 2, e.g. `claim i-match task`: did you mean `claim task i-match`?); "
+    "--new-type starts using it.",
 )
 
 
@@ -135,11 +178,9 @@ def _renew(
     hours: float | None = None,
 ) -> Any:
     from ... import clock
-    from ...domain import names
     from ...ops import claims
 
-    names.check_claim_type(type)
-    names.check_claim_name(name)
+    name = check_held(type, name)
     length = lease(ttl, hours)
     return c.transact(
         lambda s: claims.renew(s, clock.now(), session=c.session, type_=type, name=name, ttl=length)
@@ -159,11 +200,9 @@ RENEW = Verb(
 
 def _release(c: Coordinator, type: str, name: str) -> Any:
     from ... import clock
-    from ...domain import names
     from ...ops import claims
 
-    names.check_claim_type(type)
-    names.check_claim_name(name)
+    name = check_held(type, name)
     return c.transact(
         lambda s: claims.release(s, clock.now(), session=c.session, type_=type, name=name)
     )
@@ -182,6 +221,76 @@ RELEASE = Verb(
     details="Releasing twice is not an error. The claim stays on the branch as a tombstone, "
     "so the next grant continues its generation.",
     idempotent=True,
+)
+
+
+def _handoff(
+    c: Coordinator,
+    type: str,
+    name: str,
+    to: str,
+    ttl: str | timedelta | None = None,
+    hours: float | None = None,
+    note: str | None = None,
+) -> Any:
+    from ... import clock
+    from ...domain import names
+    from ...ops import claims
+
+    name = check_held(type, name)
+    if not names.is_number(to):
+        names.check_session_id(to)
+    length = lease(ttl, hours)
+    return c.transact(
+        lambda s: claims.handoff(
+            s,
+            clock.now(),
+            session=c.session,
+            type_=type,
+            name=name,
+            to=to,
+            ttl=length,
+            note=note,
+        )
+    )
+
+
+HANDOFF = Verb(
+    "handoff",
+    "Hand a claim you hold to another session TO (an id or a number), in one commit.",
+    _handoff,
+    lambda doc: wrote(
+        doc,
+        f"handed {doc['claim']['resource']} to {doc['to']} until {doc['claim']['expires_at']} "
+        f"(generation {doc['claim']['generation']})",
+        "unchanged",
+    ),
+    (
+        TYPE,
+        NAME,
+        Param(
+            "to",
+            str,
+            "The session that takes it over: an id or a number.",
+            REQUIRED,
+            positional=True,
+            metavar="TO",
+        ),
+        TTL,
+        HOURS,
+        Param(
+            "note",
+            str,
+            "What the receiver should know (default: the claim's note).",
+            metavar="TEXT",
+        ),
+    ),
+    details="Only the holder of a live claim hands it off, and only to a present session. "
+    "The receiver holds it from now with a new lease (--ttl/--hours, else the branch's "
+    "default) and the generation (fencing token) + 1; its inbox tells it who handed it what. "
+    "The server hook accepts a holder change only as this (a `handoff` commit by the holder) "
+    "or as a takeover after expiry. Needs a branch at format 3.",
+    destructive=True,
 )
 
 
@@ -267,4 +376,4 @@ GUARD = Verb(
     idempotent=True,
 )
 
-VERBS = (CLAIM, RENEW, RELEASE, GUARD)
+VERBS = (CLAIM, RENEW, RELEASE, HANDOFF, GUARD)

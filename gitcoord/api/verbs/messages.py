@@ -20,11 +20,22 @@ BODY_MAX_BYTES = 64 * 1024  # gitcoord.domain.models.BODY_MAX_BYTES, without imp
 
 
 def _heartbeat(
-    c: Coordinator, action: str, target: str, phase: str, progress: int, force: bool = False
+    c: Coordinator,
+    action: str,
+    target: str,
+    phase: str,
+    progress: int | str,
+    force: bool = False,
 ) -> dict[str, Any]:
     from ... import clock
+    from ...errors import UsageError
     from ...ops import heartbeats
+    from ..verb import percent
 
+    try:
+        progress = percent(progress)  # 40 or "40%"
+    except ValueError as exc:
+        raise UsageError(str(exc), field="progress") from None
     session = c.need_session()
     beat = heartbeats.make_heartbeat(session, action, target, phase, progress, clock.now())
     outcome = c.transact(lambda s: heartbeats.heartbeat(s, beat, force=force))
@@ -72,12 +83,13 @@ HEARTBEAT = Verb(
         Param(
             "progress",
             int,
-            "Percent done, 0-100.",
+            "Percent done, 0-100 (40 or 40%).",
             REQUIRED,
             positional=True,
             metavar="PROGRESS",
             low=0,
             high=100,
+            percent=True,
         ),
         Param("force", bool, "Push now even if unchanged or too soon.", False),
     ),
@@ -210,7 +222,12 @@ def _inbox(
             )
         shown.append(entry)
     decisions = _decisions(c, state, old, seen.at if seen else None, session, include_read)
-    unread = sum(1 for i in items if not i.read) + sum(1 for d in decisions if not d["read"])
+    notices = claim_notices(state, old, session, include_read)
+    unread = (
+        sum(1 for i in items if not i.read)
+        + sum(1 for d in decisions if not d["read"])
+        + sum(1 for n in notices if not n["read"])
+    )
     marked = None
     if unread and not peek and tip is not None:
         through = tip
@@ -223,6 +240,7 @@ def _inbox(
     return {
         "session": session,
         "decisions": decisions,
+        "notices": notices,
         "messages": shown,
         "unread": unread,
         "marked_read": marked is not None,
@@ -249,7 +267,8 @@ INBOX = Verb(
     details="The read mark is committed (coordination/reads/<session>.yaml), so it follows the "
     "session to other machines; nothing is pushed when there is nothing new. Decisions on this "
     "session's approval requests (approved, rejected with the reason, lapsed) come first, "
-    "like messages. Without a session, a listed approver reads the humans' mailbox: what "
+    "like messages, then claims handed to this session (`handoff`) or taken over from it "
+    "after its lease expired. Without a session, a listed approver reads the humans' mailbox: what "
     "sessions sent to `human` and broadcast, each open until an approver answers it.",
     idempotent=True,
 )
@@ -290,6 +309,48 @@ def _decisions(
     return found
 
 
+def claim_notices(state: Any, old: Any, session: str, include_read: bool) -> list[dict[str, Any]]:
+    """Claims that changed hands towards or away from this session without a release:
+    handed to it (`handoff`), or taken over from it after its lease expired — read like
+    messages, from the claims themselves (`handed_by`, `taken_from`): unread when the
+    claim's generation at the read mark was lower (or the claim was not there)."""
+    from ... import clock
+    from ...domain import kinds, yamlio
+    from ...domain.models import Claim
+
+    found = []
+    for claim in sorted(state.claims.values(), key=lambda c: c.key):
+        if claim.holder == session and claim.handed_by is not None:
+            notice = {"kind": "handoff", "from": claim.handed_by}
+        elif claim.taken_from == session and claim.holder != session:
+            notice = {"kind": "takeover", "by": claim.holder}
+        else:
+            continue
+        before = None
+        if old is not None:
+            try:
+                raw = old.read(kinds.claim_path(claim.type, claim.name))
+                before = Claim.model_validate(yamlio.load(raw))
+            except Exception:  # not there yet at the mark, or unreadable: not seen
+                before = None
+        read = before is not None and before.generation >= claim.generation
+        if read and not include_read:
+            continue
+        found.append(
+            {
+                **notice,
+                "resource": claim.key,
+                "holder": claim.holder,
+                "generation": claim.generation,
+                "at": clock.iso(claim.acquired_at),
+                "expires_at": clock.iso(claim.expires_at),
+                "note": claim.note,
+                "read": read,
+            }
+        )
+    return found
+
+
 def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z") if value is not None else ""
 
@@ -324,6 +385,7 @@ def _human_inbox(c: Coordinator, include_read: bool) -> dict[str, Any]:
         "session": None,
         "person": person,
         "decisions": [],
+        "notices": [],
         "messages": shown,
         "unread": sum(1 for m in shown if m["handled_by"] is None),
         "marked_read": False,

@@ -82,6 +82,8 @@ def _log(
     from ... import clock
     from ...audit import history
 
+    if op is not None:
+        history.check_op(op)  # a typo would match nothing, silently
     when = clock.parse_since(since) if isinstance(since, str) else since
     tip = c.store.fetch_tip(time.monotonic() + c.store.timeout)  # no state needed
     if tip is None:
@@ -105,7 +107,13 @@ LOG = Verb(
     (
         Param("by_session", str, "Only this session's operations.", flag="--session", metavar="ID"),
         Param("resource", str, "Only this resource (task/x), or a type (task).", metavar="R"),
-        Param("op", str, "Only this operation (claim, release, send, ...).", metavar="OP"),
+        Param(
+            "op",
+            str,
+            "Only this operation (claim, takeover, handoff, release, send, ...; an unknown "
+            "one is exit 2 listing them).",
+            metavar="OP",
+        ),
         Param("since", str, "Only newer: a duration back (2h, 1d) or an ISO date.", metavar="WHEN"),
         Param("limit", int, "At most this many entries.", 50, low=1, show_default=True),
     ),
@@ -308,15 +316,21 @@ def _validate(
         path = os.path.join(c.path, path)  # relative to -C, as every path
         if not os.path.isdir(path):
             raise UsageError(f"no such directory: {path}")
+    notes: list[Any] = []
     problems = (
-        c.verify_range(span, proposal=proposal) if span else c.problems(ref=at_ref, path=path)
+        c.verify_range(span, proposal=proposal)
+        if span
+        else c.problems(ref=at_ref, path=path, notes=notes)
     )
     if problems:
         raise InvalidError(
             f"{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
             problems=[p.to_json() for p in problems],
         )
-    return {"valid": True, "problems": []}
+    found: dict[str, Any] = {"valid": True, "problems": []}
+    if notes:
+        found["warnings"] = [str(n) for n in notes]
+    return found
 
 
 VALIDATE = Verb(
