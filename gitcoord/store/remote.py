@@ -8,7 +8,10 @@ compare-and-swap with the expected old value always given explicitly:
 
 Several processes may do this at once in one clone. They share nothing but refs,
 and every ref write is either a compare-and-swap the caller retries or a cache
-(`refs/gitcoord/remotes/<remote>/<branch>`) whose lock collisions we tolerate.
+(`refs/gitcoord/remotes/<remote>/<branch>`) whose lock collisions we tolerate. The
+mirror is written by our fetch and, after a push of ours that the remote accepted,
+moved from the tip pushed over to the commit pushed (a local compare-and-swap), so
+it holds the last tip this clone knows either way.
 FETCH_HEAD is never written and no index file is ever used.
 """
 
@@ -58,7 +61,7 @@ class RemoteBranch:
         # Our own copy of the remote tip. Not refs/remotes/<remote>/<branch>: `git push`
         # moves that one without checking its old value, so a late push in this clone
         # could set it back between a fetch and the read that follows. Only our fetch
-        # (which checks the old value) writes this ref.
+        # and our accepted push (both checking the old value) write this ref.
         self.mirror = f"refs/gitcoord/remotes/{remote}/{branch}" if remote else self.ref
         self.push_error: str | None = None  # why the last push had no verdict
 
@@ -196,6 +199,7 @@ class RemoteBranch:
             # it is not our win: re-read and re-decide.
             return "lost"
         if flag in (" ", "+", "*"):
+            self.advance_mirror(old, new)
             return "ok"
         if "hook declined" in summary or "pre-receive" in summary:
             raise InvalidError(
@@ -205,6 +209,17 @@ class RemoteBranch:
         if any(s in summary for s in _STALE):
             return "lost"
         return "unknown"
+
+    def advance_mirror(self, old: str | None, new: str) -> None:
+        """After our push from `old` to `new`: the mirror says `new`, so the next
+        transaction can decide on it without fetching. A local compare-and-swap from
+        `old`: if a fetch moved the mirror meanwhile, it holds a tip at least as new.
+        Best effort: the mirror is a cache, and every push states its lease."""
+        self.git.run(
+            ["update-ref", "-m", "gitcoord: pushed", self.mirror, new, old or self.info.zero_oid],
+            check=False,
+            config=_LOCK_TIMEOUT,
+        )
 
     def publish_branch(self, branch: str, commit: str) -> None:
         """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""

@@ -3,11 +3,18 @@
 One transaction, whatever the trees mean (the domain's gate, `gitcoord.domain.branch`,
 decides that):
 
-    read the tip (fetch it when there is a remote; or take one known a moment ago)
+    take the tip: the last one this clone knows (its mirror ref, as its own last push
+        or fetch left it), or one read a moment ago, or else fetch it
     decision = decide(tip)            # nothing to write, or files + message + time
     write blobs, trees and a commit whose parent is the tip (no work tree, no index)
     compare-and-swap the branch from tip to the commit (`remote.RemoteBranch.swap`)
-    on losing the race: back off with jitter and go round again on the new tip
+    on losing the race: fetch, back off with jitter, and go round again on the new tip
+
+When nothing raced, a write is one round trip: the push, whose lease is the tip this
+clone last saw. A push refused because that tip was stale costs no backoff: the round
+fetches and decides again. A decision that writes nothing (Unchanged, or an error
+such as a conflict) is never reported from a tip that was not fetched for it: the
+tip is fetched and, if it moved, decided again; only that answer is reported.
 
 The loser never merges: it re-reads and `decide` decides afresh, so a claim that
 someone else won becomes exit 3 naming the winner. A push whose reply was lost is
@@ -17,22 +24,24 @@ branch and reports success instead of writing a duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..errors import RemoteError
+from ..errors import Cancelled, GitcoordError, RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
 from . import cancel, trees
 from .parsecache import ParseCache
 from .remote import RemoteBranch
 from .trees import Files, TreeSource
-from .turns import Backoff, local_turn
+from .turns import Backoff, Pace, local_turn
 
 DEFAULT_TIMEOUT = 30.0
-MAX_ATTEMPTS = 40
+MAX_ATTEMPTS = 100  # a bound on rounds; the timeout is the one that matters
+MAX_GIVE_WAY = 5.0  # seconds
 
 R = TypeVar("R")
 
@@ -128,6 +137,8 @@ class TreeStore:
         # role, required -> the key that signs such a commit (None: unsigned); by the API
         self.signers: Callable[[str, bool], Signer | None] | None = None
         self._pending: tuple[str, Any] | None = None  # (commit, result) maybe landed
+        self.pace_path = Pace.path(info.common_dir, remote, self.ref)
+        self.pace = Pace()  # as the last transaction left it (read again by each one)
 
     def close(self) -> None:
         self.reader.close()
@@ -217,10 +228,16 @@ class TreeStore:
     ) -> Done[R]:
         """Write what `decide(tip)` decides on the tip, as one commit swapped in for
         it; on a lost race, again on the new tip. `decide` raising ends the transaction
-        with nothing written. `known`: a tip fetched a moment ago (e.g. by the read that
-        led to this write): the first round decides on it instead of fetching again.
-        Nothing is assumed: if the branch moved since, compare-and-swap refuses and the
-        next round fetches.
+        with nothing written.
+
+        The first round decides on a tip it does not fetch: `known`, a tip fetched a
+        moment ago (e.g. by the read that led to this write), else the last tip this
+        clone knows (the mirror ref: its own last push or fetch; `Pace.speculate`).
+        Nothing is assumed: if the branch moved since, compare-and-swap refuses and
+        the next round fetches. An answer that writes nothing — Unchanged, or `decide`
+        raising — on the mirror's tip is confirmed by a fetch: reported if the tip
+        still stands, else decided again on the fetched one (`known` was fetched for
+        it: its answers stand as they are).
 
         Transactions from one clone take turns (an flock, released by the kernel
         even on kill -9): racing each other through the remote would only burn
@@ -230,12 +247,28 @@ class TreeStore:
         with local_turn(
             self.info.common_dir, self.remote, self.ref, self.remote_url, deadline, self.timeout
         ):
+            # Read in the turn: what this clone's last transaction learnt is current.
+            self.pace = pace = Pace.load(self.pace_path)
+            before = dataclasses.replace(pace)
+            self._give_way(pace, deadline)
             try:
                 return self._attempts(decide, deadline, known)
             except RemoteError as exc:
                 if self._pending is None:
                     raise
                 return self._settle_pending(exc)
+            finally:
+                if pace != before:  # in the turn: the clone's next writer reads it
+                    pace.save(self.pace_path)
+
+    def _give_way(self, pace: Pace, deadline: float) -> None:
+        """This clone won under contention, or wrote a streak in one push each: let
+        the others have a round before going again (`Pace`; holding the turn, so this
+        clone's other sessions wait with it)."""
+        wait = pace.give_way_until - time.time()
+        if wait > 0:  # (at most a few seconds, whatever the wall clock did meanwhile)
+            left = deadline - time.monotonic()
+            cancel.CANCELLED.wait(min(wait, MAX_GIVE_WAY, left / 3))
 
     def _settle_pending(self, exc: RemoteError) -> Done[Any]:
         """A push was sent but its outcome never came back (cut off, or the deadline hit
@@ -265,24 +298,45 @@ class TreeStore:
         deadline: float,
         known: Known | None = None,
     ) -> Done[R]:
+        pace = self.pace
         pending: tuple[str, R] | None = None  # a commit whose push may have landed (reply lost)
         self._pending = self.upstream.push_error = None
+        began = time.monotonic()
+        fetched: list[str | None] = []  # the next round's tip, when already fetched
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if pending is None:
                 cancel.check()  # stopped by the user: nothing was written
             started = time.monotonic()
+            fresh = True  # this round's tip was fetched for it (or just before it)
+            fetching = False
             if attempt == 1 and known is not None:
                 tip = known.tip
+            elif attempt == 1 and (cached := self._cached_tip(pace)) is not None:
+                tip, fresh = cached, False
+            elif fetched:
+                tip = fetched.pop()
             else:
-                tip = self.fetch_tip(deadline)
+                tip, fetching = self._fetch(pace, attempt == 1, deadline), True
                 if (
                     pending is not None
                     and tip is not None
                     and self.upstream.contains(tip, pending[0])
                 ):
                     return Done(pending[1], pending[0], tip, attempt)
-            decision = decide(tip)
+            try:
+                decision = decide(tip)
+            except GitcoordError as exc:
+                if fresh or isinstance(exc, (RemoteError, Cancelled)):
+                    raise
+                # An answer from the cached tip: reported only if the tip still stands.
+                if (now := self._confirm(tip, deadline)) == tip:
+                    raise
+                fetched.append(now)
+                continue
             if isinstance(decision, Unchanged):
+                if not fresh and (now := self._confirm(tip, deadline)) != tip:
+                    fetched.append(now)
+                    continue
                 return Done(decision.result, None, tip, attempt)
             commit = decision.commit or self.write_commit(
                 tip,
@@ -294,14 +348,63 @@ class TreeStore:
             )
             if pending is None:
                 cancel.check()  # the last moment at which stopping writes nothing
-            result = self.upstream.swap(tip, commit, deadline)
+            try:
+                result = self.upstream.swap(tip, commit, deadline)
+            except RemoteError:
+                if fresh:
+                    raise
+                # The push on the cached tip did not get through (nothing was sent): go
+                # the usual way, whose fetch says what is wrong if it still is.
+                continue
+            if fetching:
+                pace.learn(time.monotonic() - started)
             if result == "ok":
+                pace.won(time.time(), not fresh, time.monotonic() - started)
                 return Done(decision.result, commit, tip, attempt)
             if result == "unknown":
                 pending = self._pending = (commit, decision.result)
-            self.backoff.round = time.monotonic() - started
-            self.backoff.sleep(attempt, deadline)
+            if not fresh:
+                if result == "lost":
+                    # Refused on the cached tip: this clone was behind. Fetch and go
+                    # again at once (nobody raced this round); fetch first next time.
+                    pace.speculate = False
+                    pace.moved(time.time())
+                continue
+            pace.contend(time.time())  # lost to a writer who pushed while we decided
+            self.backoff.round = pace.unit
+            self.backoff.sleep(attempt, deadline, time.monotonic() - began)
         raise RemoteError(
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
             attempts=MAX_ATTEMPTS,
         )
+
+    def _cached_tip(self, pace: Pace) -> str | None:
+        """The tip to decide the first round on without fetching: the mirror, when
+        there is a remote, a mirror, and no reason to expect it is stale."""
+        if self.remote is None or not pace.may_speculate(time.time()):
+            return None
+        return self.upstream.mirror_tip()
+
+    def _fetch(self, pace: Pace, first: bool, deadline: float) -> str | None:
+        """The tip, fetched. A transaction's first fetch that finds the branch where
+        this clone last left it turns speculation back on: nobody else is writing."""
+        if not first or self.remote is None:
+            tip = self.fetch_tip(deadline)
+            pace.knew(time.time())
+            return tip
+        before = self.upstream.mirror_tip()
+        tip = self.fetch_tip(deadline)
+        if before is not None and tip == before:
+            pace.speculate = True
+        elif before is not None:
+            pace.moved(time.time())
+        pace.knew(time.time())
+        return tip
+
+    def _confirm(self, tip: str | None, deadline: float) -> str | None:
+        """The tip fetched now, to confirm an answer decided on the cached `tip`."""
+        now = self.fetch_tip(deadline)
+        if now != tip:
+            self.pace.moved(time.time())
+        self.pace.knew(time.time())
+        return now

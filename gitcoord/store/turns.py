@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO
 
 from ..errors import RemoteError
@@ -112,20 +113,152 @@ def _turn(path: str, deadline: float) -> IO[str] | None:
     return None
 
 
+# The backoff's bounds, in rounds (a round: fetch, decide, push, as measured here).
+WINDOW_ROUNDS = 4.0  # the widest window a loser waits in, however often it lost
+AGED_ROUNDS = 8.0  # past a wait of AGED_ROUNDS / WINDOW_ROUNDS rounds, the window shrinks
+MIN_WINDOW_ROUNDS = 0.1  # ...down to this: the longest waiters go round almost at once
+
+
 class Backoff:
-    """How long to wait before going again, after a lost round (or a busy ref lock)."""
+    """How long to wait before going again, after a lost round (or a busy ref lock).
+
+    Bounded and fair rather than merely spread out: a loser waits a random while in a
+    window of 1, 2, then at most WINDOW_ROUNDS round-lengths, and the longer it has
+    waited in all the narrower its window gets again, so sessions that have waited
+    longest go round most often, and fetch again right after the commit that beat
+    them: they are the ones ready when a winner gives way (`Pace`), and so served
+    roughly in the order they began.
+    (Before: full jitter doubling per attempt up to a third of the time left, which
+    let an unlucky session sit out seconds while others kept winning.)
+    """
 
     def __init__(self) -> None:
-        self.round = 0.0  # how long the last lost round took (the backoff's unit)
+        self.round = 0.0  # how long a round takes here (the backoff's unit)
 
-    def sleep(self, attempt: int, deadline: float) -> None:
-        # Full jitter over the length of the round just lost, doubling per attempt:
-        # racers spread over as many round-lengths as there are of them, so the next
-        # round has a winner instead of another pile-up (a fixed small base did not).
-        # The window is capped by a third of the time left, not by a fixed span: 16
-        # racers with 300 ms rounds need ~5 s to spread out, and a 2 s cap kept them
-        # colliding (12 attempts per success where 5.5 was reachable, benchmarks).
+    def window(self, attempt: int, waited: float) -> float:
+        unit = max(0.015, self.round)
+        rounds = min(2.0 ** max(0, attempt - 1), WINDOW_ROUNDS)
+        if waited > 0:
+            rounds = min(rounds, max(MIN_WINDOW_ROUNDS, AGED_ROUNDS * unit / waited))
+        return unit * rounds
+
+    def sleep(self, attempt: int, deadline: float, waited: float = 0.0) -> None:
         left = deadline - time.monotonic()
-        base = max(0.015, self.round)
-        delay = random.uniform(0, min(left / 3, base * 2 ** min(attempt - 1, 10)))
+        delay = random.uniform(0, min(left / 3, self.window(attempt, waited)))
         CANCELLED.wait(max(0.0, min(delay, left)))  # a user's Ctrl-C ends the wait at once
+
+
+# How long contention, once seen, keeps a clone polite (in rounds): a winner gives way
+# after each win until it has seen no other writer for this long.
+CONTENDED_ROUNDS = 8.0
+MIN_ROUND = 0.05  # a round's length before one was measured (seconds)
+# After this many back-to-back writes in one push each, a clone gives way for a round:
+# the only way a writer that keeps winning lets in (and so learns of) others who lose.
+STREAK = 8
+
+
+@dataclass
+class Pace:
+    """What this clone learnt about its branch's traffic, kept between commands: one
+    small file per clone and branch in `.git/gitcoord/pace/`, read and written by each
+    transaction in its turn. A cache: a missing or unreadable file is the default.
+
+    - `speculate`: decide first on the last tip this clone knows (its mirror ref, as
+      its own last push or fetch left it) and push without fetching: one round trip
+      when nothing raced. Turned off when such a push is refused (the mirror is stale
+      more often than not while others write, and each refused push is a round trip
+      wasted), on again when a fetch finds the branch where this clone left it. Not
+      used while contended.
+    - `round`: how long a fetching round (fetch, decide, push) takes here, averaged:
+      the backoff's unit and the length of a give-way.
+    - `known_at` (wall clock): when this clone last learnt the tip (a fetch, or its
+      own accepted push): a tip found moved soon after means others write right now.
+    - `contended_until` (wall clock): contention seen — a round lost to another writer,
+      or the tip found moved within a few rounds of learning it — keeps the clone
+      polite for CONTENDED_ROUNDS rounds: each win is followed by a give-way.
+    - `give_way_until` (wall clock): the next transaction waits until then, one round
+      after a win under contention, so that those it beat get a turn; and after every
+      STREAK-th of a run of back-to-back writes that each took one push (`streak`
+      counts them). A writer whose own pushes keep its mirror current writes in one
+      push where the others need a fetch and a push: it would win every time and,
+      seeing nothing of those who lose, never give way. Its pause lets them in, and
+      their commit on its tip is then the contention it sees.
+    """
+
+    speculate: bool = True
+    round: float = 0.0
+    known_at: float = 0.0
+    contended_until: float = 0.0
+    give_way_until: float = 0.0
+    streak: int = 0
+
+    @classmethod
+    def path(cls, common_dir: str, remote: str | None, ref: str) -> str:
+        key = hashlib.sha1(f"{remote}\0{ref}".encode()).hexdigest()[:12]
+        return os.path.join(common_dir, "gitcoord", "pace", key)
+
+    @classmethod
+    def load(cls, path: str) -> Pace:
+        try:
+            with open(path, encoding="ascii") as fh:
+                speculate, *numbers = fh.read().split()
+            round_, known, contended, give_way = (float(x) for x in numbers[:4])
+            streak = max(0, int(numbers[4]))
+            return cls(speculate == "1", max(0.0, round_), known, contended, give_way, streak)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return cls()
+
+    def save(self, path: str) -> None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        line = (
+            f"{int(self.speculate)} {self.round:.4f} {self.known_at:.3f} "
+            f"{self.contended_until:.3f} {self.give_way_until:.3f} {self.streak}\n"
+        )
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(line)
+            os.replace(tmp, path)
+        except OSError:  # a read-only repository goes without
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    @property
+    def unit(self) -> float:
+        return max(MIN_ROUND, self.round)
+
+    def learn(self, seconds: float) -> None:
+        """A fetching round took `seconds`: fold it into the average."""
+        self.round = seconds if self.round <= 0 else 0.7 * self.round + 0.3 * seconds
+
+    def may_speculate(self, now: float) -> bool:
+        """Whether this transaction decides first on the mirror, without fetching."""
+        if now - self.known_at >= CONTENDED_ROUNDS * self.unit:
+            self.streak = 0  # not back-to-back: a new run
+        return self.speculate and now >= self.contended_until
+
+    def knew(self, now: float) -> None:
+        """This clone learnt the tip at `now` (fetched it, or its push was accepted)."""
+        self.known_at = now
+
+    def moved(self, now: float) -> None:
+        """The tip was found moved by another writer: contention if this clone knew
+        it only a few rounds ago (not when it had been away)."""
+        if now - self.known_at < CONTENDED_ROUNDS * self.unit:
+            self.contend(now)
+
+    def contend(self, now: float) -> None:
+        self.contended_until = now + CONTENDED_ROUNDS * self.unit
+
+    def won(self, now: float, speculated: bool, took: float) -> None:
+        """A win, in one push if `speculated`, after `took` seconds: under contention,
+        or at the end of a streak, the next transaction gives way for a round."""
+        self.knew(now)
+        if now < self.contended_until:
+            self.give_way_until = now + self.unit
+        if speculated:
+            self.streak += 1
+            if self.streak >= STREAK:
+                self.streak = 0
+                # a round the others can use: a fetch and a push (~2 pushes) at least
+                self.give_way_until = now + max(self.unit, 2 * took)

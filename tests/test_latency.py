@@ -1,0 +1,342 @@
+"""One round trip when nothing raced (issue #16): a write decides on the last tip this
+clone knows (its mirror ref, as its own last push or fetch left it) and pushes with that
+tip as the lease, fetching only when the push is refused; an answer that writes nothing
+is confirmed on a freshly fetched tip before it is reported. And the backoff's bounds.
+
+Git processes are counted by a `git` wrapper first on PATH that logs each command line
+before it runs the real git: what talks to the remote is `fetch` and `push` (and
+`ls-remote`, which gitcoord never runs). No timed assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from conftest import World, git, run
+from reliability import REF, tip, trailers
+
+from gitcoord.store.transaction import TreeStore, Unchanged, Write
+from gitcoord.store.turns import MIN_WINDOW_ROUNDS, WINDOW_ROUNDS, Backoff, Pace
+
+REMOTE_VERBS = ("fetch", "push", "ls-remote", "pull", "clone")
+
+
+class Calls:
+    """Every `git` this process (and its children) starts, by subcommand."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = shutil.which("git")
+        assert real is not None
+        folder = root / "bin"
+        folder.mkdir()
+        self.log = root / "git-calls.log"
+        wrapper = folder / "git"
+        wrapper.write_text(
+            f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{self.log}'\nexec '{real}' \"$@\"\n"
+        )
+        wrapper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+    def clear(self) -> None:
+        self.log.write_text("")
+
+    def verbs(self) -> Counter[str]:
+        found: Counter[str] = Counter()
+        text = self.log.read_text() if self.log.exists() else ""
+        for line in text.splitlines():
+            words = line.split()
+            while words and words[0] in ("-c", "-C"):
+                words = words[2:]
+            if words:
+                found[words[0]] += 1
+        return found
+
+    def remote(self) -> Counter[str]:
+        return Counter({v: n for v, n in self.verbs().items() if v in REMOTE_VERBS})
+
+
+@pytest.fixture
+def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Calls:
+    return Calls(tmp_path, monkeypatch)
+
+
+def two_clones(world: World) -> tuple[Path, Path]:
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    assert run(b, "register", "--role", "r", "--goal", "g", session="s2").code == 0
+    return a, b
+
+
+def pace(repo: Path) -> Pace:
+    (path,) = (repo / ".git" / "gitcoord" / "pace").iterdir()
+    return Pace.load(str(path))
+
+
+def away(repo: Path) -> None:
+    """As if this clone last learnt the tip long ago: a tip found moved is then no
+    contention (which would depend on how fast this machine ran the commands before)."""
+    (path,) = (repo / ".git" / "gitcoord" / "pace").iterdir()
+    was = Pace.load(str(path))
+    was.known_at = 0.0
+    was.save(str(path))
+
+
+# --- one round trip when nothing raced -------------------------------------------------
+
+
+def test_an_uncontended_write_is_one_push_and_no_fetch(world: World, calls: Calls) -> None:
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    for args in (("claim", "task", "x"), ("release", "task", "x"), ("claim", "task", "y")):
+        calls.clear()
+        r = run(a, *args, session="s1")
+        assert r.code == 0, r.err
+        assert calls.remote() == {"push": 1}, (args, calls.verbs())
+    # what was pushed is the remote's tip, and the clone's mirror says so
+    mirror = "refs/gitcoord/remotes/origin/gitcoord"
+    assert tip(world.remote) == tip(a, mirror)
+    assert [t["subject"] for t in trailers(world.remote)][-3:] == [
+        "claim task/x by s1",
+        "release task/x by s1",
+        "claim task/y by s1",
+    ]
+
+
+def test_local_only_writes_never_talk_to_a_remote(world: World, calls: Calls) -> None:
+    repo = world.local_repo("solo")
+    assert run(repo, "init").code == 0
+    assert run(repo, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    calls.clear()
+    assert run(repo, "claim", "task", "x", session="s1").code == 0
+    assert calls.remote() == {}
+    assert run(repo, "release", "task", "x", session="s1").code == 0
+    assert run(repo, "release", "task", "x", session="s1").code == 0  # nothing to do
+    assert calls.remote() == {}
+    assert tip(repo, REF) is not None and not (repo / ".git" / "refs" / "gitcoord").exists()
+
+
+def test_a_stale_cached_tip_is_refused_then_fetched_and_decided_again(
+    world: World, calls: Calls
+) -> None:
+    a, b = two_clones(world)  # b's registration: a's mirror is stale from here on
+    assert run(b, "claim", "task", "x", session="s2").code == 0
+    before = tip(world.remote)
+
+    away(a)
+    calls.clear()
+    r = run(a, "claim", "task", "x", session="s1")
+    # The first round decided on a's old tip (x free) and pushed; refused, it fetched,
+    # and the second round found x held: exit 3 naming the winner, nothing written.
+    assert r.code == 3, (r.code, r.err)
+    assert "task/x is held by s2" in r.err, r.err
+    assert calls.remote() == {"push": 1, "fetch": 1}, calls.verbs()
+    assert tip(world.remote) == before
+
+    # A write that still fits the new tip lands on it, in the round after the refusal.
+    assert run(b, "claim", "task", "z", session="s2").code == 0
+    moved = tip(world.remote)
+    away(a)
+    calls.clear()
+    r = run(a, "claim", "task", "y", "--json", session="s1")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert isinstance(doc, dict)
+    # refused before: this clone fetches first (one fetch, one push, one round)
+    assert calls.remote() == {"fetch": 1, "push": 1}, calls.verbs()
+    assert doc["attempts"] == 1
+    assert git(world.remote, "rev-parse", f"{doc['commit']}^").strip() == moved
+    # That fetch found the branch moved by b, so the next write fetches first too; it
+    # finds the branch where this clone left it, and the one after trusts the mirror.
+    calls.clear()
+    assert run(a, "release", "task", "y", session="s1").code == 0
+    assert calls.remote() == {"fetch": 1, "push": 1}, calls.verbs()
+    assert pace(a).speculate
+    calls.clear()
+    assert run(a, "claim", "task", "y", session="s1").code == 0
+    assert calls.remote() == {"push": 1}, calls.verbs()
+
+
+def test_a_stale_push_that_wins_on_the_fetched_tip_builds_on_it(
+    world: World, calls: Calls
+) -> None:
+    a, b = two_clones(world)
+    assert run(b, "claim", "task", "other", session="s2").code == 0
+    moved = tip(world.remote)
+    calls.clear()
+    r = run(a, "claim", "task", "mine", "--json", session="s1")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert isinstance(doc, dict) and doc["attempts"] == 2  # the refused round, then the win
+    assert calls.remote() == {"push": 2, "fetch": 1}, calls.verbs()
+    assert git(world.remote, "rev-parse", f"{doc['commit']}^").strip() == moved
+    st = run(b, "status", "--json").json()
+    assert isinstance(st, dict)
+    holders = {c["resource"]: c["holder"] for c in st["claims"] if not c.get("released_at")}
+    assert holders.get("task/mine") == "s1" and holders.get("task/other") == "s2"
+
+
+# --- answers that write nothing are confirmed on a fresh tip -----------------------------
+
+
+def test_a_conflict_on_a_stale_tip_is_not_reported_when_the_fresh_tip_allows_it(
+    world: World, calls: Calls
+) -> None:
+    a, b = two_clones(world)
+    assert run(b, "claim", "task", "x", session="s2").code == 0
+    assert run(a, "status").code == 0  # a's mirror: x held by s2
+    assert run(b, "release", "task", "x", session="s2").code == 0  # ... no longer true
+    calls.clear()
+    r = run(a, "claim", "task", "x", session="s1")
+    # The cached tip said "held by s2" (exit 3); a fetch found the release, and the
+    # claim was decided again on it: granted.
+    assert r.code == 0, (r.code, r.err)
+    assert calls.remote() == {"fetch": 1, "push": 1}, calls.verbs()
+    assert trailers(world.remote)[-1]["subject"] == "claim task/x by s1"
+
+
+def test_nothing_to_do_on_a_stale_tip_is_done_on_the_fresh_one(
+    world: World, calls: Calls
+) -> None:
+    """A session restarted in another clone: s1 released x in clone a, then claimed it
+    again from clone b. In a, releasing x looks like nothing to do (released twice is
+    no error) on a's stale tip; on the fresh tip it is a release to write."""
+    a, b = two_clones(world)
+    assert run(a, "claim", "task", "x", session="s1").code == 0
+    assert run(a, "release", "task", "x", session="s1").code == 0
+    assert run(b, "claim", "task", "x", session="s1").code == 0  # s1 again, elsewhere
+    calls.clear()
+    r = run(a, "release", "task", "x", "--json", session="s1")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert isinstance(doc, dict) and doc["changed"] and doc["commit"], doc
+    assert calls.remote() == {"fetch": 1, "push": 1}, calls.verbs()
+    assert trailers(world.remote)[-1]["subject"] == "release task/x by s1"
+
+
+def test_an_answer_on_a_tip_that_still_stands_costs_one_fetch_and_no_push(
+    world: World, calls: Calls
+) -> None:
+    a, b = two_clones(world)
+    assert run(b, "claim", "task", "x", session="s2").code == 0
+    assert run(a, "status").code == 0  # a's mirror is current
+    calls.clear()
+    r = run(a, "claim", "task", "x", session="s1")
+    assert r.code == 3 and "held by s2" in r.err, r.err
+    assert calls.remote() == {"fetch": 1}, calls.verbs()
+    assert run(a, "claim", "task", "y", session="s1").code == 0
+    assert run(a, "release", "task", "y", session="s1").code == 0
+    calls.clear()
+    r = run(a, "release", "task", "y", "--json", session="s1")  # released twice: no write
+    assert r.code == 0 and isinstance(doc := r.json(), dict) and not doc["changed"], r.out
+    assert calls.remote() == {"fetch": 1}, calls.verbs()
+
+
+def test_an_unreachable_remote_is_still_exit_6_saying_so(world: World) -> None:
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    git(a, "remote", "set-url", "origin", str(world.root / "gone.git"))
+    r = run(a, "--timeout", "5", "claim", "task", "x", session="s1")
+    assert r.code == 6, (r.code, r.err)
+    assert "cannot fetch" in r.err and "origin" in r.err, r.err
+
+
+# --- fairness: bounded backoff, a contended winner gives way ---------------------------
+
+
+def test_the_backoff_window_is_bounded_and_narrows_for_long_waiters() -> None:
+    b = Backoff()
+    b.round = 0.2
+    windows = [b.window(attempt, 0.0) for attempt in range(1, 40)]
+    assert windows[0] == pytest.approx(0.2)
+    assert max(windows) == pytest.approx(0.2 * WINDOW_ROUNDS)  # never seconds
+    assert windows == sorted(windows)
+    # the longer a session has waited, the sooner it goes again
+    waits = [b.window(12, waited) for waited in (0.0, 1.0, 2.0, 4.0, 8.0, 30.0)]
+    assert waits == sorted(waits, reverse=True) and waits[-1] < waits[0]
+    assert min(waits) >= 0.2 * MIN_WINDOW_ROUNDS
+
+
+def test_pace_survives_a_round_trip_and_a_broken_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "gitcoord" / "pace" / "x")
+    assert Pace.load(path) == Pace()
+    Pace(False, 0.125, 1000.25, 1100.5, 1234.5, 3).save(path)
+    assert Pace.load(path) == Pace(False, 0.125, 1000.25, 1100.5, 1234.5, 3)
+    Path(path).write_text("garbage")
+    assert Pace.load(path) == Pace()
+
+
+def test_a_winner_that_lost_a_round_to_another_clone_gives_way_next_time(
+    world: World,
+) -> None:
+    from gitcoord.gitio import Git, discover
+    from gitcoord.store.transaction import Identity
+
+    a, b = two_clones(world)
+    info = discover(str(a))
+    store = TreeStore(
+        info, Git.at(str(a)), branch="gitcoord", remote="origin", identity=Identity("t", "t@x")
+    )
+    rounds: list[str | None] = []
+
+    def decide(at: str | None) -> Unchanged[None] | Write[None]:
+        rounds.append(at)
+        if len(rounds) <= 2:  # another clone writes between this round's read and push
+            assert run(b, "claim", "task", f"r{len(rounds)}", session="s2").code == 0
+        return Write({"marks/a.txt": b"%d\n" % len(rounds)}, "mark\n", _now(), None)
+
+    with store:
+        done = store.transact(decide)
+        # round 1 on the mirror (stale: b registered since), refused, no backoff;
+        # round 2 fetched and lost to b; round 3 fetched and won
+        assert done.attempts == 3 and len(set(rounds)) == 3
+        assert done.commit is not None and tip(world.remote) == done.commit
+        saved = Pace.load(store.pace_path)
+        assert saved.give_way_until > 0 and saved.round > 0
+        assert not saved.speculate  # its mirror was stale: fetch first next time
+
+
+def _now() -> datetime:
+    return datetime.fromtimestamp(int(time.time()), timezone.utc)
+
+
+def _pace_file(repo: Path, **fields: float) -> Path:
+    """Set this clone's pace (as if learnt): a long round, so that nothing here depends
+    on how fast this machine runs the commands."""
+    (path,) = (repo / ".git" / "gitcoord" / "pace").iterdir()
+    Pace(True, **fields).save(str(path))
+    return path
+
+
+def test_a_winner_whose_tip_others_moved_right_after_it_wrote_gives_way_next_time(
+    world: World,
+) -> None:
+    """The monopoly this prevents: a winner's own push keeps its mirror current, so it
+    writes again in one push while the others need a fetch and a push and never win."""
+    a, b = two_clones(world)
+    path = _pace_file(a, round=10.0, known_at=time.time())  # a learnt the tip just now
+    assert run(b, "claim", "task", "theirs", session="s2").code == 0  # ... and b wrote
+    r = run(a, "claim", "task", "mine", session="s1")
+    assert r.code == 0, r.err
+    got = Pace.load(str(path))
+    assert got.contended_until > time.time() and got.give_way_until > time.time()
+    assert not got.speculate
+
+
+def test_a_tip_moved_while_this_clone_was_away_is_no_contention(world: World) -> None:
+    a, b = two_clones(world)
+    path = _pace_file(a, round=10.0, known_at=time.time() - 3600)  # an hour ago
+    assert run(b, "claim", "task", "theirs", session="s2").code == 0
+    r = run(a, "claim", "task", "mine", session="s1")
+    assert r.code == 0, r.err
+    got = Pace.load(str(path))
+    assert got.contended_until == 0 and got.give_way_until == 0
+    assert got.known_at > time.time() - 3600
