@@ -240,9 +240,7 @@ def setup_sessions(
     for sid, res in zip(sessions, claims, strict=False):
         type_, _, name = res.partition("/")
         hist.apply(claim_ops.claim(hist.state, when, session=sid, type_=type_, name=name), when)
-        hist.apply(
-            claim_ops.release(hist.state, when, session=sid, type_=type_, name=name), when
-        )
+        hist.apply(claim_ops.release(hist.state, when, session=sid, type_=type_, name=name), when)
 
 
 # --- a scaled clock ----------------------------------------------------------------------

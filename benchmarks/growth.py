@@ -26,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from gitcoord.domain.models import FORMAT
+
 from . import common
 
 FIVE = ["alice", "bob", "carol", "dave", "erin"]
@@ -103,7 +105,7 @@ def _messages(root: Path, remote: Path, env: dict[str, str], total: int) -> None
             "send",
             f"send {len(mine)} messages from {sender}",
             session=sender,
-            writes={kinds.message_path(m.to, m.id): message_yaml(m) for m in mine},
+            writes={kinds.message_path(m.to, m.id, fmt=FORMAT): message_yaml(m) for m in mine},
         )
         hist.apply(change, clock.now() - timedelta(minutes=10))
     hist.write(remote, env, repack=True)

@@ -30,6 +30,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from gitcoord.domain.models import FORMAT
+
 SESSIONS = ["alice", "bob"] + [f"s{n:02d}" for n in range(3, 21)]
 
 
@@ -118,7 +120,7 @@ def populate(clone: Path, total: int) -> None:
                 "send",
                 f"send {len(mine)} messages from {sender}",
                 session=sender,
-                writes={kinds.message_path(m.to, m.id): message_yaml(m) for m in mine},
+                writes={kinds.message_path(m.to, m.id, fmt=FORMAT): message_yaml(m) for m in mine},
             )
 
         with Coordinator(str(clone), session=sender, timeout=600) as c:

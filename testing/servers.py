@@ -112,8 +112,7 @@ def http_server(
             '  cgi.assign = ("" => "")\n'
             f'  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{base}", '
             '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1")\n'
-            "}\n"
-            + (_auth(conf, users) if users else "")
+            "}\n" + (_auth(conf, users) if users else "")
         )
         with _serving([server, "-D", "-f", str(conf / "lighttpd.conf")], port, "lighttpd"):
             yield f"http://127.0.0.1:{port}/git"

@@ -66,6 +66,19 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def at(path: str, fmt: int | None = None) -> str:
+    """Where the file that the flat layout (formats up to 3) spells `path` lives at `fmt`
+    (default: this gitcoord's format, whose folders are sharded): tests name files the
+    way people read them, "coordination/claims/task/x.yaml"."""
+    from gitcoord.domain.kinds import kind_at
+    from gitcoord.domain.models import FORMAT
+
+    kind = kind_at(path)
+    if kind is None or kind.single or not path.endswith(".yaml"):
+        return path
+    return kind.path(kind.key_at(path), fmt=FORMAT if fmt is None else fmt)
+
+
 def git(cwd: Path | str, *args: str, check: bool = True) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:

@@ -33,12 +33,12 @@ from test_references import BOMB
 
 from gitcoord import clock
 from gitcoord.domain import kinds, names, yamlio
-from gitcoord.domain.models import Claim, Task
+from gitcoord.domain.models import FORMAT, Claim, Task
 
 BOSS = "boss@example.com"
 MALLORY = "mallory@example.com"
 PAGE = names.state_page_path()
-ALICE_PATH = kinds.claim_path("path", "src/api/**")
+ALICE_PATH = kinds.claim_path("path", "src/api/**", fmt=FORMAT)
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,12 @@ def _octopus(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> str:
 
 def _merge_carrying_changes(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> str:
     # the tip as first parent, but the merge rewrites a session rather than approving
-    alice = show(c, now, kinds.session_path("alice")).replace(b"role: r", b"role: hijacked")
-    edited = commit_files(c, {kinds.session_path("alice"): alice}, parent=now, message="edit")
+    alice = show(c, now, kinds.session_path("alice", fmt=FORMAT)).replace(
+        b"role: r", b"role: hijacked"
+    )
+    edited = commit_files(
+        c, {kinds.session_path("alice", fmt=FORMAT): alice}, parent=now, message="edit"
+    )
     return merge_commit(c, edited, now, seed.early, message="merge", email=BOSS)
 
 
@@ -189,7 +193,7 @@ def _future_dated(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> str:
         m.setenv("GIT_AUTHOR_DATE", _iso(later))
         return commit_files(
             c,
-            {kinds.heartbeat_path("alice"): beat},
+            {kinds.heartbeat_path("alice", fmt=FORMAT): beat},
             parent=now,
             message=_message("heartbeat", "alice"),
         )
@@ -206,7 +210,7 @@ def _forged_trailer(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> st
 
 def _forged_approval(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> str:
     # the approval branch's approved file, committed by someone who is not an approver
-    path = kinds.approval_path(seed.aid)
+    path = kinds.approval_path(seed.aid, fmt=FORMAT)
     approved = show(c, seed.proposal, path)
     return commit_files(c, {path: approved}, parent=now, message=_message("approval", "alice"))
 
@@ -214,13 +218,19 @@ def _forged_approval(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> s
 def _lease_forever(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> str:
     forever = claim_yaml("y", "alice", _iso(clock.now()), FAR)
     return commit_files(
-        c, {kinds.claim_path("task", "y"): forever}, parent=now, message=_message("claim", "alice")
+        c,
+        {kinds.claim_path("task", "y", fmt=FORMAT): forever},
+        parent=now,
+        message=_message("claim", "alice"),
     )
 
 
 def _alias_bomb(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> str:
     return commit_files(
-        c, {kinds.task_path("t1"): BOMB}, parent=now, message=_message("task-add", "alice")
+        c,
+        {kinds.task_path("t1", fmt=FORMAT): BOMB},
+        parent=now,
+        message=_message("task-add", "alice"),
     )
 
 
@@ -234,7 +244,7 @@ def _oversized_yaml(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) -> st
     padding = b"#" + b"x" * yamlio.MAX_FILE_BYTES + b"\n"
     return commit_files(
         c,
-        {kinds.task_path("t1"): task.encode() + padding},
+        {kinds.task_path("t1", fmt=FORMAT): task.encode() + padding},
         parent=now,
         message=_message("task-add", "alice"),
     )
@@ -244,7 +254,7 @@ def _dangling_depends_on(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) 
     task = Task(id="t1", title="x", depends_on=["t7"], created_by="alice", created_at=clock.now())
     return commit_files(
         c,
-        {kinds.task_path("t1"): yamlio.dump(task)},
+        {kinds.task_path("t1", fmt=FORMAT): yamlio.dump(task)},
         parent=now,
         message=_message("task-add", "alice"),
     )
@@ -262,7 +272,7 @@ def _uncompilable_glob(c: Path, seed: Seed, now: str, mp: pytest.MonkeyPatch) ->
     )
     return commit_files(
         c,
-        {kinds.claim_path("path", glob.name): yamlio.dump(glob)},
+        {kinds.claim_path("path", glob.name, fmt=FORMAT): yamlio.dump(glob)},
         parent=now,
         message=_message("claim", "alice"),
     )

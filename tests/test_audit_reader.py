@@ -34,8 +34,7 @@ def commit_tree(
     """A commit object written as is (any bytes in its message), on top of `parent`."""
     tree = git(repo, "rev-parse", f"{parent}^{{tree}}").strip()
     raw = (
-        f"tree {tree}\nparent {parent}\nauthor {author} 1700000000 +0000\n"
-        f"committer {committer}\n\n"
+        f"tree {tree}\nparent {parent}\nauthor {author} 1700000000 +0000\ncommitter {committer}\n\n"
     ).encode() + message
     proc = subprocess.run(
         ["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"],

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, Result, World, git, run, spawn
+from conftest import REPO_ROOT, Result, World, at, git, run, spawn
 from ruamel.yaml import YAML
 
 BRANCH = "gitcoord"
@@ -197,7 +197,7 @@ def test_racing_next_claim_hands_out_distinct_tasks_most_urgent_first(world: Wor
         }
         # the claim files on the branch name exactly the session that was told it won
         for sid, tid in won.items():
-            c = branch_yaml(world, f"coordination/claims/task/{tid}.yaml")
+            c = branch_yaml(world, at(f"coordination/claims/task/{tid}.yaml"))
             assert (c["holder"], c["generation"], c.get("released_at")) == (sid, 1, None)
             held[tid] = sid
             ready.remove(tid)
@@ -224,7 +224,7 @@ def test_racing_next_claim_hands_out_distinct_tasks_most_urgent_first(world: Wor
     blocked = add("round 3 after first", "P0", first)
     race_round(expect_winners=2)
     assert ok(clones[1], "task", "show", blocked)["task"]["status"] == "blocked"
-    assert not branch_files(world, f"coordination/claims/task/{blocked}.yaml")
+    assert not branch_files(world, at(f"coordination/claims/task/{blocked}.yaml"))
 
     # round 4: nothing ready at all: every session is told so, nothing is written
     before = commits(world)
@@ -265,8 +265,8 @@ def test_concurrent_task_add_never_collides(world: World) -> None:
     assert set(told.values()) == expected_ids, told
     assert commits(world) == before + n
     on_branch = branch_files(world, "coordination/tasks")
-    assert sorted(on_branch) == sorted(f"coordination/tasks/{t}.yaml" for t in expected_ids)
-    docs = {t: branch_yaml(world, f"coordination/tasks/{t}.yaml") for t in expected_ids}
+    assert sorted(on_branch) == sorted(at(f"coordination/tasks/{t}.yaml") for t in expected_ids)
+    docs = {t: branch_yaml(world, at(f"coordination/tasks/{t}.yaml")) for t in expected_ids}
     assert Counter(d["title"] for d in docs.values()) == Counter(titles.values())
     for i, sid in enumerate(SESSIONS):
         doc = docs[told[sid]]  # the id each process was told holds its own title
@@ -322,7 +322,7 @@ def test_dependencies_gate_readiness_and_done_releases_in_one_commit(world: Worl
     # claiming the blocked task is refused, naming what it waits for
     err = fails(b, 4, "claim", "task", "t2", session="bob")
     assert "t1" in err["message"] and err["waiting"] == ["t1"], err
-    assert not branch_files(world, "coordination/claims/task/t2.yaml")
+    assert not branch_files(world, at("coordination/claims/task/t2.yaml"))
 
     got = ok(b, "next", "--claim", session="bob")
     assert (got["task"]["id"], got["task"]["status"], got["task"]["holder"]) == (
@@ -344,12 +344,12 @@ def test_dependencies_gate_readiness_and_done_releases_in_one_commit(world: Worl
     assert done["task"]["status"] == "done" and done["task"]["done_by"] == "bob"
     assert commits(world) == before + 2  # one commit: the task and its claim together
     assert changed_paths(world, BRANCH) == {
-        "coordination/tasks/t1.yaml",
-        "coordination/claims/task/t1.yaml",
+        at("coordination/tasks/t1.yaml"),
+        at("coordination/claims/task/t1.yaml"),
     }
-    claim = branch_yaml(world, "coordination/claims/task/t1.yaml")
+    claim = branch_yaml(world, at("coordination/claims/task/t1.yaml"))
     assert claim["holder"] == "bob" and claim["released_at"] is not None
-    task = branch_yaml(world, "coordination/tasks/t1.yaml")
+    task = branch_yaml(world, at("coordination/tasks/t1.yaml"))
     assert task["done_by"] == "bob" and task["done_at"] is not None
     status = {c["resource"]: c for c in ok(a, "status")["claims"]}
     assert status["task/t1"]["status"] == "released"
@@ -413,7 +413,7 @@ def test_task_add_refuses_unknown_dependencies_and_bad_priorities(world: World) 
     fails(a, 4, "task", "done", "t7", session="alice")
     fails(a, 4, "task", "add", "by a stranger", session="stranger")
     assert commits(world) == before
-    assert branch_files(world, "coordination/tasks") == ["coordination/tasks/t1.yaml"]
+    assert branch_files(world, "coordination/tasks") == [at("coordination/tasks/t1.yaml")]
 
 
 # --- 4. range claims ------------------------------------------------------------------------
@@ -758,7 +758,7 @@ def test_milestones_progress_by_number_and_by_text(world: World) -> None:
     ok(a, "milestone", "done", "cleanup", "Mop", session="alice")
     assert commits(world) == before + 3
     assert progress() == ({"launch": 50.0, "cleanup": 33.3},) * 2
-    on_branch = branch_yaml(world, "coordination/milestones/launch.yaml")
+    on_branch = branch_yaml(world, at("coordination/milestones/launch.yaml"))
     assert [s.get("done_by") for s in on_branch["steps"]] == ["alice", "bob", None, None]
 
     # done again: nothing written

@@ -22,7 +22,7 @@ from test_commands import fails, ok, register, ts
 from test_ops import SEC, T0, make_state, session
 
 from gitcoord.domain import kinds, names, yamlio
-from gitcoord.domain.models import Claim, Config, Heartbeat, Milestone, Step
+from gitcoord.domain.models import FORMAT, Claim, Config, Heartbeat, Milestone, Step
 from gitcoord.domain.transition import Changed, CommitMeta, check_transition
 from gitcoord.ops import claims
 
@@ -122,18 +122,23 @@ def test_the_verifier_refuses_a_claim_held_forever(world: World, guarded: tuple[
     a, base = guarded
     forever = claim_yaml("y", "alice", _iso(_now()), FAR)
     forged = commit_files(
-        a, {kinds.claim_path("task", "y"): forever}, parent=base, message=trailers("claim", "alice")
+        a,
+        {kinds.claim_path("task", "y", fmt=FORMAT): forever},
+        parent=base,
+        message=trailers("claim", "alice"),
     )
     err = refused(world, a, base, forged, "lease")
     assert "maximum lease" in err and "168h" in err
     # a renewal of a held claim is bounded from its renewal time the same way
-    held = Claim.model_validate(yamlio.load(show(a, base, kinds.claim_path("task", "x"))))
+    held = Claim.model_validate(
+        yamlio.load(show(a, base, kinds.claim_path("task", "x", fmt=FORMAT)))
+    )
     longer = held.model_copy(
         update={"renewed_at": _now(), "expires_at": _now() + timedelta(days=8)}
     )
     forged = commit_files(
         a,
-        {kinds.claim_path("task", "x"): yamlio.dump(longer)},
+        {kinds.claim_path("task", "x", fmt=FORMAT): yamlio.dump(longer)},
         parent=base,
         message=trailers("renew", "alice"),
     )
@@ -141,7 +146,10 @@ def test_the_verifier_refuses_a_claim_held_forever(world: World, guarded: tuple[
     # a backdated grant cannot stretch it either: the bound is the earlier of the two
     early = claim_yaml("z", "alice", "2020-01-01T00:00:00Z", _iso(_now() + timedelta(days=8)))
     forged = commit_files(
-        a, {kinds.claim_path("task", "z"): early}, parent=base, message=trailers("claim", "alice")
+        a,
+        {kinds.claim_path("task", "z", fmt=FORMAT): early},
+        parent=base,
+        message=trailers("claim", "alice"),
     )
     refused(world, a, base, forged, "lease")
 
@@ -151,11 +159,11 @@ def test_the_verifier_refuses_a_claim_held_forever(world: World, guarded: tuple[
 
 def _heartbeat(base: str, a: Path) -> tuple[str, bytes]:
     beat = (f"session: alice\naction: a\ntarget: t\nphase: p\nprogress: 1\nat: '{FAR}'\n").encode()
-    return kinds.heartbeat_path("alice"), beat
+    return kinds.heartbeat_path("alice", fmt=FORMAT), beat
 
 
 def _session(base: str, a: Path) -> tuple[str, bytes]:
-    path = kinds.session_path("alice")
+    path = kinds.session_path("alice", fmt=FORMAT)
     text = show(a, base, path).decode()
     lines = [ln for ln in text.splitlines() if not ln.startswith("updated_at")]
     return path, ("\n".join(lines) + f"\nupdated_at: '{FAR}'\n").encode()
@@ -164,20 +172,24 @@ def _session(base: str, a: Path) -> tuple[str, bytes]:
 def _message(base: str, a: Path) -> tuple[str, bytes]:
     mid = "20261201T000000000Z-abcdef"
     msg = f"id: {mid}\nsender: alice\nto: bob\nsubject: hi\nbody: b\nsent_at: '{FAR}'\n"
-    return kinds.message_path("bob", mid), msg.encode()
+    return kinds.message_path("bob", mid, fmt=FORMAT), msg.encode()
 
 
 def _task(base: str, a: Path) -> tuple[str, bytes]:
     task = f"id: t9\ntitle: later\ncreated_by: alice\ncreated_at: '{FAR}'\n"
-    return kinds.task_path("t9"), task.encode()
+    return kinds.task_path("t9", fmt=FORMAT), task.encode()
 
 
 def _read(base: str, a: Path) -> tuple[str, bytes]:
-    return kinds.read_path("alice"), f"session: alice\nthrough: {base}\nat: '{FAR}'\n".encode()
+    return kinds.read_path(
+        "alice", fmt=FORMAT
+    ), f"session: alice\nthrough: {base}\nat: '{FAR}'\n".encode()
 
 
 def _claim_grant(base: str, a: Path) -> tuple[str, bytes]:
-    return kinds.claim_path("task", "v"), claim_yaml("v", "alice", "9999-01-01T00:00:00Z", FAR)
+    return kinds.claim_path("task", "v", fmt=FORMAT), claim_yaml(
+        "v", "alice", "9999-01-01T00:00:00Z", FAR
+    )
 
 
 @pytest.mark.parametrize(
@@ -210,7 +222,7 @@ def test_a_time_within_the_grace_passes_and_one_beyond_it_does_not() -> None:
     """Judged against the commit's time (which the verifier clamps to its own clock)."""
     state = make_state(session("alice", 1))
     meta = CommitMeta("c" * 40, "a@example.org", "alice", "heartbeat", T0)
-    path = kinds.heartbeat_path("alice")
+    path = kinds.heartbeat_path("alice", fmt=FORMAT)
 
     def beat(at: datetime) -> list[str]:
         doc = Heartbeat(session="alice", action="a", target="t", phase="p", progress=1, at=at)
@@ -223,7 +235,7 @@ def test_a_time_within_the_grace_passes_and_one_beyond_it_does_not() -> None:
 
 def test_a_milestone_step_marked_done_in_the_future_is_refused() -> None:
     state = make_state(session("alice", 1))
-    path = kinds.milestone_path("m")
+    path = kinds.milestone_path("m", fmt=FORMAT)
     old = Milestone(name="m", steps=[Step(name="a")], created_by="alice", created_at=T0)
     state = state.apply({path: old})
     new = old.model_copy(
@@ -247,14 +259,14 @@ def test_values_carried_over_are_not_judged_again() -> None:
     )
     state = make_state(session("alice", 1), claims=(granted,), cfg=cfg)
     change = claims.release(state, T0 + SEC, session="alice", type_="task", name="x")
-    path = kinds.claim_path("task", "x")
+    path = kinds.claim_path("task", "x", fmt=FORMAT)
     meta = CommitMeta("c" * 40, "a@example.org", "alice", "release", T0 + SEC)
     after = state.apply(change.writes)
     changes = [Changed(path, granted, change.writes[path])]
     assert check_transition(state, after, changes, meta) == []
     # while a new grant that long is refused
     longer = granted.model_copy(update={"name": "y"})
-    other = kinds.claim_path("task", "y")
+    other = kinds.claim_path("task", "y", fmt=FORMAT)
     after = state.apply({other: longer})
     got = check_transition(state, after, [Changed(other, None, longer)], meta)
     assert [p.rule for p in got] == ["lease"]
@@ -271,8 +283,8 @@ PAGE = names.state_page_path()
         (PAGE, "120000", "a symlink"),
         (PAGE, "100755", "an executable"),
         (PAGE, "160000", "a submodule"),
-        (kinds.session_path("alice"), "120000", "a symlink"),
-        (kinds.heartbeat_path("alice"), "100755", "an executable"),
+        (kinds.session_path("alice", fmt=FORMAT), "120000", "a symlink"),
+        (kinds.heartbeat_path("alice", fmt=FORMAT), "100755", "an executable"),
     ],
 )
 def test_the_verifier_refuses_anything_but_a_regular_file(

@@ -22,7 +22,7 @@ from conftest import World, git, run
 from reliability import commit_files, show, tip
 
 from gitcoord.domain import kinds, overlap, yamlio
-from gitcoord.domain.models import Claim
+from gitcoord.domain.models import FORMAT, Claim
 
 HOUR = timedelta(hours=1)
 
@@ -139,7 +139,7 @@ def _legacy(a: Path, now: str, name: str, holder: str) -> dict[str, bytes]:
         acquired_at=at,
         expires_at=at + HOUR,
     )
-    return {kinds.claim_path("batch", name): yamlio.dump(doc)}
+    return {kinds.claim_path("batch", name, fmt=FORMAT): yamlio.dump(doc)}
 
 
 def test_a_branch_from_before_the_grammar_still_works(pair: Path, world: World) -> None:
@@ -221,7 +221,7 @@ def test_the_hook_refuses_a_crafted_overlapping_claim(pair: Path, world: World) 
     )
     r = run(a, "validate", "--range", f"{now}..{forged}")
     assert r.code == 5 and "[claim-name]" in r.err and "SET:1,3,7" in r.err, r.err
-    assert show(a, now, kinds.claim_path("batch", "prospects:1-25"))
+    assert show(a, now, kinds.claim_path("batch", "prospects:1-25", fmt=FORMAT))
 
 
 def test_the_grammar_itself() -> None:

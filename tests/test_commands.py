@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run, snapshot_worktree
+from conftest import World, at, git, run, snapshot_worktree
 
 from gitcoord.ops import claims
 
@@ -233,7 +233,7 @@ def test_register_gives_lowest_free_numbers_across_clones(world: World, a: Path)
         (7, "carol"),
     ]
     assert status["free_numbers"] == [4, 5, 6, 8, 9, 10, 11, 12]
-    assert "role: Research" in show(world.remote, "coordination/sessions/alice.yaml")
+    assert "role: Research" in show(world.remote, at("coordination/sessions/alice.yaml"))
 
 
 def test_register_taken_number_is_conflict_with_free_numbers(world: World, a: Path) -> None:
@@ -388,7 +388,7 @@ def test_claim_json_and_file(world: World, a: Path) -> None:
         "matching",
     )
     assert (ts(c["expires_at"]) - ts(c["acquired_at"])).total_seconds() == 600
-    text = show(world.remote, "coordination/claims/task/i-match.yaml")
+    text = show(world.remote, at("coordination/claims/task/i-match.yaml"))
     assert "holder: alice" in text and "generation: 1" in text and "note: matching" in text
 
 
@@ -437,7 +437,7 @@ def test_claim_held_by_another_is_conflict_naming_holder_and_commit(
     assert err["commit"] == claimed_at
     assert err["generation"] == 1
     assert err["resource"] == "task/i-match"
-    assert err["path"] == "coordination/claims/task/i-match.yaml"
+    assert err["path"] == at("coordination/claims/task/i-match.yaml")
     r = run(b, "claim", "task", "i-match", session="bob")
     assert r.code == 3 and r.out == ""
     assert "alice" in r.err and claimed_at is not None and claimed_at[:10] in r.err
@@ -482,7 +482,7 @@ def test_release_only_by_holder_and_idempotent(world: World, pair: tuple[Path, P
     assert again["changed"] is False and again["commit"] is None
     assert tip(world.remote) == released_at
     # the tombstone stays, so the generation keeps growing
-    text = show(world.remote, "coordination/claims/task/i-match.yaml")
+    text = show(world.remote, at("coordination/claims/task/i-match.yaml"))
     assert "released_at:" in text and "generation: 1" in text
     status = ok(b, "status")
     assert [(c["resource"], c["status"]) for c in status["claims"]] == [
@@ -552,9 +552,9 @@ def test_glob_and_long_names_are_one_file(world: World, a: Path) -> None:
     ok(a, "claim", "task", long_name, session="alice")
     assert set(files(world.remote)) == {
         "coordination/config.yaml",
-        "coordination/sessions/alice.yaml",
-        "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml",
-        f"coordination/claims/task/{long_name}.yaml",
+        at("coordination/sessions/alice.yaml"),
+        at("coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"),
+        at(f"coordination/claims/task/{long_name}.yaml"),
     }
     resources = {c["resource"] for c in ok(a, "status")["claims"]}
     assert resources == {"path/src/api/**", f"task/{long_name}"}
@@ -703,7 +703,7 @@ def test_one_commit_per_transaction_with_subject_and_trailers(
                 "Gitcoord-Resource": "session/alice",
                 "Gitcoord-Number": "1",
             },
-            ["coordination/sessions/alice.yaml"],
+            [at("coordination/sessions/alice.yaml")],
         ),
         (
             "register bob as #2",
@@ -713,7 +713,7 @@ def test_one_commit_per_transaction_with_subject_and_trailers(
                 "Gitcoord-Resource": "session/bob",
                 "Gitcoord-Number": "2",
             },
-            ["coordination/sessions/bob.yaml"],
+            [at("coordination/sessions/bob.yaml")],
         ),
         (
             "claim task/i-match by alice",
@@ -723,7 +723,7 @@ def test_one_commit_per_transaction_with_subject_and_trailers(
                 "Gitcoord-Resource": "task/i-match",
                 "Gitcoord-Generation": "1",
             },
-            ["coordination/claims/task/i-match.yaml"],
+            [at("coordination/claims/task/i-match.yaml")],
         ),
         (
             "renew task/i-match by alice",
@@ -733,7 +733,7 @@ def test_one_commit_per_transaction_with_subject_and_trailers(
                 "Gitcoord-Resource": "task/i-match",
                 "Gitcoord-Generation": "1",
             },
-            ["coordination/claims/task/i-match.yaml"],
+            [at("coordination/claims/task/i-match.yaml")],
         ),
         (
             "take over task/i-match from alice by bob",
@@ -744,7 +744,7 @@ def test_one_commit_per_transaction_with_subject_and_trailers(
                 "Gitcoord-Generation": "2",
                 "Gitcoord-Takeover-From": "alice",
             },
-            ["coordination/claims/task/i-match.yaml"],
+            [at("coordination/claims/task/i-match.yaml")],
         ),
         (
             "release task/i-match by bob",
@@ -754,7 +754,7 @@ def test_one_commit_per_transaction_with_subject_and_trailers(
                 "Gitcoord-Resource": "task/i-match",
                 "Gitcoord-Generation": "2",
             },
-            ["coordination/claims/task/i-match.yaml"],
+            [at("coordination/claims/task/i-match.yaml")],
         ),
     ]
     assert len(commits) == len(expected)
@@ -1029,7 +1029,7 @@ def hand_commit(world: World, writes: dict[str, bytes | None], message: str = "h
 
 
 SESSIONS = "coordination/sessions"
-CLAIM = "coordination/claims/task/i-match.yaml"
+CLAIM = at("coordination/claims/task/i-match.yaml")
 
 
 def _replace(world: World, path: str, old: str, new: str) -> bytes:
@@ -1042,46 +1042,52 @@ BREAKAGES: dict[str, tuple[Any, str, str]] = {
     # name: (writes(world), path, rule)
     "duplicate-number": (
         lambda w: {
-            f"{SESSIONS}/bob.yaml": _replace(w, f"{SESSIONS}/bob.yaml", "number: 2", "number: 1")
+            at(f"{SESSIONS}/bob.yaml"): _replace(
+                w, at(f"{SESSIONS}/bob.yaml"), "number: 2", "number: 1"
+            )
         },
-        f"{SESSIONS}/bob.yaml",
+        at(f"{SESSIONS}/bob.yaml"),
         "unique-number",
     ),
     "number-out-of-range": (
         lambda w: {
-            f"{SESSIONS}/bob.yaml": _replace(w, f"{SESSIONS}/bob.yaml", "number: 2", "number: 99")
+            at(f"{SESSIONS}/bob.yaml"): _replace(
+                w, at(f"{SESSIONS}/bob.yaml"), "number: 2", "number: 99"
+            )
         },
-        f"{SESSIONS}/bob.yaml",
+        at(f"{SESSIONS}/bob.yaml"),
         "number-range",
     ),
     "malformed-yaml": (
-        lambda w: {f"{SESSIONS}/alice.yaml": b"id: [alice\nnumber: 1\n"},
-        f"{SESSIONS}/alice.yaml",
+        lambda w: {at(f"{SESSIONS}/alice.yaml"): b"id: [alice\nnumber: 1\n"},
+        at(f"{SESSIONS}/alice.yaml"),
         "yaml",
     ),
     "not-utf8": (
-        lambda w: {f"{SESSIONS}/alice.yaml": b"id: \xff\xfe\n"},
-        f"{SESSIONS}/alice.yaml",
+        lambda w: {at(f"{SESSIONS}/alice.yaml"): b"id: \xff\xfe\n"},
+        at(f"{SESSIONS}/alice.yaml"),
         "yaml",
     ),
     "unknown-field": (
         lambda w: {
-            f"{SESSIONS}/alice.yaml": show(w.remote, f"{SESSIONS}/alice.yaml").encode()
+            at(f"{SESSIONS}/alice.yaml"): show(w.remote, at(f"{SESSIONS}/alice.yaml")).encode()
             + b"colour: blue\n"
         },
-        f"{SESSIONS}/alice.yaml",
+        at(f"{SESSIONS}/alice.yaml"),
         "schema",
     ),
     "claim-in-wrong-file": (
-        lambda w: {"coordination/claims/task/other.yaml": show(w.remote, CLAIM).encode()},
-        "coordination/claims/task/other.yaml",
+        lambda w: {at("coordination/claims/task/other.yaml"): show(w.remote, CLAIM).encode()},
+        at("coordination/claims/task/other.yaml"),
         "path",
     ),
     "session-id-mismatch": (
         lambda w: {
-            f"{SESSIONS}/carol.yaml": _replace(w, f"{SESSIONS}/bob.yaml", "number: 2", "number: 3")
+            at(f"{SESSIONS}/carol.yaml"): _replace(
+                w, at(f"{SESSIONS}/bob.yaml"), "number: 2", "number: 3"
+            )
         },
-        f"{SESSIONS}/carol.yaml",
+        at(f"{SESSIONS}/carol.yaml"),
         "path",
     ),
     "stray-file": (
@@ -1173,9 +1179,9 @@ def test_validate_lists_every_problem(world: World, pair: tuple[Path, Path]) -> 
         world,
         {
             "coordination/extra.yaml": b"a: 1\n",
-            f"{SESSIONS}/alice.yaml": b"id: [alice\n",
-            f"{SESSIONS}/bob.yaml": _replace(
-                world, f"{SESSIONS}/bob.yaml", "number: 2", "number: 50"
+            at(f"{SESSIONS}/alice.yaml"): b"id: [alice\n",
+            at(f"{SESSIONS}/bob.yaml"): _replace(
+                world, at(f"{SESSIONS}/bob.yaml"), "number: 2", "number: 50"
             ),
         },
     )
@@ -1183,8 +1189,8 @@ def test_validate_lists_every_problem(world: World, pair: tuple[Path, Path]) -> 
     found = {(p["path"], p["rule"]) for p in err["problems"]}
     assert {
         ("coordination/extra.yaml", "layout"),
-        (f"{SESSIONS}/alice.yaml", "yaml"),
-        (f"{SESSIONS}/bob.yaml", "number-range"),
+        (at(f"{SESSIONS}/alice.yaml"), "yaml"),
+        (at(f"{SESSIONS}/bob.yaml"), "number-range"),
     } <= found
     assert err["message"].startswith(f"{len(err['problems'])} problem(s)")
 
@@ -1219,27 +1225,24 @@ def test_validate_path_on_a_directory(world: World, pair: tuple[Path, Path]) -> 
     assert (snap / "coordination" / "config.yaml").is_file()
     assert ok(a, "validate", str(snap)) == {"valid": True, "problems": []}
 
-    (snap / "coordination" / "sessions" / "bob.yaml").write_text(
-        (snap / "coordination" / "sessions" / "bob.yaml")
-        .read_text()
-        .replace("number: 2", "number: 1")
-    )
-    (snap / "coordination" / "claims" / "task" / "i-match.yaml").write_text("holder: [\n")
+    bob = snap / at(f"{SESSIONS}/bob.yaml")
+    bob.write_text(bob.read_text().replace("number: 2", "number: 1"))
+    (snap / CLAIM).write_text("holder: [\n")
     (snap / "coordination" / "junk").mkdir()
     err = fails(a, 5, "validate", str(snap))
     found = {(p["path"], p["rule"]) for p in err["problems"]}
     assert found == {
-        (f"{SESSIONS}/bob.yaml", "unique-number"),
+        (at(f"{SESSIONS}/bob.yaml"), "unique-number"),
         (CLAIM, "yaml"),
         ("coordination/junk", "layout"),
     }
     # a directory is read as it is on disk: the (valid) branch itself is not consulted
     assert ok(a, "validate") == {"valid": True, "problems": []}
     (snap / "coordination" / "junk").rmdir()
-    (snap / "coordination" / "claims" / "task" / "i-match.yaml").unlink()
+    (snap / CLAIM).unlink()
     err = fails(a, 5, "validate", str(snap))
     assert {(p["path"], p["rule"]) for p in err["problems"]} == {
-        (f"{SESSIONS}/bob.yaml", "unique-number")
+        (at(f"{SESSIONS}/bob.yaml"), "unique-number")
     }
 
 

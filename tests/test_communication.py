@@ -23,7 +23,7 @@ from gitcoord.api.coordinator import Coordinator
 from gitcoord.audit import metrics
 from gitcoord.domain import kinds, mailbox, names, yamlio
 from gitcoord.domain.change import Change
-from gitcoord.domain.models import BODY_MAX_BYTES, Message
+from gitcoord.domain.models import BODY_MAX_BYTES, FORMAT, Message
 from gitcoord.domain.state import State
 from gitcoord.ops import kernel, messages
 
@@ -59,8 +59,9 @@ def fails(cwd: Path | str, code: int, *args: str, session: str | None = None) ->
 
 
 def register(cwd: Path, sid: str, *extra: str) -> dict[str, Any]:
-    return ok(cwd, "register", "--role", f"role of {sid}", "--goal", f"goal of {sid}", *extra,
-              session=sid)
+    return ok(
+        cwd, "register", "--role", f"role of {sid}", "--goal", f"goal of {sid}", *extra, session=sid
+    )
 
 
 def tip(world: World) -> str:
@@ -153,9 +154,9 @@ def test_direct_number_and_broadcast_messages_reach_the_right_inboxes(
     files = git(world.remote, "ls-tree", "-r", "--name-only", BRANCH, "coordination/messages")
     expected_to = ["bob", "alice", "broadcast", "carol", "dave"]
     assert sorted(files.split()) == sorted(
-        kinds.message_path(to, mid) for to, mid in zip(expected_to, ids, strict=True)
+        kinds.message_path(to, mid, fmt=FORMAT) for to, mid in zip(expected_to, ids, strict=True)
     )
-    stored = show(world, kinds.message_path("alice", ids[1]))
+    stored = show(world, kinds.message_path("alice", ids[1], fmt=FORMAT))
     assert "to: alice" in stored and "sender: carol" in stored
 
     # every session reads its inbox from a different clone than the senders used
@@ -252,10 +253,10 @@ def test_inbox_marks_read_with_a_committed_mark(
     first = inbox(b, "bob")
     assert subjects(first) == ["one", "two"] and first["unread"] == 2
     assert first["marked_read"] is True and first["commit"] == tip(world)
-    mark = show(world, kinds.read_path("bob"))
+    mark = show(world, kinds.read_path("bob", fmt=FORMAT))
     assert f"through: {before}" in mark  # the commit the inbox was read at
     assert git(world.remote, "rev-parse", f"{first['commit']}^").strip() == before
-    assert changed_paths(world, first["commit"]) == {kinds.read_path("bob")}
+    assert changed_paths(world, first["commit"]) == {kinds.read_path("bob", fmt=FORMAT)}
     tr = trailers(world, first["commit"])
     assert tr["Gitcoord-Op"] == "read" and tr["Gitcoord-Read-Through"] == before
 
@@ -311,8 +312,9 @@ def test_message_arriving_while_reading_stays_unread(
         items = real(*args, **kwargs)
         if not sent:
             with Coordinator(str(a), session="alice") as c:
-                sent.append(c.send("bob", "late", "arrived during the read").change.result[
-                    "message"]["id"])
+                sent.append(
+                    c.send("bob", "late", "arrived during the read").change.result["message"]["id"]
+                )
         return items
 
     monkeypatch.setattr(mailbox, "inbox", inbox_then_someone_sends)
@@ -342,7 +344,10 @@ def test_replies_link_to_their_message(world: World, trio: tuple[Path, Path, Pat
     carol = inbox(c, "carol", "--peek")
     assert [m["id"] for m in carol["messages"]] == [thanks]
     assert carol["messages"][0]["in_reply_to"] == {
-        "id": announce, "sender": "carol", "subject": "deployed"}
+        "id": announce,
+        "sender": "carol",
+        "subject": "deployed",
+    }
     bob = inbox(b, "bob", "--peek")
     assert [m["id"] for m in bob["messages"]] == [question, announce, follow]
     assert "in_reply_to" not in bob["messages"][0]
@@ -369,9 +374,7 @@ def test_bad_reply_to_is_refused_or_usage(world: World, trio: tuple[Path, Path, 
 # --- 4. heartbeats ----------------------------------------------------------------------
 
 
-def test_heartbeat_skip_defer_carry_force(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_heartbeat_skip_defer_carry_force(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     a = world.clone("a")
     ok(a, "init")
     register(a, "alice")
@@ -380,9 +383,9 @@ def test_heartbeat_skip_defer_carry_force(
     at(monkeypatch, 0)
     first = ok(a, "heartbeat", *hb, "10", session="alice")
     assert first["action"] == "pushed" and first["commit"] == tip(world)
-    assert changed_paths(world, first["commit"]) == {kinds.heartbeat_path("alice")}
+    assert changed_paths(world, first["commit"]) == {kinds.heartbeat_path("alice", fmt=FORMAT)}
     assert trailers(world, first["commit"])["Gitcoord-Heartbeat"] == first["heartbeat"]["at"]
-    assert "progress: 10" in show(world, kinds.heartbeat_path("alice"))
+    assert "progress: 10" in show(world, kinds.heartbeat_path("alice", fmt=FORMAT))
 
     # unchanged and younger than heartbeat_quiet_seconds: skipped, nothing pushed
     at(monkeypatch, 30)
@@ -409,10 +412,12 @@ def test_heartbeat_skip_defer_carry_force(
     claim = ok(a, "claim", "task", "z", session="alice")
     assert claim["commit"] == tip(world)
     assert changed_paths(world, claim["commit"]) == {
-        kinds.heartbeat_path("alice"), kinds.claim_path("task", "z")}
+        kinds.heartbeat_path("alice", fmt=FORMAT),
+        kinds.claim_path("task", "z", fmt=FORMAT),
+    }
     tr = trailers(world, claim["commit"])
     assert tr["Gitcoord-Heartbeat"] == owed["heartbeat"]["at"] and tr["Gitcoord-Op"] == "claim"
-    assert "progress: 20" in show(world, kinds.heartbeat_path("alice"))
+    assert "progress: 20" in show(world, kinds.heartbeat_path("alice", fmt=FORMAT))
     assert not pending_file(a, "alice").exists()
     assert status_of(a, "alice")["heartbeat"]["progress"] == 20
 
@@ -422,7 +427,7 @@ def test_heartbeat_skip_defer_carry_force(
     at(monkeypatch, 95)
     forced = ok(a, "heartbeat", *hb, "40", "--force", session="alice")
     assert forced["action"] == "pushed" and forced["commit"] == tip(world)
-    assert "progress: 40" in show(world, kinds.heartbeat_path("alice"))
+    assert "progress: 40" in show(world, kinds.heartbeat_path("alice", fmt=FORMAT))
     assert not pending_file(a, "alice").exists()
     # --force pushes even an unchanged heartbeat
     at(monkeypatch, 100)
@@ -439,12 +444,14 @@ def test_heartbeat_skip_defer_carry_force(
 
     # deferred, then carried by a send
     at(monkeypatch, 100 + 601 + 130)
-    assert ok(a, "heartbeat", "reviewing", "i-match", "pr", "60", session="alice")[
-        "action"] == "deferred"
+    assert (
+        ok(a, "heartbeat", "reviewing", "i-match", "pr", "60", session="alice")["action"]
+        == "deferred"
+    )
     sent = ok(a, "send", "broadcast", "status", "reviewing now", session="alice")
-    assert kinds.heartbeat_path("alice") in changed_paths(world, sent["commit"])
+    assert kinds.heartbeat_path("alice", fmt=FORMAT) in changed_paths(world, sent["commit"])
     assert "Gitcoord-Heartbeat" in trailers(world, sent["commit"])
-    assert "action: reviewing" in show(world, kinds.heartbeat_path("alice"))
+    assert "action: reviewing" in show(world, kinds.heartbeat_path("alice", fmt=FORMAT))
 
 
 def test_heartbeat_argument_errors(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -475,11 +482,15 @@ def test_skipped_heartbeat_supersedes_an_older_deferred_one(
     at(monkeypatch, 0)
     ok(a, "heartbeat", "implementing", "x", "tests", "10", session="alice")
     at(monkeypatch, 30)
-    assert ok(a, "heartbeat", "implementing", "x", "tests", "20", session="alice")[
-        "action"] == "deferred"
+    assert (
+        ok(a, "heartbeat", "implementing", "x", "tests", "20", session="alice")["action"]
+        == "deferred"
+    )
     at(monkeypatch, 60)
-    assert ok(a, "heartbeat", "implementing", "x", "tests", "10", session="alice")[
-        "action"] == "skipped"
+    assert (
+        ok(a, "heartbeat", "implementing", "x", "tests", "10", session="alice")["action"]
+        == "skipped"
+    )
     at(monkeypatch, 70)
     ok(a, "claim", "task", "z", session="alice")
     assert status_of(a, "alice")["heartbeat"]["progress"] == 10
@@ -559,31 +570,64 @@ def test_log_filters_against_a_known_sequence(
     every = log()
     assert [e["commit"] for e in every] == [s["commit"] for s in newest]
     assert [e["op"] for e in every] == [
-        "read", "claim", "claim", "heartbeat", "send", "release", "claim", "claim", "claim",
-        "claim", "register", "register", "init"]
+        "read",
+        "claim",
+        "claim",
+        "heartbeat",
+        "send",
+        "release",
+        "claim",
+        "claim",
+        "claim",
+        "claim",
+        "register",
+        "register",
+        "init",
+    ]
     for e in every:
         assert set(e) >= {"time", "session", "op", "resource", "commit"}
         assert e["time"].endswith("Z")
         assert e["time"] == clock.iso(
-            datetime.fromtimestamp(commit_time(world, e["commit"]), timezone.utc))
+            datetime.fromtimestamp(commit_time(world, e["commit"]), timezone.utc)
+        )
     assert [e["session"] for e in every] == [s["session"] for s in newest]
     assert every[4]["resource"].startswith("message/")
 
     alice = log("--session", "alice")
     assert [(e["op"], e["resource"]) for e in alice] == [
-        ("claim", "task/a"), ("send", every[4]["resource"]), ("release", "task/a"),
-        ("claim", "service/api"), ("claim", "task/a"), ("register", "session/alice")]
+        ("claim", "task/a"),
+        ("send", every[4]["resource"]),
+        ("release", "task/a"),
+        ("claim", "service/api"),
+        ("claim", "task/a"),
+        ("register", "session/alice"),
+    ]
     assert [e["resource"] for e in log("--resource", "task")] == [
-        "task/a", "task/c", "task/a", "task/ab", "task/b", "task/a"]
+        "task/a",
+        "task/c",
+        "task/a",
+        "task/ab",
+        "task/b",
+        "task/a",
+    ]
     assert [e["resource"] for e in log("--resource", "task/")] == [
-        "task/a", "task/c", "task/a", "task/ab", "task/b", "task/a"]
+        "task/a",
+        "task/c",
+        "task/a",
+        "task/ab",
+        "task/b",
+        "task/a",
+    ]
     assert [e["resource"] for e in log("--resource", "task/a")] == ["task/a"] * 3  # not task/ab
     assert [e["resource"] for e in log("--resource", "service")] == ["service/api"]
     assert log("--resource", "tas") == []
     assert log("--resource", "session/bob")[0]["op"] == "register"
     assert [e["op"] for e in log("--op", "release")] == ["release"]
     assert [e["commit"] for e in log("--op", "claim", "--session", "bob")] == [
-        seq[10]["commit"], seq[5]["commit"], seq[4]["commit"]]
+        seq[10]["commit"],
+        seq[5]["commit"],
+        seq[4]["commit"],
+    ]
     assert log("--op", "takeover") == []
 
     # --since: a duration back from now, or an ISO time; the old commits are 2h older
@@ -593,8 +637,9 @@ def test_log_filters_against_a_known_sequence(
     assert len(log("--since", "1d")) == len(seq)
 
     assert [e["commit"] for e in log("--limit", "2")] == [s["commit"] for s in newest[:2]]
-    assert [e["resource"] for e in log("--session", "alice", "--resource", "task",
-                                       "--limit", "2")] == ["task/a", "task/a"]
+    assert [
+        e["resource"] for e in log("--session", "alice", "--resource", "task", "--limit", "2")
+    ] == ["task/a", "task/a"]
     assert run(a, "log", "--limit", "0").code == 2
     assert run(a, "log", "--since", "yesterday-ish").code == 2
     text = run(a, "log", "--limit", "1")
@@ -639,8 +684,12 @@ def test_metrics_from_a_scripted_history(world: World, monkeypatch: pytest.Monke
     send(b, "bob", "alice", "re news", "x", "--reply-to", bc)  # broadcasts are not timed
 
     def ct(mid: str) -> int:
-        return commit_time(world, git(world.remote, "log", "-1", "--format=%H",
-                                      f"--grep=Gitcoord-Message: {mid}", BRANCH).strip())
+        return commit_time(
+            world,
+            git(
+                world.remote, "log", "-1", "--format=%H", f"--grep=Gitcoord-Message: {mid}", BRANCH
+            ).strip(),
+        )
 
     d1, d2 = ct(r1) - ct(m1), ct(r2) - ct(m2)
     assert 60 <= d1 < 90 and 180 <= d2 < 210, (d1, d2)  # the offsets plus real time
@@ -648,8 +697,10 @@ def test_metrics_from_a_scripted_history(world: World, monkeypatch: pytest.Monke
     # alice beats every 10 minutes for two hours; one takeover after expiry on the way
     for step in range(1, 13):
         at(monkeypatch, step * 600)
-        assert ok(a, "heartbeat", "implementing", "x", "tests", "10", session="alice")[
-            "action"] == "pushed"
+        assert (
+            ok(a, "heartbeat", "implementing", "x", "tests", "10", session="alice")["action"]
+            == "pushed"
+        )
         if step == 1:
             send(b, "bob", "alice", "a1 again", "x", "--reply-to", m1)  # only the first counts
         if step == 3:
@@ -669,8 +720,12 @@ def test_metrics_from_a_scripted_history(world: World, monkeypatch: pytest.Monke
     # five of the direct messages are replies; of the three that ask, carol's to bob was
     # never answered: it counts against the target, not as nothing
     assert (msgs["replies"], msgs["asked"]) == (5, 3)
-    assert (msgs["answered_within_target"], msgs["answered_late"], msgs["unanswered"],
-            msgs["waiting"]) == (2, 0, 1, 0)
+    assert (
+        msgs["answered_within_target"],
+        msgs["answered_late"],
+        msgs["unanswered"],
+        msgs["waiting"],
+    ) == (2, 0, 1, 0)
     assert msgs["within_target_share"] == 0.6667
     assert msgs["response_seconds_median"] == (d1 + d2) / 2
     assert msgs["response_seconds_p95"] == d2
@@ -678,7 +733,10 @@ def test_metrics_from_a_scripted_history(world: World, monkeypatch: pytest.Monke
     assert up["stale_after_minutes"] == 20
     sessions = up["sessions"]
     assert [(sid, v["number"], v["heartbeats"]) for sid, v in sessions.items()] == [
-        ("alice", 1, 13), ("bob", 2, 1), ("carol", 3, 0)]
+        ("alice", 1, 13),
+        ("bob", 2, 1),
+        ("carol", 3, 0),
+    ]
     assert sessions["alice"]["uptime"] == 1.0
     # one 20-minute window out of ~2 hours
     assert abs(sessions["bob"]["uptime"] - 1200 / 7200) < 0.01
@@ -726,14 +784,21 @@ def test_work_collisions_detect_a_real_double_grant(
     wt = world.root / "hand-edit"
     git(a, "fetch", "-q", "origin")
     git(a, "worktree", "add", "-q", "--detach", str(wt), f"origin/{BRANCH}")
-    path = wt / kinds.claim_path("task", "x")
+    path = wt / kinds.claim_path("task", "x", fmt=FORMAT)
     text = path.read_text()
     expires = next(ln for ln in text.splitlines() if ln.startswith("expires_at:"))
-    path.write_text(text.replace("holder: alice", "holder: bob").replace(
-        "generation: 1", "generation: 2"))
-    git(wt, "commit", "-q", "-am", "claim task/x by bob\n\nGitcoord-Op: claim\n"
+    path.write_text(
+        text.replace("holder: alice", "holder: bob").replace("generation: 1", "generation: 2")
+    )
+    git(
+        wt,
+        "commit",
+        "-q",
+        "-am",
+        "claim task/x by bob\n\nGitcoord-Op: claim\n"
         "Gitcoord-Session: bob\nGitcoord-Resource: task/x\nGitcoord-Generation: 2\n"
-        f"Gitcoord-Expires: {expires.split(': ', 1)[1].strip(chr(39))}")
+        f"Gitcoord-Expires: {expires.split(': ', 1)[1].strip(chr(39))}",
+    )
     git(wt, "push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}")
     m = ok(a, "metrics")
     assert m["work_collisions"] == 1 and m["targets"]["zero_work_collisions"] is False
@@ -748,9 +813,7 @@ def test_percentile_is_nearest_rank() -> None:
 # --- 7. state page -------------------------------------------------------------------------
 
 
-def test_state_write_commits_current_state(
-    world: World, trio: tuple[Path, Path, Path]
-) -> None:
+def test_state_write_commits_current_state(world: World, trio: tuple[Path, Path, Path]) -> None:
     a, b, c = trio
     ok(a, "claim", "task", "i-match", "--note", "scoring", session="alice")
     ok(b, "claim", "service", "nginx", session="bob")
@@ -779,7 +842,7 @@ def test_state_write_commits_current_state(
     assert "Deployed treasury \\| v2" in written
     assert "reviewing pr-7 (tests)" in written and "40%" in written
     live = "## Claims"  # the page says "## Claims" since the verifier renders it again
-    assert page[page.index(live):] == written[written.index(live):]  # same claims, messages
+    assert page[page.index(live) :] == written[written.index(live) :]  # same claims, messages
     assert ok(a, "validate")["valid"] is True
 
 
@@ -809,8 +872,16 @@ def bulk_messages(total: int, sessions: list[str], today: datetime) -> list[Mess
             sender = sessions[(i * 7 + i // 50 + 2) % len(sessions)]
         sent = base + timedelta(days=(i // len(sessions)) % 30, seconds=i, milliseconds=i % 1000)
         mid = clock.message_id(sent, f"{i:06x}")
-        out.append(Message(id=mid, sender=sender, to=to, subject=f"bulk {i}",
-                           body=f"message {i}", sent_at=sent.replace(microsecond=0)))
+        out.append(
+            Message(
+                id=mid,
+                sender=sender,
+                to=to,
+                subject=f"bulk {i}",
+                body=f"message {i}",
+                sent_at=sent.replace(microsecond=0),
+            )
+        )
     return out
 
 
@@ -838,7 +909,7 @@ def bulk_send(clone: Path, messages: list[Message]) -> list[str]:
                 "send",
                 f"send {len(mine)} messages from {sender}",
                 session=sender,
-                writes={kinds.message_path(m.to, m.id): message_yaml(m) for m in mine},
+                writes={kinds.message_path(m.to, m.id, fmt=FORMAT): message_yaml(m) for m in mine},
             )
 
         with Coordinator(str(clone), session=sender, timeout=600) as coord:
@@ -864,15 +935,16 @@ def test_inbox_over_ten_thousand_messages_reads_only_what_is_new(
     commits = bulk_send(a, bulk)
     assert commits[-1] == tip(world) and len(commits) == len(crowd)
 
-    files = git(world.remote, "ls-tree", "-r", "--name-only", BRANCH,
-                "coordination/messages").split()
-    assert sorted(files) == sorted(kinds.message_path(m.to, m.id) for m in bulk)
+    files = git(
+        world.remote, "ls-tree", "-r", "--name-only", BRANCH, "coordination/messages"
+    ).split()
+    assert sorted(files) == sorted(kinds.message_path(m.to, m.id, fmt=FORMAT) for m in bulk)
     per_dir: dict[str, int] = {}
     for path in files:
         folder = path.rsplit("/", 1)[0]
         per_dir[folder] = per_dir.get(folder, 0) + 1
     assert max(per_dir.values()) < 100
-    assert len({p.split("/")[3] for p in files}) == 30  # day folders per recipient
+    assert len({"/".join(p.split("/")[3:5]) for p in files}) == 30  # days: <YYYY-MM>/<DD>
 
     in_folders = [m for m in bulk if m.to in ("alice", names.BROADCAST)]
     expected = sorted(m.id for m in in_folders if m.sender != "alice")

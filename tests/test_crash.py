@@ -56,6 +56,7 @@ from reliability import (
 )
 
 from gitcoord.domain import kinds, yamlio
+from gitcoord.domain.models import FORMAT
 
 KILLS_PER_LOOP = env_int("GITCOORD_CRASH_KILLS", 25)
 LOOPS = 4
@@ -226,7 +227,7 @@ def check_history(remote: Path, reported: list[str], seed: int) -> None:
         if op not in ("claim", "renew", "takeover", "release") or not res:
             continue
         type_, name = res.split("/", 1)
-        doc = yamlio.load(show(remote, h["commit"], kinds.claim_path(type_, name)))
+        doc = yamlio.load(show(remote, h["commit"], kinds.claim_path(type_, name, fmt=FORMAT)))
         assert doc["holder"] == h["Gitcoord-Session"], (h, doc)
         assert str(doc["generation"]) == h["Gitcoord-Generation"], (h, doc)
         assert (doc.get("released_at") is not None) == (op == "release"), (h, doc)

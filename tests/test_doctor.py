@@ -17,10 +17,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import World, git, run, spawn
+from conftest import World, at, git, run, spawn
 from reliability import REF, branch_files, commit_files, hand_push, show, tip, trailers
 
-SESSION_B = "coordination/sessions/b.yaml"
+SESSION_B = at("coordination/sessions/b.yaml")
+
+
+def q(path: str) -> str:
+    """Where `doctor --fix` sets the file at `path` aside."""
+    return "coordination/quarantine/" + path.removeprefix("coordination/").replace("/", "__")
 
 
 def founded(world: World) -> Path:
@@ -64,7 +69,7 @@ def test_duplicate_number_quarantines_the_later_registration_and_what_hangs_on_i
     r = run(a, "doctor")
     assert r.code == 5, (r.out, r.err)
     assert "number 1 is also held by session 'a'" in r.err, r.err
-    assert f"{SESSION_B} -> coordination/quarantine/sessions__b.yaml" in r.err, r.err
+    assert f"{SESSION_B} -> {q(SESSION_B)}" in r.err, r.err
 
     before = len(trailers(world.remote))
     r = run(a, "doctor", "--fix", "--json")
@@ -72,10 +77,10 @@ def test_duplicate_number_quarantines_the_later_registration_and_what_hangs_on_i
     doc = jdoc(r)
     moved = {q["path"] for q in doc["quarantine"]}
     assert SESSION_B in moved
-    assert "coordination/claims/task/orphan.yaml" in moved  # held by b: orphaned
+    assert at("coordination/claims/task/orphan.yaml") in moved  # held by b: orphaned
     assert any(p.startswith("coordination/messages/a/") for p in moved)  # sent by b
-    assert "coordination/sessions/a.yaml" not in moved
-    assert "coordination/claims/task/kept.yaml" not in moved
+    assert at("coordination/sessions/a.yaml") not in moved
+    assert at("coordination/claims/task/kept.yaml") not in moved
     history = trailers(world.remote)
     assert len(history) == before + 1, "one commit"
     assert history[-1]["Gitcoord-Op"] == "quarantine"
@@ -86,7 +91,7 @@ def test_duplicate_number_quarantines_the_later_registration_and_what_hangs_on_i
     # session that did not hold it, and doctor says the generation was not carried.
     (orphan,) = [q for q in doc["quarantine"] if q["path"].endswith("/orphan.yaml")]
     assert orphan["tombstone"] is None and "--session" in orphan["not_carried"], orphan
-    assert show(world.remote, REF, "coordination/quarantine/sessions__b.yaml") == text
+    assert show(world.remote, REF, q(SESSION_B)) == text
 
     assert run(a, "validate").code == 0
     assert run(a, "claim", "task", "new", session="a").code == 0
@@ -100,16 +105,16 @@ def test_duplicate_number_quarantines_the_later_registration_and_what_hangs_on_i
 
 def test_a_second_quarantine_of_the_same_path_keeps_both_copies(world: World) -> None:
     a = founded(world)
-    path = "coordination/sessions/zz.yaml"
+    path = at("coordination/sessions/zz.yaml")
     for n, junk in enumerate((b"first: [\n", b"second: [\n"), start=1):
         hand_push(a, {path: junk})
         r = run(a, "doctor", "--fix", "--json")
         assert r.code == 0, r.err
         copy = jdoc(r)["quarantine"][0]["to"]
         assert copy == (
-            "coordination/quarantine/sessions__zz.yaml"
+            q(at("coordination/sessions/zz.yaml"))
             if n == 1
-            else "coordination/quarantine/sessions__zz.2.yaml"
+            else q(at("coordination/sessions/zz.yaml")).replace(".yaml", ".2.yaml")
         )
         assert show(world.remote, REF, copy) == junk
     assert run(a, "validate").code == 0
@@ -133,9 +138,9 @@ def test_unreadable_entries_are_problems_not_crashes(world: World) -> None:
     a = founded(world)
     sub = tip(world.remote)
     assert sub is not None
-    hand_push(a, {"coordination/claims/task/sub.yaml": sub.encode()}, mode="160000")
+    hand_push(a, {at("coordination/claims/task/sub.yaml"): sub.encode()}, mode="160000")
     r = run(a, "validate")
-    assert r.code == 5 and "coordination/claims/task/sub.yaml" in r.err, (r.code, r.err)
+    assert r.code == 5 and at("coordination/claims/task/sub.yaml") in r.err, (r.code, r.err)
     r = run(a, "doctor", "--fix")
     assert r.code == 0, r.err
     assert "generation not carried: no version in its history is a valid claim" in r.out, r.out
@@ -147,13 +152,13 @@ def test_a_forged_quarantine_that_deletes_a_valid_claim_is_refused(world: World)
     under quarantine/, fails `validate --range` and the server's pre-receive hook."""
     a = founded(world)
     assert run(a, "claim", "task", "precious", session="a").code == 0
-    claim = "coordination/claims/task/precious.yaml"
+    claim = at("coordination/claims/task/precious.yaml")
     git(a, "fetch", "-q", "origin")
     base = tip(a, f"refs/remotes/origin/{'gitcoord'}")
     assert base is not None
     forged = commit_files(
         a,
-        {claim: None, "coordination/quarantine/claims__task__precious.yaml": show(a, base, claim)},
+        {claim: None, q(claim): show(a, base, claim)},
         parent=base,
         message="quarantine\n\nGitcoord-Op: quarantine\nGitcoord-Session: b",
     )
@@ -180,7 +185,7 @@ def test_a_forged_quarantine_that_deletes_a_valid_claim_is_refused(world: World)
 
 def test_doctor_fix_passes_the_server_hook(world: World) -> None:
     a = founded(world)
-    hand_push(a, {"coordination/heartbeats/b.yaml": b"session: b\nprogress: lots\n"})
+    hand_push(a, {at("coordination/heartbeats/b.yaml"): b"session: b\nprogress: lots\n"})
     assert run(world.root, "hooks", "install", "--server", str(world.remote)).code == 0
     r = run(a, "doctor", "--fix")
     assert r.code == 0, r.err
@@ -192,7 +197,7 @@ def test_doctor_fix_passes_the_server_hook(world: World) -> None:
 def test_two_doctors_racing_write_one_quarantine_commit(world: World) -> None:
     a = founded(world)
     b = world.clone("b")
-    hand_push(a, {"coordination/tasks/t9.yaml": b"id: t9\ntitle: [\n"})
+    hand_push(a, {at("coordination/tasks/t9.yaml"): b"id: t9\ntitle: [\n"})
     before = len(trailers(world.remote))
     procs = [spawn(c, "--timeout", "120", "doctor", "--fix") for c in (a, b, a, b)]
     results = [(p.communicate(timeout=180), p.returncode) for p in procs]
@@ -202,7 +207,7 @@ def test_two_doctors_racing_write_one_quarantine_commit(world: World) -> None:
     assert run(b, "validate").code == 0
 
 
-FENCED = "coordination/claims/task/fenced.yaml"
+FENCED = at("coordination/claims/task/fenced.yaml")
 
 
 def claimed(clone: Path, session: str) -> int:
@@ -239,7 +244,7 @@ def test_a_quarantined_claim_leaves_a_tombstone_that_keeps_its_generation(world:
     assert r.code == 0, (r.out, r.err)
     (moved,) = jdoc(r)["quarantine"]
     assert moved["path"] == FENCED, moved
-    assert moved["to"] == "coordination/quarantine/claims__task__fenced.yaml"
+    assert moved["to"] == q(FENCED)
     tomb = moved["tombstone"]
     assert (tomb["generation"], tomb["holder"]) == (3, "a") and tomb["released_at"], tomb
     assert show(world.remote, REF, moved["to"]) == broken, "the bytes are kept"
@@ -289,7 +294,7 @@ def test_a_tombstone_must_carry_the_highest_generation(world: World) -> None:
     git(a, "fetch", "-q", "origin")
     base = tip(a, "refs/remotes/origin/gitcoord")
     assert base is not None
-    copy = "coordination/quarantine/claims__task__fenced.yaml"
+    copy = q(FENCED)
 
     def forge(tombstone: bytes) -> str:
         return commit_files(

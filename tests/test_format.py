@@ -6,6 +6,7 @@ from conftest import REPO_ROOT
 
 from gitcoord.domain import schema
 from gitcoord.domain.kinds import DOCUMENTS
+from gitcoord.domain.models import FORMAT
 from gitcoord.domain.state import DirSource, load_state
 from gitcoord.domain.validate import check_state
 
@@ -25,7 +26,7 @@ def test_example_messages_are_valid_and_placed_by_key() -> None:
     for path in paths:
         msg = Message.model_validate(yamlio.load(path.read_bytes()))
         rel = path.relative_to(EXAMPLE).as_posix()
-        assert rel == kinds.message_path(msg.to, msg.id)
+        assert rel == kinds.message_path(msg.to, msg.id, fmt=FORMAT)
 
 
 def test_json_schemas_match_models() -> None:

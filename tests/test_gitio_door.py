@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 
 from gitcoord.gitio import Git
 
@@ -245,7 +245,7 @@ def test_the_pre_commit_hook_judges_the_index_commit_a_commits(world: World) -> 
     ok(c, "hooks", "install")
     git(c, "checkout", "-q", "gitcoord")
     head = git(c, "rev-parse", "HEAD").strip()
-    path = c / "coordination" / "sessions" / "s1.yaml"
+    path = c / at("coordination/sessions/s1.yaml")
     text = path.read_text()
     env = {**os.environ, "GITCOORD_SESSION": "s1"}
 
@@ -257,7 +257,7 @@ def test_the_pre_commit_hook_judges_the_index_commit_a_commits(world: World) -> 
     path.write_text(text.replace("number: 1", "number: banana"))
     p = commit("-a", "-m", "hand edit")
     assert p.returncode != 0 and "s1.yaml" in p.stderr and "[schema]" in p.stderr, p.stderr
-    p = commit("-m", "hand edit", "coordination/sessions/s1.yaml")
+    p = commit("-m", "hand edit", at("coordination/sessions/s1.yaml"))
     assert p.returncode != 0 and "[schema]" in p.stderr, p.stderr
     assert git(c, "rev-parse", "HEAD").strip() == head
 

@@ -19,17 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, World, git, run
+from conftest import REPO_ROOT, World, at, git, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitcoord.domain import overlap
+from gitcoord.domain.models import FORMAT
 
 BRANCH = "gitcoord"
 BOSS = "boss@example.com"
 SESSIONS = "coordination/sessions"
-API_CLAIM = "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
-TASK_CLAIM = "coordination/claims/task/t1.yaml"
+
+
+def _own(clone: Path, sid: str) -> Path:
+    """A session's file in a clone's work tree (in its sharded folder)."""
+    path = clone / at(f"{SESSIONS}/{sid}.yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+API_CLAIM = at("coordination/claims/path/src%2Fapi%2F%2A%2A.yaml")
+TASK_CLAIM = at("coordination/claims/task/t1.yaml")
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -172,9 +182,9 @@ class Bad:
 
 
 def _dup_number(h: Path) -> str:
-    text = read(h, f"{SESSIONS}/s2.yaml").replace("id: s2", "id: s3")
+    text = read(h, at(f"{SESSIONS}/s2.yaml")).replace("id: s2", "id: s3")
     text = text.replace("number: 2", "number: 1")
-    return hand_commit(h, {f"{SESSIONS}/s3.yaml": text}, "register s3 by hand", session="s3")
+    return hand_commit(h, {at(f"{SESSIONS}/s3.yaml"): text}, "register s3 by hand", session="s3")
 
 
 def _overlapping_path_claim(h: Path) -> str:
@@ -183,7 +193,7 @@ def _overlapping_path_claim(h: Path) -> str:
         .replace("name: src/api/**", "name: src/api/v1/**")
         .replace("holder: s1", "holder: s2")
     )
-    path = "coordination/claims/path/src%2Fapi%2Fv1%2F%2A%2A.yaml"
+    path = at("coordination/claims/path/src%2Fapi%2Fv1%2F%2A%2A.yaml")
     return hand_commit(h, {path: text}, "claim path/src/api/v1/** by s2", session="s2")
 
 
@@ -200,7 +210,7 @@ def _takeover_unexpired(h: Path) -> str:
 
 
 def _malformed_yaml(h: Path) -> str:
-    path = f"{SESSIONS}/s2.yaml"
+    path = at(f"{SESSIONS}/s2.yaml")
     return hand_commit(h, {path: "id: [s2\nnumber: 2\n"}, "oops", session="s2")
 
 
@@ -212,24 +222,24 @@ def _message_modified(h: Path) -> str:
 
 
 def _no_trailer(h: Path) -> str:
-    path = f"{SESSIONS}/s2.yaml"
+    path = at(f"{SESSIONS}/s2.yaml")
     text = read(h, path).replace("role: two", "role: edited by hand")
     return hand_commit(h, {path: text}, "fix role")  # author test@example.com, not an approver
 
 
 INVALID = [
-    Bad("duplicate-number", f"{SESSIONS}/s3.yaml", "unique-number", _dup_number),
+    Bad("duplicate-number", at(f"{SESSIONS}/s3.yaml"), "unique-number", _dup_number),
     Bad(
         "overlapping-path-claims",
-        "coordination/claims/path/src%2Fapi%2Fv1%2F%2A%2A.yaml",
+        at("coordination/claims/path/src%2Fapi%2Fv1%2F%2A%2A.yaml"),
         "overlap",
         _overlapping_path_claim,
     ),
     Bad("rewrite-others-claim", TASK_CLAIM, "own-files", _rewrite_others_claim),
     Bad("takeover-unexpired", TASK_CLAIM, "takeover", _takeover_unexpired),
-    Bad("malformed-yaml", f"{SESSIONS}/s2.yaml", "yaml", _malformed_yaml),
+    Bad("malformed-yaml", at(f"{SESSIONS}/s2.yaml"), "yaml", _malformed_yaml),
     Bad("message-modified", "coordination/messages/s2/", "append-only", _message_modified),
-    Bad("no-session-trailer", f"{SESSIONS}/s2.yaml", "session-trailer", _no_trailer),
+    Bad("no-session-trailer", at(f"{SESSIONS}/s2.yaml"), "session-trailer", _no_trailer),
 ]
 
 
@@ -260,7 +270,7 @@ def test_server_hook_and_validate_range_reject_hand_made_commits(world: World) -
     assert ok(scene.a, "validate")["valid"] is True
 
     # while a hand edit within the rules passes both: s2 changing its own role
-    path = f"{SESSIONS}/s2.yaml"
+    path = at(f"{SESSIONS}/s2.yaml")
     text = read(h, path).replace("role: two", "role: edited by hand")
     new = hand_commit(h, {path: text}, "s2 edits its role", session="s2")
     r = run(h, "--local", "validate", "--range", f"{old}..{new}")
@@ -515,18 +525,18 @@ def test_pre_commit_hook_validates_staged_coordination_state(world: World) -> No
     git(c, "checkout", "-q", BRANCH)
     head = rev(c, "HEAD")
 
-    text = (c / SESSIONS / "s1.yaml").read_text().replace("id: s1", "id: s9")
-    (c / SESSIONS / "s9.yaml").write_text(text)
-    git(c, "add", f"{SESSIONS}/s9.yaml")
+    text = _own(c, "s1").read_text().replace("id: s1", "id: s9")
+    _own(c, "s9").write_text(text)
+    git(c, "add", at(f"{SESSIONS}/s9.yaml"))
     p = sh(c, "commit", "-q", "-m", "register s9 by hand", env={"GITCOORD_SESSION": "s9"})
     assert p.returncode != 0, p.stdout
-    assert f"{SESSIONS}/s9.yaml" in p.stderr and "[unique-number]" in p.stderr, p.stderr
+    assert at(f"{SESSIONS}/s9.yaml") in p.stderr and "[unique-number]" in p.stderr, p.stderr
     assert rev(c, "HEAD") == head  # refused before the commit existed
 
     # a valid staged state commits (the hook checks the state, not who wrote it)
     text = text.replace("number: 1", "number: 2")
-    (c / SESSIONS / "s9.yaml").write_text(text)
-    git(c, "add", f"{SESSIONS}/s9.yaml")
+    _own(c, "s9").write_text(text)
+    git(c, "add", at(f"{SESSIONS}/s9.yaml"))
     p = sh(c, "commit", "-q", "-m", "register s9 by hand", env={"GITCOORD_SESSION": "s9"})
     assert p.returncode == 0, p.stderr
     assert rev(c, "HEAD") != head
@@ -662,9 +672,9 @@ def test_approval_by_merging_the_branch_through_the_server_hook(world: World) ->
     p = sh(h, "merge", "-q", "--no-ff", "-m", "merge approval", f"origin/{branch}", env=merge_env)
     assert p.returncode == 0, p.stderr
     new = rev(h, "HEAD")
-    assert_invalid_range(h, old, new, f"coordination/approvals/{aid}.yaml", "session-trailer")
+    assert_invalid_range(h, old, new, at(f"coordination/approvals/{aid}.yaml"), "session-trailer")
     proc = sh(h, "push", "origin", BRANCH)
-    assert_rejected(proc, f"coordination/approvals/{aid}.yaml", "session-trailer")
+    assert_rejected(proc, at(f"coordination/approvals/{aid}.yaml"), "session-trailer")
     assert remote_tip(world) == old
 
     # a session trailer does not make a non-approver's merge an approval
@@ -672,7 +682,9 @@ def test_approval_by_merging_the_branch_through_the_server_hook(world: World) ->
     msg = "merge approval\n\nGitcoord-Session: s1"
     p = sh(h, "merge", "-q", "--no-ff", "-m", msg, f"origin/{branch}", env=merge_env)
     assert p.returncode == 0, p.stderr
-    assert_invalid_range(h, old, rev(h, "HEAD"), f"coordination/approvals/{aid}.yaml", "approver")
+    assert_invalid_range(
+        h, old, rev(h, "HEAD"), at(f"coordination/approvals/{aid}.yaml"), "approver"
+    )
 
     git(h, "reset", "-q", "--hard", old)
     boss = {"GIT_AUTHOR_EMAIL": BOSS, "GIT_COMMITTER_EMAIL": BOSS}
@@ -829,11 +841,11 @@ def test_the_workflows_pull_request_step_judges_the_merge_it_would_make(world: W
     r = run(a, *argv)
     assert r.code == 0 and "valid" in r.out, r.err
     # a pull request that also rewrites s2's registration: refused, naming the merge rule
-    s2 = git(a, "show", f"{base}:coordination/sessions/s2.yaml")
+    s2 = git(a, "show", f"{base}:{at('coordination/sessions/s2.yaml')}")
     bad = commit_on(
         a,
         rev(a, "proposal"),
-        {"coordination/sessions/s2.yaml": s2.replace("role: two", "role: hijacked")},
+        {at("coordination/sessions/s2.yaml"): s2.replace("role: two", "role: hijacked")},
     )
     merge = _github_test_merge(a, base, bad)
     r = run(a, *_workflow_pr_command(text, merge))

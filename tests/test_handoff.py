@@ -26,9 +26,9 @@ from conftest import World, git, run
 from reliability import commit_files, show, tip
 
 from gitcoord.domain import kinds, yamlio
-from gitcoord.domain.models import Claim
+from gitcoord.domain.models import FORMAT, Claim
 
-CLAIM = kinds.claim_path("task", "x")
+CLAIM = kinds.claim_path("task", "x", fmt=FORMAT)
 
 
 def ok(cwd: Path, *args: str, session: str | None = None) -> dict[str, Any]:

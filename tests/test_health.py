@@ -86,14 +86,20 @@ def test_status_says_what_needs_attention(troubled: dict[str, Any]) -> None:
     assert (sessions["present"], sessions["fresh"], sessions["stale"]) == (4, 2, 2)
     assert sessions["fresh_share"] == 0.5 and sessions["target_met"] is False
     assert [(s["id"], s["claims"]) for s in health["stale_sessions"]] == [
-        ("alice", ["task/x"]), ("carol", ["task/y"])]  # not task/z: it expired
+        ("alice", ["task/x"]),
+        ("carol", ["task/y"]),
+    ]  # not task/z: it expired
     assert all(s["silent_seconds"] >= 25 * 60 for s in health["stale_sessions"])
     assert [(c["resource"], c["holder"]) for c in health["stale_claims"]] == [
-        ("task/x", "alice"), ("task/y", "carol")]
+        ("task/x", "alice"),
+        ("task/y", "carol"),
+    ]
     unanswered = health["unanswered"]
     assert unanswered["count"] == 2 and unanswered["after_seconds"] == 300
     assert [(m["id"], m["sender"], m["to"]) for m in unanswered["messages"]] == [
-        (m2, "alice", "carol"), (m3, "dave", "bob")]
+        (m2, "alice", "carol"),
+        (m3, "dave", "bob"),
+    ]
     assert m1 not in str(unanswered) and m4 not in str(unanswered)
     assert health["blocked_p0"] == [{"id": "t2", "title": "Deploy", "waiting_for": ["t1"]}]
     [pending] = health["approvals_pending"]
@@ -117,12 +123,14 @@ def test_status_says_what_needs_attention(troubled: dict[str, Any]) -> None:
     assert "STALE" not in next(ln for ln in claims if "task/z" in ln)  # expired: no one's
     section = text.split("\nHEALTH\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert "  stale: #1 alice, silent for 27m, holds task/x" in section
-    assert any(ln.startswith("  live claim held by a stale session: task/y (carol,")
-               for ln in section)
+    assert any(
+        ln.startswith("  live claim held by a stale session: task/y (carol,") for ln in section
+    )
     assert any(f"[{m3}] dave -> bob" in ln for ln in section)
     assert "  blocked P0: t2 waits for t1" in section
-    assert any(ln.startswith(f"  approval pending for 25m: {request} (general, by dave)")
-               for ln in section)
+    assert any(
+        ln.startswith(f"  approval pending for 25m: {request} (general, by dave)") for ln in section
+    )
 
     # the same document for the state page and any other face
     with Coordinator(str(a)) as c:
@@ -143,15 +151,23 @@ def test_metrics_today_puts_now_next_to_the_figures(troubled: dict[str, Any]) ->
     assert now["unanswered"]["count"] == 2 and len(now["stale_claims"]) == 2
     assert m["heartbeat_uptime"]["now"] == 0.5
     assert {sid: v["fresh_now"] for sid, v in m["heartbeat_uptime"]["sessions"].items()} == {
-        "alice": False, "bob": True, "carol": False, "dave": True}
+        "alice": False,
+        "bob": True,
+        "carol": False,
+        "dave": True,
+    }
 
     period = m["period"]
     assert period["label"] == f"today {TODAY:%Y-%m-%d}"
     assert period["from"] == f"{TODAY:%Y-%m-%d}T00:00:00Z"
     msgs = period["messages"]
     assert (msgs["sent"], msgs["direct"], msgs["replies"], msgs["asked"]) == (6, 5, 1, 4)
-    assert (msgs["answered_within_target"], msgs["answered_late"], msgs["unanswered"],
-            msgs["waiting"]) == (1, 0, 2, 1)
+    assert (
+        msgs["answered_within_target"],
+        msgs["answered_late"],
+        msgs["unanswered"],
+        msgs["waiting"],
+    ) == (1, 0, 2, 1)
     assert msgs["within_target_share"] == 0.3333
     assert period["targets"]["response_under_5_min"] is False  # 1 answered, 2 not: missed
     assert period["claims_granted"] == 4 and period["work_collisions"] == 0
@@ -197,9 +213,14 @@ def test_metrics_per_day_and_the_reply_target_met(
 
     def counts(f: dict[str, Any]) -> tuple[Any, ...]:
         msg = f["messages"]
-        return (f["claims_granted"], msg["asked"], msg["answered_within_target"],
-                msg["unanswered"], msg["within_target_share"],
-                f["targets"]["response_under_5_min"])
+        return (
+            f["claims_granted"],
+            msg["asked"],
+            msg["answered_within_target"],
+            msg["unanswered"],
+            msg["within_target_share"],
+            f["targets"]["response_under_5_min"],
+        )
 
     day = ok(a, "metrics", "--day", f"{yesterday:%Y-%m-%d}")
     assert counts(day["period"]) == (1, 2, 1, 1, 0.5, False)
@@ -216,7 +237,9 @@ def test_metrics_per_day_and_the_reply_target_met(
     ups = since["days"][0]["heartbeat_uptime"]["sessions"]
     assert abs(ups["alice"]["uptime"] - 20 / (23.5 * 60)) < 0.0001
     assert [d["heartbeat_uptime"]["sessions"]["alice"]["heartbeats"] for d in since["days"]] == [
-        0, 1]
+        0,
+        1,
+    ]
     assert "DAYS" in run(a, "metrics", "--since", f"{yesterday:%Y-%m-%d}").out
 
     # q2 went unanswered, but over a day ago: the health line is about now
@@ -230,8 +253,10 @@ def test_metrics_per_day_and_the_reply_target_met(
         everything = replies.message_log(history.entries(c.store.git, tip))
         assert q2 in everything.sent and q2 not in everything.answered
         assert domain_health.health(state, clock.now(), everything)["unanswered"]["count"] == 0
-    assert health["line"] == ("health: ok · 2/2 sessions fresh · no message unanswered over "
-                              "5m · no blocked P0 task · no approval pending")
+    assert health["line"] == (
+        "health: ok · 2/2 sessions fresh · no message unanswered over "
+        "5m · no blocked P0 task · no approval pending"
+    )
 
     assert fails(a, 2, "metrics", "--day", "yesterday")["kind"] == "usage"
     assert fails(a, 2, "metrics", "--today", "--day", f"{TODAY:%Y-%m-%d}")["kind"] == "usage"
@@ -274,8 +299,10 @@ def test_health_needs_no_history_beyond_a_day(world: World, tmp_path: Path) -> N
     assert ok(a, "status")["health"] is None
     ok(a, "init")
     health = ok(a, "status")["health"]
-    assert health["line"] == ("health: ok · no sessions · no message unanswered over 5m · "
-                              "no blocked P0 task · no approval pending")
+    assert health["line"] == (
+        "health: ok · no sessions · no message unanswered over 5m · "
+        "no blocked P0 task · no approval pending"
+    )
 
 
 def test_escalations_to_people_and_lapsed_requests(
@@ -298,7 +325,8 @@ def test_escalations_to_people_and_lapsed_requests(
 
     health = ok(a, "status")["health"]
     assert [(m["id"], m["sender"], m["to"]) for m in health["unanswered"]["messages"]] == [
-        (mid, "s1", "human")]
+        (mid, "s1", "human")
+    ]
     assert "1 direct message unanswered over 5m (oldest 10m, to human)" in health["line"]
     assert [p["id"] for p in health["approvals_pending"]] == sorted([deploy, general])
     before = ok(a, "log", "--limit", "1")["entries"][0]["commit"]

@@ -20,6 +20,7 @@ from conftest import World, git, run
 from reliability import REF, commit_files, show, tip
 
 from gitcoord.domain import kinds
+from gitcoord.domain.models import FORMAT
 
 BOSS = "boss@example.com"
 
@@ -98,9 +99,11 @@ def test_merges_other_than_one_approval_are_refused(
     octopus = merge_commit(a, now, now, early, side, message="octopus", email=BOSS)
     refused(a, world, now, octopus, "merge", "merges 3 parents")
     # an approver's merge that changes a session, not an approval
-    alice = show(a, now, kinds.session_path("alice")).replace(b"role: r", b"role: hijacked")
+    alice = show(a, now, kinds.session_path("alice", fmt=FORMAT)).replace(
+        b"role: r", b"role: hijacked"
+    )
     edited = commit_files(
-        a, {kinds.session_path("alice"): alice}, parent=now, message="edit by the boss"
+        a, {kinds.session_path("alice", fmt=FORMAT): alice}, parent=now, message="edit by the boss"
     )
     carried = merge_commit(a, edited, now, early, message="merge", email=BOSS)
     refused(a, world, now, carried, "merge", "may only approve one request")
@@ -141,7 +144,7 @@ def test_a_backdated_quarantine_cannot_set_a_live_claim_aside(
     git(a, "fetch", "-q", "origin")
     now = tip(world.remote)
     assert now is not None
-    claim = kinds.claim_path("path", "src/api/**")
+    claim = kinds.claim_path("path", "src/api/**", fmt=FORMAT)
     copy = "coordination/quarantine/claims__path__src%2Fapi%2F%2A%2A.yaml"
     monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")
     monkeypatch.setenv("GIT_AUTHOR_DATE", "2020-01-01T00:00:00Z")

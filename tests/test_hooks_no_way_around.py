@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 
 from gitcoord.faces.claude.bash import writes
 
@@ -139,27 +139,31 @@ def test_validate_index_judges_what_is_staged(world: World) -> None:
     c = world.clone("c")
     git(c, "checkout", "-q", BRANCH)
     sessions = c / "coordination" / "sessions"
-    text = (sessions / "s1.yaml").read_text()
+
+    def own(sid: str) -> Path:  # a session's file in the clone's work tree (sharded folders)
+        path = c / at(f"coordination/sessions/{sid}.yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    text = own("s1").read_text()
 
     # an untracked broken file beside a valid staged change: valid
     (sessions / "junk.yaml").write_text("{{{ not yaml\n")
     write(
         c,
-        "coordination/sessions/s9.yaml",
+        at("coordination/sessions/s9.yaml"),
         text.replace("id: s1", "id: s9").replace("number: 1", "number: 2"),
     )
-    git(c, "add", "coordination/sessions/s9.yaml")
+    git(c, "add", at("coordination/sessions/s9.yaml"))
     r = run(c, "hooks", "run", "validate-index")
     assert r.code == 0, r.err
     # (the working tree itself is not valid: what the old hook judged)
     assert run(c, "validate", str(c)).code == 5
 
     # an invalid staged file, fixed in the working tree only: invalid
-    write(c, "coordination/sessions/s8.yaml", text.replace("id: s1", "id: s8"))
-    git(c, "add", "coordination/sessions/s8.yaml")
-    (sessions / "s8.yaml").write_text(
-        text.replace("id: s1", "id: s8").replace("number: 1", "number: 3")
-    )
+    write(c, at("coordination/sessions/s8.yaml"), text.replace("id: s1", "id: s8"))
+    git(c, "add", at("coordination/sessions/s8.yaml"))
+    own("s8").write_text(text.replace("id: s1", "id: s8").replace("number: 1", "number: 3"))
     r = run(c, "hooks", "run", "validate-index")
     assert r.code == 5 and "[unique-number]" in r.err, (r.code, r.err)
 
@@ -167,9 +171,9 @@ def test_validate_index_judges_what_is_staged(world: World) -> None:
     git(c, "reset", "-q")
     (sessions / "junk.yaml").unlink()
     ok(c, "hooks", "install")
-    write(c, "coordination/sessions/s1.yaml", text.replace("number: 1", "number: 0"))
+    write(c, at("coordination/sessions/s1.yaml"), text.replace("number: 1", "number: 0"))
     p = sh(c, "commit", "-q", "-a", "-m", "number 0", session="s1")
-    assert p.returncode != 0 and "coordination/sessions/s1.yaml" in p.stderr, p.stderr
+    assert p.returncode != 0 and at("coordination/sessions/s1.yaml") in p.stderr, p.stderr
 
     # off the coordination branch, nothing staged under coordination/: nothing to judge
     d = with_files(world, "d")
@@ -523,7 +527,7 @@ def test_the_server_shim_without_gitcoord_takes_other_pushes_and_says_how_to_fix
     assert git(world.remote, "rev-parse", BRANCH) != tip
     h = world.clone("h")
     git(h, "checkout", "-q", BRANCH)
-    write(h, "coordination/sessions/s1.yaml", "{{{ not yaml\n")
+    write(h, at("coordination/sessions/s1.yaml"), "{{{ not yaml\n")
     git(h, "commit", "-q", "-a", "-m", "break it")
     p = sh(h, "push", "origin", BRANCH)
     assert p.returncode != 0 and "[yaml]" in p.stderr, p.stderr

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability import (
@@ -42,6 +42,7 @@ from reliability import (
 
 from gitcoord import clock
 from gitcoord.domain import kinds, names, overlap, yamlio
+from gitcoord.domain.models import FORMAT
 
 EXAMPLES = env_int("GITCOORD_FUZZ_EXAMPLES", 25)
 FUZZ = settings(
@@ -168,7 +169,7 @@ def test_claim_any_type_and_name(repo: Path, type_: str, name: str, separated: b
         name = overlap.folder_glob(name)
     elif type_ == overlap.ITEMS_TYPE:
         name = overlap.canonical(name)
-    path = kinds.claim_path(type_, name)
+    path = kinds.claim_path(type_, name, fmt=FORMAT)
     assert path in branch_files(repo)
     doc = yamlio.load(show(repo, REF, path))
     assert (doc["type"], doc["name"], doc["holder"]) == (type_, name, "s1")
@@ -182,7 +183,7 @@ def test_register_any_session_id(repo: Path, session: str) -> None:
     r = run(repo, "--session", session, "register", "--role", "r", "--goal", "g")
     check(r, {0, 2} if session else {4}, repo)  # an empty id is no session at all
     if r.code == 0:
-        assert kinds.session_path(session) in branch_files(repo)
+        assert kinds.session_path(session, fmt=FORMAT) in branch_files(repo)
         ids = [s["id"] for s in run(repo, "status", "--json").json()["sessions"]]  # type: ignore[index]
         assert session in ids
 
@@ -232,7 +233,7 @@ def test_send_any_subject_and_body(repo: Path, subject: str, body: str, to: str)
     if r.code != 0:
         return
     m = r.json()["message"]  # type: ignore[index]
-    doc = yamlio.load(show(repo, REF, kinds.message_path(m["to"], m["id"])))
+    doc = yamlio.load(show(repo, REF, kinds.message_path(m["to"], m["id"], fmt=FORMAT)))
     assert (doc["subject"], doc["body"], doc["sender"]) == (subject, body, "s1")
 
 
@@ -243,7 +244,7 @@ def test_send_any_bytes_on_stdin(repo: Path, data: bytes) -> None:
     check(r, {0, 5}, repo, as_json=True)
     if r.code == 0:
         m = r.json()["message"]  # type: ignore[index]
-        doc = yamlio.load(show(repo, REF, kinds.message_path("broadcast", m["id"])))
+        doc = yamlio.load(show(repo, REF, kinds.message_path("broadcast", m["id"], fmt=FORMAT)))
         assert doc["body"] == data.decode("utf-8", "replace")
 
 
@@ -275,16 +276,16 @@ def test_role_goal_and_heartbeat_fields(
 # --- files pushed by hand ------------------------------------------------------------------
 
 SLOTS = [
-    "coordination/sessions/hx.yaml",
-    "coordination/sessions/s1.yaml",
-    "coordination/claims/task/hx.yaml",
-    "coordination/claims/task/sub/hx.yaml",
-    "coordination/heartbeats/s1.yaml",
-    "coordination/reads/s1.yaml",
-    "coordination/approvals/20260101-abcdef.yaml",
-    "coordination/tasks/t1.yaml",
-    "coordination/milestones/m1.yaml",
-    "coordination/messages/s1/2026-01-01/20260101T000000000Z-abcdef.yaml",
+    at("coordination/sessions/hx.yaml"),
+    at("coordination/sessions/s1.yaml"),
+    at("coordination/claims/task/hx.yaml"),
+    at("coordination/claims/task/sub/hx.yaml"),
+    at("coordination/heartbeats/s1.yaml"),
+    at("coordination/reads/s1.yaml"),
+    at("coordination/approvals/20260101-abcdef.yaml"),
+    at("coordination/tasks/t1.yaml"),
+    at("coordination/milestones/m1.yaml"),
+    at("coordination/messages/s1/2026-01-01/20260101T000000000Z-abcdef.yaml"),
     "coordination/messages/s1/notaday",
     "coordination/activation.yaml",
     "coordination/roster.yaml",
@@ -510,19 +511,30 @@ def test_schema_violating_file_pushed_by_hand_is_named_and_doctor_unblocks_every
     assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
     assert run(b, "register", "--role", "r", "--goal", "g", session="s2").code == 0
     bad = b"id: s3\nnumber: many\nrole: r\ngoal: g\n"
-    hand_push(a, {"coordination/sessions/s3.yaml": bad})
+    hand_push(a, {at("coordination/sessions/s3.yaml"): bad})
     for clone, s in ((a, "s1"), (b, "s2")):
         r = run(clone, "claim", "task", f"x-{s}", session=s)
         assert r.code == 5, r.err
-        assert "coordination/sessions/s3.yaml" in r.err and "doctor --fix" in r.err, r.err
+        assert at("coordination/sessions/s3.yaml") in r.err and "doctor --fix" in r.err, r.err
     r = run(b, "validate")
-    assert r.code == 5 and "coordination/sessions/s3.yaml" in r.err and "number" in r.err
+    assert r.code == 5 and at("coordination/sessions/s3.yaml") in r.err and "number" in r.err
     r = run(b, "doctor", "--fix", session="s2")
     assert r.code == 0, r.err
-    assert "coordination/quarantine/sessions__s3.yaml" in r.out
+    assert (
+        "coordination/quarantine/" + at("coordination/sessions/s3.yaml")[13:].replace("/", "__")
+        in r.out
+    )
     for clone, s in ((a, "s1"), (b, "s2")):
         assert run(clone, "claim", "task", f"x-{s}", session=s).code == 0
-    assert show(world.remote, REF, "coordination/quarantine/sessions__s3.yaml") == bad
+    assert (
+        show(
+            world.remote,
+            REF,
+            "coordination/quarantine/"
+            + at("coordination/sessions/s3.yaml")[13:].replace("/", "__"),
+        )
+        == bad
+    )
     assert run(a, "validate").code == 0
 
 

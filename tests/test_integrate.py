@@ -417,9 +417,7 @@ def test_hooks_never_break_the_session(world: World, project: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def test_a_session_that_left_registers_again_at_its_next_start(
-    world: World, project: Path
-) -> None:
+def test_a_session_that_left_registers_again_at_its_next_start(world: World, project: Path) -> None:
     integrate(project)
     cmd = installed(project)
     start = hook_input(project, "SessionStart", source="startup")

@@ -8,6 +8,7 @@ and the owner rule) must agree with it, so adding a kind is one row plus its rul
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import typing
 from collections import abc
@@ -18,6 +19,7 @@ from conftest import REPO_ROOT, World, git, run
 
 from gitcoord.domain import kinds, models, names, schema
 from gitcoord.domain.kinds import KINDS, kind_at, kind_of
+from gitcoord.domain.models import FORMAT
 from gitcoord.domain.state import TOP_LEVEL, DirSource, State, load_state
 from gitcoord.domain.transition import _owner, doc_at, model_for, parse_doc
 
@@ -94,8 +96,8 @@ def test_every_file_of_the_example_round_trips_path_kind_key() -> None:
         assert kind_of(doc) is kind and model_for(path) is kind.model
         key = kind.key_of(doc)
         assert kind.key_at(path) == key, path
-        assert kind.path(key) == path, path
-        assert kind.where.misplaced(path, key, kind.key) is None, path
+        assert kind.path(key, fmt=FORMAT) == path, path
+        assert kind.where.misplaced(path, key, kind.key, FORMAT) is None, path
         seen.add(kind.name)
     assert seen == {k.name for k in KINDS}  # test_format keeps the example complete
 
@@ -103,27 +105,71 @@ def test_every_file_of_the_example_round_trips_path_kind_key() -> None:
 def test_path_functions_are_the_tables() -> None:
     """The spelling callers use (`kinds.session_path(...)`) is one line over each row."""
     assert not hasattr(names, "session_path")  # names validates; it spells no path
-    assert kinds.config_path() == kinds.CONFIG.path() == "coordination/config.yaml"
-    assert kinds.activation_path() == kinds.ACTIVATION.path()
-    assert kinds.roster_path() == kinds.ROSTER.path()
-    for key in ("a", "s-1.x", "t12", "20261121-a1b2c3"):
-        assert kinds.session_path(key) == kinds.SESSION.path(key)
-        assert kinds.heartbeat_path(key) == kinds.HEARTBEAT.path(key)
-        assert kinds.read_path(key) == kinds.READ.path(key)
-        assert kinds.approval_path(key) == kinds.APPROVAL.path(key)
-        assert kinds.task_path(key) == kinds.TASK.path(key)
-        assert kinds.milestone_path(key) == kinds.MILESTONE.path(key)
-    for type_, name in [("task", "i-match"), ("path", "src/api/**"), ("x", "a:1-25")]:
-        path = kinds.claim_path(type_, name)
-        assert path == kinds.CLAIM.path(names.resource_key(type_, name))
-        assert kind_at(path) is kinds.CLAIM
-        assert kinds.CLAIM.key_at(path) == names.resource_key(type_, name)
+    assert kinds.config_path() == kinds.CONFIG.path(fmt=1) == "coordination/config.yaml"
+    assert kinds.activation_path() == kinds.ACTIVATION.path(fmt=FORMAT)
+    assert kinds.roster_path() == kinds.ROSTER.path(fmt=FORMAT)
+    for fmt in (3, FORMAT):
+        for key in ("s-1.x", "t12"):
+            assert kinds.session_path(key, fmt=fmt) == kinds.SESSION.path(key, fmt=fmt)
+            assert kinds.heartbeat_path(key, fmt=fmt) == kinds.HEARTBEAT.path(key, fmt=fmt)
+            assert kinds.read_path(key, fmt=fmt) == kinds.READ.path(key, fmt=fmt)
+            assert kinds.milestone_path(key, fmt=fmt) == kinds.MILESTONE.path(key, fmt=fmt)
+        assert kinds.approval_path("20261121-a1b2c3", fmt=fmt) == kinds.APPROVAL.path(
+            "20261121-a1b2c3", fmt=fmt
+        )
+        assert kinds.task_path("t12", fmt=fmt) == kinds.TASK.path("t12", fmt=fmt)
+        for type_, name in [("task", "i-match"), ("path", "src/api/**"), ("x", "a:1-25")]:
+            path = kinds.claim_path(type_, name, fmt=fmt)
+            assert path == kinds.CLAIM.path(names.resource_key(type_, name), fmt=fmt)
+            assert kind_at(path) is kinds.CLAIM
+            assert kinds.CLAIM.key_at(path) == names.resource_key(type_, name)
+            assert path in kinds.claim_paths(type_, name)
+        mid = "20261121T093000123Z-a1b2c3"
+        path = kinds.message_path("bob", mid, fmt=fmt)
+        assert path == kinds.MESSAGE.path(f"bob/{mid}", fmt=fmt)
+        assert path.startswith(kinds.message_dir("bob") + "/")
+        assert kind_at(path) is kinds.MESSAGE and kinds.MESSAGE.key_at(path) == f"bob/{mid}"
+
+
+def test_the_two_layouts_spelled_out() -> None:
+    """Format 3 and before: flat folders; format 4 (`SHARDED`): no folder grows unbounded."""
     mid = "20261121T093000123Z-a1b2c3"
-    path = kinds.message_path("bob", mid)
-    assert path == kinds.MESSAGE.path(f"bob/{mid}")
-    assert path == f"coordination/messages/bob/2026-11-21/{mid}.yaml"
-    assert path.startswith(kinds.message_dir("bob") + "/")
-    assert kind_at(path) is kinds.MESSAGE and kinds.MESSAGE.key_at(path) == f"bob/{mid}"
+    flat = {
+        kinds.session_path("S07", fmt=3): "coordination/sessions/S07.yaml",
+        kinds.task_path("t1234", fmt=3): "coordination/tasks/t1234.yaml",
+        kinds.approval_path(
+            "20261121-a1b2c3", fmt=3
+        ): "coordination/approvals/20261121-a1b2c3.yaml",
+        kinds.claim_path("path", "src/**", fmt=3): "coordination/claims/path/src%2F%2A%2A.yaml",
+        kinds.message_path("bob", mid, fmt=3): f"coordination/messages/bob/2026-11-21/{mid}.yaml",
+    }
+    for got, want in flat.items():
+        assert got == want
+    h = hashlib.sha256
+    sharded = {
+        kinds.session_path(
+            "S07", fmt=4
+        ): f"coordination/sessions/{h(b'S07').hexdigest()[:2]}/S07.yaml",
+        kinds.task_path("t1234", fmt=4): "coordination/tasks/1/t1234.yaml",
+        kinds.task_path("t999", fmt=4): "coordination/tasks/0/t999.yaml",
+        kinds.approval_path("20261121-a1b2c3", fmt=4): (
+            "coordination/approvals/2026-11/21/20261121-a1b2c3.yaml"
+        ),
+        kinds.claim_path("path", "src/**", fmt=4): (
+            f"coordination/claims/path/{h(b'src/**').hexdigest()[:2]}/src%2F%2A%2A.yaml"
+        ),
+        kinds.message_path(
+            "bob", mid, fmt=4
+        ): f"coordination/messages/bob/2026-11/21/09/{mid}.yaml",
+    }
+    for got, want in sharded.items():
+        assert got == want
+    # a file of either layout is of its kind; in the wrong one for its branch, misplaced
+    old, new = kinds.session_path("S07", fmt=3), kinds.session_path("S07", fmt=4)
+    assert kind_at(old) is kind_at(new) is kinds.SESSION
+    assert kinds.SESSION.where.misplaced(old, "S07", ("id",), 4) is not None
+    assert kinds.SESSION.where.misplaced(new, "S07", ("id",), 3) is not None
+    assert kinds.SESSION.where.misplaced(new, "S07", ("id",), 4) is None
 
 
 def test_paths_that_are_no_kind() -> None:
@@ -131,7 +177,7 @@ def test_paths_that_are_no_kind() -> None:
         names.state_page_path(),
         "coordination/quarantine/sessions__a.yaml",
         ".github/workflows/gitcoord.yml",
-        "coordination/sessions/deep/a.yaml",  # a kind is decided by its folder and depth
+        "coordination/sessions/deep/er/a.yaml",  # a kind is decided by its folder and depth
         "coordination",
     ]:
         assert kind_at(path) is None and model_for(path) is None, path
@@ -159,7 +205,7 @@ def test_doc_at_reads_back_what_is_at_each_path() -> None:
         assert kind is not None
         assert doc_at(state, path) == (doc if kind.held is not None else None), path
     assert doc_at(state, names.state_page_path()) is None
-    assert doc_at(state, kinds.session_path("nobody")) is None
+    assert doc_at(state, kinds.session_path("nobody", fmt=FORMAT)) is None
 
 
 def test_owner_comes_from_the_tables_owner_field() -> None:
@@ -184,28 +230,36 @@ def test_load_state_reports_misplaced_documents_by_their_location(tmp_path: Path
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(raw)
     root = tmp_path / names.ROOT
-    (root / "sessions" / "marketing-research-1.yaml").rename(root / "sessions" / "other.yaml")
-    claim = root / "claims" / "task" / "i-match.yaml"
+    session = root / kinds.session_path("marketing-research-1", fmt=FORMAT).split("/", 1)[1]
+    session.rename(session.with_name("other.yaml"))
+    claim = root / kinds.claim_path("task", "i-match", fmt=FORMAT).split("/", 1)[1]
     claim.rename(claim.with_name("elsewhere.yaml"))
-    (root / "tasks" / "notes.txt").write_text("x")
+    task = root / kinds.task_path("t1", fmt=FORMAT).split("/", 1)[1]
+    (task.parent / "notes.txt").write_text("x")
+    flat = root / kinds.task_path("t2", fmt=3).split("/", 1)[1]  # the layout before format 4
+    (root / kinds.task_path("t2", fmt=FORMAT).split("/", 1)[1]).rename(flat)
     got = {(p.path, p.rule, p.message) for p in load_state(DirSource(str(tmp_path))).problems}
+    rel = lambda p: p.relative_to(tmp_path).as_posix()  # noqa: E731
     assert got == {
         (
-            "coordination/sessions/other.yaml",
+            rel(session.with_name("other.yaml")),
             "path",
             "file name says 'other' but id is 'marketing-research-1'",
         ),
         (
-            "coordination/claims/task/elsewhere.yaml",
+            rel(claim.with_name("elsewhere.yaml")),
             "path",
-            "claim 'task/i-match' belongs in coordination/claims/task/i-match.yaml",
+            "type/name 'task/i-match': belongs in "
+            + kinds.claim_path("task", "i-match", fmt=FORMAT),
         ),
         (
-            "coordination/tasks/notes.txt",
+            rel(task.parent / "notes.txt"),
             "layout",
             "unexpected entry: only .yaml files belong here",
         ),
+        (rel(flat), "layout", "expected a folder here"),
     }
+    assert {p.rule for p in load_state(DirSource(str(tmp_path))).problems} == {"path", "layout"}
 
 
 # --- a real branch ----------------------------------------------------------------------
@@ -246,7 +300,7 @@ def test_every_file_of_a_fresh_branch_is_known_to_the_table(world: World) -> Non
         raw = git(world.remote, "show", f"gitcoord:{path}").encode()
         doc = parse_doc(path, raw)
         assert isinstance(doc, kind.model), path
-        assert kind.path(kind.key_of(doc)) == path
+        assert kind.path(kind.key_of(doc), fmt=FORMAT) == path
         found.add(kind.name)
     # activation takes every slot registered; the example tree (above) has one
     assert found == {k.name for k in KINDS} - {"activation"}, found

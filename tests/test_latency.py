@@ -164,9 +164,7 @@ def test_a_stale_cached_tip_is_refused_then_fetched_and_decided_again(
     assert calls.remote() == {"push": 1}, calls.verbs()
 
 
-def test_a_stale_push_that_wins_on_the_fetched_tip_builds_on_it(
-    world: World, calls: Calls
-) -> None:
+def test_a_stale_push_that_wins_on_the_fetched_tip_builds_on_it(world: World, calls: Calls) -> None:
     a, b = two_clones(world)
     assert run(b, "claim", "task", "other", session="s2").code == 0
     moved = tip(world.remote)
@@ -202,9 +200,7 @@ def test_a_conflict_on_a_stale_tip_is_not_reported_when_the_fresh_tip_allows_it(
     assert trailers(world.remote)[-1]["subject"] == "claim task/x by s1"
 
 
-def test_nothing_to_do_on_a_stale_tip_is_done_on_the_fresh_one(
-    world: World, calls: Calls
-) -> None:
+def test_nothing_to_do_on_a_stale_tip_is_done_on_the_fresh_one(world: World, calls: Calls) -> None:
     """A session restarted in another clone: s1 released x in clone a, then claimed it
     again from clone b. In a, releasing x looks like nothing to do (released twice is
     no error) on a's stale tip; on the fresh tip it is a release to write."""

@@ -13,12 +13,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 from reliability import REF, commit_files, show, tip
 from test_ops import SEC, T0, apply, make_state, session
 
 from gitcoord.domain import kinds, yamlio
-from gitcoord.domain.models import Claim
+from gitcoord.domain.models import FORMAT, Claim
 from gitcoord.errors import RefusedError
 from gitcoord.ops import claims, kernel, messages, sessions
 
@@ -100,10 +100,11 @@ def test_leave_on_the_branch_and_who_may_take_over(world: World) -> None:
         "task/x": "released",
     }
     # the file stays with its history; the number goes to the next session
-    assert b"left_at:" in show(world.remote, REF, "coordination/sessions/alice.yaml")
-    assert json_of(a, "register", "--role", "r", "--goal", "g", session="carol")["session"][
-        "number"
-    ] == 1
+    assert b"left_at:" in show(world.remote, REF, at("coordination/sessions/alice.yaml"))
+    assert (
+        json_of(a, "register", "--role", "r", "--goal", "g", session="carol")["session"]["number"]
+        == 1
+    )
     # bob takes alice's claim at once (released, not expired): the next generation
     taken = json_of(a, "claim", "task", "x", session="bob")
     assert taken["claim"]["generation"] == 2 and taken["op"] == "claim"
@@ -157,7 +158,7 @@ def test_the_verifier_refuses_writes_by_a_session_that_left(
     )
     forged = commit_files(
         a,
-        {kinds.heartbeat_path("alice"): beat},
+        {kinds.heartbeat_path("alice", fmt=FORMAT): beat},
         parent=base,
         message=trailers("heartbeat", "alice"),
     )
@@ -176,18 +177,24 @@ def test_the_verifier_refuses_a_leave_that_keeps_a_claim_or_is_not_ones_own(
     git(a, "fetch", "-q", "origin")
     now = tip(world.remote)
     assert now is not None
-    bob = show(a, now, kinds.session_path("bob"))
+    bob = show(a, now, kinds.session_path("bob", fmt=FORMAT))
     gone = bob + b"left_at: '2030-01-01T00:00:00Z'\n"
     # bob "leaves" but keeps task/z: a session that left holds no claim
     keeps = commit_files(
-        a, {kinds.session_path("bob"): gone}, parent=now, message=trailers("leave", "bob")
+        a,
+        {kinds.session_path("bob", fmt=FORMAT): gone},
+        parent=now,
+        message=trailers("leave", "bob"),
     )
     r = run(a, "validate", "--range", f"{now}..{keeps}")
     assert r.code == 5 and "[left]" in r.err and "still holds task/z" in r.err, r.err
     assert push(a, keeps).returncode != 0
     # alice (gone) or anyone else cannot make bob leave
     forced = commit_files(
-        a, {kinds.session_path("bob"): gone}, parent=now, message=trailers("leave", "carol")
+        a,
+        {kinds.session_path("bob", fmt=FORMAT): gone},
+        parent=now,
+        message=trailers("leave", "carol"),
     )
     r = run(a, "validate", "--range", f"{now}..{forced}")
     # (marking another session left is a reclaim, refused while it was seen recently)
@@ -195,7 +202,7 @@ def test_the_verifier_refuses_a_leave_that_keeps_a_claim_or_is_not_ones_own(
     assert tip(world.remote) == now
     # and the honest leave, which releases task/z in the same commit, passes
     assert run(a, "leave", session="bob").code == 0
-    released = show(world.remote, REF, kinds.claim_path("task", "z"))
+    released = show(world.remote, REF, kinds.claim_path("task", "z", fmt=FORMAT))
     assert Claim.model_validate(yamlio.load(released)).released_at is not None
 
 
@@ -209,7 +216,10 @@ def test_the_verifier_refuses_a_message_to_a_session_that_left(
         "sent_at: '2030-01-01T00:00:00Z'\n"
     ).encode()
     forged = commit_files(
-        a, {kinds.message_path("alice", mid): msg}, parent=base, message=trailers("send", "bob")
+        a,
+        {kinds.message_path("alice", mid, fmt=FORMAT): msg},
+        parent=base,
+        message=trailers("send", "bob"),
     )
     r = run(a, "validate", "--range", f"{base}..{forged}")
     assert r.code == 5 and "has left" in r.err, r.err

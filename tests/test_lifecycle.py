@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 from reliability import commit_files, tip
 from test_integrate import hook_input, installed, integrate, run_hook
 
@@ -89,12 +89,12 @@ def test_the_verifier_refuses_an_early_or_overreaching_reclaim(two: Path, world:
     git(a, "fetch", "-q", "origin")
     now = tip(world.remote)
     assert now is not None
-    s1 = git(a, "show", f"{now}:coordination/sessions/s1.yaml")
+    s1 = git(a, "show", f"{now}:{at('coordination/sessions/s1.yaml')}")
     when = "2026-12-01T00:00:00Z"
     gone = f"{s1}left_at: '{when}'\nreclaimed_by: s2\n"
     early = commit_files(
         a,
-        {"coordination/sessions/s1.yaml": gone.encode()},
+        {at("coordination/sessions/s1.yaml"): gone.encode()},
         parent=now,
         message="reclaim\n\nGitcoord-Op: reclaim\nGitcoord-Session: s2\n",
     )

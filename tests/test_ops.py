@@ -13,13 +13,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitcoord import clock
 from gitcoord.domain import kinds, names
 from gitcoord.domain.change import Change
-from gitcoord.domain.models import Claim, Config, Session
+from gitcoord.domain.models import FORMAT, Claim, Config, Session
 from gitcoord.domain.state import DirSource, Problem, State, load_state
 from gitcoord.domain.validate import check_state
 from gitcoord.errors import (
@@ -148,7 +149,7 @@ def test_register_new_session_document_subject_and_trailers() -> None:
     assert isinstance(doc, Session)
     assert (doc.id, doc.number, doc.role, doc.goal) == ("alice", 1, "Research", "25/day")
     assert doc.registered_at == doc.updated_at == T0
-    assert list(change.writes) == ["coordination/sessions/alice.yaml"]
+    assert list(change.writes) == [at("coordination/sessions/alice.yaml")]
     assert change.op == "register"
     assert change.subject == "register alice as #1"
     assert change.session == "alice"
@@ -172,7 +173,7 @@ def test_register_taken_number_is_a_conflict_with_free_numbers() -> None:
     assert err.details["free_numbers"] == [2, 4]
     assert err.details["holder"] == "carol"
     assert err.details["number"] == 3
-    assert err.details["path"] == "coordination/sessions/carol.yaml"
+    assert err.details["path"] == at("coordination/sessions/carol.yaml")
     assert "carol" in err.message and "2, 4" in err.message
 
 
@@ -311,7 +312,7 @@ def test_new_claim_generation_one_default_lease() -> None:
     change = claims.claim(state, T0, session="alice", type_="task", name="i-match", note="working")
     doc = only_doc(change)
     assert isinstance(doc, Claim)
-    assert list(change.writes) == ["coordination/claims/task/i-match.yaml"]
+    assert list(change.writes) == [at("coordination/claims/task/i-match.yaml")]
     assert (doc.holder, doc.generation, doc.note) == ("alice", 1, "working")
     assert doc.acquired_at == T0
     assert doc.expires_at == T0 + timedelta(hours=1.5)
@@ -349,7 +350,7 @@ def test_claim_held_by_another_is_a_conflict_naming_holder() -> None:
     assert err.details["generation"] == 1
     assert err.details["expires_at"] == "2025-03-01T12:10:00Z"
     assert err.details["takeover_after"] == "2025-03-01T12:11:00Z"
-    assert err.details["path"] == "coordination/claims/task/i-match.yaml"
+    assert err.details["path"] == at("coordination/claims/task/i-match.yaml")
     assert "alice" in err.message and "7m" in err.message
 
 
@@ -482,7 +483,7 @@ def test_claims_on_different_resources_are_independent() -> None:
 def test_claim_with_glob_name_is_one_file_under_its_type() -> None:
     change = claims.claim(two_sessions(), T0, session="alice", type_="path", name="src/api/**")
     (path,) = change.writes
-    assert path == "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
+    assert path == at("coordination/claims/path/src%2Fapi%2F%2A%2A.yaml")
     assert change.resource == "path/src/api/**"
 
 
@@ -584,8 +585,8 @@ def test_release_own_claim_leaves_a_tombstone() -> None:
     doc = claim_of(after)
     assert doc.released_at == later
     assert (doc.holder, doc.generation, doc.note) == ("alice", 1, "n")
-    assert list(change.writes) == ["coordination/claims/task/i-match.yaml"]
-    assert change.writes["coordination/claims/task/i-match.yaml"] is not None
+    assert list(change.writes) == [at("coordination/claims/task/i-match.yaml")]
+    assert change.writes[at("coordination/claims/task/i-match.yaml")] is not None
 
 
 def test_release_twice_is_a_noop() -> None:
@@ -680,14 +681,14 @@ def test_check_state_clean() -> None:
 def test_check_state_duplicate_numbers() -> None:
     state = make_state(session("alice", 2), session("bob", 2), session("carol", 1))
     problems = check_state(state)
-    assert rules(problems) == {("coordination/sessions/bob.yaml", "unique-number")}
+    assert rules(problems) == {(at("coordination/sessions/bob.yaml"), "unique-number")}
     assert "alice" in problems[0].message
 
 
 def test_check_state_number_out_of_range() -> None:
     state = make_state(session("alice", 1), session("bob", 5), slots=4)
     problems = check_state(state)
-    assert rules(problems) == {("coordination/sessions/bob.yaml", "number-range")}
+    assert rules(problems) == {(at("coordination/sessions/bob.yaml"), "number-range")}
     assert "1..4" in problems[0].message
 
 
@@ -701,7 +702,7 @@ def test_check_state_unregistered_holder() -> None:
         expires_at=T0 + timedelta(hours=1),
     )
     problems = check_state(make_state(session("alice", 1), claims=(ghost,)))
-    assert rules(problems) == {("coordination/claims/task/x.yaml", "holder-registered")}
+    assert rules(problems) == {(at("coordination/claims/task/x.yaml"), "holder-registered")}
     assert "ghost" in problems[0].message
 
 
@@ -728,9 +729,9 @@ def test_check_state_time_order() -> None:
     )
     problems = check_state(make_state(bad_session, claims=(backwards, released_early)))
     assert rules(problems) == {
-        ("coordination/sessions/alice.yaml", "time-order"),
-        ("coordination/claims/task/a.yaml", "time-order"),
-        ("coordination/claims/task/b.yaml", "time-order"),
+        (at("coordination/sessions/alice.yaml"), "time-order"),
+        (at("coordination/claims/task/a.yaml"), "time-order"),
+        (at("coordination/claims/task/b.yaml"), "time-order"),
     }
 
 
@@ -748,8 +749,8 @@ def test_check_state_keeps_load_problems() -> None:
 def test_register_refuses_to_plan_onto_invalid_numbers_is_caught_by_validator() -> None:
     # A state the ops would never produce, but a hand edit could: the validator sees it.
     state = make_state(session("alice", 1))
-    dup = state.apply({kinds.session_path("bob"): session("bob", 1)})
-    assert ("coordination/sessions/bob.yaml", "unique-number") in rules(check_state(dup))
+    dup = state.apply({kinds.session_path("bob", fmt=FORMAT): session("bob", 1)})
+    assert (at("coordination/sessions/bob.yaml"), "unique-number") in rules(check_state(dup))
 
 
 # --- load_state over a directory (no git) -----------------------------------------
@@ -763,7 +764,7 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-GOOD_CONFIG = "format: 1\nslots: 4\ncreated_at: '2025-03-01T12:00:00Z'\n"
+GOOD_CONFIG = f"format: {FORMAT}\nslots: 4\ncreated_at: '2025-03-01T12:00:00Z'\n"
 GOOD_SESSION = (
     "id: alice\nnumber: 1\nrole: r\ngoal: g\n"
     "registered_at: '2025-03-01T12:00:00Z'\nupdated_at: '2025-03-01T12:00:00Z'\n"
@@ -775,7 +776,7 @@ def test_load_state_from_directory_reads_files(tmp_path: Path) -> None:
         tmp_path,
         {
             "coordination/config.yaml": GOOD_CONFIG,
-            "coordination/sessions/alice.yaml": GOOD_SESSION,
+            at("coordination/sessions/alice.yaml"): GOOD_SESSION,
         },
     )
     state = load_state(DirSource(str(tmp_path)))
@@ -794,20 +795,20 @@ def test_load_state_without_coordination_folder_is_uninitialised(tmp_path: Path)
     ("files", "expected"),
     [
         (
-            {"coordination/sessions/alice.yaml": "id: [unclosed\n"},
-            ("coordination/sessions/alice.yaml", "yaml"),
+            {at("coordination/sessions/alice.yaml"): "id: [unclosed\n"},
+            (at("coordination/sessions/alice.yaml"), "yaml"),
         ),
         (
-            {"coordination/sessions/alice.yaml": "- a list\n"},
-            ("coordination/sessions/alice.yaml", "schema"),
+            {at("coordination/sessions/alice.yaml"): "- a list\n"},
+            (at("coordination/sessions/alice.yaml"), "schema"),
         ),
         (
-            {"coordination/sessions/alice.yaml": GOOD_SESSION + "colour: blue\n"},
-            ("coordination/sessions/alice.yaml", "schema"),
+            {at("coordination/sessions/alice.yaml"): GOOD_SESSION + "colour: blue\n"},
+            (at("coordination/sessions/alice.yaml"), "schema"),
         ),
         (
-            {"coordination/sessions/bob.yaml": GOOD_SESSION},
-            ("coordination/sessions/bob.yaml", "path"),
+            {at("coordination/sessions/bob.yaml"): GOOD_SESSION},
+            (at("coordination/sessions/bob.yaml"), "path"),
         ),
         (
             {"coordination/sessions/notes.txt": "hi\n"},
@@ -815,8 +816,8 @@ def test_load_state_without_coordination_folder_is_uninitialised(tmp_path: Path)
         ),
         ({"coordination/extra.yaml": "a: 1\n"}, ("coordination/extra.yaml", "layout")),
         (
-            {"coordination/claims/loose.yaml": "a: 1\n"},
-            ("coordination/claims/loose.yaml", "layout"),
+            {at("coordination/claims/loose.yaml"): "a: 1\n"},
+            (at("coordination/claims/loose.yaml"), "layout"),
         ),
     ],
 )
@@ -829,7 +830,7 @@ def test_load_state_reports_each_bad_file(
 
 
 def test_load_state_reports_missing_config(tmp_path: Path) -> None:
-    write_tree(tmp_path, {"coordination/sessions/alice.yaml": GOOD_SESSION})
+    write_tree(tmp_path, {at("coordination/sessions/alice.yaml"): GOOD_SESSION})
     assert ("coordination/config.yaml", "layout") in rules(
         check_state(load_state(DirSource(str(tmp_path))))
     )
@@ -844,15 +845,15 @@ def test_load_state_claim_in_wrong_file(tmp_path: Path) -> None:
         tmp_path,
         {
             "coordination/config.yaml": GOOD_CONFIG,
-            "coordination/sessions/alice.yaml": GOOD_SESSION,
-            "coordination/claims/task/other.yaml": claim_yaml,
-            "coordination/claims/service/i-match.yaml": claim_yaml,
+            at("coordination/sessions/alice.yaml"): GOOD_SESSION,
+            at("coordination/claims/task/other.yaml"): claim_yaml,
+            at("coordination/claims/service/i-match.yaml"): claim_yaml,
         },
     )
     state = load_state(DirSource(str(tmp_path)))
     assert rules(check_state(state)) == {
-        ("coordination/claims/task/other.yaml", "path"),
-        ("coordination/claims/service/i-match.yaml", "path"),
+        (at("coordination/claims/task/other.yaml"), "path"),
+        (at("coordination/claims/service/i-match.yaml"), "path"),
     }
     assert state.claims == {}
 
@@ -891,7 +892,7 @@ BAD_IDS = [
 @pytest.mark.parametrize("value", GOOD_IDS)
 def test_good_session_ids(value: str) -> None:
     assert names.check_session_id(value) == value
-    assert kinds.session_path(value) == f"coordination/sessions/{value}.yaml"
+    assert kinds.session_path(value, fmt=FORMAT) == at(f"coordination/sessions/{value}.yaml")
 
 
 @pytest.mark.parametrize("value", BAD_IDS)
@@ -1017,10 +1018,11 @@ def test_long_names_are_shortened_in_messages() -> None:
 
 
 def _assert_contained(type_: str, name: str) -> str:
-    path = kinds.claim_path(type_, name)
+    path = kinds.claim_path(type_, name, fmt=FORMAT)
     prefix = f"coordination/claims/{type_}/"
     assert path.startswith(prefix)
-    stem = path[len(prefix) :]
+    shard, _, stem = path[len(prefix) :].partition("/")  # one of 256 folders (format 4)
+    assert len(shard) == 2 and all(c in "0123456789abcdef" for c in shard), shard
     assert stem.endswith(".yaml")
     stem = stem[: -len(".yaml")]
     assert "/" not in stem and "\\" not in stem
@@ -1039,14 +1041,18 @@ def test_claim_path_stays_under_its_type(value: str) -> None:
 
 def test_claim_path_is_injective_for_lookalikes() -> None:
     lookalikes = ["a/b", "a%2Fb", "a%252Fb", "a_b", "a:b", "x..", "x%2E%2E", "x%2e%2e"]
-    paths = [kinds.claim_path("task", n) for n in lookalikes if names.name_problem(n) is None]
+    paths = [
+        kinds.claim_path("task", n, fmt=FORMAT) for n in lookalikes if names.name_problem(n) is None
+    ]
     assert len(paths) == len(set(paths))
 
 
 def test_claim_path_examples() -> None:
-    assert kinds.claim_path("task", "i-match") == "coordination/claims/task/i-match.yaml"
-    assert (
-        kinds.claim_path("path", "src/api/**") == "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
+    assert kinds.claim_path("task", "i-match", fmt=FORMAT) == at(
+        "coordination/claims/task/i-match.yaml"
+    )
+    assert kinds.claim_path("path", "src/api/**", fmt=FORMAT) == at(
+        "coordination/claims/path/src%2Fapi%2F%2A%2A.yaml"
     )
     assert names.resource_key("path", "src/api/**") == "path/src/api/**"
 
@@ -1089,8 +1095,8 @@ def test_accepted_session_ids_are_plain_file_names(value: str) -> None:
         names.check_session_id(value)
     except UsageError:
         return
-    path = kinds.session_path(value)
-    assert path == f"coordination/sessions/{value}.yaml"
+    path = kinds.session_path(value, fmt=FORMAT)
+    assert path == at(f"coordination/sessions/{value}.yaml")
     assert "/" not in value and not value.startswith(("-", "."))
     assert posixpath.normpath(path) == path
 

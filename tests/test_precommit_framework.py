@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, World, git, run
+from conftest import REPO_ROOT, World, at, git, run
 
 VERSIONS = {"3.0.4": "pre-commit==3.0.4", "4.x": "pre-commit>=4,<5"}
 CLAIM = "src/api/**"
@@ -252,22 +252,27 @@ def test_validate_judges_the_index_not_the_working_tree(
     head = git(c, "rev-parse", "HEAD")
     sessions = c / "coordination" / "sessions"
 
+    def own(sid: str) -> Path:  # a session's file in the clone's work tree (sharded folders)
+        path = c / at(f"coordination/sessions/{sid}.yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     # an untracked broken file is not part of the commit: a valid staged change passes
     (sessions / "junk.yaml").write_text("{{{ not yaml\n")
-    text = (sessions / "s1.yaml").read_text()
+    text = own("s1").read_text()
     s9 = text.replace("id: s1", "id: s9").replace("number: 1", "number: 2")
-    (sessions / "s9.yaml").write_text(s9)
-    git(c, "add", "coordination/sessions/s9.yaml")
+    own("s9").write_text(s9)
+    git(c, "add", at("coordination/sessions/s9.yaml"))
     p = sh(c, "commit", "-q", "-m", "register s9 by hand", session="s9", fw=framework)
     assert p.returncode == 0, p.stdout + p.stderr
     assert git(c, "rev-parse", "HEAD") != head
     head = git(c, "rev-parse", "HEAD")
 
     # an invalid staged state is refused, whatever the working tree says
-    (sessions / "s8.yaml").write_text(s9.replace("id: s9", "id: s8"))
-    git(c, "add", "coordination/sessions/s8.yaml")
+    own("s8").write_text(s9.replace("id: s9", "id: s8"))
+    git(c, "add", at("coordination/sessions/s8.yaml"))
     s8 = s9.replace("id: s9", "id: s8")
-    (sessions / "s8.yaml").write_text(s8.replace("number: 2", "number: 3"))
+    own("s8").write_text(s8.replace("number: 2", "number: 3"))
     p = sh(c, "commit", "-q", "-m", "register s8 by hand", session="s8", fw=framework)
     assert p.returncode != 0, p.stdout + p.stderr
     out = p.stdout + p.stderr

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 from pydantic import BaseModel, ValidationError
 from reliability import REF, commit_files, hand_push, show, tip
 
@@ -24,6 +24,7 @@ from gitcoord import clock
 from gitcoord.domain import kinds, yamlio
 from gitcoord.domain.models import (
     DEPENDS_MAX,
+    FORMAT,
     Claim,
     Config,
     Message,
@@ -125,7 +126,7 @@ def test_the_writer_never_emits_an_anchor() -> None:
 
 def test_an_alias_bomb_is_refused_by_the_hook_and_set_aside_by_doctor(world: World) -> None:
     a = founded(world)
-    path = "coordination/tasks/t1.yaml"
+    path = at("coordination/tasks/t1.yaml")
     hand_push(a, {path: BOMB})  # before the hook: doctor must cope
     quarantined_by_doctor(a, path)
     git(a, "fetch", "-q", "origin")
@@ -204,7 +205,9 @@ def test_a_claimed_glob_compiles_and_a_claimed_range_is_in_order() -> None:
     ok = {c.key: c for c in (_claim("path", "src/api/**"), _claim("batch", "prospects:1-25"))}
     assert rules_of(_state(claims=ok)) == set()
     bad = {c.key: c for c in (_claim("path", "0/[z-a]"), _claim("batch", "prospects:25-1"))}
-    leaf = {c.key: kinds.claim_path(c.type, c.name).rsplit("/", 1)[-1] for c in bad.values()}
+    leaf = {
+        c.key: kinds.claim_path(c.type, c.name, fmt=FORMAT).rsplit("/", 1)[-1] for c in bad.values()
+    }
     assert rules_of(_state(claims=bad)) == {(name, "claim-name") for name in leaf.values()}
 
 
@@ -228,10 +231,14 @@ def test_crafted_references_and_globs_are_refused_by_validate_and_the_hook(world
         reply_to=clock.message_id(now - timedelta(days=3), "ffffff"),
     )
     attempts = [
-        ({kinds.claim_path("path", glob.name): yamlio.dump(glob)}, "claim", "[claim-name]"),
-        ({kinds.task_path("t1"): yamlio.dump(dangling)}, "task-add", "[depends-on]"),
-        ({kinds.task_path("t1"): yamlio.dump(lost)}, "task-add", "[milestone]"),
-        ({kinds.message_path("b", mid): yamlio.dump(reply)}, "send", "[reply-to]"),
+        (
+            {kinds.claim_path("path", glob.name, fmt=FORMAT): yamlio.dump(glob)},
+            "claim",
+            "[claim-name]",
+        ),
+        ({kinds.task_path("t1", fmt=FORMAT): yamlio.dump(dangling)}, "task-add", "[depends-on]"),
+        ({kinds.task_path("t1", fmt=FORMAT): yamlio.dump(lost)}, "task-add", "[milestone]"),
+        ({kinds.message_path("b", mid, fmt=FORMAT): yamlio.dump(reply)}, "send", "[reply-to]"),
     ]
     for i, (changes, op, needle) in enumerate(attempts):
         base, bad = crafted(a, changes, op=op)
@@ -263,7 +270,7 @@ def test_readers_survive_a_dangling_dependency_then_doctor_sets_it_aside(world: 
     assert run(a, "task", "add", "honest", session="a").code == 0
     now = clock.now()
     dangling = _task("t2", "t7").model_copy(update={"created_at": now})
-    path = kinds.task_path("t2")
+    path = kinds.task_path("t2", fmt=FORMAT)
     hand_push(a, {path: yamlio.dump(dangling)})  # before any hook: readers must cope
     r = run(a, "task", "list")
     assert r.code == 0 and "t2" in r.out, (r.code, r.err)
@@ -275,4 +282,4 @@ def test_readers_survive_a_dangling_dependency_then_doctor_sets_it_aside(world: 
     assert r.code == 0, r.err
     assert run(a, "status").code == 0
     quarantined_by_doctor(a, path)
-    assert show(world.remote, REF, kinds.task_path("t1"))  # the honest task stays
+    assert show(world.remote, REF, kinds.task_path("t1", fmt=FORMAT))  # the honest task stays

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run
+from conftest import World, at, git, run
 from reliability import REF, show
 
 HUMAN = "test@example.com"  # the fixtures' git identity: the approver
@@ -165,7 +165,7 @@ def test_a_waiting_claim_lapses_and_a_late_grant_says_so(
     assert r.code == 4 and "no longer means anything" in r.err and "lapsed" in r.err, r.err
     taken = ok(a, "claim", "deploy", "prod", session="s3")
     assert taken["claim"]["holder"] == "s3"
-    assert b"lease_seconds" in show(world.remote, REF, "coordination/claims/deploy/prod.yaml")
+    assert b"lease_seconds" in show(world.remote, REF, at("coordination/claims/deploy/prod.yaml"))
 
 
 def test_a_rejection_frees_the_waiting_claim(team: Path) -> None:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import at, git
 from reliability import REF, commit_files
 
 pytestmark = pytest.mark.skipif(
@@ -190,7 +190,7 @@ def _show(m: Machine, rev: str, path: str) -> bytes:
 
 def _release_alices_claim(m: Machine, parent: str) -> dict[str, bytes | None]:
     """The bytes of alice's claim file, released: what a forger writes."""
-    path = "coordination/claims/task/t1.yaml"
+    path = at("coordination/claims/task/t1.yaml")
     text = _show(m, parent, path).decode()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {path: (text + f"released_at: '{when}'\n").encode()}
@@ -308,7 +308,7 @@ def test_a_session_cannot_approve(hooked: Signed, how: str) -> None:
         assert "not signed by an approver" in proc.stderr or "approver" in proc.stderr
         return
     parent = _fetch_tip(w.a)
-    path = f"coordination/approvals/{aid}.yaml"
+    path = at(f"coordination/approvals/{aid}.yaml")
     text = _show(w.a, parent, path).decode().replace("status: pending", "status: approved")
     text += f"approved_by: {BOSS}\napproved_at: '2026-12-01T00:00:00Z'\n"
     key = None if how == "unsigned" else w.a.machine_key
@@ -512,10 +512,10 @@ def test_signed_attacks_are_refused_by_every_client(hookless: Signed) -> None:
     b.ok("status")  # bob has verified `good`
     key = a.machine_key
     msg = "x\n\nGitcoord-Op: heartbeat\nGitcoord-Session: alice\n"
-    hb = "coordination/heartbeats/alice.yaml"
-    claim_path = "coordination/claims/task/t1.yaml"
+    hb = at("coordination/heartbeats/alice.yaml")
+    claim_path = at("coordination/claims/task/t1.yaml")
     claim = _show(a, good, claim_path).decode()
-    bob_claim = "coordination/claims/task/t2.yaml"
+    bob_claim = at("coordination/claims/task/t2.yaml")
     first = a.git("rev-list", "--max-parents=0", good)
     attacks: dict[str, tuple[str, str]] = {}
 

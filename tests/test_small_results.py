@@ -28,7 +28,7 @@ from conftest import World, git, run
 from reliability import commit_files, show, tip
 
 from gitcoord.domain import kinds, yamlio
-from gitcoord.domain.models import Milestone
+from gitcoord.domain.models import FORMAT, Milestone
 
 HUMAN = "test@example.com"  # the fixtures' git identity
 
@@ -230,7 +230,7 @@ def test_the_hook_refuses_a_session_ticking_a_human_step(world: World) -> None:
     git(a, "fetch", "-q", "origin")
     now = tip(world.remote)
     assert now is not None
-    path = kinds.milestone_path("activation")
+    path = kinds.milestone_path("activation", fmt=FORMAT)
     m = Milestone.model_validate(yamlio.load(show(a, now, path)))
     at = datetime.now(timezone.utc).replace(microsecond=0)
 

@@ -42,6 +42,7 @@ from reliability import (
 )
 
 from gitcoord.domain import kinds
+from gitcoord.domain.models import FORMAT
 
 SECONDS = env_int("GITCOORD_SOAK_SECONDS", 30)
 CLONES = 4
@@ -145,7 +146,7 @@ def soak(world: World) -> None:
         assert h.get("Gitcoord-Session") == session, (session, verb, h)
         if verb == "send":
             m = doc["message"]
-            assert kinds.message_path(m["to"], m["id"]) in files, m  # type: ignore[index]
+            assert kinds.message_path(m["to"], m["id"], fmt=FORMAT) in files, m  # type: ignore[index]
         if verb in ("claim", "renew", "release"):
             c = doc["claim"]
             assert h.get("Gitcoord-Resource") == c["resource"], (h, c)  # type: ignore[index]

@@ -58,7 +58,9 @@ def test_status_and_inbox_show_other_sessions_words_inert(world: World) -> None:
 def test_the_state_page_escapes_markdown_and_html(world: World) -> None:
     a = world.clone("a")
     assert run(a, "init").code == 0
-    role = "lead <img src=x onerror=alert(1)> [docs](https://evil.example) ![p](https://t.example/x)"
+    role = (
+        "lead <img src=x onerror=alert(1)> [docs](https://evil.example) ![p](https://t.example/x)"
+    )
     assert run(a, "register", "--role", role, "--goal", "**bold** `code`", session="m").code == 0
     page = json.loads(run(a, "state", "--json").out)["markdown"]
     assert "<img" not in page and "&lt;img" in page

@@ -39,7 +39,7 @@ def carrying(
                 doc = None
             last = state.heartbeats.get(doc.session) if doc else None
             if doc is not None and (last is None or last.at < doc.at):
-                change.writes[kinds.heartbeat_path(doc.session)] = doc
+                change.writes[kinds.heartbeat_path(doc.session, fmt=state.format)] = doc
                 change.trailers["Gitcoord-Heartbeat"] = clock.iso(doc.at)
             carried["heartbeat"] = beat
         if owed.get("collisions"):

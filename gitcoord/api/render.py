@@ -20,8 +20,6 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-
-
 def fit(rows: list[list[str]], headers: list[str], flexible: dict[int, int], width: int) -> None:
     """Cut the `flexible` columns of `rows` (index -> its least width) in place so that
     `table(rows, headers)` fits in `width` characters: the others keep their words, and
@@ -181,8 +179,6 @@ def _doing(s: dict[str, Any]) -> str:
     return f"{hb['action']} {hb['target']} ({hb['phase']}) {hb['progress']}%"
 
 
-
-
 def message(m: dict[str, Any]) -> str:
     head = f"[{m['id']}] {m['sender']} -> {m['to']}: {m['subject']}"
     if not m.get("read", False):
@@ -237,8 +233,7 @@ def notice(n: dict[str, Any]) -> str:
         tail = f"  yours until {n['expires_at']} (generation {n['generation']})"
     else:
         head = (
-            f"[takeover] {cell(n['by'])} took over {cell(n['resource'])} after your lease "
-            "expired"
+            f"[takeover] {cell(n['by'])} took over {cell(n['resource'])} after your lease expired"
         )
         tail = f"  its holder since {n['at']} (generation {n['generation']}): stop work on it"
     lines = [head, tail]
@@ -336,8 +331,16 @@ def metrics(m: dict[str, Any]) -> str:
             ]
             for d in days
         ]
-        headers = ["DAY", "CLAIMS", "COLLISIONS", "DIRECT", "IN TIME", "UNANSWERED", "REPLY",
-                   "UPTIME"]
+        headers = [
+            "DAY",
+            "CLAIMS",
+            "COLLISIONS",
+            "DIRECT",
+            "IN TIME",
+            "UNANSWERED",
+            "REPLY",
+            "UPTIME",
+        ]
         lines += ["", "DAYS", table(rows, headers)]
     up = m["heartbeat_uptime"]["sessions"]
     if up:

@@ -57,7 +57,7 @@ def claim_versions(store: Store, tip: str, path: str) -> list[Claim]:
             continue
         got = store.reader.read(new_oid)
         doc = parse_doc(path, got[2]) if got is not None and got[1] == "blob" else None
-        if isinstance(doc, Claim) and kinds.claim_path(doc.type, doc.name) == path:
+        if isinstance(doc, Claim) and path in kinds.claim_paths(doc.type, doc.name):
             found.append(doc)
             settled = not current
         current = False

@@ -177,8 +177,7 @@ def _state_page(data: bytes, state: State, view: Any, meta: CommitMeta) -> list[
             Problem(
                 path,
                 "state-page",
-                f"it says it was generated at {at:%Y-%m-%dT%H:%M:%SZ}, not at its commit's "
-                "time",
+                f"it says it was generated at {at:%Y-%m-%dT%H:%M:%SZ}, not at its commit's time",
             )
         ]
     if statepage.render(state, view, at) != data:

@@ -264,7 +264,9 @@ class Store:
         signer, required = signer_of(change, state)
         if required and change.session:
             self._own_key(change.session, state, signer, required)
-        if repair:
+        if repair or any(doc is None for doc in change.writes.values()):
+            # A change that deletes (doctor --fix, upgrade's moves) is judged by the tree
+            # it writes: `State.apply` cannot delete.
             files, message = _files(change), commit_message(change)
             commit = self.trees.write_commit(tip, files, message, when, signer, required)
             after = self.load(commit)

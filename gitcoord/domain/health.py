@@ -293,9 +293,7 @@ def details(doc: dict[str, Any]) -> list[str]:
         out.append(f"blocked P0: {t['id']} waits for {', '.join(t['waiting_for'])}")
     for a in doc["approvals_pending"]:
         age = human_delta(timedelta(seconds=a["age_seconds"]))
-        out.append(
-            f"approval pending for {age}: {a['id']} ({a['kind']}, by {a['requested_by']})"
-        )
+        out.append(f"approval pending for {age}: {a['id']} ({a['kind']}, by {a['requested_by']})")
     return out
 
 

@@ -1,11 +1,12 @@
 """Reading messages without reading every message ever sent.
 
-Messages live at `coordination/messages/<to>/<YYYY-MM-DD>/<id>.yaml`, `<to>` being
-a session id or `broadcast`. A session's inbox is two folders: its own and
-`broadcast`. "Unread" is everything added after the commit recorded in the
-session's read mark: day folders whose tree id is unchanged since that commit
-are skipped without being opened, so an inbox read costs work proportional to
-what is new, not to the history.
+Messages live at `coordination/messages/<to>/<YYYY-MM>/<DD>/<HH>/<id>.yaml` (from
+format 4; `<to>/<YYYY-MM-DD>/<id>.yaml` before it), `<to>` being a session id,
+`broadcast` or `human`. A session's inbox is two folders: its own and `broadcast`.
+"Unread" is everything added after the commit recorded in the session's read mark:
+folders whose tree id is unchanged since that commit are skipped without being
+opened, so an inbox read costs work proportional to what is new, not to the
+history. The readers walk folders to any depth, so both layouts read alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from ..gitio import TreeEntry
 from . import names, yamlio
-from .kinds import MESSAGES
+from .kinds import MESSAGES, SHARDED
 from .models import Message
 
 
@@ -35,13 +36,36 @@ class Item:
     read: bool
 
 
-def _day_dirs(view: TreeView, recipient: str) -> dict[str, TreeEntry]:
-    return {e.name: e for e in view.entries(MESSAGES.inbox(recipient)) or [] if e.is_tree}
+def _walk(
+    view: TreeView, path: str, old: TreeView | None, include_read: bool, read: bool = False
+) -> Iterator[tuple[str, TreeEntry, bool]]:
+    """(path, entry, read) of every file below `path`, in name order (oldest first, as
+    the folders and ids are by time). `old`: the tree at the read mark. A folder whose
+    tree id is the one it had there holds nothing new: it is skipped without being
+    opened, unless `include_read` asks for what was read too."""
+    before = {e.name: e for e in old.entries(path) or []} if old is not None and not read else {}
+    for entry in sorted(view.entries(path) or [], key=lambda e: e.name):
+        sub = f"{path}/{entry.name}"
+        was = before.get(entry.name)
+        same = read or (was is not None and was.oid == entry.oid)
+        if entry.is_tree:
+            if same and not include_read:
+                continue
+            deeper = old if was is not None and was.is_tree else None
+            yield from _walk(view, sub, deeper, include_read, same)
+        else:
+            yield sub, entry, same or was is not None  # a message never changes once sent
 
 
-def _files(view: TreeView, recipient: str, day: str) -> dict[str, TreeEntry]:
-    path = f"{MESSAGES.inbox(recipient)}/{day}"
-    return {e.name: e for e in view.entries(path) or [] if not e.is_tree}
+def _flat(view: TreeView, folder: str) -> bool:
+    """Whether a mailbox is in the flat layout of format 3 and before (a folder per day,
+    "2026-12-01") rather than the sharded one (a folder per month, "2026-12")."""
+    return any(len(e.name) == len("YYYY-MM-DD") for e in view.entries(folder) or [])
+
+
+def _files(view: TreeView, folder: str) -> Iterator[tuple[str, TreeEntry]]:
+    for path, entry, _ in _walk(view, folder, None, True):
+        yield path, entry
 
 
 def _load(view: TreeView, entry: TreeEntry) -> Message | None:
@@ -52,6 +76,10 @@ def _load(view: TreeView, entry: TreeEntry) -> Message | None:
         return None
 
 
+def _id(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
 def inbox(view: TreeView, old: TreeView | None, me: str, *, include_read: bool) -> list[Item]:
     """Messages to `me` and broadcasts (not its own), oldest first.
 
@@ -60,89 +88,105 @@ def inbox(view: TreeView, old: TreeView | None, me: str, *, include_read: bool) 
     """
     items: list[Item] = []
     for recipient in (me, names.BROADCAST):
-        old_days = _day_dirs(old, recipient) if old is not None else {}
-        for day, entry in sorted(_day_dirs(view, recipient).items()):
-            unchanged = old_days.get(day) is not None and old_days[day].oid == entry.oid
-            if unchanged and not include_read:
+        folder = MESSAGES.folder(recipient)
+        found: Iterator[tuple[str, TreeEntry, bool]]
+        if old is not None and _flat(old, folder) and not _flat(view, folder):
+            # The mark predates the branch's upgrade to the sharded layout: the same
+            # messages at other paths. Read is then by id (once: the next mark is newer).
+            seen = {_id(path) for path, _ in _files(old, folder)}
+            found = ((p, e, _id(p) in seen) for p, e in _files(view, folder))
+        else:
+            found = _walk(view, folder, old, include_read)
+        for path, entry, read in found:
+            if read and not include_read:
                 continue
-            seen = (
-                set(_files(old, recipient, day)) if old is not None and day in old_days else set()
-            )
-            for name, f in sorted(_files(view, recipient, day).items()):
-                read = unchanged or name in seen
-                if read and not include_read:
-                    continue
-                msg = _load(view, f)
-                if msg is None or msg.sender == me:
-                    continue
-                items.append(Item(msg, f"{MESSAGES.inbox(recipient)}/{day}/{name}", read))
+            msg = _load(view, entry)
+            if msg is None or msg.sender == me:
+                continue
+            items.append(Item(msg, path, read))
     items.sort(key=lambda i: i.message.id)
     return items
 
 
+def _at(view: TreeView, recipient: str, message_id: str) -> TreeEntry | None:
+    """The file of a message to `recipient`, in either layout (a reply may name a
+    message sent before the branch was sharded)."""
+    for fmt in (SHARDED, 1):
+        folder, _, leaf = MESSAGES.file(recipient, message_id, fmt).rpartition("/")
+        entry = next((e for e in view.entries(folder) or [] if e.name == leaf), None)
+        if entry is not None and not entry.is_tree:
+            return entry
+    return None
+
+
+def _recipients(view: TreeView) -> list[str]:
+    return [e.name for e in view.entries(MESSAGES.root) or [] if e.is_tree]
+
+
 def find(view: TreeView, message_id: str) -> Message | None:
-    """The message with this id, wherever it was sent (one day folder per recipient)."""
-    day = names.message_day(message_id)
-    for recipient in view.entries(MESSAGES.root) or []:
-        if not recipient.is_tree:
-            continue
-        entry = _files(view, recipient.name, day).get(f"{message_id}.yaml")
+    """The message with this id, wherever it was sent (one folder per recipient)."""
+    for recipient in _recipients(view):
+        entry = _at(view, recipient, message_id)
         if entry is not None:
             return _load(view, entry)
     return None
 
 
+def _newest(view: TreeView, path: str) -> Iterator[TreeEntry]:
+    """The files below `path`, newest first, opening folders only as far as needed."""
+    for entry in sorted(view.entries(path) or [], key=lambda e: e.name, reverse=True):
+        if entry.is_tree:
+            yield from _newest(view, f"{path}/{entry.name}")
+        else:
+            yield entry
+
+
 def recent(view: TreeView, limit: int) -> list[Message]:
-    """The newest `limit` messages on the branch (for the state page): last days only."""
+    """The newest `limit` messages on the branch (for the state page): last folders only."""
     found: list[Message] = []
-    for recipient in view.entries(MESSAGES.root) or []:
-        if not recipient.is_tree:
-            continue
-        days = sorted(_day_dirs(view, recipient.name).items(), reverse=True)
+    for recipient in _recipients(view):
         taken = 0
-        for day, _ in days:
-            files = sorted(_files(view, recipient.name, day).items(), reverse=True)
-            for _, f in files[: limit - taken]:
-                msg = _load(view, f)
-                if msg is not None:
-                    found.append(msg)
-                    taken += 1
+        for entry in _newest(view, MESSAGES.folder(recipient)):
             if taken >= limit:
                 break
+            msg = _load(view, entry)
+            if msg is not None:
+                found.append(msg)
+                taken += 1
     found.sort(key=lambda m: m.id, reverse=True)
     return found[:limit]
 
 
+def _from(view: TreeView, path: str, first: str, prefix: str) -> Iterator[TreeEntry]:
+    """The files below `path` sent on or after the day `first` ("2026-12-01"): a folder
+    is opened only when the time its names spell so far ("2026-11", "2026-12-01")
+    may reach it."""
+    for entry in sorted(view.entries(path) or [], key=lambda e: e.name):
+        if not entry.is_tree:
+            yield entry
+            continue
+        when = f"{prefix}-{entry.name}" if prefix else entry.name
+        if when < first[: len(when)]:
+            continue
+        yield from _from(view, f"{path}/{entry.name}", first, when)
+
+
 def since(view: TreeView, first_day: str) -> list[Message]:
-    """Every message in a day folder from `first_day` (YYYY-MM-DD) on, in every mailbox:
+    """Every message sent from the day `first_day` (YYYY-MM-DD) on, in every mailbox:
     the cost of those days' messages, not of the history."""
     found = []
-    for recipient in view.entries(MESSAGES.root) or []:
-        if not recipient.is_tree:
-            continue
-        for day, _ in sorted(_day_dirs(view, recipient.name).items()):
-            if day < first_day:
-                continue
-            for _, f in sorted(_files(view, recipient.name, day).items()):
-                msg = _load(view, f)
-                if msg is not None:
-                    found.append(msg)
+    for recipient in _recipients(view):
+        for entry in _from(view, MESSAGES.folder(recipient), first_day, ""):
+            msg = _load(view, entry)
+            if msg is not None and names.message_day(msg.id) >= first_day:
+                found.append(msg)
     return found
 
 
-def all_files(view: TreeView) -> Iterator[tuple[str, TreeEntry | None]]:
-    """Every entry under messages/ (for deep validation); None marks a misplaced entry."""
-    root = MESSAGES.root
-    for recipient in view.entries(root) or []:
-        if not recipient.is_tree:
-            yield f"{root}/{recipient.name}", None
-            continue
-        for day in view.entries(f"{root}/{recipient.name}") or []:
-            if not day.is_tree:
-                yield f"{root}/{recipient.name}/{day.name}", None
-                continue
-            for f in view.entries(f"{root}/{recipient.name}/{day.name}") or []:
-                yield f"{root}/{recipient.name}/{day.name}/{f.name}", (None if f.is_tree else f)
+def all_files(view: TreeView) -> Iterator[tuple[str, TreeEntry]]:
+    """Every file under messages/, in every mailbox (for the review of all the talk)."""
+    for recipient in _recipients(view):
+        yield from _files(view, MESSAGES.folder(recipient))
 
 
 def answered_by(view: TreeView, senders: set[str]) -> dict[str, str]:
@@ -150,8 +194,6 @@ def answered_by(view: TreeView, senders: set[str]) -> dict[str, str]:
     mailbox: whether an escalation to the humans was handled."""
     found: dict[str, tuple[str, str]] = {}  # answered id -> (reply id, sender)
     for _, entry in all_files(view):
-        if entry is None:
-            continue
         msg = _load(view, entry)
         if msg is None or msg.reply_to is None or msg.sender not in senders:
             continue
@@ -162,5 +204,4 @@ def answered_by(view: TreeView, senders: set[str]) -> dict[str, str]:
 
 def holds(view: TreeView, message: Message) -> bool:
     """Whether `view` (a tree, e.g. at a session's read mark) has `message` in it."""
-    day = names.message_day(message.id)
-    return f"{message.id}.yaml" in _files(view, message.to, day)
+    return _at(view, message.to, message.id) is not None

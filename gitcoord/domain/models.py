@@ -38,9 +38,13 @@ from .names import (
 #      changed hands without a release names where it came from (Claim.handed_by,
 #      Claim.taken_from); a milestone step may name who ticks it (Step.by), and a
 #      person (an approver's e-mail) may tick it (Step.done_by)
+#   4: sharded folders, so that no folder of the branch grows past 3,000 entries
+#      (kinds.SHARDED): claims/<type>/<xx>/, messages/<to>/<YYYY-MM>/<DD>/<HH>/,
+#      tasks/<thousand>/, approvals/<YYYY-MM>/<DD>/, and sessions/, heartbeats/,
+#      reads/, milestones/ by <xx>, the first byte of the key's SHA-256
 # A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
 # a branch at that format, so every client the branch's format admits can read it.
-FORMAT = 3
+FORMAT = 4
 
 
 def _single_line(value: str) -> str:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import names
-from .kinds import CLAIM, CONFIG, SESSION, kind_at
+from .kinds import CLAIM, SESSION, claim_paths, config_path, kind_at
 from .models import Claim
 from .state import Problem, Source, State, load_state
 
@@ -135,7 +135,7 @@ def _is_hidden(path: str, hidden: set[str]) -> bool:
 def _targets(src: Source, state: State, problem: Problem) -> list[str]:
     """The files (or folders) that setting aside removes `problem`."""
     path = problem.path
-    if path == CONFIG.path() or not path.startswith(names.ROOT + "/"):
+    if path == config_path() or not path.startswith(names.ROOT + "/"):
         return []  # the branch cannot do without its config: restore it by hand
     if problem.rule == "unique-number":
         sid = path.rsplit("/", 1)[-1].removesuffix(".yaml")
@@ -145,7 +145,9 @@ def _targets(src: Source, state: State, problem: Problem) -> list[str]:
                 (s for s in state.present.values() if s.number == mine.number),
                 key=lambda s: (s.registered_at, s.id),
             )
-            return [SESSION.path(s.id) for s in same[1:]]  # keep the first registered
+            return [
+                SESSION.path(s.id, fmt=state.format) for s in same[1:]
+            ]  # keep the first registered
     if _exists(src, path):
         return [path]
     return []
@@ -206,7 +208,8 @@ def is_claim_file(path: str) -> bool:
     """Whether `path` is where a claim lives (`claims/<type>/<name>.yaml`, a canonical name)."""
     if kind_at(path) is not CLAIM or not path.endswith(".yaml"):
         return False
-    return path.isascii() and CLAIM.path(CLAIM.key_at(path)) == path
+    type_, _, name = CLAIM.key_at(path).partition("/")
+    return path.isascii() and path in claim_paths(type_, name)
 
 
 def is_file(src: Source, path: str) -> bool:

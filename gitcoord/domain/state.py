@@ -99,6 +99,12 @@ class State:
         return self.config is not None
 
     @property
+    def format(self) -> int:
+        """The branch's format, which says where its files live (`kinds.SHARDED`): this
+        gitcoord's own for a branch not yet initialised, which `init` creates at it."""
+        return self.config.format if self.config is not None else FORMAT
+
+    @property
     def present(self) -> dict[str, Session]:
         """The registered sessions that have not left (`sessions` also holds those that
         did, whose files stay for the history: their claims, messages and heartbeats)."""
@@ -204,21 +210,24 @@ def load_state(src: Source) -> State:
         problems.append(Problem(path, rule, message))
 
     held: dict[str, Any] = {}  # State field -> a document or a mapping key -> document
+    fmt = FORMAT  # until config.yaml, the first kind, says which layout the branch has
     for kind in KINDS:
         if kind.held is None:
             continue  # messages: read on demand (mailbox), never all at once
         docs: dict[str, BaseModel] = {}
-        for path in kind.where.files(src, report):
+        for path in kind.where.files(src, report, fmt):
             doc = parse(src, path, kind.model, problems, cached=True)
             if doc is None:
                 continue
             key = kind.key_of(doc)
-            wrong = kind.where.misplaced(path, key, kind.key)
+            wrong = kind.where.misplaced(path, key, kind.key, fmt)
             if wrong is not None:
                 problems.append(Problem(path, "path", wrong))
                 continue
             docs[key] = doc
         held[kind.held] = docs.get("") if kind.single else docs
+        if isinstance(held.get("config"), Config):
+            fmt = held["config"].format
     return State(**held, problems=tuple(problems), source=src)
 
 

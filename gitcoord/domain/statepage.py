@@ -130,9 +130,7 @@ def render(state: State, view: mailbox.TreeView, at: datetime) -> bytes:
     recent = mailbox.recent(view, RECENT)
     if recent:
         for m in recent:
-            lines.append(
-                f"- {_iso(m.sent_at)} **{md(m.sender)}** → {md(m.to)}: {md(m.subject)}"
-            )
+            lines.append(f"- {_iso(m.sent_at)} **{md(m.sender)}** → {md(m.to)}: {md(m.subject)}")
     else:
         lines.append("None.")
     return _cut("\n".join(lines) + "\n")

@@ -46,7 +46,17 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import names, overlap, yamlio
-from .kinds import CLAIMS, SESSION, kind_at, kind_of
+from .kinds import (
+    CLAIMS,
+    SESSION,
+    SHARD_LIMIT,
+    SHARDED,
+    config_path,
+    folder_sizes,
+    kind_at,
+    kind_of,
+    relayout,
+)
 from .models import (
     Activation,
     Approval,
@@ -134,6 +144,17 @@ def _problems(
         where = f"commit {meta.commit[:10]}: " if meta.commit else ""
         return Problem(path, rule, where + message)
 
+    written = new.source if new.source is not old.source else None  # None: State.apply's
+    for folder, total in folder_sizes(
+        old.source, written, [c.path for c in changes if c.new is not None]
+    ):
+        hint = (
+            "`gitcoord upgrade` moves the branch to format 4, whose folders are sharded"
+            if old.format < SHARDED
+            else "GitHub's guidance for one folder"
+        )
+        yield no(folder, "folder-size", f"would hold {total} entries, past {SHARD_LIMIT}: {hint}")
+
     if meta.op == QUARANTINE_OP and not creating:
         # `doctor --fix`: entitled by what it moves, not by who runs it (see below).
         yield from _check_quarantine(old, changes, meta, no)
@@ -150,10 +171,16 @@ def _problems(
             )
         return
 
+    if old.config is not None and new.config is not None and old.format < SHARDED <= new.format:
+        # `gitcoord upgrade` to the sharded layout: entitled to move every file, and to
+        # nothing else (see below).
+        yield from _check_relayout(old, new, changes, admin or not approvers, no)
+        return
+
     speaker = old.sessions.get(who) if who is not None else None
     if speaker is not None and speaker.left_at is not None and not admin:
         # A session that left speaks again only by registering anew (`gitcoord leave`).
-        own = SESSION.path(speaker.id)
+        own = SESSION.path(speaker.id, fmt=old.format)
         for ch in changes:
             if ch.path != own or not isinstance(ch.new, Session) or ch.new.left_at is not None:
                 yield no(
@@ -224,7 +251,7 @@ def _reclaims(
         if not reclaimable(old, sid, meta.time):
             problems.append(
                 no(
-                    SESSION.path(sid),
+                    SESSION.path(sid, fmt=old.format),
                     "reclaim",
                     f"session {sid} was seen within reclaim_after_hours (plus the grace): "
                     "only its own commits change it",
@@ -379,13 +406,52 @@ def _check_quarantine(
         if not any(path == c or path.startswith(c + "/") for c in condemned):
             yield no(path, "quarantine", "only files that break the rules may be quarantined")
     for path, tomb in sorted(tombs.items()):
-        if tomb.released_at is None or CLAIMS.file(tomb.type, tomb.name) != path:
+        if tomb.released_at is None or CLAIMS.file(tomb.type, tomb.name, old.format) != path:
             yield no(path, "quarantine", "a tombstone is a released claim of the file moved")
     for original, copy in quarantine.quarantine_paths(src, moved).items():
         if added.pop(copy, None) != quarantine.raw(src, original):
             yield no(copy, "quarantine", f"must hold the unchanged bytes of {original}")
     for path in sorted(added):
         yield no(path, "quarantine", "a quarantine commit only moves bad files aside")
+
+
+def _check_relayout(
+    old: State, new: State, changes: list[Changed], entitled: bool, no: Any
+) -> Iterator[Problem]:
+    """The commit that takes a branch to the sharded layout (`gitcoord upgrade`) changes
+    config.yaml's `format` and nothing else of it, and moves each document from its flat
+    path to its sharded one, unchanged — exactly the moves `kinds.relayout` plans on the
+    parent tree, so no file is lost, added or edited on the way. Only whoever may change
+    config.yaml may do it."""
+    assert old.config is not None and new.config is not None
+    by_path = {c.path: c for c in changes}
+    cfg = by_path.pop(config_path(), None)
+    if not entitled:
+        yield no(config_path(), "config", "only approvers may change config.yaml (upgrade)")
+    if cfg is None or old.config.model_copy(update={"format": new.format}) != new.config:
+        yield no(config_path(), "upgrade", "an upgrade changes config.yaml's format alone")
+    if old.source is None or new.source is None:
+        yield no(config_path(), "upgrade", "an upgrade is judged on the trees it moves between")
+        return
+    for source, target in sorted(relayout(old.source, old.format, new.format).items()):
+        gone, came = by_path.pop(source, None), by_path.pop(target, None)
+        if gone is None or gone.new is not None:
+            yield no(source, "upgrade", f"an upgrade moves this file to {target}")
+        elif (
+            came is None
+            or _bytes(old, target) is not None
+            or _bytes(new, target) != _bytes(old, source)
+        ):
+            yield no(target, "upgrade", f"must hold the unchanged bytes of {source}")
+    for path in sorted(by_path):
+        yield no(path, "upgrade", "an upgrade only moves files into their sharded folders")
+
+
+def _bytes(state: State, path: str) -> bytes | None:
+    try:
+        return state.source.read(path) if state.source is not None else None
+    except OSError:
+        return None
 
 
 def _check_doc(

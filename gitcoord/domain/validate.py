@@ -13,17 +13,18 @@ from datetime import datetime
 from . import names, overlap
 from .graph import cycles
 from .kinds import (
-    ACTIVATION,
     APPROVAL,
     CLAIMS,
-    CONFIG,
     HEARTBEAT,
     MESSAGE,
     MESSAGES,
     MILESTONE,
     READ,
     SESSION,
+    SHARDED,
     TASK,
+    activation_path,
+    config_path,
 )
 from .rules import overlapping
 from .state import Problem, Source, State, parse
@@ -40,19 +41,25 @@ def _signature_fields(state: State) -> list[Problem]:
         if config.approver_keys or config.require_signatures:
             found.append(
                 Problem(
-                    CONFIG.path(),
+                    config_path(),
                     "format",
                     "approver_keys and require_signatures need format 3 (`gitcoord upgrade`)",
                 )
             )
         for sid, session in sorted(state.sessions.items()):
             if session.key is not None:
-                found.append(Problem(SESSION.path(sid), "format", "a session's key needs format 3"))
+                found.append(
+                    Problem(
+                        SESSION.path(sid, fmt=state.format),
+                        "format",
+                        "a session's key needs format 3",
+                    )
+                )
         for _, claim in sorted(state.claims.items()):
             if claim.handed_by is not None or claim.taken_from is not None:
                 found.append(
                     Problem(
-                        CLAIMS.file(claim.type, claim.name),
+                        CLAIMS.file(claim.type, claim.name, state.format),
                         "format",
                         "handed_by and taken_from need format 3 (`gitcoord upgrade`)",
                     )
@@ -61,7 +68,7 @@ def _signature_fields(state: State) -> list[Problem]:
             if any(s.by is not None or "@" in (s.done_by or "") for s in milestone.steps):
                 found.append(
                     Problem(
-                        MILESTONE.path(name),
+                        MILESTONE.path(name, fmt=state.format),
                         "format",
                         "a step's `by`, and a step ticked by a person, need format 3",
                     )
@@ -69,7 +76,7 @@ def _signature_fields(state: State) -> list[Problem]:
     for email in sorted(set(config.approver_keys) - set(config.approvers)):
         found.append(
             Problem(
-                CONFIG.path(),
+                config_path(),
                 "approver",
                 f"approver_keys names {email}, who is not in approvers",
             )
@@ -77,7 +84,7 @@ def _signature_fields(state: State) -> list[Problem]:
     if config.require_signatures and not config.approver_keys:
         found.append(
             Problem(
-                CONFIG.path(),
+                config_path(),
                 "approver",
                 "require_signatures needs at least one approver key (approver_keys): "
                 "otherwise nobody could approve or change config.yaml",
@@ -91,8 +98,8 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     different holders overlap at that time (time-dependent, so optional)."""
     problems = list(state.problems)
     if state.config is None:
-        if (state.sessions or state.claims) and not any(p.path == CONFIG.path() for p in problems):
-            problems.append(Problem(CONFIG.path(), "layout", "missing or unreadable config"))
+        if (state.sessions or state.claims) and not any(p.path == config_path() for p in problems):
+            problems.append(Problem(config_path(), "layout", "missing or unreadable config"))
         return problems
     slots = state.config.slots
     problems += _signature_fields(state)
@@ -103,34 +110,42 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
             if state.config.format < 2:
                 problems.append(
                     Problem(
-                        SESSION.path(sid),
+                        SESSION.path(sid, fmt=state.format),
                         "format",
                         "a session leaves only on a branch at format 2 (`gitcoord upgrade`)",
                     )
                 )
             if session.left_at < session.registered_at:
                 problems.append(
-                    Problem(SESSION.path(sid), "time-order", "left_at is before registered_at")
+                    Problem(
+                        SESSION.path(sid, fmt=state.format),
+                        "time-order",
+                        "left_at is before registered_at",
+                    )
                 )
             continue  # its number is free again: another session may hold it now
         by_number[session.number].append(sid)
         if session.number > slots:
             problems.append(
                 Problem(
-                    SESSION.path(sid),
+                    SESSION.path(sid, fmt=state.format),
                     "number-range",
                     f"number {session.number} is outside 1..{slots}",
                 )
             )
         if session.updated_at < session.registered_at:
             problems.append(
-                Problem(SESSION.path(sid), "time-order", "updated_at is before registered_at")
+                Problem(
+                    SESSION.path(sid, fmt=state.format),
+                    "time-order",
+                    "updated_at is before registered_at",
+                )
             )
     for number, ids in sorted(by_number.items()):
         for sid in ids[1:]:
             problems.append(
                 Problem(
-                    SESSION.path(sid),
+                    SESSION.path(sid, fmt=state.format),
                     "unique-number",
                     f"number {number} is also held by session {ids[0]!r}",
                 )
@@ -139,18 +154,30 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     for sid in sorted(state.heartbeats):
         if sid not in state.sessions:
             problems.append(
-                Problem(HEARTBEAT.path(sid), "session-registered", f"{sid!r} not registered")
+                Problem(
+                    HEARTBEAT.path(sid, fmt=state.format),
+                    "session-registered",
+                    f"{sid!r} not registered",
+                )
             )
     for sid in sorted(state.reads):
         if sid not in state.sessions:
             problems.append(
-                Problem(READ.path(sid), "session-registered", f"{sid!r} not registered")
+                Problem(
+                    READ.path(sid, fmt=state.format),
+                    "session-registered",
+                    f"{sid!r} not registered",
+                )
             )
     required = set(state.config.require_approval)
     for aid, request in sorted(state.approvals.items()):
         if request.requested_by not in state.sessions:
             problems.append(
-                Problem(APPROVAL.path(aid), "session-registered", "requester not registered")
+                Problem(
+                    APPROVAL.path(aid, fmt=state.format),
+                    "session-registered",
+                    "requester not registered",
+                )
             )
         if (
             request.status == "approved"
@@ -159,7 +186,7 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
         ):
             problems.append(
                 Problem(
-                    APPROVAL.path(aid),
+                    APPROVAL.path(aid, fmt=state.format),
                     "approver",
                     f"approved_by {request.approved_by} is not a listed approver",
                 )
@@ -169,13 +196,13 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
         if granted is None or granted.kind != "registry" or granted.status != "approved":
             problems.append(
                 Problem(
-                    ACTIVATION.path(),
+                    activation_path(),
                     "activation",
                     "activation needs an approved registry request",
                 )
             )
     for _, claim in sorted(state.claims.items()):
-        path = CLAIMS.file(claim.type, claim.name)
+        path = CLAIMS.file(claim.type, claim.name, state.format)
         holder = state.sessions.get(claim.holder)
         if holder is None:
             problems.append(
@@ -236,7 +263,7 @@ def overlap_problems(state: State, now: datetime, keys: set[str] | None = None) 
         claim, other = state.claims[last], state.claims[first]
         problems.append(
             Problem(
-                CLAIMS.file(claim.type, claim.name),
+                CLAIMS.file(claim.type, claim.name, state.format),
                 "overlap",
                 f"overlaps {other.key} held by {other.holder} at the same time",
             )
@@ -255,7 +282,7 @@ def notes(state: State) -> list[Problem]:
         if why is not None:
             found.append(
                 Problem(
-                    CLAIMS.file(claim.type, claim.name),
+                    CLAIMS.file(claim.type, claim.name, state.format),
                     "claim-name",
                     f"{why} (this claim was made before that rule: it still loads, renews "
                     "and releases, and overlaps only what has its name or its whole set)",
@@ -277,16 +304,26 @@ def _check_board(state: State) -> list[Problem]:
         if missing:
             problems.append(
                 Problem(
-                    TASK.path(tid), "depends-on", f"depends on unknown task(s) {', '.join(missing)}"
+                    TASK.path(tid, fmt=state.format),
+                    "depends-on",
+                    f"depends on unknown task(s) {', '.join(missing)}",
                 )
             )
         if task.milestone is not None and task.milestone not in state.milestones:
             problems.append(
-                Problem(TASK.path(tid), "milestone", f"no milestone {task.milestone!r}")
+                Problem(
+                    TASK.path(tid, fmt=state.format),
+                    "milestone",
+                    f"no milestone {task.milestone!r}",
+                )
             )
     for tid in sorted(_on_cycles(state)):
         problems.append(
-            Problem(TASK.path(tid), "depends-on", "depends on itself (a cycle of dependencies)")
+            Problem(
+                TASK.path(tid, fmt=state.format),
+                "depends-on",
+                "depends on itself (a cycle of dependencies)",
+            )
         )
     return problems
 
@@ -308,21 +345,25 @@ def check_messages(src: Source, state: State) -> list[Problem]:
     def report(path: str, rule: str, message: str) -> None:
         problems.append(Problem(path, rule, message))
 
-    paths = list(MESSAGES.files(src, report))
+    paths = list(MESSAGES.files(src, report, state.format))
     # Every message is read here anyway: which ids exist is a set, not a lookup each.
     ids = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in paths}
     return problems + check_messages_at(src, state, paths, ids.__contains__)
 
 
 def message_exists(src: Source, message_id: str) -> bool:
-    """Whether a message with this id is on the branch, sent to anyone: one day folder
-    per recipient folder is listed (as `mailbox.find` does), never the whole history."""
-    day = names.message_day(message_id)
+    """Whether a message with this id is on the branch, sent to anyone: one folder per
+    recipient is listed (as `mailbox.find` does), never the whole history. Either
+    layout: a reply may name a message sent before the branch was sharded."""
     leaf = (f"{message_id}.yaml", False)
-    return any(
-        is_dir and leaf in (src.listdir(f"{MESSAGES.root}/{recipient}/{day}") or [])
-        for recipient, is_dir in src.listdir(MESSAGES.root) or []
-    )
+    for recipient, is_dir in src.listdir(MESSAGES.root) or []:
+        if not is_dir:
+            continue
+        for fmt in (SHARDED, 1):
+            folder = MESSAGES.file(recipient, message_id, fmt).rsplit("/", 1)[0]
+            if leaf in (src.listdir(folder) or []):
+                return True
+    return False
 
 
 def check_messages_at(
@@ -334,17 +375,19 @@ def check_messages_at(
 
     exists = known or (lambda mid: message_exists(src, mid))
     problems: list[Problem] = []
+    depth = MESSAGES.depth(state.format) + 1  # coordination/ and the parts below it
     for path in paths:
         parts = path.split("/")
-        if len(parts) != 5 or not path.endswith(".yaml"):
+        if len(parts) != depth or not path.endswith(".yaml"):
+            where = "<YYYY-MM>/<DD>/<HH>" if state.format >= SHARDED else "<YYYY-MM-DD>"
             problems.append(
-                Problem(path, "layout", "messages live at messages/<to>/<day>/<id>.yaml")
+                Problem(path, "layout", f"messages live at messages/<to>/{where}/<id>.yaml")
             )
             continue
         msg = parse(src, path, Message, problems)
         if msg is None:
             continue
-        wrong = MESSAGES.misplaced(path, MESSAGE.key_of(msg), MESSAGE.key)
+        wrong = MESSAGES.misplaced(path, MESSAGE.key_of(msg), MESSAGE.key, state.format)
         if wrong is not None:
             problems.append(Problem(path, "path", wrong))
         person = "@" in msg.sender  # an approver's e-mail: a person, not a session

@@ -45,7 +45,7 @@ def request_approval(
         f"request approval {approval_id} by {me.id}: {subject[:60]}",
         session=me.id,
         resource=f"approval/{approval_id}",
-        writes={kinds.approval_path(approval_id): doc},
+        writes={kinds.approval_path(approval_id, fmt=state.format): doc},
         trailers={"Gitcoord-Approval": approval_id},
         result={"approval": doc.model_dump(mode="json")},
     )
@@ -81,7 +81,7 @@ def grant_approval(
         )
     _require_meaning(state, request, now)
     doc = approved(request, now, approver)
-    writes: dict[str, Doc] = {kinds.approval_path(approval_id): doc}
+    writes: dict[str, Doc] = {kinds.approval_path(approval_id, fmt=state.format): doc}
     claim = gated_claim(state, request)
     if claim is not None and claim.lease_seconds is not None:
         # its lease starts now: it did not run while the request waited
@@ -92,7 +92,7 @@ def grant_approval(
                 "lease_seconds": None,
             }
         )
-        writes[kinds.claim_path(claim.type, claim.name)] = started
+        writes[kinds.claim_path(claim.type, claim.name, fmt=state.format)] = started
     return Change(
         "approval-grant",
         f"approve {approval_id} ({request.subject[:50]}) by {approver}",
@@ -131,13 +131,13 @@ def reject_approval(
     doc = request.model_copy(
         update={"status": "rejected", "rejected_by": approver, "rejected_at": now, "reason": reason}
     )
-    writes: dict[str, Doc] = {kinds.approval_path(approval_id): doc}
+    writes: dict[str, Doc] = {kinds.approval_path(approval_id, fmt=state.format): doc}
     claim = gated_claim(state, request)
     if claim is not None and claim.released_at is None:
         released = claim.model_copy(
             update={"released_at": max(now, claim.acquired_at), "lease_seconds": None}
         )
-        writes[kinds.claim_path(claim.type, claim.name)] = released
+        writes[kinds.claim_path(claim.type, claim.name, fmt=state.format)] = released
     return Change(
         "approval-reject",
         f"reject {approval_id} ({request.subject[:50]}) by {approver}",

@@ -89,9 +89,13 @@ def add(
         f"add task {task_id} [{priority}] by {author}: {title[:60]}",
         session=None if person is not None and session is None else author,
         resource=f"task/{task_id}",
-        writes={kinds.task_path(task_id): task},
+        writes={kinds.task_path(task_id, fmt=state.format): task},
         trailers={"Gitcoord-Priority": priority},
-        result={"task": task_json(state.apply({kinds.task_path(task_id): task}), task, now)},
+        result={
+            "task": task_json(
+                state.apply({kinds.task_path(task_id, fmt=state.format): task}), task, now
+            )
+        },
     )
 
 
@@ -130,9 +134,13 @@ def prioritise(
         f"re-prioritise {task_id} {task.priority} -> {priority} by {author}",
         session=None if as_person else author,
         resource=f"task/{task_id}",
-        writes={kinds.task_path(task_id): new},
+        writes={kinds.task_path(task_id, fmt=state.format): new},
         trailers={"Gitcoord-Priority": priority},
-        result={"task": task_json(state.apply({kinds.task_path(task_id): new}), new, now)},
+        result={
+            "task": task_json(
+                state.apply({kinds.task_path(task_id, fmt=state.format): new}), new, now
+            )
+        },
     )
 
 
@@ -158,8 +166,8 @@ def done(state: State, now: datetime, *, session: str | None, task_id: str) -> C
     finished = task.model_copy(update={"done_by": me.id, "done_at": now})
     released = held.model_copy(update={"released_at": max(now, held.acquired_at)})
     writes: dict[str, Doc] = {
-        kinds.task_path(task_id): finished,
-        kinds.claim_path("task", task_id): released,
+        kinds.task_path(task_id, fmt=state.format): finished,
+        kinds.claim_path("task", task_id, fmt=state.format): released,
     }
     after = state.apply(writes)
     result: dict[str, Any] = {"task": task_json(after, finished, now)}

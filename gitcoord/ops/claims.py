@@ -87,7 +87,7 @@ def claim(
     if not new_type:
         check_new_type(state, type_, name)
     key = names.resource_key(type_, name)
-    path = kinds.claim_path(type_, name)
+    path = kinds.claim_path(type_, name, fmt=state.format)
     if ttl is not None and ttl > config.max_lease:
         # The verifier refuses a longer lease anyway (transition: "lease"); saying so here
         # is a clear usage error before anything is written.
@@ -116,13 +116,13 @@ def claim(
             subject = f"take over {key} from {current.holder} by {me.id}"
             trailers["Gitcoord-Takeover-From"] = current.holder
     else:
-        raise _held(current, now, config.skew)
+        raise _held(current, now, config.skew, config.format)
     if op != "renew" and type_ == "task" and name in state.tasks:
         rules.check_claimable(state, name, now)
     if op != "renew":
         for other in rules.overlapping(state, type_, name, now):
             if other.holder != me.id:
-                raise _held(other, now, config.skew, overlap_with=key)
+                raise _held(other, now, config.skew, config.format, overlap_with=key)
 
     writes: dict[str, Doc] = {}
     gate = current.approval if (current and op == "renew") else None
@@ -189,7 +189,7 @@ def claim(
 
 
 def _held(
-    current: Claim, now: datetime, skew: timedelta, overlap_with: str | None = None
+    current: Claim, now: datetime, skew: timedelta, fmt: int, overlap_with: str | None = None
 ) -> ConflictError:
     if current.expires_at > now:
         why = f"until {iso(current.expires_at)} (in {human_delta(current.expires_at - now)})"
@@ -206,7 +206,7 @@ def _held(
         expires_at=iso(current.expires_at),
         takeover_after=iso(current.expires_at + skew),
         generation=current.generation,
-        path=kinds.claim_path(current.type, current.name),
+        path=kinds.claim_path(current.type, current.name, fmt=fmt),
     )
 
 
@@ -258,7 +258,7 @@ def release(state: State, now: datetime, *, session: str | None, type_: str, nam
         f"release {current.key} by {me.id}",
         session=me.id,
         resource=current.key,
-        writes={kinds.claim_path(current.type, current.name): doc},
+        writes={kinds.claim_path(current.type, current.name, fmt=state.format): doc},
         trailers={"Gitcoord-Generation": str(current.generation)},
         result={"claim": _claim_json(doc, now), "action": "released"},
     )
@@ -342,7 +342,7 @@ def handoff(
             "taken_from": None,
         },
     )
-    writes: dict[str, Doc] = {kinds.claim_path(current.type, current.name): doc}
+    writes: dict[str, Doc] = {kinds.claim_path(current.type, current.name, fmt=state.format): doc}
     return Change(
         HANDOFF_OP,
         f"hand off {key} from {me.id} to {receiver}",

@@ -30,7 +30,7 @@ def heartbeat(state: State, beat: Heartbeat, *, force: bool = False) -> Change:
         "heartbeat",
         f"heartbeat {me.id}: {beat.action} {beat.target} ({beat.phase}, {beat.progress}%)",
         session=me.id,
-        writes={kinds.heartbeat_path(me.id): beat},
+        writes={kinds.heartbeat_path(me.id, fmt=state.format): beat},
         trailers={"Gitcoord-Heartbeat": iso(beat.at)},
         result=result,
     )

@@ -53,8 +53,7 @@ def require_registered(state: State, session: str | None) -> Session:
             else f"left at {found.left_at:%Y-%m-%dT%H:%M:%SZ}"
         )
         raise RefusedError(
-            f"session {session!r} {how}: run `gitcoord --session {session} register` to "
-            "come back",
+            f"session {session!r} {how}: run `gitcoord --session {session} register` to come back",
             session=session,
             reclaimed_by=found.reclaimed_by,
         )

@@ -51,7 +51,7 @@ def rotate_session(state: State, now: datetime, *, session: str, old: str, new: 
         f"rotate {session}'s key to {fingerprint(new)}",
         session=session,
         resource=f"session/{session}",
-        writes={kinds.session_path(session): doc},
+        writes={kinds.session_path(session, fmt=state.format): doc},
         trailers={"Gitcoord-Key": fingerprint(new)},
         result=_rotated(session, new, True),
     )
@@ -83,7 +83,7 @@ def revoke(state: State, now: datetime, *, session: str, new: str | None) -> Cha
         "key-revoke",
         f"revoke {session}'s key and {what}",
         resource=f"session/{session}",
-        writes={kinds.session_path(session): doc},
+        writes={kinds.session_path(session, fmt=state.format): doc},
         trailers={"Gitcoord-Revoked": result["revoked"] or "none"},
         result={**result, "changed": True},
     )

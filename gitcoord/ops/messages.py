@@ -106,7 +106,7 @@ def send(
         f"send {msg.id} from {sender} to {recipient}: {subject[:60]}",
         session=None if person is not None else sender,
         resource=f"message/{msg.id}",
-        writes={kinds.message_path(recipient, msg.id): msg},
+        writes={kinds.message_path(recipient, msg.id, fmt=state.format): msg},
         trailers=trailers,
         result={"message": msg.model_dump(mode="json")},
     )
@@ -125,6 +125,6 @@ def mark_read(
         "read",
         f"read inbox of {me.id} through {through[:10]}",
         session=me.id,
-        writes={kinds.read_path(me.id): mark},
+        writes={kinds.read_path(me.id, fmt=state.format): mark},
         trailers={"Gitcoord-Read-Through": through},
     )

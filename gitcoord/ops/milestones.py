@@ -56,8 +56,7 @@ def milestone_add(
     owners = _owners(steps, by)
     if owners and require_initialised(state).format < 3:
         raise RefusedError(
-            "a step that names who ticks it (--by) needs a branch at format 3 "
-            "(`gitcoord upgrade`)",
+            "a step that names who ticks it (--by) needs a branch at format 3 (`gitcoord upgrade`)",
             format=require_initialised(state).format,
         )
     if name in state.milestones:
@@ -74,7 +73,7 @@ def milestone_add(
         f"add milestone {name} ({len(steps)} steps) by {me.id}",
         session=me.id,
         resource=f"milestone/{name}",
-        writes={kinds.milestone_path(name): doc},
+        writes={kinds.milestone_path(name, fmt=state.format): doc},
         result={"milestone": milestone_json(doc, state)},
     )
 
@@ -151,7 +150,7 @@ def milestone_done(
         f"milestone {name}: step {index + 1} done by {who} ({current.name[:50]})",
         session=author,
         resource=f"milestone/{name}",
-        writes={kinds.milestone_path(name): doc},
+        writes={kinds.milestone_path(name, fmt=state.format): doc},
         result={"milestone": milestone_json(doc, state)},
     )
 
@@ -196,7 +195,7 @@ def milestone_undo(
         f"milestone {name}: step {index + 1} undone by {who} ({current.name[:50]})",
         session=author,
         resource=f"milestone/{name}",
-        writes={kinds.milestone_path(name): doc},
+        writes={kinds.milestone_path(name, fmt=state.format): doc},
         result={"milestone": milestone_json(doc, state)},
     )
 

@@ -68,7 +68,7 @@ def init(
     writes: dict[str, Doc] = {kinds.config_path(): config}
     trailers = {"Gitcoord-Slots": str(slots)}
     if template is not None:
-        writes.update(_seed(template, now, session or "gitcoord"))
+        writes.update(_seed(template, now, session or "gitcoord", config.format))
         trailers["Gitcoord-Template"] = template.name
     return Change(
         "init",
@@ -84,7 +84,7 @@ def init(
     )
 
 
-def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
+def _seed(template: Any, now: datetime, creator: str, fmt: int) -> dict[str, Doc]:
     """The roster, milestones and tasks a template starts the branch with."""
     writes: dict[str, Doc] = {
         kinds.roster_path(): build(
@@ -92,7 +92,7 @@ def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
         )
     }
     for m in template.milestones:
-        writes[kinds.milestone_path(m.name)] = build(
+        writes[kinds.milestone_path(m.name, fmt=fmt)] = build(
             Milestone,
             name=m.name,
             steps=m.step_docs(),
@@ -101,7 +101,7 @@ def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
         )
     ids = {t.key: f"t{i + 1}" for i, t in enumerate(template.tasks)}
     for t in template.tasks:
-        writes[kinds.task_path(ids[t.key])] = build(
+        writes[kinds.task_path(ids[t.key], fmt=fmt)] = build(
             Task,
             id=ids[t.key],
             title=t.title,
@@ -148,14 +148,14 @@ def leave(state: State, now: datetime, *, session: str) -> Change:
     released = []
     for claim in sorted(state.claims.values(), key=lambda c: c.key):
         if claim.holder == me.id and claim.released_at is None:
-            writes[kinds.claim_path(claim.type, claim.name)] = claim.model_copy(
+            writes[kinds.claim_path(claim.type, claim.name, fmt=state.format)] = claim.model_copy(
                 update={"released_at": max(now, claim.acquired_at)}
             )
             released.append(claim.key)
     left = me.model_copy(
         update={"left_at": max(now, me.registered_at), "updated_at": max(now, me.updated_at)}
     )
-    writes[kinds.session_path(me.id)] = left
+    writes[kinds.session_path(me.id, fmt=state.format)] = left
     return Change(
         "leave",
         f"leave {me.id} (#{me.number})"
@@ -180,11 +180,11 @@ def reclaim_writes(
     released = []
     for claim in sorted(state.claims.values(), key=lambda c: c.key):
         if claim.holder == target and claim.released_at is None:
-            writes[kinds.claim_path(claim.type, claim.name)] = claim.model_copy(
+            writes[kinds.claim_path(claim.type, claim.name, fmt=state.format)] = claim.model_copy(
                 update={"released_at": max(now, claim.acquired_at), "lease_seconds": None}
             )
             released.append(claim.key)
-    writes[kinds.session_path(target)] = me.model_copy(
+    writes[kinds.session_path(target, fmt=state.format)] = me.model_copy(
         update={"left_at": max(now, me.registered_at), "reclaimed_by": by}
     )
     return writes, released
@@ -299,8 +299,7 @@ def register(
     holder = state.session_by_number(number)
     if holder is not None and holder.id != session:
         mine = (
-            f" (the template's slot for {session}: --number N with --role and --goal takes "
-            "another)"
+            f" (the template's slot for {session}: --number N with --role and --goal takes another)"
             if suggested == number
             else ""
         )
@@ -310,7 +309,7 @@ def register(
             number=number,
             holder=holder.id,
             free_numbers=free,
-            path=kinds.session_path(holder.id),
+            path=kinds.session_path(holder.id, fmt=state.format),
         )
     slot = roster.slot(number) if roster is not None else None
     prior = existing or state.sessions.get(session)  # one coming back keeps its role
@@ -378,7 +377,7 @@ def register(
         + (f", reclaiming it from {result.get('reclaimed')}" if reclaimed else ""),
         session=session,
         resource=f"session/{session}",
-        writes={**reclaimed, kinds.session_path(session): doc},
+        writes={**reclaimed, kinds.session_path(session, fmt=state.format): doc},
         trailers=trailers,
         result=result,
     )
@@ -417,7 +416,9 @@ def _bound_key(state: State, config: Config, session: str, key: str | None) -> s
 
 def upgrade(state: State, now: datetime, *, session: str | None) -> Change:
     """Move the branch to this gitcoord's format (`models.FORMAT`), in one commit that
-    changes only `format`; nothing to do when it is there already."""
+    changes `format` and, from a format before 4 (`kinds.SHARDED`), moves every document
+    from its flat folder to its sharded one, bytes unchanged (`kinds.relayout`); nothing
+    to do when it is there already."""
     config = require_initialised(state)
     if session is not None:
         require_registered(state, session)
@@ -425,11 +426,24 @@ def upgrade(state: State, now: datetime, *, session: str | None) -> Change:
         return Change(
             "upgrade", "upgrade", session=session, result={"format": config.format, "from": None}
         )
+    writes: dict[str, Doc] = {kinds.config_path(): config.model_copy(update={"format": FORMAT})}
+    moves: dict[str, str] = {}
+    if config.format < kinds.SHARDED <= FORMAT:
+        src = state.source
+        assert src is not None  # an initialised state was loaded from a tree
+        moves = kinds.relayout(src, config.format, FORMAT)
+        for old, new in moves.items():
+            writes[old] = None
+            writes[new] = src.read(old)
+    trailers = {"Gitcoord-Format": str(FORMAT)}
+    if moves:
+        trailers["Gitcoord-Moved"] = str(len(moves))
     return Change(
         "upgrade",
-        f"upgrade the branch from format {config.format} to {FORMAT}",
+        f"upgrade the branch from format {config.format} to {FORMAT}"
+        + (f", moving {len(moves)} file(s) into sharded folders" if moves else ""),
         session=session,
-        writes={kinds.config_path(): config.model_copy(update={"format": FORMAT})},
-        trailers={"Gitcoord-Format": str(FORMAT)},
-        result={"format": FORMAT, "from": config.format},
+        writes=writes,
+        trailers=trailers,
+        result={"format": FORMAT, "from": config.format, "moved": len(moves)},
     )

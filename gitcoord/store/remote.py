@@ -246,7 +246,6 @@ class RemoteBranch:
             why = status[1] if status else _first_error(err)
             raise RemoteError(f"cannot push {branch} to {self.remote}: {why}", remote=self.remote)
 
-
     def remove_branch(self, branch: str) -> bool:
         """Delete `refs/heads/<branch>` (on the remote when there is one); False when it
         was not there or could not be deleted (a cleanup: never an error)."""

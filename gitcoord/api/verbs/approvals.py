@@ -57,13 +57,18 @@ def _request(
         )
     )
     assert outcome.commit is not None
-    request = c.store.load(outcome.commit).approvals[aid]
+    proposed = c.store.load(outcome.commit)
+    request = proposed.approvals[aid]
     branch = names.APPROVAL_BRANCH_PREFIX + aid
     change = Change(
         "approval-grant",
         f"approve {aid}: {subject[:60]}",
         resource=f"approval/{aid}",
-        writes={kinds.approval_path(aid): approvals.approved(request, clock.now(), None)},
+        writes={
+            kinds.approval_path(aid, fmt=proposed.format): approvals.approved(
+                request, clock.now(), None
+            )
+        },
         trailers={"Gitcoord-Approval": aid},
     )
     proposal = c.store.write_commit(outcome.commit, change, clock.now())

@@ -274,6 +274,17 @@ INBOX = Verb(
 )
 
 
+def _read_either(old: Any, kind: Any, key: str) -> bytes:
+    """A document of the tree at a read mark, which may predate the branch's upgrade to
+    the sharded layout: where format 4 puts it, else where the flat layout did."""
+    from ...domain.kinds import SHARDED
+
+    try:
+        return bytes(old.read(kind.path(key, fmt=SHARDED)))
+    except OSError:
+        return bytes(old.read(kind.path(key, fmt=1)))
+
+
 def _decisions(
     c: Coordinator, state: Any, old: Any, seen_at: Any, session: str, include_read: bool
 ) -> list[dict[str, Any]]:
@@ -296,7 +307,7 @@ def _decisions(
         before = None
         if old is not None:
             try:
-                raw = old.read(kinds.approval_path(request.id))
+                raw = _read_either(old, kinds.APPROVAL, request.id)
                 before = Approval.model_validate(yamlio.load(raw))
             except Exception:  # not there yet at the mark, or unreadable: not seen
                 before = None
@@ -329,7 +340,7 @@ def claim_notices(state: Any, old: Any, session: str, include_read: bool) -> lis
         before = None
         if old is not None:
             try:
-                raw = old.read(kinds.claim_path(claim.type, claim.name))
+                raw = _read_either(old, kinds.CLAIM, claim.key)
                 before = Claim.model_validate(yamlio.load(raw))
             except Exception:  # not there yet at the mark, or unreadable: not seen
                 before = None

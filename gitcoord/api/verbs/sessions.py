@@ -289,13 +289,17 @@ UPGRADE = Verb(
     _upgrade,
     lambda doc: wrote(
         doc,
-        f"upgraded the branch from format {doc['from']} to {doc['format']}",
+        f"upgraded the branch from format {doc['from']} to {doc['format']}"
+        + (f", moving {doc['moved']} file(s) into sharded folders" if doc.get("moved") else ""),
         f"the branch is at format {doc['format']} already",
     ),
     details="A branch's format (config.yaml) says which gitcoord can read it: an older one "
     "refuses a newer format with a message naming it. What a format adds (format 2: `leave`, "
     "max_lease_hours) is written only once the branch is upgraded, so upgrade when every "
-    "session runs a gitcoord that reads the new format. Changing config.yaml takes an approver "
+    "session runs a gitcoord that reads the new format. Format 4 shards the folders that grow "
+    "(claims, messages, tasks, approvals, sessions) so that none passes 3,000 entries: the "
+    "upgrade to it moves every file, bytes unchanged, in the same one commit, and a folder "
+    "already past 3,000 takes no new file until then. Changing config.yaml takes an approver "
     "when the branch lists approvers (run it as one, by your git identity); otherwise any "
     "registered session may (--session).",
     idempotent=True,

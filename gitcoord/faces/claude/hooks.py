@@ -73,7 +73,7 @@ class HookInput:
         return (
             f"gitcoord: session `{self.session}` is also in use by another Claude Code "
             f"conversation (active {int(self.shared)} s ago): both act as one session and "
-            "would both \"hold\" its claims; give this one its own GITCOORD_SESSION."
+            'would both "hold" its claims; give this one its own GITCOORD_SESSION.'
         )
 
     @classmethod
