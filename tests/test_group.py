@@ -24,11 +24,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import Result, World, git, run, spawn
-from reliability import REF, trailers
+from conftest import Result, World, git, run, spawn, wait_all
+from reliability import REF, private_agent, trailers, warm_agent
 
 from gitcoord.store import group
-from gitcoord.store.turns import turn_file
+from gitcoord.store.turns import Pace, turn_file
 
 TIMEOUT = ("--timeout", "90")
 
@@ -64,17 +64,7 @@ def queued(clone: Path, expected: int) -> Iterator[None]:
 
 
 def finish(procs: Sequence[subprocess.Popen[str]]) -> list[Result]:
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=180)
-            results.append(Result(p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    return results
+    return wait_all(list(procs), 180)
 
 
 def describe(results: Sequence[Result], who: Sequence[str]) -> str:
@@ -135,7 +125,7 @@ def burst(clone: Path) -> list[tuple[str, tuple[str, ...]]]:
     subprocess.run(["which", "ssh-keygen"], capture_output=True).returncode != 0,
     reason="ssh-keygen (OpenSSH) is not installed",
 )
-@pytest.mark.parametrize("grouping", ["on", "off"])
+@pytest.mark.parametrize("grouping", ["on", "agent", "off"])
 def test_a_burst_of_one_clone_goes_in_few_pushes_each_session_its_own_outcome(
     world: World, grouping: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,10 +133,20 @@ def test_a_burst_of_one_clone_goes_in_few_pushes_each_session_its_own_outcome(
     hook and signatures required: each session gets exactly its own outcome (one of two
     claiming the same task wins, the other is exit 3 naming the winner), `git log` has
     one signed commit per operation, the hook let each in, the history replays valid —
-    and grouped, it took fewer pushes than operations (off: one push each)."""
+    and grouped, it took fewer pushes than operations (off: one push each). `agent`: the
+    commands are served by the warm agent's children."""
     if grouping == "off":
         monkeypatch.setenv("GITCOORD_GROUP", "0")
+    with contextlib.ExitStack() as stack:
+        if grouping == "agent":
+            stack.enter_context(private_agent(monkeypatch))
+        _burst_test(world, grouping)
+
+
+def _burst_test(world: World, grouping: str) -> None:
     clone = signed_world(world)
+    if grouping == "agent":
+        assert warm_agent(clone)
     for s in SESSIONS:
         assert run(clone, "register", "--role", "r", "--goal", "g", session=s).code == 0
     assert run(clone, "claim", "task", "pre", session="s12").code == 0
@@ -157,7 +157,7 @@ def test_a_burst_of_one_clone_goes_in_few_pushes_each_session_its_own_outcome(
     base = pushes(world.remote)
 
     ops = burst(clone)
-    with queued(clone, len(ops) if grouping == "on" else 0):
+    with queued(clone, len(ops) if grouping != "off" else 0):
         procs = [spawn(clone, *TIMEOUT, "--json", *args, session=s) for s, args in ops]
     results = finish(procs)
     who = [s for s, _ in ops]
@@ -198,7 +198,7 @@ def test_a_burst_of_one_clone_goes_in_few_pushes_each_session_its_own_outcome(
 
     landed = pushes(world.remote) - base
     print(f"\ngrouping {grouping}: {len(new)} operations in {landed} pushes")
-    if grouping == "on":
+    if grouping != "off":
         assert landed < len(new), (landed, len(new))
     else:
         assert landed == len(new), (landed, len(new))
@@ -322,3 +322,45 @@ def test_a_leader_killed_mid_push_loses_no_one_elses_operation(world: World, the
 
 def _tip(world: World) -> str:
     return git(world.remote, "rev-parse", REF).strip()
+
+
+def test_a_batch_refused_on_a_stale_tip_is_replanned_whole_on_the_new_one(
+    world: World,
+) -> None:
+    """Another clone writes while this clone's batch is decided on the tip it last knew:
+    the push is refused, and every member decides again on the new tip — the one
+    whose claim the other clone took now gets exit 3 naming that clone's session."""
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    who = SESSIONS[:4]
+    for s in who:
+        assert run(a, "register", "--role", "r", "--goal", "g", session=s).code == 0
+    assert run(b, "register", "--role", "r", "--goal", "g", session="bee").code == 0
+    assert run(a, "status").code == 0  # a knows the tip: it will decide on it unfetched
+    assert run(b, "claim", "task", "hot", session="bee").code == 0  # ...now stale
+    before = _tip(world)
+    git(world.remote, "config", "core.logAllRefUpdates", "always")
+    base = pushes(world.remote)
+
+    ops = [
+        ("s01", ("claim", "task", "hot")),
+        ("s02", ("claim", "task", "x")),
+        ("s03", ("send", "bee", "hi", "there")),
+        ("s04", ("heartbeat", "--force", "implementing", "x", "tests", "10")),
+    ]
+    with queued(a, len(ops)):
+        procs = [spawn(a, *TIMEOUT, "--json", *args, session=s) for s, args in ops]
+    results = finish(procs)
+    names = [s for s, _ in ops]
+    report = describe(results, names)
+    assert [r.code for r in results] == [3, 0, 0, 0], report
+    assert "bee" in results[0].out, results[0].out
+    new = [t for t in trailers(world.remote) if t["commit"] not in _upto(world.remote, before)]
+    assert sorted(t.get("Gitcoord-Session", "") for t in new) == ["s02", "s03", "s04"], new
+    assert claims(a) == {"task/hot": "bee", "task/x": "s02"}
+    landed = pushes(world.remote) - base
+    assert landed < len(new), (landed, len(new))
+    # The first push, on the tip `a` knew, was refused: `a` fetches first next time.
+    pace = Pace.load(Pace.path(str(a / ".git"), "origin", REF))
+    assert pace.speculate is False
+    assert run(a, "validate").code == 0

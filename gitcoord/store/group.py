@@ -47,6 +47,7 @@ GROUP_ENV = "GITCOORD_GROUP"  # "0": every transaction pushes on its own
 MAX_MEMBERS = 64  # joiners admitted into one leader's rounds
 DECIDE_TIMEOUT = 10.0  # seconds a leader waits for one member's decision
 POLL = 0.01  # how often a waiter looks for a leader to join (seconds)
+MAX_PATH = 100  # bytes of a Unix socket's path (the system's limit is 104-108)
 
 
 def enabled(remote: str | None) -> bool:
@@ -59,24 +60,28 @@ def enabled(remote: str | None) -> bool:
 
 def rendezvous(common_dir: str, remote: str | None, ref: str) -> str | None:
     """The socket a clone's turn holder listens on for `ref` of `remote`: in the per-user
-    runtime folder (0700, owned by this user: a short path, out of others' reach); None
-    when there is no such folder."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    folder = os.path.join(base, f"gitcoord-{os.getuid()}")
+    runtime folder (0700, owned by this user: out of others' reach), or in the temporary
+    folder's when that path would be too long for a socket; None when neither will do."""
+    scope = f"{os.path.realpath(common_dir)}\0{remote}\0{ref}"
+    name = f"group-{hashlib.sha1(scope.encode()).hexdigest()[:16]}.sock"
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()):
+        if not base:
+            continue
+        folder = os.path.join(base, f"gitcoord-{os.getuid()}")
+        path = os.path.join(folder, name)
+        if len(os.fsencode(path)) <= MAX_PATH and _private(folder):
+            return path
+    return None
+
+
+def _private(folder: str) -> bool:
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         st = os.lstat(folder)
     except OSError:
-        return None
-    if (
-        not stat.S_ISDIR(st.st_mode)
-        or st.st_uid != os.getuid()
-        or stat.S_IMODE(st.st_mode) & 0o077
-    ):
-        return None
-    scope = f"{os.path.realpath(common_dir)}\0{remote}\0{ref}"
-    key = hashlib.sha1(scope.encode()).hexdigest()[:16]
-    return os.path.join(folder, f"group-{key}.sock")
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not mode & 0o077
 
 
 def _peer_uid(sock: socket.socket) -> int | None:

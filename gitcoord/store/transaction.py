@@ -211,6 +211,17 @@ class TreeStore:
         sign = self._sign(signer, required)
         return trees.write_commit(self.reader, self.writer, tip, files, message, when, sig, sign)
 
+    def _written(self, tip: str | None, decision: Write[Any]) -> str:
+        """The commit of `decision` on `tip` (written now, unless `decide` wrote it)."""
+        return decision.commit or self.write_commit(
+            tip,
+            decision.files,
+            decision.message,
+            decision.when,
+            decision.signer,
+            decision.signature_required,
+        )
+
     def signer(self, role: str | None, required: bool) -> Signer | None:
         return self.signers(role, required) if role and self.signers else None
 
@@ -399,14 +410,7 @@ class TreeStore:
                         decided[round_] = (None, decision.result, None, tip)
                         commit = None
                     else:
-                        commit = decision.commit or self.write_commit(
-                            tip,
-                            decision.files,
-                            decision.message,
-                            decision.when,
-                            decision.signer,
-                            decision.signature_required,
-                        )
+                        commit = self._written(tip, decision)
                         decided[round_] = (commit, decision.result, None, tip)
                         pendings.append((commit, decision.result))
                         handed = True
@@ -514,19 +518,7 @@ class TreeStore:
                 if isinstance(decision, Unchanged):
                     own = _Own(None, decision.result, None)
                 else:
-                    own = _Own(
-                        decision.commit
-                        or self.write_commit(
-                            tip,
-                            decision.files,
-                            decision.message,
-                            decision.when,
-                            decision.signer,
-                            decision.signature_required,
-                        ),
-                        decision.result,
-                        None,
-                    )
+                    own = _Own(self._written(tip, decision), decision.result, None)
             chain: str | None = own.commit or tip
             asked: list[group.Peer] = []
             if leader is not None:
