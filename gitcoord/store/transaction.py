@@ -388,8 +388,6 @@ class TreeStore:
                 return None  # not a message of ours: as if the leader went
             if kind == "decide":
                 tip, base = msg.get("decide"), msg.get("base")
-                if not isinstance(round_, int):
-                    return None
                 if isinstance(base, str):
                     for sent, answer in pendings:
                         if self.upstream.contains(base, sent):
@@ -537,6 +535,8 @@ class TreeStore:
             try:
                 result = self.upstream.swap(tip, chain, deadline)
             except RemoteError:
+                if leader is not None:  # nothing was sent: theirs cannot land either
+                    self._refused(leader, asked, attempt)
                 if fresh:
                     raise
                 # The push on the cached tip did not get through (nothing was sent): go
@@ -554,7 +554,7 @@ class TreeStore:
                 if own.commit is not None:
                     self._pending.append((own.commit, own.result))
             elif leader is not None:  # refused: the members decide again next round
-                leader.tell([p for p in asked if p.handed.get(attempt)], {"lost": attempt})
+                self._refused(leader, asked, attempt)
             if not fresh:
                 if result == "lost":
                     # Refused on the cached tip: this clone was behind. Fetch and go
@@ -569,6 +569,11 @@ class TreeStore:
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
             attempts=MAX_ATTEMPTS,
         )
+
+    def _refused(self, leader: group.Leader, asked: list[group.Peer], round_: int) -> None:
+        """Tell the members whose commits a round's push did not land that it never
+        will (they no longer count them as maybe landed, and decide again if asked)."""
+        leader.tell([p for p in asked if p.handed.get(round_)], {"lost": round_})
 
     def _round(
         self,
