@@ -364,3 +364,34 @@ def test_a_batch_refused_on_a_stale_tip_is_replanned_whole_on_the_new_one(
     pace = Pace.load(Pace.path(str(a / ".git"), "origin", REF))
     assert pace.speculate is False
     assert run(a, "validate").code == 0
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
+def test_any_one_process_of_a_batch_killed_loses_no_one_elses_operation(
+    world: World, delay: float
+) -> None:
+    """kill -9 of one process of a batch (leader or member, before, while or after it
+    decides or pushes, as `delay` falls): every other session's claim lands exactly
+    once and each says so; the killed one's lands at most once; the history is valid."""
+    clone = world.clone("a")
+    assert run(clone, "init").code == 0
+    who = SESSIONS[:6]
+    for s in who:
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=s).code == 0
+    before = _tip(world)
+    with queued(clone, len(who)):
+        procs = [spawn(clone, *TIMEOUT, "claim", "task", f"k-{s}", session=s) for s in who]
+    victim = procs[2]
+    time.sleep(delay)  # where the kill falls; nothing asserted depends on it
+    victim.kill()
+    others = [p for p in procs if p is not victim]
+    results = finish(others)
+    victim.wait()
+    alive = [s for p, s in zip(procs, who, strict=True) if p is not victim]
+    assert [r.code for r in results] == [0] * len(alive), describe(results, alive)
+    held = claims(clone)
+    assert all(held.get(f"task/k-{s}") == s for s in alive), held
+    new = [t for t in trailers(world.remote) if t["commit"] not in _upto(world.remote, before)]
+    count = Counter(t.get("Gitcoord-Session") for t in new)
+    assert all(count[s] == 1 for s in alive) and count[who[2]] <= 1, count
+    assert run(clone, "validate").code == 0
