@@ -148,6 +148,7 @@ class Channel:
 def join(path: str) -> Channel | None:
     """A connection to the turn holder listening at `path`, or None (nobody listens)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)  # a full backlog blocks connect(): wait for the turn instead
     try:
         sock.connect(path)
     except OSError:

@@ -20,6 +20,10 @@ The loser never merges: it re-reads and `decide` decides afresh, so a claim that
 someone else won becomes exit 3 naming the winner. A push whose reply was lost is
 not repeated blindly: the next round sees whether the commit is already on the
 branch and reports success instead of writing a duplicate.
+
+Transactions of one clone take turns, and go in groups (`group`): the turn holder
+leads whoever waits for the turn meanwhile — each decides in its own process on the
+commit the one before left, and the chain goes in the holder's one push.
 """
 
 from __future__ import annotations
@@ -272,6 +276,10 @@ class TreeStore:
         Transactions from one clone take turns (an flock, released by the kernel
         even on kill -9): racing each other through the remote would only burn
         pushes, since all but one would lose. Across clones, compare-and-swap decides.
+        One that finds the turn taken joins its holder's batch instead of waiting
+        (group commit, `store.group`): `decide` then runs when the holder asks, on the
+        commit the one before it left, and the holder's push carries its commit; if
+        the holder goes without a verdict, it waits for the turn again.
         """
         deadline = time.monotonic() + self.timeout
         found = None
