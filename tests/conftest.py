@@ -127,6 +127,21 @@ def spawn(
     )
 
 
+def wait_all(procs: list[subprocess.Popen[str]], timeout: float) -> list[Result]:
+    """Wait for every process (each within `timeout`), in order; any left is killed."""
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append(Result(p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
 def run_proc(cwd: Path | str, *args: str, session: str | None = None) -> Result:
     p = spawn(cwd, *args, session=session)
     out, err = p.communicate(timeout=120)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, Result, World, at, git, run, spawn
+from conftest import REPO_ROOT, Result, World, at, git, run, spawn, wait_all
 from ruamel.yaml import YAML
 
 BRANCH = "gitcoord"
@@ -76,17 +76,7 @@ def register(cwd: Path, sid: str, *extra: str) -> dict[str, Any]:
 def race(jobs: Sequence[tuple[Path, str, tuple[str, ...]]]) -> list[Result]:
     """Start (cwd, session, args) jobs as real processes, all before waiting for any."""
     procs = [spawn(cwd, *args, "--json", session=sid) for cwd, sid, args in jobs]
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=PROC_TIMEOUT)
-            results.append(Result(p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    return results
+    return wait_all(procs, PROC_TIMEOUT)
 
 
 def commits(world: World) -> int:

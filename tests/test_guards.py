@@ -24,7 +24,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitcoord.domain import overlap
-from gitcoord.domain.models import FORMAT
 
 BRANCH = "gitcoord"
 BOSS = "boss@example.com"

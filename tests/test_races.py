@@ -47,6 +47,7 @@ from conftest import (
     run_proc,
     snapshot_worktree,
     spawn,
+    wait_all,
 )
 
 import gitcoord.api.coordinator
@@ -87,17 +88,7 @@ class Job:
 def race(jobs: Sequence[Job]) -> list[Result]:
     """Start every job as its own process, then wait for all: results in job order."""
     procs = [spawn(j.cwd, *RACE_TIMEOUT, *j.args, session=j.session) for j in jobs]
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=PROC_TIMEOUT)
-            results.append(Result(p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    return results
+    return wait_all(procs, PROC_TIMEOUT)
 
 
 def fork_race(jobs: Sequence[Job]) -> list[Result]:

@@ -218,12 +218,20 @@ class Store:
 
         def decide(tip: str | None) -> Decision[Change]:
             nonlocal first
-            if first is not None:  # the store's first round is on the known tip
+            if first is not None and first[0] == tip:  # the first round: on the known tip
                 state = first[1]
-                first = None
+            elif repair:  # doctor --fix works on a tip that cannot be verified: its job
+                state = self.load(tip)
+            elif (on := self.trees.chained_on) is not None:
+                # On a commit other sessions of this clone chained on the tip, for one
+                # push (group commit): the tip is what is verified; each chained commit
+                # was judged as it was written, as this clone's own writes are.
+                if self.tip_check is not None:
+                    self.checked(on[0], self.load(on[0]))
+                state = self.load(tip)
             else:
-                # doctor --fix works on a tip that cannot be verified: that is its job
-                state = self.load(tip) if repair else self.checked(tip, self.load(tip))
+                state = self.checked(tip, self.load(tip))
+            first = None
             return self._decide(plan, now, repair, tip, state)
 
         try:

@@ -20,6 +20,10 @@ The loser never merges: it re-reads and `decide` decides afresh, so a claim that
 someone else won becomes exit 3 naming the winner. A push whose reply was lost is
 not repeated blindly: the next round sees whether the commit is already on the
 branch and reports success instead of writing a duplicate.
+
+Transactions of one clone take turns, and go in groups (`group`): the turn holder
+leads whoever waits for the turn meanwhile — each decides in its own process on the
+commit the one before left, and the chain goes in the holder's one push.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import Cancelled, GitcoordError, RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
-from . import cancel, trees
+from . import cancel, group, trees
 from .parsecache import ParseCache
 from .remote import RemoteBranch
 from .trees import Files, TreeSource
-from .turns import Backoff, Pace, local_turn
+from .turns import Backoff, Pace, TurnWaiter, local_turn, turn_file, turn_timeout
 
 DEFAULT_TIMEOUT = 30.0
 MAX_ATTEMPTS = 100  # a bound on rounds; the timeout is the one that matters
@@ -106,6 +110,21 @@ class Done(Generic[R]):
     attempts: int
 
 
+@dataclass(frozen=True)
+class _Own(Generic[R]):
+    """What a round decided for the leader's own operation: a commit, an answer, or an
+    error — each reported only once the round's verdict stands."""
+
+    commit: str | None
+    result: R | None
+    error: GitcoordError | None
+
+    def done(self, tip: str | None, attempt: int) -> Done[R]:
+        if self.error is not None:
+            raise self.error
+        return Done(self.result, self.commit, tip, attempt)  # type: ignore[arg-type]
+
+
 class TreeStore:
     """One branch (of a remote, or local) of one repository, as a register of trees."""
 
@@ -136,7 +155,11 @@ class TreeStore:
         self.remote_url: str | None = None  # the machine-wide turn's key, when known
         # role, required -> the key that signs such a commit (None: unsigned); by the API
         self.signers: Callable[[str, bool], Signer | None] | None = None
-        self._pending: tuple[str, Any] | None = None  # (commit, result) maybe landed
+        self._pending: list[tuple[str, Any]] = []  # (commit, result) maybe landed
+        # While a member decides: the tip under the local chain it decides on (the
+        # domain verifies that tip; the chain's commits are this clone's own, judged as
+        # each was written).
+        self.chained_on: tuple[str | None] | None = None
         self.pace_path = Pace.path(info.common_dir, remote, self.ref)
         self.pace = Pace()  # as the last transaction left it (read again by each one)
 
@@ -192,6 +215,17 @@ class TreeStore:
         sign = self._sign(signer, required)
         return trees.write_commit(self.reader, self.writer, tip, files, message, when, sig, sign)
 
+    def _written(self, tip: str | None, decision: Write[Any]) -> str:
+        """The commit of `decision` on `tip` (written now, unless `decide` wrote it)."""
+        return decision.commit or self.write_commit(
+            tip,
+            decision.files,
+            decision.message,
+            decision.when,
+            decision.signer,
+            decision.signature_required,
+        )
+
     def signer(self, role: str | None, required: bool) -> Signer | None:
         return self.signers(role, required) if role and self.signers else None
 
@@ -242,24 +276,171 @@ class TreeStore:
         Transactions from one clone take turns (an flock, released by the kernel
         even on kill -9): racing each other through the remote would only burn
         pushes, since all but one would lose. Across clones, compare-and-swap decides.
+        One that finds the turn taken joins its holder's batch instead of waiting
+        (group commit, `store.group`): `decide` then runs when the holder asks, on the
+        commit the one before it left, and the holder's push carries its commit; if
+        the holder goes without a verdict, it waits for the turn again.
         """
         deadline = time.monotonic() + self.timeout
-        with local_turn(
-            self.info.common_dir, self.remote, self.ref, self.remote_url, deadline, self.timeout
-        ):
-            # Read in the turn: what this clone's last transaction learnt is current.
-            self.pace = pace = Pace.load(self.pace_path)
-            before = dataclasses.replace(pace)
-            self._give_way(pace, deadline)
+        found = None
+        if group.enabled(self.remote):
+            found = turn_file(self.info.common_dir, self.remote, self.ref, self.remote_url)
+        if found is None:  # no turns, or no grouping: this transaction pushes alone
+            with local_turn(
+                self.info.common_dir, self.remote, self.ref, self.remote_url, deadline, self.timeout
+            ):
+                return self._lead(decide, deadline, known, None, [])
+        path, who = found
+        meet = group.rendezvous(self.info.common_dir, self.remote, self.ref)
+        pendings: list[tuple[str, Any]] = []  # commits of ours a leader had, maybe landed
+        waiter = TurnWaiter(path)
+        try:
+            while True:
+                try:
+                    chan = self._queue(waiter, meet, deadline, who, pendings)
+                except (RemoteError, Cancelled) as exc:
+                    return self._give_up(exc, pendings)
+                if chan is None:  # the turn is ours: lead whoever joins
+                    leader = group.Leader.open(meet)
+                    try:
+                        return self._lead(decide, deadline, known, leader, pendings)
+                    finally:
+                        if leader is not None:
+                            leader.close()  # before the turn is let go
+                try:
+                    done = self._follow(chan, decide, deadline, pendings)
+                except (RemoteError, Cancelled) as exc:
+                    return self._give_up(exc, pendings)
+                finally:
+                    chan.close()
+                if done is not None:
+                    return done
+                known = None  # the leader went without a verdict: wait for the turn again
+        finally:
+            waiter.release()
+
+    def _lead(
+        self,
+        decide: Callable[[str | None], Decision[R]],
+        deadline: float,
+        known: Known | None,
+        leader: group.Leader | None,
+        pendings: list[tuple[str, Any]],
+    ) -> Done[R]:
+        """This transaction's rounds, holding the turn (and those of `leader`'s members)."""
+        # Read in the turn: what this clone's last transaction learnt is current.
+        self.pace = pace = Pace.load(self.pace_path)
+        before = dataclasses.replace(pace)
+        self._give_way(pace, deadline)
+        try:
+            return self._attempts(decide, deadline, known, leader, pendings)
+        except RemoteError as exc:
+            if not self._pending:
+                raise
+            return self._settle_pending(exc)
+        finally:
+            if pace != before:  # in the turn: the clone's next writer reads it
+                pace.save(self.pace_path)
+
+    def _queue(
+        self,
+        waiter: TurnWaiter,
+        meet: str | None,
+        deadline: float,
+        who: str,
+        pendings: list[tuple[str, Any]],
+    ) -> group.Channel | None:
+        """Wait for the turn (None: ours) or for a leader to join (its channel)."""
+        while True:
+            if waiter.wait(0.0):
+                return None
+            if meet is not None and (chan := group.join(meet)) is not None:
+                return chan
+            if not pendings:
+                cancel.check()  # (with a commit that may land, waiting is the only answer)
+            if time.monotonic() >= deadline:
+                if waiter.abandon():
+                    return None
+                raise turn_timeout(who, self.timeout)
+            waiter.wait(min(group.POLL, max(0.0, deadline - time.monotonic())))
+
+    def _follow(
+        self,
+        chan: group.Channel,
+        decide: Callable[[str | None], Decision[R]],
+        deadline: float,
+        pendings: list[tuple[str, Any]],
+    ) -> Done[R] | None:
+        """A member's side of group commit: decide when the leader asks, on the commit
+        it names, and report what the leader's verdict says. None: the leader went
+        without one (`pendings` then holds what we handed it, which may yet land)."""
+        decided: dict[int, tuple[str | None, Any, GitcoordError | None, str | None]] = {}
+        handed = False  # a commit handed over whose push may be under way
+        while True:
+            # Past the deadline a member waits only for the verdict on a handed commit.
+            until = deadline + (self.timeout if handed else 0.0)
             try:
-                return self._attempts(decide, deadline, known)
-            except RemoteError as exc:
-                if self._pending is None:
+                msg = group.wait_message(chan, until, cancellable=not handed)
+            except group.Gone:
+                return None
+            if msg is None:
+                cancel.check()
+                raise RemoteError(
+                    f"timed out after {self.timeout:g}s waiting for this clone's other "
+                    "gitcoord commands" + ("" if handed else "; nothing was written")
+                )
+            kind = next((k for k in ("decide", "stand", "lost") if k in msg), None)
+            round_ = msg.get("round") if kind == "decide" else msg.get(kind or "")
+            if kind is None or not isinstance(round_, int):
+                return None  # not a message of ours: as if the leader went
+            if kind == "decide":
+                tip, base = msg.get("decide"), msg.get("base")
+                if isinstance(base, str):
+                    for sent, answer in pendings:
+                        if self.upstream.contains(base, sent):
+                            return Done(answer, sent, base, round_)
+                if not pendings:
+                    cancel.check()
+                self.chained_on = (base,) if tip != base else None
+                commit: str | None = None
+                try:
+                    decision = decide(tip)
+                except (RemoteError, Cancelled):
                     raise
-                return self._settle_pending(exc)
-            finally:
-                if pace != before:  # in the turn: the clone's next writer reads it
-                    pace.save(self.pace_path)
+                except GitcoordError as exc:
+                    decided[round_] = (None, None, exc, tip)
+                    commit = None
+                else:
+                    if isinstance(decision, Unchanged):
+                        decided[round_] = (None, decision.result, None, tip)
+                        commit = None
+                    else:
+                        commit = self._written(tip, decision)
+                        decided[round_] = (commit, decision.result, None, tip)
+                        pendings.append((commit, decision.result))
+                        handed = True
+                finally:
+                    self.chained_on = None
+                if not chan.send({"commit": commit}):
+                    return None
+            elif kind == "stand" and round_ in decided:
+                commit, result, error, parent = decided[round_]
+                if error is not None:
+                    raise error
+                return Done(result, commit, parent, round_)
+            elif kind == "lost" and round_ in decided:
+                refused = decided[round_][0]
+                pendings[:] = [p for p in pendings if p[0] != refused]
+                handed = False
+
+    def _give_up(self, exc: GitcoordError, pendings: list[tuple[str, Any]]) -> Done[Any]:
+        """A member stopped (timed out, interrupted, the remote unreachable): with no
+        commit of its own in a leader's hands, say so; else look whether one landed."""
+        if not pendings or exc.details.get("uncertain"):
+            raise exc
+        self._pending = list(pendings)
+        why = exc if isinstance(exc, RemoteError) else RemoteError(exc.message)
+        return self._settle_pending(why)
 
     def _give_way(self, pace: Pace, deadline: float) -> None:
         """This clone won under contention, or wrote a streak in one push each: let
@@ -274,14 +455,15 @@ class TreeStore:
         """A push was sent but its outcome never came back (cut off, or the deadline hit
         while the server was still at it). Look once more, briefly; never claim that
         nothing was written when the commit may yet land."""
-        assert self._pending is not None
-        pending, result = self._pending
+        assert self._pending
         try:
             tip = self.fetch_tip(time.monotonic() + min(10.0, self.timeout))
-            if tip is not None and self.upstream.contains(tip, pending):
-                return Done(result, pending, tip, 0)
+            for commit, result in self._pending:
+                if tip is not None and self.upstream.contains(tip, commit):
+                    return Done(result, commit, tip, 0)
         except RemoteError:
             pass
+        pending = self._pending[-1][0]
         error = self.upstream.push_error
         why = f" (last push: {error})" if error else ""
         raise RemoteError(
@@ -296,61 +478,72 @@ class TreeStore:
         self,
         decide: Callable[[str | None], Decision[R]],
         deadline: float,
-        known: Known | None = None,
+        known: Known | None,
+        leader: group.Leader | None,
+        pendings: list[tuple[str, Any]],
     ) -> Done[R]:
         pace = self.pace
-        pending: tuple[str, R] | None = None  # a commit whose push may have landed (reply lost)
-        self._pending = self.upstream.push_error = None
+        # Commits of ours whose push may have landed (reply lost, or a leader gone).
+        self._pending = list(pendings)
+        self.upstream.push_error = None
+        landing: tuple[str, int, _Own[R], list[group.Peer]] | None = None  # a chain, ditto
         began = time.monotonic()
         fetched: list[str | None] = []  # the next round's tip, when already fetched
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if pending is None:
+            if not self._pending:
                 cancel.check()  # stopped by the user: nothing was written
             started = time.monotonic()
             fresh = True  # this round's tip was fetched for it (or just before it)
             fetching = False
             if attempt == 1 and known is not None:
                 tip = known.tip
-            elif attempt == 1 and (cached := self._cached_tip(pace)) is not None:
+            elif attempt == 1 and not self._pending and (cached := self._cached_tip(pace)):
                 tip, fresh = cached, False
             elif fetched:
                 tip = fetched.pop()
             else:
                 tip, fetching = self._fetch(pace, attempt == 1, deadline), True
-                if (
-                    pending is not None
-                    and tip is not None
-                    and self.upstream.contains(tip, pending[0])
-                ):
-                    return Done(pending[1], pending[0], tip, attempt)
+            if tip is not None and landing is not None:
+                sent, landed, theirs, told = landing
+                if self.upstream.contains(tip, sent):  # the whole chain is on the branch
+                    if leader is not None:
+                        leader.tell(told, {"stand": landed})
+                    return theirs.done(tip, attempt)
+            if tip is not None:
+                for sent, answer in self._pending:
+                    if self.upstream.contains(tip, sent):
+                        return Done(answer, sent, tip, attempt)
             try:
                 decision = decide(tip)
+            except (RemoteError, Cancelled):
+                raise  # (the members see their leader go, and go on without it)
             except GitcoordError as exc:
-                if fresh or isinstance(exc, (RemoteError, Cancelled)):
-                    raise
-                # An answer from the cached tip: reported only if the tip still stands.
-                if (now := self._confirm(tip, deadline)) == tip:
-                    raise
-                fetched.append(now)
-                continue
-            if isinstance(decision, Unchanged):
+                own: _Own[R] = _Own(None, None, exc)
+            else:
+                if isinstance(decision, Unchanged):
+                    own = _Own(None, decision.result, None)
+                else:
+                    own = _Own(self._written(tip, decision), decision.result, None)
+            chain: str | None = own.commit or tip
+            asked: list[group.Peer] = []
+            if leader is not None:
+                chain, asked = self._round(leader, attempt, tip, chain, deadline)
+            if chain == tip:  # nobody writes anything
                 if not fresh and (now := self._confirm(tip, deadline)) != tip:
+                    # An answer from the cached tip: reported only if the tip still stands.
                     fetched.append(now)
                     continue
-                return Done(decision.result, None, tip, attempt)
-            commit = decision.commit or self.write_commit(
-                tip,
-                decision.files,
-                decision.message,
-                decision.when,
-                decision.signer,
-                decision.signature_required,
-            )
-            if pending is None:
+                if leader is not None:
+                    leader.tell(asked, {"stand": attempt})
+                return own.done(tip, attempt)
+            assert chain is not None
+            if not self._pending:
                 cancel.check()  # the last moment at which stopping writes nothing
             try:
-                result = self.upstream.swap(tip, commit, deadline)
+                result = self.upstream.swap(tip, chain, deadline)
             except RemoteError:
+                if leader is not None:  # nothing was sent: theirs cannot land either
+                    self._refused(leader, asked, attempt)
                 if fresh:
                     raise
                 # The push on the cached tip did not get through (nothing was sent): go
@@ -360,9 +553,15 @@ class TreeStore:
                 pace.learn(time.monotonic() - started)
             if result == "ok":
                 pace.won(time.time(), not fresh, time.monotonic() - started)
-                return Done(decision.result, commit, tip, attempt)
+                if leader is not None:
+                    leader.tell(asked, {"stand": attempt})
+                return own.done(tip, attempt)
             if result == "unknown":
-                pending = self._pending = (commit, decision.result)
+                landing = (chain, attempt, own, asked)
+                if own.commit is not None:
+                    self._pending.append((own.commit, own.result))
+            elif leader is not None:  # refused: the members decide again next round
+                self._refused(leader, asked, attempt)
             if not fresh:
                 if result == "lost":
                     # Refused on the cached tip: this clone was behind. Fetch and go
@@ -377,6 +576,56 @@ class TreeStore:
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
             attempts=MAX_ATTEMPTS,
         )
+
+    def _refused(self, leader: group.Leader, asked: list[group.Peer], round_: int) -> None:
+        """Tell the members whose commits a round's push did not land that it never
+        will (they no longer count them as maybe landed, and decide again if asked)."""
+        leader.tell([p for p in asked if p.handed.get(round_)], {"lost": round_})
+
+    def _round(
+        self,
+        leader: group.Leader,
+        round_: int,
+        tip: str | None,
+        chain: str | None,
+        deadline: float,
+    ) -> tuple[str | None, list[group.Peer]]:
+        """Ask each member, in the order they joined, to decide on the chain so far (the
+        tip, then each commit the one before wrote on it); the chain's last commit, and
+        the members that answered."""
+        asked: list[group.Peer] = []
+        seen: set[int] = set()
+        while True:
+            leader.admit()  # whoever joined by now goes in this round, in order
+            peer = next((p for p in leader.live if id(p) not in seen), None)
+            if peer is None:
+                break
+            seen.add(id(peer))
+            wait = min(group.DECIDE_TIMEOUT, deadline - time.monotonic())
+            reply = leader.ask(peer, round_, chain, tip, wait)
+            if reply is None:
+                continue
+            commit = reply.get("commit")
+            if commit is not None and (
+                not isinstance(commit, str) or self._parent(commit) != chain
+            ):
+                peer.drop()  # not a commit on the chain it was given
+                continue
+            peer.handed[round_] = commit
+            asked.append(peer)
+            chain = commit or chain
+        return chain, asked
+
+    def _parent(self, commit: str) -> str | None:
+        got = self.reader.read(commit)
+        if got is None or got[1] != "commit":
+            return ""
+        for line in got[2].split(b"\n"):
+            if not line:
+                break
+            if line.startswith(b"parent "):
+                return line[7:].decode()
+        return None
 
     def _cached_tip(self, pace: Pace) -> str | None:
         """The tip to decide the first round on without fetching: the mirror, when

@@ -24,6 +24,39 @@ from ..errors import RemoteError
 from .cancel import CANCELLED, check
 
 
+def turn_file(
+    common_dir: str, remote: str | None, ref: str, remote_url: str | None
+) -> tuple[str, str] | None:
+    """The file whose flock is this clone's turn (or this machine's) to write `ref` of
+    `remote`, and whose turn it is ("clone" or "machine"); None: no turns at all."""
+    # One turn per clone (and remote branch) by default: sessions sharing a clone
+    # would only race each other for its mirror ref and burn pushes. Separate clones
+    # race through the remote, as separate machines do: with each transaction now
+    # parsing only what changed, racing (compare-and-swap, backoff) overlaps their
+    # fetches and beat a machine-wide turn by 1.2-1.8x at 8 and 16 clones
+    # (benchmarks, 2 cores). `machine` keeps the machine-wide turn, keyed by URL.
+    scope = os.environ.get("GITCOORD_TURN", "clone")
+    if scope == "none":  # no turns at all: every transaction races (tests use this)
+        return None
+    if remote_url and scope == "machine":  # else "clone"
+        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        folder = os.path.join(base, f"gitcoord-{os.getuid()}")
+        scope, who = f"{remote_url}\0{ref}", "machine"
+    else:
+        folder = os.path.join(common_dir, "gitcoord")
+        scope, who = f"{remote}\0{ref}", "clone"
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    key = hashlib.sha1(scope.encode()).hexdigest()[:12]
+    return os.path.join(folder, f"turn-{key}.flock"), who
+
+
+def turn_timeout(who: str, timeout: float) -> RemoteError:
+    return RemoteError(
+        f"timed out after {timeout:g}s waiting for this {who}'s other "
+        "gitcoord commands; nothing was written"
+    )
+
+
 @contextlib.contextmanager
 def local_turn(
     common_dir: str,
@@ -34,35 +67,77 @@ def local_turn(
     timeout: float,
 ) -> Iterator[None]:
     """This clone's turn (or this machine's) to write `ref` of `remote`, until the block ends."""
-    # One turn per clone (and remote branch) by default: sessions sharing a clone
-    # would only race each other for its mirror ref and burn pushes. Separate clones
-    # race through the remote, as separate machines do: with each transaction now
-    # parsing only what changed, racing (compare-and-swap, backoff) overlaps their
-    # fetches and beat a machine-wide turn by 1.2-1.8x at 8 and 16 clones
-    # (benchmarks, 2 cores). `machine` keeps the machine-wide turn, keyed by URL.
-    scope = os.environ.get("GITCOORD_TURN", "clone")
-    if scope == "none":  # no turns at all: every transaction races (tests use this)
+    found = turn_file(common_dir, remote, ref, remote_url)
+    if found is None:
         yield
         return
-    if remote_url and scope == "machine":  # else "clone"
-        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        folder = os.path.join(base, f"gitcoord-{os.getuid()}")
-        scope, who = f"{remote_url}\0{ref}", "machine"
-    else:
-        folder = os.path.join(common_dir, "gitcoord")
-        scope, who = f"{remote}\0{ref}", "clone"
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    key = hashlib.sha1(scope.encode()).hexdigest()[:12]
-    fh = _turn(os.path.join(folder, f"turn-{key}.flock"), deadline)
+    path, who = found
+    fh = _turn(path, deadline)
     if fh is None:
-        raise RemoteError(
-            f"timed out after {timeout:g}s waiting for this {who}'s other "
-            "gitcoord commands; nothing was written"
-        )
+        raise turn_timeout(who, timeout)
     try:
         yield
     finally:
         fh.close()  # releases the flock: the kernel wakes a waiter at once
+
+
+class TurnWaiter:
+    """A place in the queue for the turn file's flock: taken at once if free, else
+    waited for in a thread (the kernel wakes it the moment the holder lets go), so the
+    caller can do other things meanwhile — look for a leader to join (`group`) —
+    without losing its place.
+
+    A waiter given up on (`abandon`) closes its file (and so the lock) itself whenever
+    it gets it; its file is never the caller's.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fh: IO[str] | None = open(path, "a")  # noqa: SIM115 (closed by release/abandon)
+        self._guard = threading.Lock()
+        self._got = threading.Event()
+        self._abandoned = False
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._got.set()
+            return
+        except BlockingIOError:
+            pass
+        except BaseException:
+            self.fh.close()
+            raise
+        threading.Thread(target=self._wait, name="gitcoord-turn", daemon=True).start()
+
+    def _wait(self) -> None:
+        fh = self.fh
+        assert fh is not None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:
+            fh.close()
+            return
+        with self._guard:  # decided under the guard: taken, or given up on, never both
+            if self._abandoned:
+                fh.close()
+            else:
+                self._got.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Whether the turn is ours, waiting `seconds` at most."""
+        return self._got.wait(max(0.0, seconds))
+
+    def abandon(self) -> bool:
+        """Give up the place (or the turn, if it came meanwhile: then True)."""
+        with self._guard:
+            if self._got.is_set():
+                return True
+            self._abandoned = True
+            return False
+
+    def release(self) -> None:
+        """Let go of the turn (held) or of the place in the queue (not yet)."""
+        if self.abandon() and self.fh is not None:
+            self.fh.close()  # releases the flock: the kernel wakes a waiter at once
+        self.fh = None
 
 
 def _turn(path: str, deadline: float) -> IO[str] | None:
@@ -71,44 +146,16 @@ def _turn(path: str, deadline: float) -> IO[str] | None:
     A waiter blocks in flock() (in a thread, so the deadline holds): the kernel
     wakes it the moment the holder lets go. Polling with sleeps left gaps between
     turns that, once a transaction took ~85 ms, cost a third of the throughput of
-    8 sessions taking turns. A waiter given up on closes its file (and so the lock)
-    itself whenever it gets it; its file is never the caller's.
+    8 sessions taking turns.
     """
-    fh = open(path, "a")  # noqa: SIM115 (handed to the caller, or closed here)
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fh
-    except BlockingIOError:
-        pass
-    except BaseException:
-        fh.close()
-        raise
-    guard = threading.Lock()
-    got = threading.Event()
-    abandoned = False
-
-    def wait() -> None:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError:
-            fh.close()
-            return
-        with guard:  # decided under the guard: taken, or given up on, never both
-            if abandoned:
-                fh.close()
-            else:
-                got.set()
-
-    threading.Thread(target=wait, name="gitcoord-turn", daemon=True).start()
+    waiter = TurnWaiter(path)
     while not CANCELLED.is_set():  # woken every 0.1 s to see whether the user gave up
-        if got.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
-            return fh
+        if waiter.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            return waiter.fh
         if time.monotonic() >= deadline:
             break
-    with guard:
-        if got.is_set():
-            return fh
-        abandoned = True
+    if waiter.abandon():
+        return waiter.fh
     check()  # the user stopped it: say so rather than "timed out"
     return None
 
