@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import netdelay
 from .common import median, ms, pct
 from .contention import EXPERIMENTS, NAIVE, OWN, PREVIOUS, SHARED, TURNS
 from .growth import TARGET_ROWS
@@ -1131,4 +1132,6 @@ def markdown(data: dict[str, Any], chart_result: str, command: str) -> str:
         lines += ["", "## 7. Transports", "", *_transport_table(data)]
     if "signing" in data:
         lines += ["", *signing_section(data)]
+    if "latency" in data:
+        lines += ["", *netdelay.section(data)]
     return "\n".join(lines) + "\n"

@@ -20,15 +20,19 @@ times, are what to compare; medians of several runs):
   8.   signatures: a claim unsigned, signed, signed and required (verifying another
        clone's commits), a cold CLI claim, `validate --range` and a new clone's first
        command over a signed history (benchmarks/signing.py);
+  9.   latency: `git daemon` behind a delay proxy at 0, 50 and 100 ms of round trip: one
+       claim next to the raw floor, and contention of 1-8 sessions in clones of their
+       own, with the ceiling of one push per commit (benchmarks/netdelay.py);
   and where the time of one claim goes (benchmarks/phases.py).
   compare: cold `--version`, `--version` through the agent and a claim in process, for
        two revisions at once (benchmarks/compare.py); only with --only compare or
        --baseline, and written to COMPARE.md, not RESULTS.md.
 Hermetic: a temporary HOME and git configuration, everything in one temporary directory,
-removed at the end (--keep keeps it). `--only signing` updates its own section of an
-existing RESULTS.md and leaves the rest of the page as it was; any other --only run
-writes the page with the sections it ran. The chart needs matplotlib (`pip install -e
-'.[bench]'`); without it RESULTS.md is still written and says so.
+removed at the end (--keep keeps it). `--only signing` and `--only latency` update
+their own sections of an existing RESULTS.md and leave the rest of the page as it was;
+any other --only run writes the page with the sections it ran. The chart needs
+matplotlib (`pip install -e '.[bench]'`); without it RESULTS.md is still written and
+says so.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from benchmarks import (
     compare,
     contention,
     growth,
+    netdelay,
     phases,
     report,
     signing,
@@ -59,11 +64,22 @@ from benchmarks import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # The sections RESULTS.md reports; `compare` has its own page, COMPARE.md.
-RESULTS_SECTIONS = ("single", "phases", "contention", "growth", "workday", "signing")
+RESULTS_SECTIONS = (
+    "single",
+    "phases",
+    "contention",
+    "growth",
+    "workday",
+    "signing",
+    "latency",
+)
 SECTIONS = (*RESULTS_SECTIONS, "compare")
 # Sections whose part of RESULTS.md stands alone (its own heading, tables and analysis, no
 # target): run by themselves, they replace that part of the existing page, nothing else.
-MERGED = {"signing": (report.SIGNING_HEADING, report.signing_section)}
+MERGED = {
+    "signing": (report.SIGNING_HEADING, report.signing_section),
+    "latency": (netdelay.HEADING, netdelay.section),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         "--experiments",
         action="store_true",
         help="also run the contention experiment (the store patched back to before bb78e6a, "
-        "to measure what the turn and the backoff bought); adds about a minute",
+        "to measure what the turn and the backoff bought), and the latency section's (the "
+        "store as before issue #16, fetching first); adds about a minute each",
     )
     ap.add_argument(
         "--only",
@@ -208,6 +225,16 @@ def main(argv: list[str] | None = None) -> int:
                 commits=10 if quick else 50,
             )
             timings["signing"] = time.monotonic() - t
+        if section("latency"):
+            t = time.monotonic()
+            data["latency"] = netdelay.run(
+                tmp,
+                env,
+                runs=2 if quick else 8,
+                duration=3.0 if quick else 15.0,
+                experiments=args.experiments,
+            )
+            timings["latency"] = time.monotonic() - t
         if section("compare"):
             t = time.monotonic()
             data["compare"] = compare.run(
@@ -261,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         command = f"python -m benchmarks --only {','.join(sorted(ran))}" + (
             " --quick" if quick else ""
         )
+        if args.experiments:
+            command += " --experiments"
         text = page.read_text()
         for name in sorted(ran):
             heading, render = MERGED[name]

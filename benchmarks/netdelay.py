@@ -1,0 +1,478 @@
+"""Section 9: at real network latency — `git daemon` behind a delay proxy
+(`testing.netdelay.DelayProxy`: each direction held for half the round trip, and a new
+connection's handshake paid), at 0, 50 and 100 ms of round trip.
+
+1. One claim at a time, round-robin (each round runs every row once, in a rotated
+   order), each timed claim released untimed right after:
+   - the raw git floor (`latency.raw_floor`: fetch, temporary index, hash-object,
+     update-index, write-tree, commit-tree, push with an explicit lease), and a raw push
+     alone (a commit on the tip this clone pushed last: the one round trip a write
+     cannot do without), each on a remote of its own;
+   - `gitcoord claim` in process (a long-lived `Coordinator`) when nothing raced: its
+     mirror is current, so the claim is one push;
+   - the same when another clone wrote since (untimed, just before): the push on the
+     stale mirror is refused, then a fetch and a push (speculation forced on, as it is
+     until a refusal turns it off);
+   - the same claim fetching first (experiment: the store before issue #16);
+   - `gitcoord claim` as a cold CLI process (`GITCOORD_AGENT=0`).
+2. Contention: 1, 2, 4, 8 sessions, each a long-lived `Coordinator` in a clone of its own
+   (as separate machines), alternating claim/release of a resource of its own for a
+   fixed window; throughput in the window after its warm-up, latency p50/p95/max,
+   attempts per success, successes per session (min/max: does anyone starve?), lost
+   updates (every success reported must be on the branch). Next to them: the ceiling of
+   one push per commit (1 / the raw push's median) and the raw floor's rate.
+   `experiments`: the same curve with the store as before issue #16 (fetch first, full
+   jitter doubling per attempt up to a third of the time left, no giving way).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from testing import servers
+from testing.netdelay import DelayProxy
+
+from . import common, contention
+from .common import median, ms, pct
+from .latency import raw_floor
+
+RTTS = (0.0, 0.05, 0.1)
+LEVELS = (1, 2, 4, 8)
+HEADING = "## 9. At real network latency"
+
+RAW_FLOOR = "raw git floor (fetch + plumbing + push)"
+RAW_PUSH = "raw push alone (a commit on the tip pushed last)"
+INPROC = "gitcoord claim in process, nothing raced (one push)"
+STALE = "gitcoord claim in process, another clone wrote since (refused push, fetch, push)"
+FETCH_FIRST = "gitcoord claim in process, fetching first (the store before #16, experiment)"
+COLD = "gitcoord claim, cold CLI (GITCOORD_AGENT=0)"
+ROWS = (RAW_FLOOR, RAW_PUSH, INPROC, STALE, FETCH_FIRST, COLD)
+
+NOW = "gitcoord (this store)"
+BEFORE = "the store before #16 (experiment)"
+
+
+def before_16(store: Any) -> None:
+    """EXPERIMENT: one `Store` made to behave as before issue #16: every transaction
+    fetches first, a winner never gives way, and a loser backs off by full jitter over
+    the round's length doubling per attempt, up to a third of the time left."""
+    trees = store.trees
+    trees._cached_tip = lambda pace: None
+    trees._give_way = lambda pace, deadline: None
+    backoff = trees.backoff
+
+    def sleep(attempt: int, deadline: float, waited: float = 0.0) -> None:
+        left = deadline - time.monotonic()
+        base = max(0.015, backoff.round)
+        delay = random.uniform(0, min(left / 3, base * 2 ** min(attempt - 1, 10)))
+        time.sleep(max(0.0, min(delay, left)))
+
+    backoff.sleep = sleep
+
+
+def _remote(root: Path, env: dict[str, str], name: str) -> Path:
+    remote = common.bare_remote(root / f"{name}.git", env)
+    hist = common.FastHistory()
+    when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    common.setup_sessions(hist, ["bench", "other"], when, claims=["task/cold"])
+    hist.write(remote, env)
+    return remote
+
+
+def _clone(remote: Path, dest: Path, url: str, env: dict[str, str]) -> Path:
+    """A clone of `remote` made from its path (fast), then pointed at `url` (the proxy):
+    every later fetch and push goes through the delay."""
+    common.git(dest.parent, "clone", "-q", str(remote), str(dest), env=env)
+    common.git(dest, "remote", "set-url", "origin", url, env=env)
+    return dest
+
+
+def _raw_push(clone: Path, env: dict[str, str]) -> Callable[[], None]:
+    """An empty commit on the tip this clone pushed last, pushed with that tip as the
+    lease: one push, nothing else (the tip is known: fetched once, untimed)."""
+    common.git(clone, "fetch", "-q", "origin", "+refs/heads/gitcoord:refs/bench/tip", env=env)
+    last = [common.git(clone, "rev-parse", "refs/bench/tip", env=env).strip()]
+    tree = common.git(clone, "rev-parse", f"{last[0]}^{{tree}}", env=env).strip()
+
+    def op() -> None:
+        commit = common.git(clone, "commit-tree", tree, "-p", last[0], "-m", "push", env=env)
+        commit = commit.strip()
+        common.git(
+            clone,
+            "push",
+            "-q",
+            f"--force-with-lease=refs/heads/gitcoord:{last[0]}",
+            "origin",
+            f"{commit}:refs/heads/gitcoord",
+            env=env,
+        )
+        last[0] = commit
+
+    return op
+
+
+def single(tmp: Path, env: dict[str, str], base: str, rtt: float, runs: int) -> dict[str, Any]:
+    """One claim at a time through the proxy at `rtt`: {row: [seconds]}."""
+    from gitcoord import Coordinator
+    from gitcoord.store.turns import Pace
+
+    from .single import cli_claim
+
+    root = tmp / f"netdelay-single-{int(rtt * 1000)}"
+    root.mkdir()
+    daemon_port = int(base.rsplit(":", 1)[1])
+    out: dict[str, list[float]] = {row: [] for row in ROWS}
+    with DelayProxy(daemon_port, rtt) as proxy:
+        url = f"git://127.0.0.1:{proxy.port}"
+        rel = root.relative_to(tmp)
+        remotes = {name: _remote(root, env, name) for name in ("gitcoord", "raw", "push")}
+
+        def clone(name: str, remote: str) -> Path:
+            return _clone(remotes[remote], root / name, f"{url}/{rel}/{remote}.git", env)
+
+        work, other = clone("work", "gitcoord"), clone("other", "gitcoord")
+        raw, pusher = clone("raw", "raw"), clone("pusher", "push")
+        coord = Coordinator(str(work), session="bench")
+        old = Coordinator(str(work), session="bench")
+        before_16(old.store)
+        them = Coordinator(str(other), session="other")
+        floor = raw_floor(raw, env, "gitcoord")
+        push = _raw_push(pusher, env)
+        numbers = iter(range(10**9))
+
+        def stale() -> None:
+            coord.claim("task", "stale")
+
+        def before_stale() -> None:  # untimed: another clone writes, this one speculates
+            them.claim("task", "theirs")
+            them.release("task", "theirs")
+            Pace(True, coord.store.trees.pace.round, 0.0).save(coord.store.trees.pace_path)
+
+        ops: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None, str | None]] = {
+            RAW_FLOOR: (lambda: floor(next(numbers)), None, None),
+            RAW_PUSH: (push, None, None),
+            INPROC: (lambda: coord.claim("task", "inproc"), None, "inproc"),
+            STALE: (stale, before_stale, "stale"),
+            FETCH_FIRST: (lambda: old.claim("task", "old"), None, "old"),
+            COLD: (cli_claim(work, env, "cold"), None, "cold"),
+        }
+        try:
+            coord.snapshot()
+            them.snapshot()
+            for i in range(-1, runs):  # -1: warm-up round, not kept
+                order = list(ROWS[i % len(ROWS) :] + ROWS[: i % len(ROWS)])
+                for row in order:
+                    fn, prepare, res = ops[row]
+                    if prepare is not None:
+                        prepare()
+                    secs, _ = common.timed(fn)
+                    if i >= 0:
+                        out[row].append(secs)
+                    if res is not None:
+                        coord.release("task", res)  # untimed: the next claim grants it anew
+        finally:
+            for c in (coord, old, them):
+                c.close()
+    return out
+
+
+def _session_proc(conn: Connection, clone: str, sid: str, before: bool) -> None:
+    """One session in a clone of its own: a long-lived Coordinator, driven over `conn`."""
+    from gitcoord import Coordinator, GitcoordError
+
+    c = Coordinator(clone, session=sid)
+    if before:
+        before_16(c.store)
+    c.snapshot()
+    conn.send("ready")
+    held = False
+    while True:
+        cmd = conn.recv()
+        if cmd[0] == "stop":
+            break
+        _, start, end = cmd
+        recs: list[contention.Record] = []
+        contention._sleep_until(start)
+        while time.time() < end:
+            t0 = time.time()
+            try:
+                out = c.release("task", sid) if held else c.claim("task", sid)
+                held = not held
+                recs.append((t0, time.time(), out.commit, out.attempts, ""))
+            except GitcoordError as exc:
+                recs.append((t0, time.time(), None, 0, f"exit {exc.code}: {exc.message}"))
+        conn.send(recs)
+    c.close()
+
+
+def level(
+    tmp: Path, env: dict[str, str], url: str, curve: str, rtt: float, n: int, duration: float
+) -> dict[str, Any]:
+    root = tmp / f"netdelay-{'before' if curve == BEFORE else 'now'}-{int(rtt * 1000)}-{n}"
+    root.mkdir()
+    remote = contention._seed(root, env)
+    ctx = mp.get_context("fork")
+    procs, conns = [], []
+    for k in range(n):
+        mine = _clone(remote, root / f"clone{k}", f"{url}/{root.relative_to(tmp)}/remote.git", env)
+        parent, child = ctx.Pipe()
+        p = ctx.Process(
+            target=_session_proc, args=(child, str(mine), contention.SESSIONS[k], curve == BEFORE)
+        )
+        p.start()
+        procs.append(p)
+        conns.append(parent)
+    for c in conns:
+        if c.recv() != "ready":
+            raise RuntimeError("a latency worker failed to start")
+    start = time.time() + 0.3
+    end = start + duration
+    for c in conns:
+        c.send(("run", start, end))
+    per_session = [c.recv() for c in conns]
+    for c in conns:
+        c.send(("stop",))
+    for p in procs:
+        p.join(timeout=60)
+    warm = min(2.0, duration / 4)  # all sessions starting at once: a burst, not kept
+
+    def steady(recs: list[contention.Record]) -> list[contention.Record]:
+        return [r for r in recs if r[2] is not None and start + warm <= r[1] <= end]
+
+    done = [r for recs in per_session for r in steady(recs)]
+    reported = {r[2] for recs in per_session for r in recs if r[2]}
+    on_branch = common.branch_commits(remote, env)
+    errors = [r[4] for recs in per_session for r in recs if r[4]]
+    attempts = [r[3] for r in done]
+    counts = [len(steady(recs)) for recs in per_session]
+    latency = [r[1] - r[0] for r in done]
+    return {
+        "sessions": n,
+        "ops": len(done),
+        "throughput": len(done) / (duration - warm),
+        "latency": latency,
+        "p50": median(latency),
+        "p95": pct(latency, 95),
+        "max": max(latency, default=float("nan")),
+        "attempts": sum(attempts) / len(attempts) if attempts else float("nan"),
+        "max_attempts": max(attempts, default=0),
+        "per_session": counts,
+        "lost": len(reported - on_branch),
+        "errors": errors[:5],
+        "error_count": len(errors),
+    }
+
+
+def run(
+    tmp: Path,
+    env: dict[str, str],
+    runs: int,
+    duration: float,
+    rtts: tuple[float, ...] = RTTS,
+    levels: tuple[int, ...] = LEVELS,
+    experiments: bool = False,
+) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "runs": runs,
+        "duration": duration,
+        "rtts": list(rtts),
+        "single": {},
+        "curves": {},
+    }
+    curves = (NOW, BEFORE) if experiments else (NOW,)
+    with servers.git_daemon(tmp) as base:
+        port = int(base.rsplit(":", 1)[1])
+        for rtt in rtts:
+            key = f"{rtt * 1000:g}"
+            results["single"][key] = single(tmp, env, base, rtt, runs)
+            with DelayProxy(port, rtt) as proxy:
+                url = f"git://127.0.0.1:{proxy.port}"
+                for curve in curves:
+                    results["curves"].setdefault(curve, {})[key] = {}
+                for n in levels:  # curves interleaved per level: load drift hits both
+                    for curve in curves:
+                        results["curves"][curve][key][n] = level(
+                            tmp, env, url, curve, rtt, n, duration
+                        )
+    return results
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def _x(v: float) -> str:
+    return "–" if v != v else f"{v:.2f}×"
+
+
+def _rate(seconds: float) -> str:
+    return "–" if not seconds or seconds != seconds else f"{1 / seconds:.2f}"
+
+
+def tables(data: dict[str, Any]) -> list[str]:
+    d = data["latency"]
+    lines = [
+        f"`git daemon` on loopback behind `testing/netdelay.py`'s proxy, which holds each "
+        "direction for half the round trip and makes a new connection pay its handshake "
+        "(a real link's propagation delay; no bandwidth limit, no loss). 0 ms is the same "
+        f"path with no delay. One claim: {d['runs']} round-robin rounds after a warm-up "
+        "round, each timed claim released untimed right after; the raw rows on a remote of "
+        "their own.",
+        "",
+        "| one claim, median (p90) | "
+        + " | ".join(f"{k} ms RTT" for k in d["single"])
+        + " | "
+        + " | ".join(f"× floor at {k} ms" for k in d["single"])
+        + " |",
+        "|---|" + "---:|" * (2 * len(d["single"])),
+    ]
+    for row in ROWS:
+        cells, ratios = [], []
+        for series in d["single"].values():
+            xs = series.get(row, [])
+            cells.append(f"{ms(median(xs))} ({ms(pct(xs, 90))})")
+            ratios.append(_x(median(xs) / median(series[RAW_FLOOR])))
+        lines.append(f"| {row} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines += [
+        "",
+        f"Contention: sessions in clones of their own (as separate machines), each "
+        f"alternating claim/release of its own resource for {d['duration']:g} s; "
+        "throughput and latency count the operations completed after the window's "
+        "warm-up. *Ceiling*: one push per commit, 1 / the raw push's median; *raw floor*: "
+        "one writer running the raw pipeline, 1 / its median.",
+        "",
+        "| RTT | sessions | curve | ops/s | × 1 session | ceiling / raw floor (ops/s) "
+        "| latency p50 / p95 / max | attempts per success (max) "
+        "| successes per session min / max | lost | errors |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in d["single"]:
+        series = d["single"][key]
+        ceiling = f"{_rate(median(series[RAW_PUSH]))} / {_rate(median(series[RAW_FLOOR]))}"
+        for curve, by_rtt in d["curves"].items():
+            levels = by_rtt.get(key, {})
+            one = levels.get(1, {}).get("throughput", float("nan"))
+            for n, lv in sorted(levels.items()):
+                per = lv["per_session"]
+                lines.append(
+                    f"| {key} ms | {n} | {curve} | {lv['throughput']:.2f} | "
+                    f"{_x(lv['throughput'] / one if one else float('nan'))} | {ceiling} | "
+                    f"{ms(lv['p50'])} / {ms(lv['p95'])} / {ms(lv['max'])} | "
+                    f"{lv['attempts']:.2f} ({lv['max_attempts']}) | {min(per)} / {max(per)} | "
+                    f"{lv['lost']} | {lv['error_count']} |"
+                )
+    errors = [
+        e for by_rtt in d["curves"].values() for lv in by_rtt.values() for x in lv.values()
+        for e in x["errors"]
+    ]
+    if errors:
+        lines += ["", "Errors seen (first few): " + "; ".join(sorted(set(errors))[:5])]
+    return lines
+
+
+def analysis(data: dict[str, Any]) -> list[str]:
+    d = data["latency"]
+    keys = list(d["single"])
+    if not keys:
+        return []
+    far = keys[-1]
+    s = d["single"][far]
+    floor, push, inproc = median(s[RAW_FLOOR]), median(s[RAW_PUSH]), median(s[INPROC])
+    stale, first, cold = median(s[STALE]), median(s[FETCH_FIRST]), median(s[COLD])
+    out = [
+        f"**One claim at {far} ms.** Nothing raced: {ms(inproc)} in process, "
+        f"{_x(inproc / floor)} the raw floor's {ms(floor)} and {_x(inproc / push)} a raw "
+        f"push alone ({ms(push)}) — the claim is that push plus Python; fetching first (the "
+        f"store before #16) took {ms(first)}, {_x(first / inproc)} as long. When another "
+        f"clone wrote since, the push on the stale mirror is refused and the round "
+        f"fetches and pushes again: {ms(stale)} ({_x(stale / first)} fetching first), "
+        f"after which the clone fetches first until a fetch finds the branch where it left "
+        f"it. A cold CLI claim: {ms(cold)} ({_x(cold / floor)} the floor): Python's start "
+        f"and imports, then the same one push.",
+    ]
+    now_curves = d["curves"].get(NOW, {})
+    before_curves = d["curves"].get(BEFORE, {})
+    if not now_curves:
+        return out
+
+    def spread(lv: dict[str, Any]) -> str:
+        return f"{min(lv['per_session'])}–{max(lv['per_session'])}"
+
+    fair = []
+    for key in keys:
+        now, before = now_curves.get(key, {}), before_curves.get(key, {})
+        for n in sorted(now):
+            if n > 1:
+                b = f" vs {spread(before[n])}" if n in before else ""
+                fair.append(f"{key} ms × {n}: {spread(now[n])}{b}")
+    text = (
+        "**Fairness.** Successes per session (fewest–most) in the window"
+        + (", this store vs before #16: " if before_curves else ": ")
+        + "; ".join(fair)
+        + "."
+    )
+    if before_curves:
+        text += (
+            " Before, a session that lost a few rounds backed off for seconds (its window "
+            "doubled up to a third of the time left) while the others kept winning; now "
+            "the window is at most 4 rounds and narrows the longer a session waited, and a "
+            "winner that saw contention gives way for a round."
+        )
+    out.append(text)
+    top = max(now_curves[far])
+    lv = now_curves[far][top]
+    one = now_curves[far].get(1)
+    text = (
+        f"**Contention at {far} ms, {top} sessions:** {lv['throughput']:.2f} ops/s "
+        f"(the ceiling of one push per commit: {_rate(push)}; the raw floor: {_rate(floor)}), "
+        f"{lv['attempts']:.2f} attempts per success, latency p50 {ms(lv['p50'])}, p95 "
+        f"{ms(lv['p95'])}, max {ms(lv['max'])}"
+    )
+    if top in before_curves.get(far, {}):
+        b = before_curves[far][top]
+        text += (
+            f"; the store before #16 in the same run: {b['throughput']:.2f} ops/s, "
+            f"{b['attempts']:.2f} attempts, p50 {ms(b['p50'])}, p95 {ms(b['p95'])}, "
+            f"max {ms(b['max'])}"
+        )
+    text += (
+        f". Sessions that take turns fairly write at most one commit per round (a fetch "
+        f"and a push: each must learn the other's commit before building on it), so "
+        f"{top} sessions each wait about {top} rounds for their turn; one session writing "
+        f"alone, or one monopolising the branch, writes one commit per push. The longest "
+        f"waiters retry right after each commit and collide with each other: attempts "
+        f"per success rise with sessions (each a refused push, mostly before any pack is "
+        f"sent: the lease is checked against the refs the server advertises)."
+    )
+    if one is not None:
+        text += (
+            f" One session alone: {one['throughput']:.2f} ops/s, p50 {ms(one['p50'])}, p95 "
+            f"{ms(one['p95'])} — the tail is its pause of a round after every 8 back-to-back "
+            f"writes, the price of letting unseen losers in."
+        )
+    out.append(text)
+    return out
+
+
+def section(data: dict[str, Any], command: str | None = None) -> list[str]:
+    """Section 9, heading included; `command`: measured on its own by that command."""
+    lines = [HEADING, ""]
+    if command is not None:
+        m = data["machine"]
+        lines += [
+            f"Measured on its own by `.venv/bin/{command}` on {m['date']} in "
+            f"{data['timings'].get('latency', 0):.0f} s (load average at start "
+            f"{m['load at start']}, at end {m['load at end']}; {m['cores']}); the rest of "
+            "this page comes from the run named at its top.",
+            "",
+        ]
+    lines += tables(data)
+    for note in analysis(data):
+        lines += ["", note]
+    return lines
