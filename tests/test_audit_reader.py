@@ -126,7 +126,7 @@ def test_validate_range_reads_the_whole_range_in_one_git_process(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(3):
-        ok(repo, "send", "s1", f"note {i}", "body", session="s1")
+        ok(repo, "send", "broadcast", f"note {i}", "body", session="s1")
     started: list[list[str]] = []
     real = Git.run
 

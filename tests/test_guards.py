@@ -570,7 +570,7 @@ def test_range_claims(world: World) -> None:
     assert r.code == 3 and "prospects:1-25" in r.err, r.err
     ok(a, "claim", "batch", "emails:1-25", session="s2")  # another set never conflicts
     ok(a, "claim", "batch", "emails:20-30", session="s2")  # own overlap
-    ok(a, "claim", "other", "prospects:1-25", session="s2")  # another type
+    ok(a, "claim", "other", "prospects:1-25", "--new-type", session="s2")  # another type
     assert run(a, "claim", "batch", "prospects:30-20", session="s2").code == 2
 
 

@@ -114,7 +114,7 @@ def test_merge_keeps_everything_is_idempotent_and_removes_cleanly(project: Path)
     assert [c.split(" hook ")[1] for c in ours["PreToolUse"]] == ["pre-tool-use"]
     assert [c.split(" hook ")[1] for c in ours["SessionEnd"]] == ["stop --release"]
     guard = next(g for g in settings["hooks"]["PreToolUse"] if g["matcher"] != "Bash")
-    assert guard["matcher"] == "Edit|Write|MultiEdit|NotebookEdit"
+    assert guard["matcher"] == "Edit|Write|MultiEdit|NotebookEdit|Bash"
     assert guard["hooks"][0]["type"] == "command" and guard["hooks"][0]["timeout"] > 0
     mcp = load(mcp_path)
     assert mcp["mcpServers"]["github"] == ORIGINAL_MCP["mcpServers"]["github"]

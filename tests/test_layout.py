@@ -51,6 +51,7 @@ HUMAN_ONLY = {
     "mcp",
     "integrate",
     "demo",
+    "web",  # a person's review page: its approve and reject buttons are the person's
     "hook session-start",
     "hook post-tool-use",
     "hook pre-tool-use",

@@ -192,3 +192,19 @@ def test_the_human_adds_and_reprioritises_tasks(team: Path) -> None:
     top = ok(a, "task", "list")
     rows = top if isinstance(top, list) else top["tasks"]
     assert rows[0]["id"] == task["id"]
+
+
+def test_the_messages_board_shows_who_read_what_and_marks_nothing(team: Path) -> None:
+    a = team
+    ok(a, "send", "broadcast", "Standup", "10:00", session="s1")
+    ok(a, "send", "s3", "Review", "please", session="s2")
+    ok(a, "send", "human", "Escalation", "stuck", session="s3")
+    ok(a, "inbox", session="s2")  # s2 reads the broadcast
+    board = ok(a, "messages")["messages"]
+    by_subject = {m["subject"]: m for m in board}
+    assert by_subject["Standup"]["read_by"] == ["s2"]
+    assert by_subject["Standup"]["unread_by"] == ["s3"]
+    assert by_subject["Review"]["unread_by"] == ["s3"]
+    assert by_subject["Escalation"]["handled_by"] is None
+    assert ok(a, "inbox", session="s3")["unread"] == 2  # the board marked nothing
+    assert [m["subject"] for m in ok(a, "messages", "--involving", "s2")["messages"]] == ["Review"]

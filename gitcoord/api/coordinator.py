@@ -21,10 +21,13 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import clock
+from ..clock import iso
 from ..domain import names
 from ..domain.branch import DEFAULT_TIMEOUT, Identity, Outcome, Store
 from ..domain.change import Change
@@ -230,10 +233,15 @@ class Coordinator:
         tip, state = self.store.snapshot()
         return Snapshot(tip, state, self.store.where)
 
-    def problems(self, ref: str | None = None, path: str | None = None) -> list[Problem]:
-        """Every problem of the branch tip, of `ref`, or of a directory `path` (deep)."""
+    def problems(
+        self, ref: str | None = None, path: str | None = None, notes: list[Problem] | None = None
+    ) -> list[Problem]:
+        """Every problem of the branch tip, of `ref`, or of a directory `path` (deep), claims
+        of different holders that overlap now included (as the claim check sees them).
+        `notes`: filled with what is not a problem but worth saying (`validate.notes`)."""
         from ..domain.state import DirSource, Source, load_state
         from ..domain.validate import check_messages, check_state
+        from ..domain.validate import notes as state_notes
 
         src: Source
         if path is not None:
@@ -250,7 +258,9 @@ class Coordinator:
                 commit, _ = self.store.snapshot()
             src = self.store.view(commit)
         state = load_state(src)
-        return check_state(state) + check_messages(src, state)
+        if notes is not None:
+            notes += state_notes(state)
+        return check_state(state, clock.now()) + check_messages(src, state)
 
     def validate_tree(self, tree: str) -> list[Problem]:
         """Problems of a tree that is not (yet) a commit, e.g. a staged one."""
@@ -300,27 +310,144 @@ class Coordinator:
 
     # --- paths -----------------------------------------------------------------
 
-    def check_paths(self, paths: list[str], *, timeout: float = 3.0) -> dict[str, Any]:
+    def check_paths(
+        self,
+        paths: list[str],
+        *,
+        timeout: float = 3.0,
+        trees: Sequence[str] = (),
+        always: bool = False,
+    ) -> dict[str, Any]:
         """Which of `paths` fall inside a binding path claim of another session.
 
         Reads the freshest state it can within `timeout` seconds and says so
-        (`fresh: false`) when it had to use the last fetched state instead.
-        Paths may be absolute, or relative to the repository's top level.
-        """
-        from ..domain import rules
+        (`fresh: false`, and why in `reason`) when it had to use the last fetched
+        state instead. Paths may be absolute, or relative to where this Coordinator
+        was opened (`-C`, else the current directory); `trees` stand for everything
+        below them (a folder a command deletes or moves, or a glob such as
+        `src/*/x.py`) and pass only when no claim can cover anything there.
 
-        tip, state, fresh = self.store.snapshot_or_cached(timeout)
-        # paths outside this repository are not ours to guard
-        inside = [(p, rel) for p in paths if (rel := self._repo_relative(p)) is not None]
-        violations = rules.path_violations(state, clock.now(), self.session, inside)
-        return {"violations": violations, "fresh": fresh, "tip": tip, "checked": len(paths)}
+        With no state at all to judge by (nothing ever fetched and the remote not
+        answering, or no coordination branch), a repository recorded as using path
+        claims (`git config gitcoord.pathClaims true`, set by `hooks install`) fails
+        closed: RemoteError, exit 6. Any other repository passes, and the result says
+        plainly that nothing was checked (`unchecked`).
+
+        A symlink is judged by its own name and by the file it points to (a command
+        may replace the link or write through it). With no path inside the work tree
+        it asks nothing, unless `always` (to list the claims others hold).
+        """
+        from ..domain import overlap, rules
+        from ..errors import RemoteError
+
+        given = [(p, rel) for p in paths for rel in self._repo_relatives(p)]
+        below = [(p, rel) for p in trees for rel in self._repo_relatives(p)]
+        if not (given or below or always):
+            return {
+                "violations": [],
+                "fresh": True,
+                "tip": None,
+                "checked": len(paths) + len(trees),
+                "claims": [],
+            }
+        reason = None
+        try:
+            tip: str | None = self.store.fetch_tip(time.monotonic() + timeout)
+            fresh = True
+        except RemoteError as exc:
+            tip = self.store.trees.mirror_tip()
+            fresh = False
+            reason = exc.message
+        unchecked = None
+        if tip is None:
+            unchecked = (
+                f"the remote could not be reached ({reason}) and no coordination state was ever "
+                "fetched here"
+                if reason is not None
+                else f"there is no coordination branch {self.store.where}"
+            )
+            if (given or below) and self._uses_path_claims():
+                raise RemoteError(
+                    f"cannot check paths against the path claims: {unchecked}, and this "
+                    "repository uses path claims (git config gitcoord.pathClaims true), so "
+                    "nothing passes unchecked. Fetch the state when you can (`gitcoord "
+                    "status`), skip the check once (`git commit --no-verify`), or let paths "
+                    "pass unchecked here (`git config gitcoord.pathClaims false`)",
+                    unchecked=True,
+                )
+        state = self.store.checked(tip, self.store.load(tip))
+        self.store.parsed.save()
+        now = clock.now()
+        violations = rules.path_violations(state, now, self.session, given)
+        skew = state.config.skew if state.config else timedelta(0)
+        binding = [
+            c
+            for c in state.claims.values()
+            if c.type == overlap.PATH_TYPE
+            and c.holder != self.session
+            and not c.takeable(now, skew)
+        ]
+        for original, rel in below:
+            glob = "**" if rel in (".", "") else "/" + rel
+            claim = next((c for c in binding if overlap.globs_overlap(glob, c.name)), None)
+            if claim is not None:
+                violations.append(
+                    {
+                        "path": rel if rel not in ("", ".") else ".",
+                        "given": original,
+                        "holder": claim.holder,
+                        "claim": claim.name,
+                        "expires_at": iso(claim.expires_at),
+                        "generation": claim.generation,
+                    }
+                )
+        data: dict[str, Any] = {
+            "violations": violations,
+            "fresh": fresh,
+            "tip": tip,
+            "checked": len(paths) + len(trees),
+            # what others hold now: the Claude Code guard names them when it cannot
+            # tell which files a command writes
+            "claims": [
+                {"claim": c.name, "holder": c.holder, "expires_at": iso(c.expires_at)}
+                for c in binding
+            ],
+        }
+        if reason is not None:
+            data["reason"] = reason
+        if unchecked is not None:
+            data["unchecked"] = unchecked
+        return data
+
+    def _uses_path_claims(self) -> bool:
+        """`git config gitcoord.pathClaims`: fail closed when there is no state."""
+        proc = self.store.git.run(
+            ["config", "--type=bool", "--get", "gitcoord.pathClaims"], check=False
+        )
+        return proc.stdout.strip() == b"true"
 
     def staged_paths(self) -> list[str]:
-        out = self.store.git.run(
-            ["diff", "--cached", "--name-only", "-z", "--no-renames"],
-            cwd=self.toplevel(),
+        """Every path the commit being made changes, as absolute paths: added, modified,
+        deleted, and both sides of a rename or copy.
+
+        The index judged is the one `git commit` is committing: `commit -a` and
+        `commit <paths>` stage into a temporary index named in GIT_INDEX_FILE for the
+        hooks, which is kept here (a path relative to the directory the hook was
+        started in, where git meant it)."""
+        top = self.toplevel()
+        if top is None:
+            raise UsageError("--staged needs a work tree: this repository has none")
+        staged = Git.at(top, keep_index=True)
+        index = staged.env.get("GIT_INDEX_FILE")
+        if index and not os.path.isabs(index):
+            staged.env["GIT_INDEX_FILE"] = os.path.abspath(index)
+        out = staged.run(
+            ["diff", "--cached", "--name-status", "-z", "--no-renames", "--no-ext-diff"]
         ).stdout
-        return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+        fields = [f.decode("utf-8", "surrogateescape") for f in out.split(b"\0") if f]
+        # --no-renames: each entry is a status and one path (a rename is a D and an A)
+        names = fields[1::2]
+        return [os.path.join(top, name) for name in names]
 
     def toplevel(self) -> str | None:
         if self._top is None:
@@ -328,13 +455,31 @@ class Coordinator:
             self._top = proc.stdout.decode().strip() if proc.returncode == 0 else ""
         return self._top or None
 
+    def _repo_relatives(self, path: str) -> list[str]:
+        """`path` relative to the top, and the file it points to when it is a symlink
+        (both only inside the work tree)."""
+        found = [rel] if (rel := self._repo_relative(path)) is not None else []
+        full = path if os.path.isabs(path) else os.path.join(self._path, path)
+        top = self.toplevel()
+        if top is not None and os.path.islink(full):
+            target = os.path.relpath(os.path.realpath(full), os.path.realpath(top))
+            if not (target == ".." or target.startswith(".." + os.sep)):
+                found.append(target.replace(os.sep, "/"))
+        return list(dict.fromkeys(found))
+
     def _repo_relative(self, path: str) -> str | None:
+        """`path` relative to the top, or None outside the work tree. The folders on the
+        way are resolved (a symlinked folder is where the file really is); the last name
+        is not (a symlink is the file git tracks and a command deletes or moves)."""
         top = self.toplevel()
         full = path if os.path.isabs(path) else os.path.join(self._path, path)
         if top is None:
             return path.lstrip("/")
-        rel = os.path.relpath(os.path.realpath(full), os.path.realpath(top))
-        if rel.startswith(".."):
+        full = os.path.normpath(full)
+        head, name = os.path.split(full)
+        resolved = os.path.join(os.path.realpath(head), name) if name else full
+        rel = os.path.relpath(resolved, os.path.realpath(top))
+        if rel == ".." or rel.startswith(".." + os.sep):
             return None
         return rel.replace(os.sep, "/")
 

@@ -48,7 +48,9 @@ class Param:
     high: float | None = None
     low_open: bool = False
     stdin: bool = False  # command line: the value "-" reads standard input
+    percent: bool = False  # an int that people may write as 40%
     show_default: bool = False
+    mcp: bool = True  # offered to agents as a tool argument (not: a file on this machine)
 
     @property
     def required(self) -> bool:
@@ -108,6 +110,26 @@ def outcome_json(outcome: Any) -> dict[str, Any]:
         "commit": outcome.commit,
         "attempts": outcome.attempts,
     }
+
+
+def percent(value: Any) -> int:
+    """A percentage as people write it: 40 or "40%" (a whole number 0-100)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a percentage")
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        text = text[:-1].rstrip() if text.endswith("%") else text
+        if not (text.isascii() and text.isdigit() and len(text) <= 3):
+            raise ValueError(
+                f"{str(value)!r} is not a percentage: give a whole number from 0 to 100, "
+                "e.g. 40 or 40%"
+            )
+        number = int(text)
+    if not 0 <= number <= 100:
+        raise ValueError(f"{number} is not a percentage: give a whole number from 0 to 100")
+    return number
 
 
 def wrote(doc: dict[str, Any], done: str, unchanged: str) -> str:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..clock import iso
+from ..errors import UsageError
 from ..gitio import Git
 
 # One record per commit, NUL-terminated (`-z`): git cannot print a NUL from a commit
@@ -134,6 +135,58 @@ def entries(
     """Commits from `tip` back, newest first (first parent only: the branch's own line);
     at most `limit` (git stops walking there: `log --limit` costs the same on any history)."""
     return read_commits(git, [tip], since=since, limit=limit)
+
+
+# Every operation a commit's `Gitcoord-Op` trailer names (`log --op` refuses others,
+# listing these: a typo would otherwise match nothing, silently). A test checks that
+# every operation gitcoord writes is here.
+KNOWN_OPS = (
+    "init",
+    "upgrade",
+    "register",
+    "leave",
+    "reclaim",
+    "claim",
+    "renew",
+    "takeover",
+    "handoff",
+    "release",
+    "heartbeat",
+    "send",
+    "read",
+    "task-add",
+    "task-done",
+    "task-priority",
+    "milestone-add",
+    "milestone-done",
+    "milestone-undo",
+    "approval-request",
+    "approval-grant",
+    "approval-reject",
+    "activate",
+    "approver-add",
+    "approver-remove",
+    "signatures",
+    "key-rotate",
+    "key-revoke",
+    "hooks",
+    "state",
+    "quarantine",
+    "restore",
+)
+
+
+def check_op(op: str) -> str:
+    """`op` if gitcoord writes such an operation, else a usage error listing them."""
+    if op not in KNOWN_OPS:
+        close = [k for k in KNOWN_OPS if k.startswith(op[:3])] if len(op) >= 3 else []
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise UsageError(
+            f"unknown operation {op!r}{hint}; operations: {', '.join(KNOWN_OPS)}",
+            field="op",
+            known=list(KNOWN_OPS),
+        )
+    return op
 
 
 def matches(

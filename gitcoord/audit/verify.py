@@ -28,7 +28,14 @@ from ..domain import names
 from ..domain.branch import Store
 from ..domain.models import Approval, Claim, Config
 from ..domain.state import Problem, State
-from ..domain.transition import QUARANTINE_OP, Changed, CommitMeta, check_transition, parse_doc
+from ..domain.transition import (
+    HANDOFF_TO,
+    QUARANTINE_OP,
+    Changed,
+    CommitMeta,
+    check_transition,
+    parse_doc,
+)
 from ..domain.validate import check_messages_at, check_state
 from . import signatures
 from .history import Entry, read_commits
@@ -48,6 +55,7 @@ def commit_meta(entry: Entry) -> CommitMeta:
         session=entry.session,
         op=entry.op,
         time=entry.time,
+        handoff_to=entry.get(HANDOFF_TO),
     )
 
 

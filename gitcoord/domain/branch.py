@@ -18,8 +18,9 @@ the transaction (`transact`), and the store's own attributes.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,9 +42,10 @@ from ..store.transaction import (
 from ..store.trees import Files, TreeSource
 from . import yamlio
 from .change import Change
+from .models import Claim
 from .state import Problem, State, load_state
-from .transition import Changed, CommitMeta, check_transition, doc_at
-from .validate import check_messages, check_state
+from .transition import HANDOFF_TO, Changed, CommitMeta, check_transition, doc_at
+from .validate import check_messages, check_state, overlap_problems
 
 __all__ = ["DEFAULT_TIMEOUT", "Identity", "Outcome", "Store", "TreeSource", "commit_message"]
 
@@ -105,6 +107,7 @@ class Store:
         # Called with every tip read to act on (and its state) before anything is built
         # on it or shown from it: the API verifies signatures there (`api.trust`).
         self.tip_check: Callable[[str | None, State], None] | None = None
+        self._pinned: tuple[str | None] | None = None  # reads at this tip (`pinned`)
 
     def checked(self, tip: str | None, state: State) -> State:
         if self.tip_check is not None:
@@ -136,8 +139,22 @@ class Store:
     # --- reading -------------------------------------------------------------
 
     def fetch_tip(self, deadline: float) -> str | None:
-        """The branch tip as it is now: fetched from the remote, or read locally."""
+        """The branch tip as it is now: fetched from the remote, or read locally (or the
+        tip reads are `pinned` to)."""
+        if self._pinned is not None:
+            return self._pinned[0]
         return self.trees.fetch_tip(deadline)
+
+    @contextlib.contextmanager
+    def pinned(self, tip: str | None) -> Iterator[None]:
+        """Reads (`snapshot`, `fetch_tip`) see `tip` instead of fetching: several reads
+        that make one picture (the web page's overview) show one moment, for one fetch.
+        Writes are not pinned: a transaction always fetches the tip it builds on."""
+        outer, self._pinned = self._pinned, (tip,)
+        try:
+            yield
+        finally:
+            self._pinned = outer
 
     def tree_of(self, commit: str) -> str | None:
         return self.trees.tree_of(commit)
@@ -234,7 +251,14 @@ class Store:
         if change.noop:
             return Unchanged(change)
         when = now()
-        meta = CommitMeta(None, self.identity.email, change.session, change.op, when)
+        meta = CommitMeta(
+            None,
+            self.identity.email,
+            change.session,
+            change.op,
+            when,
+            change.trailers.get(HANDOFF_TO),
+        )
         changes = [Changed(p, doc_at(state, p), d) for p, d in change.writes.items()]
         commit = files = message = None
         signer, required = signer_of(change, state)
@@ -247,7 +271,15 @@ class Store:
             bad = check_state(after, when) + check_messages(self.view(commit), after)
         else:
             after = state.apply(change.writes)
-            bad = check_state(after, when)
+            # Claims of different holders that overlap are judged where this write makes
+            # one, as the verifier judges a commit by the problems it adds: a pair that was
+            # there before (a branch written before the item grammar may hold one;
+            # `validate` and `doctor` report it) does not stop its holders' other writes.
+            written = {d.key for d in change.writes.values() if isinstance(d, Claim)}
+            was = set(overlap_problems(state, when, written))
+            bad = check_state(after) + [
+                p for p in overlap_problems(after, when, written) if p not in was
+            ]
         bad += check_transition(state, after, changes, meta)
         if bad:
             raise InvalidError(

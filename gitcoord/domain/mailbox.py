@@ -113,6 +113,23 @@ def recent(view: TreeView, limit: int) -> list[Message]:
     return found[:limit]
 
 
+def since(view: TreeView, first_day: str) -> list[Message]:
+    """Every message in a day folder from `first_day` (YYYY-MM-DD) on, in every mailbox:
+    the cost of those days' messages, not of the history."""
+    found = []
+    for recipient in view.entries(MESSAGES.root) or []:
+        if not recipient.is_tree:
+            continue
+        for day, _ in sorted(_day_dirs(view, recipient.name).items()):
+            if day < first_day:
+                continue
+            for _, f in sorted(_files(view, recipient.name, day).items()):
+                msg = _load(view, f)
+                if msg is not None:
+                    found.append(msg)
+    return found
+
+
 def all_files(view: TreeView) -> Iterator[tuple[str, TreeEntry | None]]:
     """Every entry under messages/ (for deep validation); None marks a misplaced entry."""
     root = MESSAGES.root
@@ -141,3 +158,9 @@ def answered_by(view: TreeView, senders: set[str]) -> dict[str, str]:
         if msg.reply_to not in found or msg.id < found[msg.reply_to][0]:
             found[msg.reply_to] = (msg.id, msg.sender)
     return {answered: sender for answered, (_, sender) in found.items()}
+
+
+def holds(view: TreeView, message: Message) -> bool:
+    """Whether `view` (a tree, e.g. at a session's read mark) has `message` in it."""
+    day = names.message_day(message.id)
+    return f"{message.id}.yaml" in _files(view, message.to, day)

@@ -34,7 +34,10 @@ from .names import (
 #      config.require_signatures; decisions: a rejected request (Approval.status
 #      "rejected", rejected_by/at, reason), config.approval_wait_hours, a claim waiting
 #      for approval holding the lease it starts with (Claim.lease_seconds); messages
-#      to and from people (to "human", an approver's e-mail as sender)
+#      to and from people (to "human", an approver's e-mail as sender); a claim that
+#      changed hands without a release names where it came from (Claim.handed_by,
+#      Claim.taken_from); a milestone step may name who ticks it (Step.by), and a
+#      person (an approver's e-mail) may tick it (Step.done_by)
 # A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
 # a branch at that format, so every client the branch's format admits can read it.
 FORMAT = 3
@@ -316,6 +319,22 @@ class Claim(_Model):
             "(expires_at meanwhile is when the request lapses: approval_wait_hours)."
         ),
     )
+    handed_by: SessionId | None = Field(
+        None,
+        description=(
+            "Format 3: the session that handed this claim to its holder (`gitcoord "
+            "handoff`), kept while the holder renews it; the holder's inbox tells it."
+        ),
+    )
+    taken_from: SessionId | None = Field(
+        None,
+        description=(
+            "Format 3: the holder this claim was taken over from after its lease expired, "
+            "kept while the new holder renews it; that session's inbox tells it."
+        ),
+    )
+
+    NEWER_FIELDS: ClassVar[tuple[str, ...]] = ("handed_by", "taken_from")
 
     @property
     def key(self) -> str:
@@ -453,8 +472,19 @@ class Task(_Model):
 
 class Step(_Model):
     name: Subject
-    done_by: SessionId | None = None
+    by: SessionId | None = Field(
+        None,
+        description=(
+            "Format 3: who may tick this step: `human` (a listed approver, as a person "
+            "without a session) or a session id. Unset: any session. Fixed once added."
+        ),
+    )
+    done_by: Sender | None = Field(
+        None, description="Who ticked it: a session, or an approver's e-mail (format 3)."
+    )
     done_at: Timestamp | None = None
+
+    NEWER_FIELDS: ClassVar[tuple[str, ...]] = ("by",)
 
 
 class Milestone(_Model):

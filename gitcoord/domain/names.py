@@ -86,6 +86,35 @@ def check_claim_type(value: str) -> str:
     )
 
 
+# Claim types people use without having to say they mean a new one (`claim --new-type`
+# starts any other): a TYPE that is neither one of these nor in use on the branch is
+# more often a name typed first (`claim i-match task`) than a new kind of resource.
+COMMON_TYPES = (
+    "task",
+    "path",
+    "batch",
+    "service",
+    "deploy",
+    "file",
+    "review",
+    "feature",
+    "bug",
+    "issue",
+    "doc",
+    "docs",
+    "test",
+    "release",
+    "branch",
+    "pr",
+    "module",
+    "component",
+    "env",
+    "infra",
+    "db",
+    "domain",
+)
+
+
 def name_problem(value: str) -> str | None:
     """Why `value` is not a valid claim name, or None."""
     if not _NAME_RE.fullmatch(value):
@@ -157,5 +186,3 @@ def check_message_id(value: str) -> str:
 def message_day(message_id: str) -> str:
     """'20261121T...' -> '2026-11-21': messages are sharded by recipient and UTC day."""
     return f"{message_id[0:4]}-{message_id[4:6]}-{message_id[6:8]}"
-
-

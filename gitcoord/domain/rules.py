@@ -7,13 +7,14 @@ decisions that change it (those are `gitcoord.ops`).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import iso
 from ..errors import RefusedError
 from . import names, overlap
-from .models import Claim, Task
+from .models import Claim, Milestone, Slot, Task
 from .state import State
 
 
@@ -28,6 +29,31 @@ def overlapping(state: State, type_: str, name: str, now: datetime) -> list[Clai
         and not c.takeable(now, skew)
         and overlap.overlaps(type_, c.name, name)
     ]
+
+
+def vacant_slots(state: State) -> list[Slot]:
+    """The template's slots (roles) that no present session holds."""
+    if state.roster is None:
+        return []
+    free = set(state.free_numbers())
+    return [slot for slot in state.roster.slots if slot.number in free]
+
+
+def milestone_progress(state: State, milestone: Milestone) -> dict[str, Any]:
+    """How far a milestone is: its steps ticked and its tasks (tasks naming it) done,
+    each counting one, so finishing a task moves its milestone as ticking a step does.
+    `progress` is a percentage, one decimal."""
+    steps_done = sum(1 for st in milestone.steps if st.done_at is not None)
+    tasks = [t for t in state.tasks.values() if t.milestone == milestone.name]
+    tasks_done = sum(1 for t in tasks if t.done)
+    total = len(milestone.steps) + len(tasks)
+    return {
+        "progress": round((steps_done + tasks_done) / total * 100, 1) if total else 0.0,
+        "steps_done": steps_done,
+        "steps_total": len(milestone.steps),
+        "tasks_done": tasks_done,
+        "tasks_total": len(tasks),
+    }
 
 
 def activation_status(state: State) -> dict[str, Any]:
@@ -64,6 +90,66 @@ def waiting_for(state: State, task: Task) -> list[str]:
     """The dependencies of `task` not done yet. One that names no task counts as not done
     (the validator refuses it, but a reader must not crash on a branch it has not judged)."""
     return [d for d in task.depends_on if d not in state.tasks or not state.tasks[d].done]
+
+
+# Words that say nothing about which work fits whom (`role_match`).
+_STOP = frozenset(
+    [
+        "and",
+        "the",
+        "for",
+        "with",
+        "all",
+        "from",
+        "into",
+        "onto",
+        "any",
+        "each",
+        "its",
+        "our",
+        "your",
+        "their",
+        "this",
+        "that",
+        "are",
+        "per",
+        "via",
+        "not",
+        "new",
+        "more",
+        "other",
+        "session",
+        "sessions",
+    ]
+)
+_WORD_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def _stem(word: str) -> str:
+    if word.endswith("ing") and len(word) > 5:
+        return word[:-3]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> set[str]:
+    """The words of `text` that can say what work is about: lowercase, 3 letters or
+    more, not all digits, not a stop word, a plural `s` or an `-ing` dropped; a
+    hyphenated word counts whole and by its parts (`i-match`, `match`)."""
+    found: set[str] = set()
+    for token in _WORD_RE.findall(text.lower()):
+        for word in {token, *token.split("-")}:
+            if len(word) >= 3 and not word.isdigit() and word not in _STOP:
+                found.add(_stem(word))
+    return found
+
+
+def role_match(role: str, task: Task) -> list[str]:
+    """The words a task's title or note shares with a session's role: `next` offers a
+    session the work its role speaks of first (`Services - I-MATCH Development` and
+    `Complete i-match service`: i-match, match, service)."""
+    return sorted(words(role) & words(f"{task.title} {task.note}"))
 
 
 def check_claimable(state: State, task_id: str, now: datetime) -> None:

@@ -8,6 +8,7 @@ commit that carries it and accept the file only when the bytes are the same
 can never say what the branch does not, whoever pushed it.
 
 All text sessions wrote goes through `untrusted.markdown` (no links, images, HTML).
+Under the headline, the health line (`health`), from this tree's last day of messages.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from . import mailbox, names, rules
+from . import health, mailbox, names, rules
 from .models import Approval
 from .state import State
 from .untrusted import markdown
@@ -49,9 +50,15 @@ def render(state: State, view: mailbox.TreeView, at: datetime) -> bytes:
     if config is None:
         return _cut("\n".join([*lines, "Not initialised."]) + "\n")
     active = "active" if state.activation is not None else "not active"
+    doc = health.health(state, at, health.from_tree(view, at))
+    details = [f"- {md(d)}" for d in health.details(doc)]
     lines += [
         f"**{len(state.present)}/{config.slots} sessions registered; the registry is {active}.**",
         "",
+        f"**{md(doc['line'])}**",
+        "",
+        *details,
+        *([""] if details else []),
         "## Sessions",
         "",
         "| # | Session | Role | Goal | Last heartbeat | Progress |",
@@ -111,7 +118,12 @@ def render(state: State, view: mailbox.TreeView, at: datetime) -> bytes:
     if state.milestones:
         for ms in sorted(state.milestones.values(), key=lambda ms: ms.name):
             done = sum(1 for step in ms.steps if step.done_at is not None)
-            lines.append(f"- {md(ms.name)}: {done}/{len(ms.steps)} steps done")
+            line = f"- {md(ms.name)}: {done}/{len(ms.steps)} steps done"
+            tasks = [t for t in state.tasks.values() if t.milestone == ms.name]
+            if tasks:  # a milestone's tasks count towards it too (rules.milestone_progress)
+                finished = sum(1 for t in tasks if t.done)
+                line += f", {finished}/{len(tasks)} tasks done"
+            lines.append(line)
     else:
         lines.append("None.")
     lines += ["", "## Recent messages", ""]

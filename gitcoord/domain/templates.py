@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidError, UsageError
 from . import yamlio
-from .models import DEPENDS_MAX, MilestoneName, Note, Priority, Slot, Subject
+from .models import DEPENDS_MAX, MilestoneName, Note, Priority, SessionId, Slot, Subject
 
 
 class TemplateTask(BaseModel):
@@ -30,10 +30,25 @@ class TemplateTask(BaseModel):
     note: Note = ""
 
 
+class TemplateStep(BaseModel):
+    """A step that names who ticks it: `{name: ..., by: human}` (an approver) or a
+    session id; a plain string is a step any session ticks."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Subject
+    by: SessionId | None = None
+
+
 class TemplateMilestone(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: MilestoneName
-    steps: list[Subject] = Field(min_length=1, max_length=100)
+    steps: list[Subject | TemplateStep] = Field(min_length=1, max_length=100)
+
+    def step_docs(self) -> list[dict[str, str | None]]:
+        return [
+            {"name": s, "by": None} if isinstance(s, str) else {"name": s.name, "by": s.by}
+            for s in self.steps
+        ]
 
 
 class Template(BaseModel):

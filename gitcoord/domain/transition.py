@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import names, yamlio
+from . import names, overlap, yamlio
 from .kinds import CLAIMS, SESSION, kind_at, kind_of
 from .models import (
     Activation,
@@ -63,6 +63,7 @@ class CommitMeta:
     session: str | None
     op: str | None
     time: datetime
+    handoff_to: str | None = None  # a handoff's `Gitcoord-Handoff-To` trailer
 
 
 @dataclass(frozen=True)
@@ -415,17 +416,7 @@ def _check_doc(
         yield from _check_task(path, before, after, old, meta, no)
         return
     if isinstance(after, Milestone):
-        prev_m = before if isinstance(before, Milestone) else None
-        if prev_m is None:
-            if after.created_by != who:
-                yield no(path, "own-files", f"session {who} cannot create as {after.created_by}")
-            return
-        if [st.name for st in prev_m.steps] != [st.name for st in after.steps]:
-            yield no(path, "milestone", "a milestone's steps are fixed once added")
-            return
-        for a, b in zip(prev_m.steps, after.steps, strict=True):
-            if a != b and (a.done_at is not None or b.done_by != who):
-                yield no(path, "milestone", f"step {b.name!r}: only marking it done as {who}")
+        yield from _check_milestone(path, before, after, meta, no)
         return
     if isinstance(after, Roster):
         if not config_open:
@@ -442,6 +433,10 @@ def _check_doc(
         yield no(path, "own-files", f"session {who} cannot change {owner}'s {path.split('/')[1]}")
 
 
+HANDOFF_OP = "handoff"
+HANDOFF_TO = "Gitcoord-Handoff-To"
+
+
 def _check_claim(
     path: str, before: Doc, after: Claim, old: State, meta: CommitMeta, no: Any
 ) -> Iterator[Problem]:
@@ -450,6 +445,14 @@ def _check_claim(
     if prev is None:
         if after.holder != who:
             yield no(path, "own-files", f"session {who} cannot grant a claim to {after.holder}")
+        # A new claim's name is judged by the grammar of items (`overlap.items_problem`):
+        # a batch names items of a set. A claim already on the branch is not judged
+        # again, so one made before the grammar can still be renewed and released.
+        bad_name = overlap.items_problem(after.type, after.name)
+        if bad_name is not None:
+            yield no(path, "claim-name", bad_name)
+        if after.handed_by is not None or after.taken_from is not None:
+            yield no(path, "claim", "a new claim is granted: it has no handed_by or taken_from")
         return
     if after.holder == prev.holder:
         if prev.holder != who:
@@ -459,10 +462,23 @@ def _check_claim(
         want = prev.generation + 1 if regrant else prev.generation
         if after.generation != want:
             yield no(path, "generation", f"generation must be {want}, not {after.generation}")
+        for field in ("handed_by", "taken_from"):
+            if getattr(after, field) not in (None, getattr(prev, field)):
+                yield no(path, "claim", f"{field} says where the claim came from: it is kept")
+        return
+    if meta.op == HANDOFF_OP and who == prev.holder:
+        yield from _check_handoff(path, prev, after, old, meta, no)
         return
     if after.holder != who:
-        yield no(path, "own-files", f"session {who} cannot hand {prev.key} to {after.holder}")
+        yield no(
+            path,
+            "own-files",
+            f"session {who} cannot hand {prev.key} to {after.holder} (only its holder hands "
+            "a live claim off, in a handoff commit)",
+        )
         return
+    if after.handed_by is not None or after.taken_from not in (None, prev.holder):
+        yield no(path, "claim", f"a takeover is taken_from {prev.holder}, and handed by no one")
     skew = old.config.skew if old.config else None
     if skew is None or not prev.takeable(meta.time, skew):
         yield no(
@@ -477,6 +493,82 @@ def _check_claim(
             "generation",
             f"a new holder needs generation {prev.generation + 1}, not {after.generation}",
         )
+
+
+def _check_handoff(
+    path: str, prev: Claim, after: Claim, old: State, meta: CommitMeta, no: Any
+) -> Iterator[Problem]:
+    """A handoff (`Gitcoord-Op: handoff`, `Gitcoord-Handoff-To: <receiver>`): the holder
+    of a live claim, not waiting for approval, moves it to another present session, with
+    the generation + 1 and `handed_by` naming itself. Anything else that changes a
+    claim's holder is a takeover after expiry, by the new holder (`_check_claim`)."""
+    who = meta.session
+    to = after.holder
+    if meta.handoff_to != to:
+        yield no(
+            path,
+            "handoff",
+            f"a handoff names its receiver in Gitcoord-Handoff-To: {to}, not "
+            f"{meta.handoff_to or 'nothing'}",
+        )
+    if prev.released_at is not None or prev.expires_at <= meta.time:
+        yield no(path, "handoff", f"{prev.key} is not a live claim of {who}: nothing to hand off")
+    if prev.lease_seconds is not None:
+        yield no(path, "handoff", f"{prev.key} waits for approval: it is handed off once granted")
+    receiver = old.present.get(to)
+    if receiver is None or to == who:
+        yield no(path, "handoff", f"{to} is not another present session to hand {prev.key} to")
+    if after.generation != prev.generation + 1:
+        yield no(
+            path,
+            "generation",
+            f"a new holder needs generation {prev.generation + 1}, not {after.generation}",
+        )
+    if after.handed_by != who or after.taken_from is not None:
+        yield no(path, "handoff", f"a handoff is handed_by its giver {who}, taken from no one")
+    if after.released_at is not None or after.approval != prev.approval:
+        yield no(path, "handoff", "a handoff moves a live claim as it is, to its receiver")
+
+
+def _check_milestone(
+    path: str, before: Doc, after: Milestone, meta: CommitMeta, no: Any
+) -> Iterator[Problem]:
+    """A session adds a milestone as itself; its steps (names, and who ticks each: `by`)
+    are fixed once added; a session ticks a step that names no one or names it, as
+    itself, and unticks only a step it ticked. A step `by: human` is ticked by a person:
+    an approver's commit, which these rules do not judge (approvers may repair)."""
+    who = meta.session
+    prev_m = before if isinstance(before, Milestone) else None
+    if prev_m is None:
+        if after.created_by != who:
+            yield no(path, "own-files", f"session {who} cannot create as {after.created_by}")
+        for st in after.steps:
+            if st.done_at is not None and st.done_by != who:
+                yield no(path, "milestone", f"step {st.name!r}: ticked as {who} or not at all")
+        return
+    if [(st.name, st.by) for st in prev_m.steps] != [(st.name, st.by) for st in after.steps]:
+        yield no(path, "milestone", "a milestone's steps (and who ticks each) are fixed once added")
+        return
+    if prev_m.model_copy(update={"steps": after.steps}) != after:
+        yield no(path, "milestone", "a milestone changes only by ticking or unticking steps")
+    for a, b in zip(prev_m.steps, after.steps, strict=True):
+        if a == b:
+            continue
+        tick = a.done_at is None and b.done_at is not None and b.done_by == who
+        undo = a.done_at is not None and a.done_by == who and b.done_at is None
+        if undo and b.done_by is None:
+            continue
+        if tick and a.by in (None, who):
+            continue
+        if tick:
+            whom = "a person (an approver)" if a.by == names.HUMAN else f"session {a.by}"
+            yield no(path, "milestone", f"step {b.name!r} is ticked by {whom}, not by {who}")
+        else:
+            yield no(
+                path,
+                "milestone",
+                f"step {b.name!r}: {who} only ticks it as itself, or unticks a step it ticked",
+            )
 
 
 def _check_task(

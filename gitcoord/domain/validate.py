@@ -20,6 +20,7 @@ from .kinds import (
     HEARTBEAT,
     MESSAGE,
     MESSAGES,
+    MILESTONE,
     READ,
     SESSION,
     TASK,
@@ -47,6 +48,24 @@ def _signature_fields(state: State) -> list[Problem]:
         for sid, session in sorted(state.sessions.items()):
             if session.key is not None:
                 found.append(Problem(SESSION.path(sid), "format", "a session's key needs format 3"))
+        for _, claim in sorted(state.claims.items()):
+            if claim.handed_by is not None or claim.taken_from is not None:
+                found.append(
+                    Problem(
+                        CLAIMS.file(claim.type, claim.name),
+                        "format",
+                        "handed_by and taken_from need format 3 (`gitcoord upgrade`)",
+                    )
+                )
+        for name, milestone in sorted(state.milestones.items()):
+            if any(s.by is not None or "@" in (s.done_by or "") for s in milestone.steps):
+                found.append(
+                    Problem(
+                        MILESTONE.path(name),
+                        "format",
+                        "a step's `by`, and a step ticked by a person, need format 3",
+                    )
+                )
     for email in sorted(set(config.approver_keys) - set(config.approvers)):
         found.append(
             Problem(
@@ -190,18 +209,59 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
                         path, "approval", f"approval {claim.approval} does not gate {claim.key}"
                     )
                 )
-        if now is not None and not claim.takeable(now, state.config.skew):
-            for other in overlapping(state, claim.type, claim.name, now):
-                if other.holder != claim.holder and other.key < claim.key:
-                    problems.append(
-                        Problem(
-                            path,
-                            "overlap",
-                            f"overlaps {other.key} held by {other.holder} at the same time",
-                        )
-                    )
+    if now is not None:
+        problems += overlap_problems(state, now)
     problems += _check_board(state)
     return problems
+
+
+def overlap_problems(state: State, now: datetime, keys: set[str] | None = None) -> list[Problem]:
+    """Binding claims of different holders that cover a common item or path at `now`
+    (`overlap.overlaps`, the claim check's own answer), each pair reported once, at the
+    claim whose key sorts last. With `keys`, only pairs that involve one of those claims
+    (what a write changes: a pair it does not touch was there before it)."""
+    config = state.config
+    if config is None:
+        return []
+    pairs: set[tuple[str, str]] = set()
+    for key in sorted(state.claims if keys is None else keys & set(state.claims)):
+        claim = state.claims[key]
+        if claim.takeable(now, config.skew):
+            continue
+        for other in overlapping(state, claim.type, claim.name, now):
+            if other.holder != claim.holder:
+                pairs.add((max(key, other.key), min(key, other.key)))
+    problems = []
+    for last, first in sorted(pairs):
+        claim, other = state.claims[last], state.claims[first]
+        problems.append(
+            Problem(
+                CLAIMS.file(claim.type, claim.name),
+                "overlap",
+                f"overlaps {other.key} held by {other.holder} at the same time",
+            )
+        )
+    return problems
+
+
+def notes(state: State) -> list[Problem]:
+    """What `validate` says without failing: claims whose names the item grammar refuses
+    (made before it, or by hand). They load, renew and release as before, and are
+    compared by name (a bare one covers its whole set); a new claim of that name is
+    refused (`transition._check_claim`)."""
+    found = []
+    for _, claim in sorted(state.claims.items()):
+        why = overlap.items_problem(claim.type, claim.name)
+        if why is not None:
+            found.append(
+                Problem(
+                    CLAIMS.file(claim.type, claim.name),
+                    "claim-name",
+                    f"{why} (this claim was made before that rule: it still loads, renews "
+                    "and releases, and overlaps only what has its name or its whole set)",
+                )
+            )
+    return found
 
 
 def _check_board(state: State) -> list[Problem]:

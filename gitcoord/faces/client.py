@@ -15,7 +15,7 @@ The agent is an accelerator, never a requirement and never a coordinator:
 every command still reads and writes the remote itself, exactly as in
 process. When there is no agent, this process runs the command itself and
 starts one in the background for the next call. `GITCOORD_AGENT=0` turns it
-off; commands that stream (mcp, hook, hooks run) or last long (demo) always
+off; commands that stream (mcp, hook, hooks run) or last long (demo, web) always
 run in process.
 """
 
@@ -33,7 +33,7 @@ import zlib
 # Not imported here: subprocess, tempfile, hashlib, typing (~30 ms together, a third
 # of this process's start): the common path, an agent answering, needs none of them.
 
-_IN_PROCESS = {"mcp", "hook", "hooks", "demo", "integrate", "agent"}
+_IN_PROCESS = {"mcp", "hook", "hooks", "demo", "integrate", "agent", "web"}
 _VALUED = {"-C", "--ref", "--remote", "--timeout", "--session"}
 _STDIN_LIMIT = 64 * 1024 + 1
 STREAMS = ("stdout", "stderr")  # passed to the agent's child as its descriptors 1 and 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,10 @@ CHAINED = ".gitcoord-chained"
 
 
 def _script(name: str) -> str:
+    """The shim, with this interpreter recorded as the first one it tries (the shims
+    fall back to `gitcoord` on PATH: see gitcoord/hookscripts/)."""
     text = resources.files("gitcoord").joinpath("hookscripts").joinpath(name).read_text()
-    return text.replace("@PYTHON@", sys.executable)
+    return text.replace("@PYTHON@", shlex.quote(sys.executable))
 
 
 def _hooks_dir(repo: str) -> str:
@@ -51,7 +54,10 @@ def _is_ours(path: str) -> bool:
 
 
 def install(repo: str, hook: str) -> dict[str, Any]:
-    """Install the `hook` shim in `repo`, chaining to an existing hook."""
+    """Install the `hook` shim in `repo`, chaining to an existing hook. The client's
+    pre-commit also records that the repository uses path claims
+    (`gitcoord.pathClaims`, unless set already), so the guard fails closed when it
+    has no state to judge by."""
     folder = _hooks_dir(repo)
     os.makedirs(folder, exist_ok=True)
     target = os.path.join(folder, hook)
@@ -67,11 +73,24 @@ def install(repo: str, hook: str) -> dict[str, Any]:
         fh.write(_script(hook))
     os.chmod(tmp, 0o755)
     os.replace(tmp, target)
-    return {
+    data: dict[str, Any] = {
         "hook": target,
         "chained": chained if os.path.lexists(chained) else None,
         "moved": moved,
     }
+    if hook == "pre-commit":
+        data["path_claims"] = record_path_claims(repo)
+    return data
+
+
+def record_path_claims(repo: str) -> bool:
+    """Set `gitcoord.pathClaims true` in `repo` unless it says already; its value."""
+    git = Git.at(repo)
+    got = git.run(["config", "--type=bool", "--get", "gitcoord.pathClaims"], check=False)
+    if got.returncode == 0:
+        return got.stdout.strip() == b"true"
+    git.run(["config", "gitcoord.pathClaims", "true"])
+    return True
 
 
 def uninstall(repo: str, hook: str) -> dict[str, Any]:
@@ -214,45 +233,88 @@ def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
         return rejected
 
 
+def staged_tree(repo: str) -> str:
+    """The tree of the index being committed (`git write-tree` on it): GIT_INDEX_FILE's
+    temporary index under `commit -a` or `commit <paths>`, else the repository's."""
+    staged = Git.at(repo, keep_index=True)
+    index = staged.env.get("GIT_INDEX_FILE")
+    if index and not os.path.isabs(index):
+        staged.env["GIT_INDEX_FILE"] = os.path.abspath(index)
+    tree = staged.run(["write-tree"], check=False)
+    if tree.returncode != 0:
+        err = tree.stderr.decode("utf-8", "replace").strip()
+        raise InvalidError(f"cannot read the staged tree: {err}")
+    return tree.stdout.decode().strip()
+
+
+def validate_staged(coord: Coordinator, repo: str) -> str:
+    """Refuse (exit 5) a staged coordination state that is invalid: what is staged, not
+    the working tree (an untracked or unstaged file is not part of the commit)."""
+    problems = coord.validate_tree(staged_tree(repo))
+    if problems:
+        raise InvalidError(
+            "the staged coordination state is invalid:\n" + "\n".join(f"  {p}" for p in problems),
+            problems=[p.to_json() for p in problems],
+        )
+    return "staged coordination state is valid"
+
+
+def guard_staged(coord: Coordinator) -> str:
+    """Refuse (exit 3) a commit that adds, changes, deletes or renames a file inside
+    another session's live path claim."""
+    data = coord.check_paths(coord.staged_paths())
+    if data["violations"]:
+        from ..errors import ConflictError
+
+        lines = [
+            f"  {v['path']}: claimed by {v['holder']} ('{v['claim']}') until {v['expires_at']}"
+            for v in data["violations"]
+        ]
+        stale = "" if data["fresh"] else " (checked against the last fetched state)"
+        raise ConflictError(
+            f"commit refused{stale}: files inside other sessions' path claims:\n"
+            + "\n".join(lines)
+            + "\n  (ask the holder, wait for the claim to expire, or `git commit --no-verify`)",
+            violations=data["violations"],
+        )
+    if data.get("unchecked") and data["checked"]:
+        return f"not checked against path claims: {data['unchecked']}"
+    return "ok"
+
+
+def _current_branch(repo: str) -> str:
+    return (
+        Git.at(repo)
+        .run(["symbolic-ref", "-q", "--short", "HEAD"], check=False)
+        .stdout.decode("utf-8", "surrogateescape")
+        .strip()
+    )
+
+
 def run_pre_commit(repo: str) -> str:
     """Validate a staged coordination tree, or guard the staged paths; raises on refusal."""
     from ..api.coordinator import Coordinator
 
     with Coordinator(repo) as coord:
-        # The index being committed: `commit -a` and `commit <paths>` stage into a
-        # temporary one and name it in GIT_INDEX_FILE for this hook.
-        staged = Git.at(repo, keep_index=True)
-        head = (
-            staged.run(["symbolic-ref", "-q", "--short", "HEAD"], check=False)
-            .stdout.decode("utf-8", "surrogateescape")
-            .strip()
-        )
-        if head == coord.store.branch:
-            tree = staged.run(["write-tree"], check=False)
-            if tree.returncode != 0:
-                err = tree.stderr.decode("utf-8", "replace").strip()
-                raise InvalidError(f"cannot read the staged tree: {err}")
-            problems = coord.validate_tree(tree.stdout.decode().strip())
-            if problems:
-                raise InvalidError(
-                    "the staged coordination state is invalid:\n"
-                    + "\n".join(f"  {p}" for p in problems),
-                    problems=[p.to_json() for p in problems],
-                )
-            return "staged coordination state is valid"
-        data = coord.check_paths(coord.staged_paths())
-        if data["violations"]:
-            from ..errors import ConflictError
+        if _current_branch(repo) == coord.store.branch:
+            return validate_staged(coord, repo)
+        return guard_staged(coord)
 
-            lines = [
-                f"  {v['path']}: claimed by {v['holder']} ('{v['claim']}') until {v['expires_at']}"
-                for v in data["violations"]
+
+def run_validate_index(repo: str) -> str:
+    """The pre-commit framework's gitcoord-validate: the staged coordination state, on
+    the coordination branch or whenever the commit changes anything under
+    `coordination/` (deletions included); otherwise there is nothing to judge."""
+    from ..api.coordinator import Coordinator
+
+    with Coordinator(repo) as coord:
+        if _current_branch(repo) != coord.store.branch:
+            top = coord.toplevel() or repo
+            touched = [
+                p
+                for p in coord.staged_paths()
+                if os.path.relpath(p, top).startswith("coordination" + os.sep)
             ]
-            stale = "" if data["fresh"] else " (checked against the last fetched state)"
-            raise ConflictError(
-                f"commit refused{stale}: files inside other sessions' path claims:\n"
-                + "\n".join(lines)
-                + "\n  (ask the holder, wait for the claim to expire, or `git commit --no-verify`)",
-                violations=data["violations"],
-            )
-        return "ok"
+            if not touched:
+                return "nothing staged under coordination/"
+        return validate_staged(coord, repo)

@@ -119,7 +119,7 @@ class _Gate:
 
 def tool(verb: Verb, gate: _Gate) -> Callable[..., CallToolResult]:
     """The function the SDK serves for `verb`: its signature is the tool's input schema."""
-    params = list(verb.params) + ([SESSION] if verb.session else [])
+    params = [p for p in verb.params if p.mcp] + ([SESSION] if verb.session else [])
     signature = inspect.Signature(
         [
             inspect.Parameter(

@@ -161,6 +161,11 @@ def done(state: State, now: datetime, *, session: str | None, task_id: str) -> C
         kinds.task_path(task_id): finished,
         kinds.claim_path("task", task_id): released,
     }
+    after = state.apply(writes)
+    result: dict[str, Any] = {"task": task_json(after, finished, now)}
+    milestone = after.milestones.get(task.milestone) if task.milestone else None
+    if milestone is not None:  # a task counts towards its milestone
+        result["milestone"] = {"name": milestone.name, **rules.milestone_progress(after, milestone)}
     return Change(
         "task-done",
         f"done {task_id} by {me.id}: {task.title[:60]}",
@@ -168,7 +173,7 @@ def done(state: State, now: datetime, *, session: str | None, task_id: str) -> C
         resource=f"task/{task_id}",
         writes=writes,
         trailers={"Gitcoord-Generation": str(held.generation)},
-        result={"task": task_json(state.apply(writes), finished, now)},
+        result=result,
     )
 
 
@@ -179,9 +184,17 @@ def next_task(
     session: str | None,
     take: bool = False,
     ttl: timedelta | None = None,
+    any_role: bool = False,
 ) -> Change:
+    """The most urgent ready task — among those whose title or note shares a word with
+    this session's role first (`rules.role_match`), then the rest; `any_role`: the most
+    urgent ready task, whatever the role."""
     me = require_registered(state, session)
     candidates = [t for t in board(state, now) if rules.task_status(state, t, now) == "ready"]
+    matched = {t.id: rules.role_match(me.role, t) for t in candidates}
+    if not any_role:
+        # sorted() is stable: within each group the board's order (priority, age) holds
+        candidates = sorted(candidates, key=lambda t: not matched[t.id])
     if not candidates:
         counts: dict[str, int] = {}
         for t in state.tasks.values():
@@ -190,18 +203,20 @@ def next_task(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "the board is empty"
         raise ConflictError(f"nothing left to do: {summary}", counts=counts)
     pick = candidates[0]
+    fits = [] if any_role else matched[pick.id]
     if not take:
         return Change(
             "next",
             "next",
             session=me.id,
-            result={"task": task_json(state, pick, now), "claimed": False},
+            result={"task": task_json(state, pick, now), "claimed": False, "role_words": fits},
         )
     change = claim(state, now, session=me.id, type_="task", name=pick.id, ttl=ttl)
     change.result = {
         "task": task_json(state.apply(change.writes), pick, now),
         "claimed": True,
         "claim": change.result["claim"],
+        "role_words": fits,
     }
     return change
 

@@ -6,13 +6,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import human_delta, iso
-from ..domain import kinds, names, rules
+from ..domain import kinds, names, overlap, rules
 from ..domain.change import Change
 from ..domain.models import (
     Claim,
     Session,
 )
 from ..domain.state import Doc, State
+from ..domain.transition import HANDOFF_OP, HANDOFF_TO
 from ..errors import ConflictError, RefusedError, UsageError
 from .approvals import request_approval
 from .kernel import build, require_initialised, require_registered
@@ -20,6 +21,50 @@ from .kernel import build, require_initialised, require_registered
 
 def _claim_json(claim: Claim, now: datetime) -> dict[str, Any]:
     return {**claim.model_dump(mode="json"), "status": claim.status(now), "resource": claim.key}
+
+
+def held_name(state: State, type_: str, name: str) -> str:
+    """The name of `type_/name` on the branch: as given when a claim of that name is
+    there (one made before the item grammar included), else a batch's items in their one
+    spelling (`prospects:1..5` and `prospects:1-5` are one claim, `prospects:*` is
+    `prospects`)."""
+    if type_ != overlap.ITEMS_TYPE or names.resource_key(type_, name) in state.claims:
+        return name
+    return overlap.canonical(name)
+
+
+def types_in_use(state: State) -> set[str]:
+    """Claim types this branch knows: claimed before, or gated by approval."""
+    used = {c.type for c in state.claims.values()}
+    if state.config is not None:
+        used.update(state.config.require_approval)
+    return used
+
+
+def check_new_type(state: State, type_: str, name: str) -> None:
+    """A TYPE neither in use on the branch nor a common one is questioned (exit 2): most
+    often it is a name typed first, `claim i-match task`. `--new-type` insists."""
+    known = types_in_use(state) | set(names.COMMON_TYPES)
+    if type_ in known:
+        return
+    used = sorted(types_in_use(state))
+    shown = ", ".join(used) if used else "none yet"
+    if name in known:
+        raise UsageError(
+            f"{type_!r} is not a claim type in use here: did you mean "
+            f"`claim {name} {type_}`? (types in use: {shown}; to start a new type "
+            f"{type_!r}, pass --new-type)",
+            field="type",
+            suggestion=f"claim {name} {type_}",
+            types=used,
+        )
+    raise UsageError(
+        f"claim type {type_!r} is new on this branch (types in use: {shown}; common: "
+        f"{', '.join(names.COMMON_TYPES[:6])}, ...): check the spelling, or pass --new-type "
+        "to start using it",
+        field="type",
+        types=used,
+    )
 
 
 def claim(
@@ -32,9 +77,15 @@ def claim(
     ttl: timedelta | None = None,
     note: str | None = None,
     approval_id: str | None = None,
+    new_type: bool = True,
 ) -> Change:
+    """`new_type`: whether a TYPE unknown to the branch may be started (the verb asks
+    first, see `check_new_type`)."""
     me = require_registered(state, session)
     config = require_initialised(state)
+    name = held_name(state, type_, name)
+    if not new_type:
+        check_new_type(state, type_, name)
     key = names.resource_key(type_, name)
     path = kinds.claim_path(type_, name)
     if ttl is not None and ttl > config.max_lease:
@@ -67,7 +118,6 @@ def claim(
     else:
         raise _held(current, now, config.skew)
     if op != "renew" and type_ == "task" and name in state.tasks:
-
         rules.check_claimable(state, name, now)
     if op != "renew":
         for other in rules.overlapping(state, type_, name, now):
@@ -109,6 +159,14 @@ def claim(
         renewed_at=now if op == "renew" else None,
         note=note if note is not None else (current.note if current and op == "renew" else ""),
         approval=gate,
+        # Where it came from without a release, kept while the same holder renews it: the
+        # previous holder's inbox tells it of a takeover, the receiver's of a handoff.
+        handed_by=current.handed_by if current and op == "renew" else None,
+        taken_from=(
+            current.holder
+            if current and op == "takeover" and config.format >= 3
+            else (current.taken_from if current and op == "renew" else None)
+        ),
     )
     writes[path] = doc
     trailers["Gitcoord-Generation"] = str(generation)
@@ -153,7 +211,7 @@ def _held(
 
 
 def _own_claim(state: State, me: Session, type_: str, name: str) -> Claim:
-    key = names.resource_key(type_, name)
+    key = names.resource_key(type_, held_name(state, type_, name))
     current = state.claims.get(key)
     if current is None:
         raise RefusedError(f"{key} is not claimed", resource=key)
@@ -200,7 +258,106 @@ def release(state: State, now: datetime, *, session: str | None, type_: str, nam
         f"release {current.key} by {me.id}",
         session=me.id,
         resource=current.key,
-        writes={kinds.claim_path(type_, name): doc},
+        writes={kinds.claim_path(current.type, current.name): doc},
         trailers={"Gitcoord-Generation": str(current.generation)},
         result={"claim": _claim_json(doc, now), "action": "released"},
+    )
+
+
+def handoff(
+    state: State,
+    now: datetime,
+    *,
+    session: str | None,
+    type_: str,
+    name: str,
+    to: str,
+    ttl: timedelta | None = None,
+    note: str | None = None,
+) -> Change:
+    """Move a live claim this session holds to another present session, in one commit:
+    the receiver holds it from now (a new lease: `ttl`, else the branch's default), the
+    generation (fencing token) grows by one, and `handed_by` names the giver, so the
+    receiver's inbox tells it (`Gitcoord-Op: handoff`, `Gitcoord-Handoff-To: <to>`; the
+    verifier accepts this shape only from the holder of a live claim, `transition.py`)."""
+    from .messages import resolve_session
+
+    me = require_registered(state, session)
+    config = require_initialised(state)
+    if config.format < 3:
+        raise RefusedError(
+            f"this branch is at format {config.format}, and a handoff needs format 3: run "
+            "`gitcoord upgrade` (every session then needs a gitcoord that reads format 3)",
+            format=config.format,
+        )
+    current = _own_claim(state, me, type_, name)
+    key = current.key
+    if current.released_at is not None:
+        raise RefusedError(f"{key} was released: claim it again to hand it off", resource=key)
+    if current.expires_at <= now:
+        raise RefusedError(
+            f"your claim of {key} expired at {iso(current.expires_at)}: only a live claim is "
+            f"handed off (`gitcoord renew {current.type} {current.name}` first)",
+            resource=key,
+        )
+    if current.lease_seconds is not None:
+        raise RefusedError(
+            f"{key} is waiting for approval {current.approval}: hand it off once it is granted",
+            resource=key,
+            approval=current.approval,
+        )
+    receiver = resolve_session(state, to)
+    if receiver == me.id:
+        raise RefusedError(f"{key} is yours already: hand it to another session", resource=key)
+    mine = [
+        c.key
+        for c in rules.overlapping(state, current.type, current.name, now)
+        if c.holder == me.id
+    ]
+    if mine:
+        raise RefusedError(
+            f"you also hold {', '.join(mine)}, which covers some of what {key} covers: hand "
+            "that off too, or release it, first",
+            resource=key,
+            overlapping=mine,
+        )
+    if ttl is not None and ttl > config.max_lease:
+        raise UsageError(
+            f"a lease of {human_delta(ttl)} is longer than this branch's maximum of "
+            f"{human_delta(config.max_lease)} (config max_lease_hours)",
+            field="ttl",
+        )
+    ttl = ttl or min(config.lease, config.max_lease)
+    doc: Claim = build(
+        Claim,
+        **{
+            **current.model_dump(),
+            "holder": receiver,
+            "generation": current.generation + 1,
+            "acquired_at": now,
+            "expires_at": now + ttl,
+            "renewed_at": None,
+            "note": note if note is not None else current.note,
+            "handed_by": me.id,
+            "taken_from": None,
+        },
+    )
+    writes: dict[str, Doc] = {kinds.claim_path(current.type, current.name): doc}
+    return Change(
+        HANDOFF_OP,
+        f"hand off {key} from {me.id} to {receiver}",
+        session=me.id,
+        resource=key,
+        writes=writes,
+        trailers={
+            HANDOFF_TO: receiver,
+            "Gitcoord-Generation": str(doc.generation),
+            "Gitcoord-Expires": iso(doc.expires_at),
+        },
+        result={
+            "claim": _claim_json(doc, now),
+            "from": me.id,
+            "to": receiver,
+            "action": "handed-off",
+        },
     )

@@ -44,6 +44,20 @@ def resolve_recipient(state: State, to: str) -> str:
     return to
 
 
+def resolve_session(state: State, to: str) -> str:
+    """A present session, by id or number (exit 4 if there is none)."""
+    if names.is_number(to):
+        found = state.session_by_number(int(to))
+        if found is None:
+            raise RefusedError(f"no session has number {to}", session=to)
+        return found.id
+    if to not in state.present:
+        left = state.sessions.get(to)
+        why = "has left" if left is not None else "is not registered"
+        raise RefusedError(f"session {to!r} {why}", session=to)
+    return to
+
+
 def send(
     state: State,
     now: datetime,
@@ -61,6 +75,14 @@ def send(
     write to sessions, broadcast and answer escalations sent to 'human'."""
     sender = require_speaker(state, session, person)
     recipient = resolve_recipient(state, to)
+    if recipient == sender:
+        # An inbox never shows a session its own messages (nor its own broadcasts): a
+        # message to itself would be "sent" and never read. Refused, and said why.
+        raise RefusedError(
+            f"{sender} cannot send a message to itself: its inbox never shows its own "
+            "messages (send it to another session, to broadcast, or to human)",
+            recipient=recipient,
+        )
     mine = (sender, names.BROADCAST) if person is None else (names.HUMAN, names.BROADCAST, sender)
     if reply_to is not None and (
         original is None or not (original.to in mine or original.sender == sender)

@@ -37,7 +37,20 @@ def init(
     require_signatures: bool = False,
 ) -> Change:
     if state.config is not None:
-        return Change("init", "init", result={"created": False, **_config_json(state.config)})
+        result: dict[str, Any] = {"created": False, **_config_json(state.config)}
+        had = state.roster.template if state.roster is not None else None
+        result["template"] = had
+        if template is not None and template.name != had:
+            # Nothing is changed on a branch that exists, a template included: say so,
+            # rather than let the session believe the roster, tasks and milestones are there.
+            result["warnings"] = [
+                f"--template {template.name} was NOT applied: this branch exists already "
+                + (f"(from template {had})" if had else "(without a template)")
+                + ", and a roster is set only when a branch is created. Start a branch of its "
+                f"own with `gitcoord --ref NAME init --template {template.name}`, or add what "
+                "you need to this one (`gitcoord task add`, `gitcoord milestone add`)"
+            ]
+        return Change("init", "init", result=result)
     if template is not None:
         slots = len(template.slots)
     config = build(
@@ -82,7 +95,7 @@ def _seed(template: Any, now: datetime, creator: str) -> dict[str, Doc]:
         writes[kinds.milestone_path(m.name)] = build(
             Milestone,
             name=m.name,
-            steps=[{"name": s} for s in m.steps],
+            steps=m.step_docs(),
             created_by=creator,
             created_at=now,
         )
@@ -249,6 +262,8 @@ def register(
             f"--number must be within 1..{config.slots}", free_numbers=free, slots=config.slots
         )
     roster = state.roster
+    asked = number  # --number: the session chose its slot (and its role, with a template)
+    suggested = None
     if number is None and existing is None and roster is not None:
         suggested = next((s.number for s in roster.slots if s.session == session), None)
         if suggested is not None:
@@ -283,8 +298,14 @@ def register(
             )
     holder = state.session_by_number(number)
     if holder is not None and holder.id != session:
+        mine = (
+            f" (the template's slot for {session}: --number N with --role and --goal takes "
+            "another)"
+            if suggested == number
+            else ""
+        )
         raise ConflictError(
-            f"number {number} is taken by session {holder.id!r}; free numbers: "
+            f"number {number} is taken by session {holder.id!r}{mine}; free numbers: "
             + (", ".join(map(str, free)) or "none"),
             number=number,
             holder=holder.id,
@@ -293,11 +314,30 @@ def register(
         )
     slot = roster.slot(number) if roster is not None else None
     prior = existing or state.sessions.get(session)  # one coming back keeps its role
+    given_role, given_goal = role, goal
     role = role if role is not None else (prior.role if prior else None)
     goal = goal if goal is not None else (prior.goal if prior else None)
     if slot is not None and existing is None:
+        if (role is None or goal is None) and asked is None and suggested is None:
+            # A template slot's role is taken when the session asks for the slot (--number)
+            # or the slot is suggested for it, never as a side effect of which number
+            # happened to be free (after a lost race, another slot's role, silently).
+            raise UsageError(
+                "a new session needs --role and --goal, or a template slot chosen with "
+                "--number N; vacant: " + _vacant(state),
+                session=session,
+                vacant=[v.number for v in rules.vacant_slots(state)],
+            )
         role = role if role is not None else slot.role
         goal = goal if goal is not None else slot.goal
+    if slot is not None and existing is not None and number != existing.number:
+        # Moving to another slot of a template (--number) takes that slot's role and goal,
+        # unless the session gives its own, or had its own rather than its old slot's.
+        before_slot = roster.slot(existing.number) if roster is not None else None
+        if given_role is None and (before_slot is None or existing.role == before_slot.role):
+            role = slot.role
+        if given_goal is None and (before_slot is None or existing.goal == before_slot.goal):
+            goal = slot.goal
     if role is None or goal is None:
         raise UsageError(
             "a new session needs --role and --goal (or a template slot: init --template)",
@@ -342,6 +382,12 @@ def register(
         trailers=trailers,
         result=result,
     )
+
+
+def _vacant(state: State) -> str:
+    found = rules.vacant_slots(state)
+    shown = "; ".join(f"{v.number}: {v.role}" for v in found[:12])
+    return (shown + ("; ..." if len(found) > 12 else "")) or "none"
 
 
 def _bound_key(state: State, config: Config, session: str, key: str | None) -> str | None:

@@ -43,27 +43,35 @@ def pull_request(url: str | None, base: str, head: str) -> str | None:
     return None
 
 
-def gh_pr_create(base: str, head: str, title: str, body: str) -> str | None:
-    """Open the pull request with the GitHub CLI when it is installed; its URL or None."""
+def gh_pr_create(base: str, head: str, title: str, body: str) -> tuple[str | None, str | None]:
+    """Open the pull request with the GitHub CLI: (its URL, None), or (None, why not) —
+    `gh` is not installed, or it failed (its own words)."""
     gh = shutil.which("gh")
     if gh is None:
-        return None
-    proc = subprocess.run(
-        [
-            gh,
-            "pr",
-            "create",
-            "--base",
-            base,
-            "--head",
-            head,
-            "--title",
-            f"Approve: {title}",
-            "--body",
-            body or f"Merging this pull request approves: {title}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
+        return None, "`gh` (the GitHub CLI) is not installed"
+    try:
+        proc = subprocess.run(
+            [
+                gh,
+                "pr",
+                "create",
+                "--base",
+                base,
+                "--head",
+                head,
+                "--title",
+                f"Approve: {title}",
+                "--body",
+                body or f"Merging this pull request approves: {title}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        return None, f"`gh` could not run: {exc}"
+    url = proc.stdout.strip()
+    if proc.returncode == 0 and url:
+        return url, None
+    said = " ".join(proc.stderr.split())[:300] or f"exit {proc.returncode}"
+    return None, f"`gh pr create` failed: {said}"

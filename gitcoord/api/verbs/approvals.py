@@ -69,13 +69,25 @@ def _request(
     proposal = c.store.write_commit(outcome.commit, change, clock.now())
     c.store.publish_branch(branch, proposal)
     url = forge.pull_request(c.remote_url, c.store.branch, branch)
-    created = forge.gh_pr_create(c.store.branch, branch, subject, note) if pr else None
+    created, failed = (
+        forge.gh_pr_create(c.store.branch, branch, subject, note) if pr else (None, None)
+    )
+    warnings = []
+    if failed is not None:
+        # --pr asked for a pull request: say why there is none, and how to open one
+        warnings.append(
+            f"--pr: no pull request was opened: {failed}; open it yourself"
+            + (f": {url}" if url else f" (from {branch} into {c.store.branch})")
+            + f", or approve with `gitcoord approval grant {aid}`"
+        )
     return {
         "approval": request.model_dump(mode="json"),
         "commit": outcome.commit,
         "branch": branch,
         "proposal": proposal,
         "pull_request_url": created or url,
+        "pull_request_opened": created is not None,
+        **({"warnings": warnings} if warnings else {}),
         "how": (
             f"open a pull request from {branch} into {c.store.branch}"
             + (f": {url}" if url else "")

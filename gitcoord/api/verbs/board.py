@@ -176,7 +176,12 @@ TASK_DONE = Verb(
     _task_done,
     lambda doc: wrote(
         doc,
-        f"done {doc['task']['id']}: {doc['task']['title']}",
+        f"done {doc['task']['id']}: {doc['task']['title']}"
+        + (
+            f" (milestone {doc['milestone']['name']}: {doc['milestone']['progress']}%)"
+            if doc.get("milestone")
+            else ""
+        ),
         f"{doc['task']['id']} was already done",
     ),
     (TASK_ID,),
@@ -189,13 +194,16 @@ def _next(
     claim: bool = False,
     ttl: str | timedelta | None = None,
     hours: float | None = None,
+    any_role: bool = False,
 ) -> Any:
     from ... import clock
     from ...ops import board
 
     length = lease(ttl, hours)
     return c.transact(
-        lambda s: board.next_task(s, clock.now(), session=c.session, take=claim, ttl=length)
+        lambda s: board.next_task(
+            s, clock.now(), session=c.session, take=claim, ttl=length, any_role=any_role
+        )
     )
 
 
@@ -205,6 +213,8 @@ def _next_text(doc: dict[str, Any]) -> str:
     if doc.get("claimed"):
         c = doc["claim"]
         text = f"claimed {text} until {c['expires_at']} (generation {c['generation']})"
+    if doc.get("role_words"):
+        text += f"  (your role: {', '.join(doc['role_words'])})"
     return text
 
 
@@ -217,15 +227,32 @@ NEXT = Verb(
         Param("claim", bool, "Claim it in the same transaction (no one else gets it).", False),
         TTL,
         HOURS,
+        Param(
+            "any_role",
+            bool,
+            "The most urgent ready task, whatever this session's role.",
+            False,
+            flag="--any",
+        ),
     ),
-    details="With --claim, two sessions asking at once get two different tasks (or exit 3 "
-    "when nothing is left).",
+    details="Tasks whose title or note shares a word with this session's role come first "
+    "(by priority, then age), then the others: a session registered as `Services - I-MATCH "
+    "Development` is offered `Complete i-match service` before `Complete SSL/domain setup`. "
+    "Words are compared lowercase, of 3 letters or more, without a plural s or -ing; "
+    "`role_words` in the result says which matched. --any ignores the role.\n\n"
+    "With --claim, two sessions asking at once get two different tasks (or exit 3 when "
+    "nothing is left).",
 )
 
 MILESTONE = Param("name", str, "The milestone's name.", REQUIRED, positional=True, metavar="NAME")
 
 
-def _milestone_add(c: Coordinator, name: str, steps: list[str] | tuple[str, ...] = ()) -> Any:
+def _milestone_add(
+    c: Coordinator,
+    name: str,
+    steps: list[str] | tuple[str, ...] = (),
+    by: list[str] | tuple[str, ...] = (),
+) -> Any:
     from ... import clock
     from ...domain import names
     from ...ops import milestones
@@ -233,7 +260,7 @@ def _milestone_add(c: Coordinator, name: str, steps: list[str] | tuple[str, ...]
     names.check_milestone(name)
     return c.transact(
         lambda s: milestones.milestone_add(
-            s, clock.now(), session=c.session, name=name, steps=tuple(steps)
+            s, clock.now(), session=c.session, name=name, steps=tuple(steps), by=tuple(by)
         )
     )
 
@@ -250,33 +277,61 @@ MILESTONE_ADD = Verb(
         Param(
             "steps", list, "A step; repeatable, in order.", REQUIRED, flag="--step", metavar="TEXT"
         ),
+        Param(
+            "by",
+            list,
+            "STEP=WHO: step number STEP (1-based) is ticked only by WHO, `human` (a listed "
+            "approver, without --session) or a session id; repeatable.",
+            (),
+            metavar="STEP=WHO",
+        ),
     ),
+    details="Example: gitcoord milestone add activation --step 'All sessions registered' "
+    "--step 'Human approves final registry' --by 2=human\n\n"
+    "A milestone's progress counts its steps and its tasks (task add --milestone NAME).",
 )
 
 
-def _milestone_done(c: Coordinator, name: str, step: str) -> Any:
-    from ... import clock
-    from ...domain import names
-    from ...ops import milestones
+def _milestone_step(verb: str) -> Any:
+    def run(c: Coordinator, name: str, step: str) -> Any:
+        from ... import clock
+        from ...domain import names
+        from ...ops import milestones
 
-    names.check_milestone(name)
-    return c.transact(
-        lambda s: milestones.milestone_done(s, clock.now(), session=c.session, name=name, step=step)
-    )
+        names.check_milestone(name)
+        person = c.store.identity.email if c.session is None else None  # an approver
+        op = milestones.milestone_done if verb == "done" else milestones.milestone_undo
+        return c.transact(
+            lambda s: op(s, clock.now(), session=c.session, name=name, step=step, person=person)
+        )
 
+    return run
+
+
+STEP = Param(
+    "step", str, "The step's text or its number.", REQUIRED, positional=True, metavar="STEP"
+)
 
 MILESTONE_DONE = Verb(
     "milestone done",
     "Mark STEP (its text or its number, 1-based) of milestone NAME done.",
-    _milestone_done,
+    _milestone_step("done"),
     lambda doc: f"{doc['milestone']['name']}: {doc['milestone']['progress']}% done",
-    (
-        MILESTONE,
-        Param(
-            "step", str, "The step's text or its number.", REQUIRED, positional=True, metavar="STEP"
-        ),
-    ),
+    (MILESTONE, STEP),
+    details="A step added with --by STEP=human is ticked by a person: a listed approver, "
+    "without --session (by their git e-mail and own key); a step --by SESSION only by that "
+    "session. Undo with `milestone undo`.",
     idempotent=True,
+)
+
+MILESTONE_UNDO = Verb(
+    "milestone undo",
+    "Untick STEP of milestone NAME: whoever ticked it, or an approver (without --session).",
+    _milestone_step("undo"),
+    lambda doc: f"{doc['milestone']['name']}: {doc['milestone']['progress']}% done",
+    (MILESTONE, STEP),
+    idempotent=True,
+    destructive=True,
 )
 
 
@@ -284,7 +339,7 @@ def _milestone_list(c: Coordinator) -> list[dict[str, Any]]:
     from ...ops import milestones
 
     _, state = c.store.snapshot()
-    return [milestones.milestone_json(m) for _, m in sorted(state.milestones.items())]
+    return [milestones.milestone_json(m, state) for _, m in sorted(state.milestones.items())]
 
 
 MILESTONE_LIST = Verb(
@@ -306,5 +361,6 @@ VERBS = (
     NEXT,
     MILESTONE_ADD,
     MILESTONE_DONE,
+    MILESTONE_UNDO,
     MILESTONE_LIST,
 )

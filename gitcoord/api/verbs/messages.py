@@ -20,11 +20,22 @@ BODY_MAX_BYTES = 64 * 1024  # gitcoord.domain.models.BODY_MAX_BYTES, without imp
 
 
 def _heartbeat(
-    c: Coordinator, action: str, target: str, phase: str, progress: int, force: bool = False
+    c: Coordinator,
+    action: str,
+    target: str,
+    phase: str,
+    progress: int | str,
+    force: bool = False,
 ) -> dict[str, Any]:
     from ... import clock
+    from ...errors import UsageError
     from ...ops import heartbeats
+    from ..verb import percent
 
+    try:
+        progress = percent(progress)  # 40 or "40%"
+    except ValueError as exc:
+        raise UsageError(str(exc), field="progress") from None
     session = c.need_session()
     beat = heartbeats.make_heartbeat(session, action, target, phase, progress, clock.now())
     outcome = c.transact(lambda s: heartbeats.heartbeat(s, beat, force=force))
@@ -72,12 +83,13 @@ HEARTBEAT = Verb(
         Param(
             "progress",
             int,
-            "Percent done, 0-100.",
+            "Percent done, 0-100 (40 or 40%).",
             REQUIRED,
             positional=True,
             metavar="PROGRESS",
             low=0,
             high=100,
+            percent=True,
         ),
         Param("force", bool, "Push now even if unchanged or too soon.", False),
     ),
@@ -210,7 +222,12 @@ def _inbox(
             )
         shown.append(entry)
     decisions = _decisions(c, state, old, seen.at if seen else None, session, include_read)
-    unread = sum(1 for i in items if not i.read) + sum(1 for d in decisions if not d["read"])
+    notices = claim_notices(state, old, session, include_read)
+    unread = (
+        sum(1 for i in items if not i.read)
+        + sum(1 for d in decisions if not d["read"])
+        + sum(1 for n in notices if not n["read"])
+    )
     marked = None
     if unread and not peek and tip is not None:
         through = tip
@@ -223,6 +240,7 @@ def _inbox(
     return {
         "session": session,
         "decisions": decisions,
+        "notices": notices,
         "messages": shown,
         "unread": unread,
         "marked_read": marked is not None,
@@ -249,7 +267,8 @@ INBOX = Verb(
     details="The read mark is committed (coordination/reads/<session>.yaml), so it follows the "
     "session to other machines; nothing is pushed when there is nothing new. Decisions on this "
     "session's approval requests (approved, rejected with the reason, lapsed) come first, "
-    "like messages. Without a session, a listed approver reads the humans' mailbox: what "
+    "like messages, then claims handed to this session (`handoff`) or taken over from it "
+    "after its lease expired. Without a session, a listed approver reads the humans' mailbox: what "
     "sessions sent to `human` and broadcast, each open until an approver answers it.",
     idempotent=True,
 )
@@ -290,6 +309,48 @@ def _decisions(
     return found
 
 
+def claim_notices(state: Any, old: Any, session: str, include_read: bool) -> list[dict[str, Any]]:
+    """Claims that changed hands towards or away from this session without a release:
+    handed to it (`handoff`), or taken over from it after its lease expired — read like
+    messages, from the claims themselves (`handed_by`, `taken_from`): unread when the
+    claim's generation at the read mark was lower (or the claim was not there)."""
+    from ... import clock
+    from ...domain import kinds, yamlio
+    from ...domain.models import Claim
+
+    found = []
+    for claim in sorted(state.claims.values(), key=lambda c: c.key):
+        if claim.holder == session and claim.handed_by is not None:
+            notice = {"kind": "handoff", "from": claim.handed_by}
+        elif claim.taken_from == session and claim.holder != session:
+            notice = {"kind": "takeover", "by": claim.holder}
+        else:
+            continue
+        before = None
+        if old is not None:
+            try:
+                raw = old.read(kinds.claim_path(claim.type, claim.name))
+                before = Claim.model_validate(yamlio.load(raw))
+            except Exception:  # not there yet at the mark, or unreadable: not seen
+                before = None
+        read = before is not None and before.generation >= claim.generation
+        if read and not include_read:
+            continue
+        found.append(
+            {
+                **notice,
+                "resource": claim.key,
+                "holder": claim.holder,
+                "generation": claim.generation,
+                "at": clock.iso(claim.acquired_at),
+                "expires_at": clock.iso(claim.expires_at),
+                "note": claim.note,
+                "read": read,
+            }
+        )
+    return found
+
+
 def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z") if value is not None else ""
 
@@ -324,6 +385,7 @@ def _human_inbox(c: Coordinator, include_read: bool) -> dict[str, Any]:
         "session": None,
         "person": person,
         "decisions": [],
+        "notices": [],
         "messages": shown,
         "unread": sum(1 for m in shown if m["handled_by"] is None),
         "marked_read": False,
@@ -331,4 +393,78 @@ def _human_inbox(c: Coordinator, include_read: bool) -> dict[str, Any]:
     }
 
 
-VERBS = (HEARTBEAT, SEND, INBOX)
+def _board(c: Coordinator, limit: int = 50, session_filter: str | None = None) -> dict[str, Any]:
+    """Every mailbox at once, newest first, and who has read each message: a person's
+    view of all the talk (the seeds' MESSAGES.md). Reading it marks nothing read."""
+    from ...domain import mailbox, names
+
+    _, state = c.store.snapshot()
+    view = c.store.view_of(state)
+    marks = {
+        sid: c.store.view(mark.through) for sid, mark in state.reads.items() if sid in state.present
+    }
+    answered = mailbox.answered_by(view, set(state.config.approvers) if state.config else set())
+    rows = []
+    for m in mailbox.recent(view, max(1, min(limit, 1000)) * 4):
+        if session_filter and session_filter not in (m.sender, m.to):
+            continue
+        if m.to == names.BROADCAST:
+            readers = [sid for sid in state.present if sid != m.sender]
+        elif m.to == names.HUMAN:
+            readers = []
+        else:
+            readers = [m.to]
+        read_by = sorted(sid for sid in readers if sid in marks and mailbox.holds(marks[sid], m))
+        rows.append(
+            {
+                **m.model_dump(mode="json"),
+                "read_by": read_by,
+                "unread_by": sorted(set(readers) - set(read_by)),
+                "handled_by": answered.get(m.id) if m.to == names.HUMAN else None,
+            }
+        )
+        if len(rows) >= limit:
+            break
+    return {"messages": rows}
+
+
+def _board_text(doc: dict[str, Any]) -> str:
+    if not doc["messages"]:
+        return "(no messages)"
+    out = []
+    for m in doc["messages"]:
+        text = render.message({**m, "read": True})
+        who = []
+        if m["read_by"]:
+            who.append("read by " + ", ".join(m["read_by"]))
+        if m["unread_by"]:
+            who.append("unread by " + ", ".join(m["unread_by"]))
+        if m["to"] == "human":
+            who.append(f"handled by {m['handled_by']}" if m["handled_by"] else "open")
+        out.append(text + ("\n  (" + "; ".join(who) + ")" if who else ""))
+    return "\n\n".join(out)
+
+
+BOARD = Verb(
+    "messages",
+    "Every message on the branch, newest first, with who has read it (marks nothing read).",
+    _board,
+    _board_text,
+    (
+        Param("limit", int, "How many.", 50, low=1, high=1000, show_default=True),
+        Param(
+            "session_filter",
+            str,
+            "Only messages from or to this session.",
+            flag="--involving",
+            metavar="SESSION",
+        ),
+    ),
+    details="The review of all mailboxes at once, as the founding plan's MESSAGES.md: direct "
+    "messages, broadcasts (read by whom, unread by whom, from each session's read mark) and "
+    "escalations to `human` (open or handled by which approver).",
+    writes=False,
+    session=False,
+)
+
+VERBS = (HEARTBEAT, SEND, INBOX, BOARD)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,15 +13,41 @@ from ..verb import Param, Verb
 
 if TYPE_CHECKING:
     from ...domain.change import Change
+    from ...domain.health import MessageLog
     from ...domain.state import State
     from ..coordinator import Coordinator
+
+
+def recent_messages(c: Coordinator, tip: str | None, now: datetime) -> MessageLog:
+    """The direct messages of the last day and their replies, from the history's trailers
+    (one `git log --since`: the cost of a day's commits, whatever the history's length)."""
+    from ...audit import history, replies
+    from ...domain import health
+
+    if tip is None:
+        return health.MessageLog()
+    since = now - health.MESSAGE_WINDOW
+    return replies.message_log(history.entries(c.store.git, tip, since))
+
+
+def health(c: Coordinator) -> dict[str, Any]:
+    """The health document as `status` shows it now (its one-line text under "line"): for
+    the state page, the web page and any other face."""
+    from ... import clock
+    from ..views import health_json
+
+    now = clock.now()
+    snap = c.snapshot()
+    return health_json(snap, now, recent_messages(c, snap.tip, now))
 
 
 def _status(c: Coordinator) -> dict[str, Any]:
     from ... import clock
     from ..views import status_json
 
-    return status_json(c.snapshot(), clock.now())
+    now = clock.now()
+    snap = c.snapshot()
+    return status_json(snap, now, recent_messages(c, snap.tip, now))
 
 
 def _status_text(doc: dict[str, Any]) -> str:
@@ -31,7 +58,9 @@ def _status_text(doc: dict[str, Any]) -> str:
 
 STATUS = Verb(
     "status",
-    "Sessions (with their last heartbeat) and claims, as the branch is now.",
+    "Sessions (with their last heartbeat) and claims, as the branch is now, under a "
+    "health line: stale sessions and the claims they hold, unanswered messages, blocked P0 "
+    "tasks, pending approvals.",
     _status,
     _status_text,
     writes=False,
@@ -53,6 +82,8 @@ def _log(
     from ... import clock
     from ...audit import history
 
+    if op is not None:
+        history.check_op(op)  # a typo would match nothing, silently
     when = clock.parse_since(since) if isinstance(since, str) else since
     tip = c.store.fetch_tip(time.monotonic() + c.store.timeout)  # no state needed
     if tip is None:
@@ -76,7 +107,13 @@ LOG = Verb(
     (
         Param("by_session", str, "Only this session's operations.", flag="--session", metavar="ID"),
         Param("resource", str, "Only this resource (task/x), or a type (task).", metavar="R"),
-        Param("op", str, "Only this operation (claim, release, send, ...).", metavar="OP"),
+        Param(
+            "op",
+            str,
+            "Only this operation (claim, takeover, handoff, release, send, ...; an unknown "
+            "one is exit 2 listing them).",
+            metavar="OP",
+        ),
         Param("since", str, "Only newer: a duration back (2h, 1d) or an ISO date.", metavar="WHEN"),
         Param("limit", int, "At most this many entries.", 50, low=1, show_default=True),
     ),
@@ -88,37 +125,95 @@ LOG = Verb(
 )
 
 
-def _metrics(c: Coordinator) -> dict[str, Any]:
+def _metrics(
+    c: Coordinator, today: bool = False, day: str | None = None, since: str | None = None
+) -> dict[str, Any]:
+    from datetime import timedelta, timezone
+
     from ... import clock
     from ...audit import history, metrics
 
+    if sum((today, day is not None, since is not None)) > 1:
+        raise UsageError("give one of --today, --day or --since")
+    now = clock.now()
+    start = end = None
+    label = None
+    if today:
+        start = now.replace(hour=0, minute=0, second=0)
+        label = f"today {start:%Y-%m-%d}"
+    elif day is not None:
+        try:
+            start = datetime.strptime(day.strip(), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise UsageError(f"invalid --day {day!r}: use a UTC date, YYYY-MM-DD") from None
+        end = start + timedelta(days=1)
+        label = f"{start:%Y-%m-%d}" + (" (today)" if start <= now < end else "")
+    elif since is not None:
+        start = clock.parse_since(since)
+        label = f"since {clock.iso(start)}"
+    if start is not None and start > now:
+        raise UsageError(f"{label} has not begun yet (now is {clock.iso(now)})")
     tip, state = c.store.snapshot()
     entries = list(history.entries(c.store.git, tip)) if tip else []
-    result: dict[str, Any] = metrics.metrics(entries, state, clock.now())
+    result: dict[str, Any] = metrics.metrics(entries, state, now, start, end, label)
     return result
 
 
 METRICS = Verb(
     "metrics",
-    "The founding plan's success metrics, computed from the branch history.",
+    "The founding plan's success metrics, computed from the branch history: all time, "
+    "now, and for a day or since a time.",
     _metrics,
     render.metrics,
+    (
+        Param("today", bool, "Also the figures of today (UTC), one row per day.", False),
+        Param("day", str, "Also the figures of this UTC day.", metavar="YYYY-MM-DD"),
+        Param(
+            "since",
+            str,
+            "Also the figures since then, one row per UTC day: a duration back (2h, 7d) "
+            "or an ISO date.",
+            metavar="WHEN",
+        ),
+    ),
+    details="Reply time counts every direct message: one unanswered for longer than 5 "
+    "minutes counts against the target (90% answered within 5 minutes), as one answered "
+    "later does. Heartbeat uptime is shown over the span and now (the share of present "
+    "sessions that are not stale).",
     writes=False,
     idempotent=True,
     session=False,
 )
 
 
-def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
+def _state(
+    c: Coordinator, write: bool = False, html: bool = False, output: str | None = None
+) -> dict[str, Any]:
     from ... import clock
     from ...domain import statepage
     from ...ops import pages
     from ..verb import outcome_json
 
+    if output is not None and not html:
+        raise UsageError("--output writes the HTML page: give --html too")
     tip, state = c.store.snapshot()
     at = clock.now()
+    data: dict[str, Any] = {}
+    if html:
+        # the overview of `gitcoord web`, from its renderer, read at this same tip
+        from .. import htmlpage, overview
+
+        page_html = htmlpage.page(overview.overview(c, tip, fetched=True, now=at), at)
+        if output is None:
+            data["html"] = page_html
+        else:
+            raw = page_html.encode("utf-8")
+            data["output"] = _write_file(os.path.join(c.path, output), raw)
+            data["bytes"] = len(raw)
+        if not write:
+            return data
     page = statepage.render(state, c.store.view_of(state), at)
-    data: dict[str, Any] = {"markdown": page.decode("utf-8")}
+    data["markdown"] = page.decode("utf-8")
     if write:
         rendered: list[bytes] = []
 
@@ -135,8 +230,39 @@ def _state(c: Coordinator, write: bool = False) -> dict[str, Any]:
     return data
 
 
+def _write_file(path: str, data: bytes) -> str:
+    """`data` as the file at `path`, whole or not at all (a temporary file renamed over it)."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"no such directory: {folder}")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gitcoord-state-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.path.abspath(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _state_text(doc: dict[str, Any]) -> str:
-    text: str = doc["markdown"].rstrip("\n")
+    if "output" in doc:
+        text = f"wrote {doc['output']} ({doc['bytes']} bytes)"
+    elif "html" in doc:
+        text = str(doc["html"])
+    else:
+        text = doc["markdown"].rstrip("\n")
     if "op" in doc:
         text += f"\n\n(written to coordination/CURRENT_STATE.md, commit {str(doc['commit'])[:10]})"
     return text
@@ -145,14 +271,32 @@ def _state_text(doc: dict[str, Any]) -> str:
 STATE = Verb(
     "state",
     "A Markdown page of the current state: sessions, claims, tasks, approvals, milestones, "
-    "messages.",
+    "messages; or with --html the whole overview of `gitcoord web` as one self-contained HTML "
+    "file.",
     _state,
     _state_text,
-    (Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),),
+    (
+        Param("write", bool, "Commit it as coordination/CURRENT_STATE.md.", False),
+        Param(
+            "html",
+            bool,
+            "The overview as HTML (sessions, claims, board, milestones, messages, approvals, "
+            "metrics, audit log): inline CSS and charts, no script, nothing to load.",
+            False,
+        ),
+        Param(
+            "output",
+            str,
+            "With --html: write the page to FILE (relative to -C) instead of printing it.",
+            metavar="FILE",
+            mcp=False,
+        ),
+    ),
     details="The page is a function of the state it describes and the time it names: the "
     "server hook and the clients accept coordination/CURRENT_STATE.md only as the exact "
     "rendering of the state in the commit that writes it, so no session can publish a page "
-    "that says what the branch does not.",
+    "that says what the branch does not. The HTML page is never committed: publish it where "
+    "people read (it runs no script and loads nothing).",
     idempotent=True,
 )
 
@@ -172,15 +316,21 @@ def _validate(
         path = os.path.join(c.path, path)  # relative to -C, as every path
         if not os.path.isdir(path):
             raise UsageError(f"no such directory: {path}")
+    notes: list[Any] = []
     problems = (
-        c.verify_range(span, proposal=proposal) if span else c.problems(ref=at_ref, path=path)
+        c.verify_range(span, proposal=proposal)
+        if span
+        else c.problems(ref=at_ref, path=path, notes=notes)
     )
     if problems:
         raise InvalidError(
             f"{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
             problems=[p.to_json() for p in problems],
         )
-    return {"valid": True, "problems": []}
+    found: dict[str, Any] = {"valid": True, "problems": []}
+    if notes:
+        found["warnings"] = [str(n) for n in notes]
+    return found
 
 
 VALIDATE = Verb(

@@ -69,7 +69,10 @@ INIT = Verb(
     lambda doc: wrote(
         doc,
         f"initialised {doc['where']} with {doc['config']['slots']} slots",
-        f"{doc['where']} is already initialised ({doc['config']['slots']} slots)",
+        f"{doc['where']} is already initialised ({doc['config']['slots']} slots"
+        + (f", template {doc['template']}" if doc.get("template") else "")
+        + ")"
+        + ("; --template was NOT applied (see the warning)" if doc.get("warnings") else ""),
     ),
     (
         Param("slots", int, "How many session numbers.", 12, low=1, high=1000, show_default=True),
@@ -193,7 +196,11 @@ REGISTER = Verb(
         Param("number", int, "Session number in 1..slots (default: lowest free).", metavar="N"),
     ),
     details="First registration of a number wins; the loser gets exit 3 (a conflict) and the "
-    "free numbers. Registering again updates role and goal and keeps the number. On a branch "
+    "free numbers. Registering again updates role and goal and keeps the number, unless "
+    "--number moves it. On a template's branch a number is a role: moving to slot N takes "
+    "its role and goal unless you give your own (or had your own), and a new session without "
+    "--role/--goal takes a slot's role only by asking for it (--number N) or being its "
+    "suggested session (exit 2 lists the vacant ones; `status` shows them too). On a branch "
     "at format 3 the session is bound to this machine's signing key (`gitcoord key show`): "
     "first registration wins, as numbers do, and only that key signs for it.",
     idempotent=True,

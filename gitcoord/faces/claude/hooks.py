@@ -3,7 +3,8 @@
 Each reads Claude Code's hook JSON on stdin and must never break the agent's
 session: it exits 0, or 2 for a deliberate block (the path guard), and any
 failure is one line on stderr with exit 0 — a coordination outage must not stop
-work. The guard fails open.
+work. The guard fails open, except where the repository says it uses path claims
+(`gitcoord.pathClaims`) and there is no state at all to judge by.
 
 The Claude Code formats (hook input, exit code 2, stdout as context) are those of
 Claude Code's hooks reference, https://code.claude.com/docs/en/hooks:
@@ -256,7 +257,6 @@ def session_start() -> None:
         with inp.coordinator() as c:
             from ... import clock
             from ...api import render
-            from ...api.views import status_json
             from ...domain import untrusted
 
             me, created = _ensure_registered(c, inp.session)
@@ -280,7 +280,7 @@ def session_start() -> None:
                 with contextlib.suppress(OSError), open(env_file, "a", encoding="utf-8") as fh:
                     fh.write(f"export GITCOORD_SESSION={shlex.quote(inp.session)}\n")
             now = clock.now()
-            status = status_json(c.snapshot(), now)
+            status = c.status()  # with its health line, unanswered messages included
             box = c.inbox(peek=True)
             state_path = _hook_state_path(c, inp.session)
             hs = _read_json(state_path)
@@ -352,39 +352,105 @@ def post_tool_use() -> None:
             click.echo(json.dumps(out))
 
 
-@hook.command("pre-tool-use")
-def pre_tool_use() -> None:
-    """Block an edit of a file inside another session's live path claim (exit 2)."""
-    blocked = ""
-    with _never_fail("pre-tool-use", suffix="edit allowed: the path guard is off"):
-        inp = HookInput.read()
-        tool_input = inp.data.get("tool_input")
-        if not isinstance(tool_input, dict):
-            return
-        cwd = inp.data.get("cwd")
-        base_dir = cwd if isinstance(cwd, str) and os.path.isdir(cwd) else inp.path
+UNCLEAR_POLICIES = ("allow", "ask", "deny")
+
+
+def _unclear_policy(c: Coordinator) -> str:
+    """What to do with a Bash command whose writes the guard cannot read, while others
+    hold path claims: $GITCOORD_BASH_UNCLEAR, else `git config gitcoord.bashUnclear`:
+    `allow` (the default: allowed, with a note to the agent naming the claims), `ask`
+    (Claude Code asks the person), `deny` (blocked). Anything else asks."""
+    value = os.environ.get("GITCOORD_BASH_UNCLEAR")
+    if value is None:
+        proc = c.store.git.run(["config", "--get", "gitcoord.bashUnclear"], check=False)
+        value = proc.stdout.decode("utf-8", "replace").strip() if proc.returncode == 0 else ""
+    value = value.strip().lower() or "allow"
+    return value if value in UNCLEAR_POLICIES else "ask"
+
+
+def _claim_hit(h: dict[str, Any], what: str) -> str:
+    return (
+        f"{what} {h.get('path')}, inside the path claim '{h.get('claim')}' held by "
+        f"session {h.get('holder')} until {h.get('expires_at')}. Do not change it: work on "
+        f"something else, or ask {h.get('holder')} (`gitcoord send {h.get('holder')} "
+        "SUBJECT BODY` or the MCP tool `send`) to release it."
+    )
+
+
+def _judge_tool_call(inp: HookInput) -> tuple[str, str, str]:
+    """(why to block, a note when it cannot tell, the policy for that note)."""
+    from ...errors import RemoteError
+
+    tool_input = inp.data.get("tool_input")
+    if not isinstance(tool_input, dict):
+        return "", "", ""
+    cwd = inp.data.get("cwd")
+    base_dir = cwd if isinstance(cwd, str) and os.path.isdir(cwd) else inp.path
+    command = tool_input.get("command")
+    tool = inp.data.get("tool_name")
+    if isinstance(command, str) and tool in (None, "Bash"):
+        from . import bash
+
+        found = bash.writes(command, base_dir)
+        files, trees, unclear = found.files, found.trees, found.unclear
+        shown = " ".join(command.split())
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        what = f"The command `{shown}` writes"
+    else:
         files = [
             os.path.join(base_dir, v)  # absolute paths stay as they are
             for k in ("file_path", "notebook_path", "path")
             if isinstance(v := tool_input.get(k), str) and v
         ]
-        if not files:
-            return
-        with inp.coordinator() as c:
+        trees, unclear = [], []
+        what = "This edit changes"
+    if not (files or trees or unclear):
+        return "", "", ""
+    with inp.coordinator() as c:
+        try:
             # {path, holder, claim, expires_at} for each path inside another
             # session's live path claim (paths outside the repository: never)
-            found = c.check_paths(files)["violations"]
-            hits = [h for h in found if h.get("holder") != inp.session]
+            data = c.check_paths(files, trees=trees, always=bool(unclear))
+        except RemoteError as err:
+            if err.details.get("unchecked"):
+                return f"{err.message}.", "", ""
+            raise
+        hits = [h for h in data["violations"] if h.get("holder") != inp.session]
         if hits:
-            h = hits[0]
-            blocked = (
-                f"{h.get('path')} is inside the path claim '{h.get('claim')}' held by "
-                f"session {h.get('holder')} until {h.get('expires_at')}. Do not edit it: work on "
-                f"something else, or ask {h.get('holder')} (`gitcoord send {h.get('holder')} "
-                "SUBJECT BODY` or the MCP tool `send`) to release it."
-            )
+            return _claim_hit(hits[0], what), "", ""
+        held = [cl for cl in data.get("claims", []) if cl.get("holder") != inp.session]
+        if not unclear or not held:
+            return "", "", ""
+        policy = _unclear_policy(c)
+    claims = ", ".join(f"'{cl['claim']}' ({cl['holder']})" for cl in held[:10])
+    note = (
+        f"gitcoord cannot tell which files this command writes ({'; '.join(unclear[:3])}). "
+        f"Other sessions hold path claims: {claims}. Do not change files under them; "
+        "write such commands with plain file names, or use the Edit and Write tools."
+    )
+    return "", note, policy
+
+
+@hook.command("pre-tool-use")
+def pre_tool_use() -> None:
+    """Block an edit, or a Bash command that writes, of a file inside another session's
+    live path claim (exit 2); say when a Bash command's writes cannot be read."""
+    blocked, note, policy = "", "", ""
+    with _never_fail("pre-tool-use", suffix="allowed: the path guard is off"):
+        inp = HookInput.read()
+        blocked, note, policy = _judge_tool_call(inp)
     if blocked:
         raise _blocked(blocked)
+    if note and policy == "deny":
+        raise _blocked(note + " (blocked: git config gitcoord.bashUnclear deny)")
+    if note:
+        out: dict[str, Any] = {"hookEventName": "PreToolUse"}
+        if policy == "ask":
+            out["permissionDecision"] = "ask"
+            out["permissionDecisionReason"] = note
+        else:
+            out["additionalContext"] = note
+        click.echo(json.dumps({"hookSpecificOutput": out}))
 
 
 @hook.command("stop")

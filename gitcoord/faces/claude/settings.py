@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # --- what gets installed ----------------------------------------------------------
 
-GUARDED_TOOLS = "Edit|Write|MultiEdit|NotebookEdit"
+GUARDED_TOOLS = "Edit|Write|MultiEdit|NotebookEdit|Bash"
 HOOK_TIMEOUT_SECONDS = 60  # Claude Code stops waiting for a hook after this
 MCP_SERVER_NAME = "gitcoord"
 

@@ -32,7 +32,7 @@ def _attach(group: click.Group) -> None:
     from . import commands, verbs
 
     verbs.attach(group, ALL, GROUPS)
-    for command in (commands.hooks, commands.mcp, commands.integrate, commands.demo):
+    for command in (commands.hooks, commands.mcp, commands.integrate, commands.demo, commands.web):
         group.add_command(command)
 
 

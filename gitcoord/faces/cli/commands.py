@@ -69,7 +69,12 @@ def hooks_install(server: str | None, github_workflow: bool, install: str | None
     else:
         data = hk.install(ctx.path, "pre-commit")
     chained = f"; runs the previous hook first ({data['chained']})" if data["chained"] else ""
-    emit(data, f"installed {data['hook']}{chained}")
+    closed = (
+        "; with no state to judge by, the guard refuses (gitcoord.pathClaims true)"
+        if data.get("path_claims")
+        else ""
+    )
+    emit(data, f"installed {data['hook']}{chained}{closed}")
 
 
 @hooks.command("uninstall")
@@ -92,9 +97,10 @@ def hooks_uninstall(server: str | None) -> None:
 
 
 @hooks.command("run", hidden=True)
-@click.argument("which", type=click.Choice(["pre-commit", "pre-receive"]))
+@click.argument("which", type=click.Choice(["pre-commit", "pre-receive", "validate-index"]))
 def hooks_run(which: str) -> None:
-    """What the installed shims execute."""
+    """What the installed shims execute (and the pre-commit framework's
+    gitcoord-validate: `validate-index`)."""
     from ...errors import InvalidError
     from .. import githooks as hk
 
@@ -106,7 +112,11 @@ def hooks_run(which: str) -> None:
                 "push rejected by gitcoord:\n" + "\n".join(f"  {r}" for r in rejected)
             )
         return
-    hk.run_pre_commit(".")
+    where = _ctx().path  # the hooks run where git starts them; -C for a person
+    if which == "validate-index":
+        click.echo(hk.run_validate_index(where))
+        return
+    hk.run_pre_commit(where)
 
 
 def set_config(repo: str, key: str, value: str) -> None:
@@ -128,6 +138,63 @@ def mcp() -> None:
 
     ctx = _ctx()
     serve(path=ctx.path, session=ctx.session, ref=ctx.ref, remote=ctx.remote)
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback needs --allow-remote.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Really listen beyond this machine (plain HTTP: the token travels unencrypted).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(1, 600),
+    default=3.0,
+    show_default=True,
+    help="Seconds between fetches of the branch tip while a page watches.",
+)
+@common
+def web(host: str, port: int, open_browser: bool, allow_remote: bool, interval: float) -> None:
+    """Serve a live page for the daily review, on this machine.
+
+    Sessions, claims, the board, milestones, messages, the approval queue (approve,
+    reject with a reason), the health line, the day's metrics and the audit log,
+    updated as the branch moves. Approving or rejecting runs the same verbs as
+    `gitcoord approval ...`, as you (your git identity and user.signingKey).
+
+    It prints a URL with a random access token; every request without it is refused.
+    """
+    from ..web.app import serve
+
+    ctx = _ctx()
+
+    def announce(info: dict[str, object]) -> None:
+        emit(info, f"gitcoord web: serving {info['where']} at {info['url']}  (Ctrl-C stops)")
+
+    serve(
+        ctx.coordinator(),
+        host=host,
+        port=port,
+        allow_remote=allow_remote,
+        open_browser=open_browser,
+        interval=interval,
+        announce=announce,
+        warn=lambda text: click.echo(f"gitcoord: warning: {text}", err=True),
+    )
 
 
 @click.command()

@@ -22,7 +22,21 @@ from ...api.verb import Param, Verb
 from .app import Ctx, common, emit
 
 
+def _percent(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """PROGRESS as people write it: 40 or 40% (`api.verb.percent`)."""
+    from ...api.verb import percent
+
+    if value is None:
+        return None
+    try:
+        return percent(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 def _click_type(p: Param) -> Any:
+    if p.percent:
+        return str  # converted by `_percent`, which takes 40%
     if p.choices is not None:
         return click.Choice(list(p.choices))
     if p.kind is int and (p.low is not None or p.high is not None):
@@ -40,7 +54,13 @@ def _decorate(p: Param) -> Any:
     if p.positional:
         if p.kind is list:
             return click.argument(p.name, nargs=-1, metavar=p.metavar)
-        return click.argument(p.name, required=p.required, type=_click_type(p), metavar=p.metavar)
+        return click.argument(
+            p.name,
+            required=p.required,
+            type=_click_type(p),
+            metavar=p.metavar,
+            callback=_percent if p.percent else None,
+        )
     if p.kind is bool:
         return click.option(p.option, p.name, is_flag=True, help=p.help)
     return click.option(
