@@ -364,3 +364,12 @@ def test_the_benchmarks_delay_proxy_relays_git_both_ways(
     assert trailers(world.remote)[-1]["subject"] == "claim task/x by s1"
     with pytest.raises(ValueError):
         DelayProxy(port, 0.0, host="192.0.2.1")
+
+
+def test_pace_forgets_times_from_a_clock_set_back(tmp_path: Path) -> None:
+    path = str(tmp_path / "pace")
+    later = time.time() + 3600 * 24
+    Pace(True, 0.2, later, later, later, 2).save(path)
+    got = Pace.load(path)
+    assert (got.known_at, got.contended_until, got.give_way_until) == (0.0, 0.0, 0.0)
+    assert got.round == 0.2 and got.streak == 2
