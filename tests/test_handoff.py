@@ -192,6 +192,64 @@ def test_a_crafted_handoff_of_an_expired_claim_is_refused(world: World) -> None:
         }
     )
     _refused(a, world, now, _crafted(a, now, late, "alice", "bob"), "handoff")
+    # bob may take it over now, but not dressed as a handoff, nor naming another's claim
+    took = late.model_copy(update={"handed_by": None, "taken_from": "alice"})
+
+    def takeover(doc: Claim) -> str:
+        return commit_files(
+            a,
+            {CLAIM: yamlio.dump(doc)},
+            parent=now,
+            message="take over\n\nGitcoord-Op: takeover\nGitcoord-Session: bob",
+        )
+
+    _refused(a, world, now, takeover(late), "claim")  # handed_by alice: a lie
+    _refused(a, world, now, takeover(took.model_copy(update={"taken_from": "bob"})), "claim")
+    assert run(a, "validate", "--range", f"{now}..{takeover(took)}").code == 0
+
+
+def test_a_claim_after_a_release_is_taken_from_no_one(world: World) -> None:
+    """alice released task/x: bob's claim of it is a grant, not a takeover, and may not
+    say it was taken from alice (her inbox would tell her so)."""
+    a = world.clone("a")
+    ok(a, "init")
+    for who in ("alice", "bob"):
+        ok(a, "register", "--role", "r", "--goal", "g", session=who)
+    ok(a, "claim", "task", "x", session="alice")
+    ok(a, "release", "task", "x", session="alice")
+    git(a, "fetch", "-q", "origin")
+    now = tip(world.remote)
+    assert now is not None
+    gone = _doc(a, now)
+    at = datetime.now(timezone.utc).replace(microsecond=0)
+    grant = gone.model_copy(
+        update={
+            "holder": "bob",
+            "generation": gone.generation + 1,
+            "acquired_at": at,
+            "expires_at": at + timedelta(hours=1),
+            "released_at": None,
+        }
+    )
+
+    def claimed(doc: Claim) -> str:
+        return commit_files(
+            a,
+            {CLAIM: yamlio.dump(doc)},
+            parent=now,
+            message="claim\n\nGitcoord-Op: claim\nGitcoord-Session: bob",
+        )
+
+    r = run(
+        a,
+        "validate",
+        "--range",
+        f"{now}..{claimed(grant.model_copy(update={'taken_from': 'alice'}))}",
+    )
+    assert r.code == 5 and "[claim]" in r.err, r.err
+    assert run(a, "validate", "--range", f"{now}..{claimed(grant)}").code == 0
+    ok(a, "claim", "task", "x", session="bob")
+    assert ok(a, "inbox", session="alice")["notices"] == []
 
 
 def test_a_takeover_tells_the_previous_holder(

@@ -186,8 +186,10 @@ def test_validate_index_judges_what_is_staged(world: World) -> None:
 
 
 def unreachable_clone(world: World, name: str) -> Path:
-    """A clone whose remote has gone away before it ever fetched the coordination state."""
+    """A clone whose remote has gone away before it ever fetched the coordination state
+    (git's remote-tracking ref of it included: `git clone` brings one)."""
     c = world.clone(name)
+    git(c, "update-ref", "-d", f"refs/remotes/origin/{BRANCH}")
     git(c, "remote", "set-url", "origin", str(world.root / "gone.git"))
     return c
 
@@ -231,6 +233,12 @@ def test_no_state_fails_closed_where_path_claims_are_used(world: World) -> None:
     assert r.code == 3 and "last fetched state" in r.err, r.err
     r = run(d, "guard", "docs/x.md", session="s2")
     assert r.code == 0 and "could not reach the remote" in r.err, r.err
+    # a fresh clone never fetched through gitcoord, but `git clone` brought the branch
+    e = world.clone("e")
+    ok(e, "hooks", "install")
+    git(e, "remote", "set-url", "origin", str(world.root / "gone.git"))
+    r = run(e, "guard", "src/api/x.py", session="s2")
+    assert r.code == 3 and "last fetched state" in r.err, r.err
 
 
 def test_no_coordination_branch_fails_closed_where_path_claims_are_used(

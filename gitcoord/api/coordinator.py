@@ -327,8 +327,9 @@ class Coordinator:
         below them (a folder a command deletes or moves, or a glob such as
         `src/*/x.py`) and pass only when no claim can cover anything there.
 
-        With no state at all to judge by (nothing ever fetched and the remote not
-        answering, or no coordination branch), a repository recorded as using path
+        With no state at all to judge by (nothing ever fetched — neither gitcoord's
+        mirror nor git's remote-tracking ref — and the remote not answering, or no
+        coordination branch), a repository recorded as using path
         claims (`git config gitcoord.pathClaims true`, set by `hooks install`) fails
         closed: RemoteError, exit 6. Any other repository passes, and the result says
         plainly that nothing was checked (`unchecked`).
@@ -355,7 +356,7 @@ class Coordinator:
             tip: str | None = self.store.fetch_tip(time.monotonic() + timeout)
             fresh = True
         except RemoteError as exc:
-            tip = self.store.trees.mirror_tip()
+            tip = self.store.trees.mirror_tip() or self._tracking_tip()
             fresh = False
             reason = exc.message
         unchecked = None
@@ -418,6 +419,15 @@ class Coordinator:
         if unchecked is not None:
             data["unchecked"] = unchecked
         return data
+
+    def _tracking_tip(self) -> str | None:
+        """git's own remote-tracking ref of the branch (`refs/remotes/origin/gitcoord`):
+        what `git clone`, `git fetch` and gitcoord's own pushes last saw of it, before
+        gitcoord ever fetched into its mirror."""
+        if self.store.remote is None:
+            return None
+        got = self.store.reader.read(f"refs/remotes/{self.store.remote}/{self.store.branch}")
+        return got[0] if got is not None and got[1] == "commit" else None
 
     def _uses_path_claims(self) -> bool:
         """`git config gitcoord.pathClaims`: fail closed when there is no state."""

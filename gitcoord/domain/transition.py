@@ -9,7 +9,12 @@ is held to exactly the rules the CLI obeys:
   only that session's files: its registration, heartbeat, read mark, the
   messages it sends, the approval requests it makes, and claims it holds or
   takes — taking another session's claim only once it is released or expired
-  past the clock-skew grace, with the generation (fencing token) + 1;
+  past the clock-skew grace, with the generation (fencing token) + 1 — or, by a
+  handoff commit (`Gitcoord-Op: handoff`, `Gitcoord-Handoff-To`), giving a live claim
+  it holds to another present session, generation + 1 (`_check_handoff`); a new
+  claim's name is in the item grammar (`overlap.items_problem`);
+- a milestone step is ticked by the session it names (or any, when it names no one)
+  and unticked only by whoever ticked it (`_check_milestone`);
 - messages are append-only; nothing is ever deleted — except by a quarantine
   commit (`doctor --fix`, by anyone), which may only move the files the parent
   tree's own problems condemn into coordination/quarantine/, bytes unchanged,
@@ -477,8 +482,14 @@ def _check_claim(
             "a live claim off, in a handoff commit)",
         )
         return
-    if after.handed_by is not None or after.taken_from not in (None, prev.holder):
-        yield no(path, "claim", f"a takeover is taken_from {prev.holder}, and handed by no one")
+    took = prev.released_at is None  # a takeover after expiry, not a grant after a release
+    if after.handed_by is not None or after.taken_from not in (None, prev.holder if took else None):
+        yield no(
+            path,
+            "claim",
+            f"a takeover is taken_from {prev.holder} (a claim after a release from no one), "
+            "and handed by no one",
+        )
     skew = old.config.skew if old.config else None
     if skew is None or not prev.takeable(meta.time, skew):
         yield no(
