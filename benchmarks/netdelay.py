@@ -15,11 +15,13 @@ connection's handshake paid), at 0, 50 and 100 ms of round trip.
      until a refusal turns it off);
    - the same claim fetching first (experiment: the store before issue #16);
    - `gitcoord claim` as a cold CLI process (`GITCOORD_AGENT=0`).
-2. Contention: 1, 2, 4, 8 sessions, each a long-lived `Coordinator` in a clone of its own
+2. Contention: 1, 2, 4, 8, 16 sessions, each a long-lived `Coordinator` in a clone of its own
    (as separate machines), alternating claim/release of a resource of its own for a
    fixed window; throughput in the window after its warm-up, latency p50/p95/max,
    attempts per success, successes per session (min/max: does anyone starve?), lost
-   updates (every success reported must be on the branch). Next to them: the ceiling of
+   updates (every success reported must be on the branch) and double grants (the
+   branch's claims and releases replayed in order: a claim landing while another session
+   held the resource). Next to them: the ceiling of
    one push per commit (1 / the raw push's median) and the raw floor's rate.
    `experiments`: the same curve with the store as before issue #16 (fetch first, full
    jitter doubling per attempt up to a third of the time left, no giving way).
@@ -27,6 +29,7 @@ connection's handshake paid), at 0, 50 and 100 ms of round trip.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import random
 import time
@@ -44,7 +47,8 @@ from .common import median, ms, pct
 from .latency import raw_floor
 
 RTTS = (0.0, 0.05, 0.1)
-LEVELS = (1, 2, 4, 8)
+LEVELS = (1, 2, 4, 8, 16)
+QUICK_LEVELS = (1, 2, 4)
 HEADING = "## 9. At real network latency"
 
 RAW_FLOOR = "raw git floor (fetch + plumbing + push)"
@@ -212,6 +216,26 @@ def _session_proc(conn: Connection, clone: str, sid: str, before: bool) -> None:
     c.close()
 
 
+def double_grants(remote: Path, env: dict[str, str]) -> int:
+    """Claims that landed on the branch while another session held the resource: the
+    branch's `claim R by S` / `release R by S` subjects replayed oldest first."""
+    held: dict[str, str] = {}
+    doubled = 0
+    log = common.git(remote, "log", "--reverse", "--format=%s", "gitcoord", env=env)
+    for subject in log.splitlines():
+        op, _, rest = subject.partition(" ")
+        resource, sep, who = rest.rpartition(" by ")
+        if not sep or op not in ("claim", "release"):
+            continue
+        if op == "claim":
+            if held.get(resource, who) != who:
+                doubled += 1
+            held[resource] = who
+        else:
+            held.pop(resource, None)
+    return doubled
+
+
 def level(
     tmp: Path, env: dict[str, str], url: str, curve: str, rtt: float, n: int, duration: float
 ) -> dict[str, Any]:
@@ -253,6 +277,12 @@ def level(
     attempts = [r[3] for r in done]
     counts = [len(steady(recs)) for recs in per_session]
     latency = [r[1] - r[0] for r in done]
+    # Starvation shows here, not in the latency of completed operations: the longest
+    # stretch of the steady window in which a session (always trying) wrote nothing.
+    starved = 0.0
+    for recs in per_session:
+        marks = [start + warm, *sorted(r[1] for r in steady(recs)), end]
+        starved = max(starved, *(b - a for a, b in itertools.pairwise(marks)))
     return {
         "sessions": n,
         "ops": len(done),
@@ -264,7 +294,9 @@ def level(
         "attempts": sum(attempts) / len(attempts) if attempts else float("nan"),
         "max_attempts": max(attempts, default=0),
         "per_session": counts,
+        "longest_wait": starved,
         "lost": len(reported - on_branch),
+        "double_grants": double_grants(remote, env),
         "errors": errors[:5],
         "error_count": len(errors),
     }
@@ -345,12 +377,16 @@ def tables(data: dict[str, Any]) -> list[str]:
         f"alternating claim/release of its own resource for {d['duration']:g} s; "
         "throughput and latency count the operations completed after the window's "
         "warm-up. *Ceiling*: one push per commit, 1 / the raw push's median; *raw floor*: "
-        "one writer running the raw pipeline, 1 / its median.",
+        "one writer running the raw pipeline, 1 / its median. Latency counts completed "
+        "operations only, so a session that starves does not show in it; *longest without "
+        "a success* does: the longest stretch of the window (after its warm-up) in which "
+        "some session, trying all along, wrote nothing.",
         "",
         "| RTT | sessions | curve | ops/s | × 1 session | ceiling / raw floor (ops/s) "
         "| latency p50 / p95 / max | attempts per success (max) "
-        "| successes per session min / max | lost | errors |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| successes per session min / max | longest without a success | lost | double grants "
+        "| errors |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key in d["single"]:
         series = d["single"][key]
@@ -365,10 +401,14 @@ def tables(data: dict[str, Any]) -> list[str]:
                     f"{_x(lv['throughput'] / one if one else float('nan'))} | {ceiling} | "
                     f"{ms(lv['p50'])} / {ms(lv['p95'])} / {ms(lv['max'])} | "
                     f"{lv['attempts']:.2f} ({lv['max_attempts']}) | {min(per)} / {max(per)} | "
-                    f"{lv['lost']} | {lv['error_count']} |"
+                    f"{ms(lv.get('longest_wait', float('nan')))} | {lv['lost']} | "
+                    f"{lv.get('double_grants', '–')} | {lv['error_count']} |"
                 )
     errors = [
-        e for by_rtt in d["curves"].values() for lv in by_rtt.values() for x in lv.values()
+        e
+        for by_rtt in d["curves"].values()
+        for lv in by_rtt.values()
+        for x in lv.values()
         for e in x["errors"]
     ]
     if errors:
@@ -402,7 +442,10 @@ def analysis(data: dict[str, Any]) -> list[str]:
         return out
 
     def spread(lv: dict[str, Any]) -> str:
-        return f"{min(lv['per_session'])}–{max(lv['per_session'])}"
+        wait = lv.get("longest_wait")
+        return f"{min(lv['per_session'])}–{max(lv['per_session'])}" + (
+            f" ({ms(wait)})" if wait is not None else ""
+        )
 
     fair = []
     for key in keys:
@@ -412,7 +455,8 @@ def analysis(data: dict[str, Any]) -> list[str]:
                 b = f" vs {spread(before[n])}" if n in before else ""
                 fair.append(f"{key} ms × {n}: {spread(now[n])}{b}")
     text = (
-        "**Fairness.** Successes per session (fewest–most) in the window"
+        "**Fairness.** Successes per session (fewest–most) in the window, and the longest "
+        "any session went without one"
         + (", this store vs before #16: " if before_curves else ": ")
         + "; ".join(fair)
         + "."
@@ -473,6 +517,98 @@ def section(data: dict[str, Any], command: str | None = None) -> list[str]:
             "",
         ]
     lines += tables(data)
+    if data["latency"].get("curves"):
+        lines += [
+            "",
+            f"![Throughput against sessions under the ceiling and the raw floor, and the "
+            f"fewest successes of any session, at each round trip]({CHART})",
+        ]
     for note in analysis(data):
         lines += ["", note]
     return lines
+
+
+# --- the chart ------------------------------------------------------------------------------
+
+CHART = "latency.png"
+
+
+def chart(data: dict[str, Any], path: Path) -> str:
+    """benchmarks/latency.png: per round trip, aggregate throughput against sessions (this
+    store, and before #16 when measured) under the ceiling and the raw floor, and the
+    fewest successes of any session in the window (0: someone starved). Returns the path,
+    or why there is none."""
+    d = data.get("latency", {})
+    if not d.get("curves"):
+        return "no latency contention measurements in this run"
+    import os
+    import tempfile
+
+    saved = os.environ.get("MPLCONFIGDIR")
+    with tempfile.TemporaryDirectory(prefix="gitcoord-bench-mpl-") as mpl:
+        os.environ["MPLCONFIGDIR"] = mpl
+        try:
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+            except ImportError:
+                return "matplotlib is not installed (`.venv/bin/pip install -e '.[bench]'`)"
+            keys = list(d["single"])
+            fig, axes = plt.subplots(2, len(keys), figsize=(4 * len(keys), 6.4), squeeze=False)
+            style = {NOW: ("tab:blue", "o-"), BEFORE: ("tab:purple", "x:")}
+            for col, key in enumerate(keys):
+                top, bottom = axes[0][col], axes[1][col]
+                series = d["single"][key]
+                for curve, by_rtt in d["curves"].items():
+                    levels = by_rtt.get(key, {})
+                    xs = sorted(levels)
+                    if not xs:
+                        continue
+                    color, fmt = style.get(curve, ("tab:grey", "s-"))
+                    top.plot(
+                        xs, [levels[n]["throughput"] for n in xs], fmt, color=color, label=curve
+                    )
+                    bottom.plot(
+                        xs,
+                        [min(levels[n]["per_session"]) for n in xs],
+                        fmt,
+                        color=color,
+                        label=curve,
+                    )
+                for row, ls, label in (
+                    (RAW_PUSH, "--", "ceiling: one push per commit"),
+                    (RAW_FLOOR, ":", "raw floor: fetch + plumbing + push"),
+                ):
+                    secs = median(series.get(row, []))
+                    if secs == secs and secs > 0:
+                        top.axhline(1 / secs, color="black", lw=0.8, ls=ls, label=label)
+                top.set_title(f"{key} ms round trip")
+                top.set_ylim(bottom=0)
+                bottom.set_ylim(bottom=0)
+                for a in (top, bottom):
+                    a.set_xscale("log", base=2)
+                    ticks = sorted({n for c in d["curves"].values() for n in c.get(key, {})})
+                    a.set_xticks(ticks)
+                    a.set_xticklabels([str(t) for t in ticks])
+                    a.grid(True, alpha=0.3)
+                bottom.set_xlabel("sessions, each in a clone of its own")
+            axes[0][0].set_ylabel("landed operations per second")
+            axes[1][0].set_ylabel(f"fewest successes of a session\nin {d['duration']:g} s")
+            axes[0][0].legend(fontsize=7)
+            m = data.get("machine", {})
+            fig.suptitle(
+                f"gitcoord at real network latency (git daemon behind a delay proxy) · "
+                f"{m.get('cores', '')}",
+                fontsize=9,
+            )
+            fig.tight_layout()
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            return str(path)
+        finally:
+            if saved is None:
+                os.environ.pop("MPLCONFIGDIR", None)
+            else:
+                os.environ["MPLCONFIGDIR"] = saved

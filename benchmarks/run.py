@@ -1,4 +1,5 @@
-"""Run the whole benchmark suite and write benchmarks/RESULTS.md and benchmarks/contention.png.
+"""Run the whole benchmark suite and write benchmarks/RESULTS.md, benchmarks/contention.png
+and benchmarks/latency.png.
 
     .venv/bin/python -m benchmarks            # the full suite (under 10 minutes on 2 cores)
     .venv/bin/python -m benchmarks --quick    # a short smoke run of every section
@@ -21,8 +22,9 @@ times, are what to compare; medians of several runs):
        clone's commits), a cold CLI claim, `validate --range` and a new clone's first
        command over a signed history (benchmarks/signing.py);
   9.   latency: `git daemon` behind a delay proxy at 0, 50 and 100 ms of round trip: one
-       claim next to the raw floor, and contention of 1-8 sessions in clones of their
-       own, with the ceiling of one push per commit (benchmarks/netdelay.py);
+       claim next to the raw floor, and contention of 1-16 sessions in clones of their
+       own, with the ceiling of one push per commit, in a table and latency.png
+       (benchmarks/netdelay.py);
   and where the time of one claim goes (benchmarks/phases.py).
   compare: cold `--version`, `--version` through the agent and a claim in process, for
        two revisions at once (benchmarks/compare.py); only with --only compare or
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 env,
                 runs=2 if quick else 8,
                 duration=3.0 if quick else 15.0,
+                levels=netdelay.QUICK_LEVELS if quick else netdelay.LEVELS,
                 experiments=args.experiments,
             )
             timings["latency"] = time.monotonic() - t
@@ -297,9 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         page.write_text(text)
         print(text)
         print(f"updated the {', '.join(sorted(ran))} section of {page}", file=sys.stderr)
+        if "latency" in ran:
+            print(netdelay.chart(data, out_dir / netdelay.CHART), file=sys.stderr)
         return 0
     try:
         chart = report.chart(data, out_dir / "contention.png")
+        if "latency" in data:
+            print(netdelay.chart(data, out_dir / netdelay.CHART), file=sys.stderr)
         text = report.markdown(
             data, chart, command="python -m benchmarks" + (" --quick" if quick else "")
         )
