@@ -253,13 +253,7 @@ def level(
         p.start()
         procs.append(p)
         conns.append(parent)
-    for c in conns:
-        if c.recv() != "ready":
-            raise RuntimeError("a latency worker failed to start")
-    start = time.time() + 0.3
-    end = start + duration
-    for c in conns:
-        c.send(("run", start, end))
+    start, end = contention.go(conns, duration, "a latency worker")
     per_session = [c.recv() for c in conns]
     for c in conns:
         c.send(("stop",))
@@ -416,6 +410,37 @@ def tables(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def targets(d: dict[str, Any], key: str = "50") -> str:
+    """Issue #16's targets at `key` ms, against this run's measurements."""
+    s, now = d["single"].get(key), d["curves"].get(NOW, {}).get(key, {})
+    if not s or not now:
+        return ""
+    floor, inproc, stale = median(s[RAW_FLOOR]), median(s[INPROC]), median(s[STALE])
+    one = now.get(1, {}).get("throughput", float("nan"))
+    parts = [
+        f"an uncontended claim ≤ 0.7× the raw floor: {_x(inproc / floor)} (contended, a "
+        f"refused push then a fetch and a push: {_x(stale / floor)})"
+    ]
+    for n in (8, 16):
+        if n in now:
+            lv = now[n]
+            parts.append(
+                f"{n} separate clones ≥ 1× one session's throughput: {_x(lv['throughput'] / one)}"
+                f"; every session succeeding in the window: fewest {min(lv['per_session'])}; "
+                f"max latency ≤ 25× the raw floor ({ms(25 * floor)}): {_x(lv['max'] / floor)}"
+            )
+    lost = sum(lv["lost"] for c in d["curves"].values() for x in c.values() for lv in x.values())
+    doubled = sum(
+        lv.get("double_grants", 0)
+        for c in d["curves"].values()
+        for x in c.values()
+        for lv in x.values()
+    )
+    parts.append(f"0 lost updates and 0 double grants: {lost} and {doubled}, at every level")
+    head = f"**Against #16's targets at {key} ms round trip** (this store): "
+    return head + "; ".join(parts) + "."
+
+
 def analysis(data: dict[str, Any]) -> list[str]:
     d = data["latency"]
     keys = list(d["single"])
@@ -501,6 +526,8 @@ def analysis(data: dict[str, Any]) -> list[str]:
             f"writes, the price of letting unseen losers in."
         )
     out.append(text)
+    if goals := targets(d):
+        out.append(goals)
     return out
 
 
@@ -508,14 +535,7 @@ def section(data: dict[str, Any], command: str | None = None) -> list[str]:
     """Section 9, heading included; `command`: measured on its own by that command."""
     lines = [HEADING, ""]
     if command is not None:
-        m = data["machine"]
-        lines += [
-            f"Measured on its own by `.venv/bin/{command}` on {m['date']} in "
-            f"{data['timings'].get('latency', 0):.0f} s (load average at start "
-            f"{m['load at start']}, at end {m['load at end']}; {m['cores']}); the rest of "
-            "this page comes from the run named at its top.",
-            "",
-        ]
+        lines += common.measured_alone(data, "latency", command)
     lines += tables(data)
     if data["latency"].get("curves"):
         lines += [
