@@ -1,7 +1,7 @@
 """Run the whole benchmark suite and write benchmarks/RESULTS.md, benchmarks/contention.png
 and benchmarks/latency.png.
 
-    .venv/bin/python -m benchmarks            # the full suite (under 10 minutes on 2 cores)
+    .venv/bin/python -m benchmarks            # the full suite (about 30 minutes on 2 cores)
     .venv/bin/python -m benchmarks --quick    # a short smoke run of every section
     .venv/bin/python benchmarks/run.py ...    # the same
     .venv/bin/python -m benchmarks --only compare [--baseline REV] [--new REV] [--quick]
