@@ -336,3 +336,20 @@ def workdir(keep: bool = False) -> Iterator[Path]:
     finally:
         if not keep:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def measured_alone(
+    data: dict[str, Any],
+    section: str,
+    command: str,
+    rest: str = "the rest of this page comes from the run named at its top",
+) -> list[str]:
+    """The lines that open a section an --only run measured by itself: by which command,
+    when, how long it took, under which load; and where the rest of the page is from."""
+    m = data["machine"]
+    return [
+        f"Measured on its own by `.venv/bin/{command}` on {m['date']} in "
+        f"{data['timings'].get(section, 0):.0f} s (load average at start "
+        f"{m['load at start']}, at end {m['load at end']}; {m['cores']}); {rest}.",
+        "",
+    ]

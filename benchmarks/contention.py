@@ -49,6 +49,19 @@ EXPERIMENTS = (PREVIOUS,)
 Record = tuple[float, float, str | None, int, str]  # start, end, commit, attempts, error
 
 
+def go(conns: list[Connection], duration: float, who: str) -> tuple[float, float]:
+    """Once every worker on `conns` said "ready", tell them all the same window to run
+    in, starting a moment from now: returns its start and end (wall clock)."""
+    for c in conns:
+        if c.recv() != "ready":
+            raise RuntimeError(f"{who} failed to start")
+    start = time.time() + 0.3
+    end = start + duration
+    for c in conns:
+        c.send(("run", start, end))
+    return start, end
+
+
 def _sleep_until(t: float) -> None:
     while (left := t - time.time()) > 0:
         time.sleep(min(left, 0.05))
@@ -251,13 +264,7 @@ def _level(
         p.start()
         procs.append(p)
         conns.append(parent)
-    for c in conns:
-        if c.recv() != "ready":
-            raise RuntimeError("a contention worker failed to start")
-    start = time.time() + 0.3
-    end = start + duration
-    for c in conns:
-        c.send(("run", start, end))
+    start, end = go(conns, duration, "a contention worker")
     recs: list[Record] = []
     phases: dict[str, list[float]] = {}
     for c in conns:

@@ -1,6 +1,7 @@
-"""Run the whole benchmark suite and write benchmarks/RESULTS.md and benchmarks/contention.png.
+"""Run the whole benchmark suite and write benchmarks/RESULTS.md, benchmarks/contention.png
+and benchmarks/latency.png.
 
-    .venv/bin/python -m benchmarks            # the full suite (under 10 minutes on 2 cores)
+    .venv/bin/python -m benchmarks            # the full suite (about 30 minutes on 2 cores)
     .venv/bin/python -m benchmarks --quick    # a short smoke run of every section
     .venv/bin/python benchmarks/run.py ...    # the same
     .venv/bin/python -m benchmarks --only compare [--baseline REV] [--new REV] [--quick]
@@ -15,20 +16,27 @@ times, are what to compare; medians of several runs):
        floor's curve, lost updates (benchmarks/contention.py);
   5.   growth: status and inbox against history length, message count and claim files
        (benchmarks/growth.py);
-  6.   a simulated workday for 12, 50 and 200 sessions (benchmarks/workday.py);
+  6.   a simulated workday for 12, 50 and 200 sessions, 4 per machine, over at least 60
+       simulated minutes: pushes per minute by source (benchmarks/workday.py);
   7.   transports: file://, git daemon and smart HTTP (benchmarks/single.py);
   8.   signatures: a claim unsigned, signed, signed and required (verifying another
        clone's commits), a cold CLI claim, `validate --range` and a new clone's first
        command over a signed history (benchmarks/signing.py);
+  9.   latency: `git daemon` behind a delay proxy at 0, 50 and 100 ms of round trip: one
+       claim next to the raw floor, and contention of 1-16 sessions in clones of their
+       own, with the ceiling of one push per commit, in a table and latency.png
+       (benchmarks/netdelay.py);
   and where the time of one claim goes (benchmarks/phases.py).
   compare: cold `--version`, `--version` through the agent and a claim in process, for
        two revisions at once (benchmarks/compare.py); only with --only compare or
        --baseline, and written to COMPARE.md, not RESULTS.md.
 Hermetic: a temporary HOME and git configuration, everything in one temporary directory,
-removed at the end (--keep keeps it). `--only signing` updates its own section of an
-existing RESULTS.md and leaves the rest of the page as it was; any other --only run
-writes the page with the sections it ran. The chart needs matplotlib (`pip install -e
-'.[bench]'`); without it RESULTS.md is still written and says so.
+removed at the end (--keep keeps it). `--only workday`, `--only signing` and `--only
+latency` (or any of them together) update their own sections of an existing RESULTS.md
+and leave the rest of the page as it was;
+any other --only run writes the page with the sections it ran. The chart needs
+matplotlib (`pip install -e '.[bench]'`); without it RESULTS.md is still written and
+says so.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from benchmarks import (
     compare,
     contention,
     growth,
+    netdelay,
     phases,
     report,
     signing,
@@ -59,11 +68,23 @@ from benchmarks import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # The sections RESULTS.md reports; `compare` has its own page, COMPARE.md.
-RESULTS_SECTIONS = ("single", "phases", "contention", "growth", "workday", "signing")
+RESULTS_SECTIONS = (
+    "single",
+    "phases",
+    "contention",
+    "growth",
+    "workday",
+    "signing",
+    "latency",
+)
 SECTIONS = (*RESULTS_SECTIONS, "compare")
 # Sections whose part of RESULTS.md stands alone (its own heading, tables and analysis, no
 # target): run by themselves, they replace that part of the existing page, nothing else.
-MERGED = {"signing": (report.SIGNING_HEADING, report.signing_section)}
+MERGED = {
+    "workday": (report.WORKDAY_HEADING, report.workday_section),
+    "signing": (report.SIGNING_HEADING, report.signing_section),
+    "latency": (netdelay.HEADING, netdelay.section),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "--experiments",
         action="store_true",
         help="also run the contention experiment (the store patched back to before bb78e6a, "
-        "to measure what the turn and the backoff bought); adds about a minute",
+        "to measure what the turn and the backoff bought), and the latency section's (the "
+        "store as before issue #16, fetching first); adds about a minute each",
     )
     ap.add_argument(
         "--only",
@@ -192,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                 longest = {12: 20.0, 50: 5.0, 200: 1.0}
             else:
                 budgets = {12: 20.0, 50: 20.0, 200: 30.0}
-                longest = {12: 240.0, 50: 60.0, 200: 20.0}
+                longest = {12: 240.0, 50: 60.0, 200: 60.0}
             data["workday"] = workday.run(
-                tmp, env, sizes, budgets, longest, min_minutes=0.5 if quick else 1.0
+                tmp, env, sizes, budgets, longest, min_minutes=0.5 if quick else 60.0
             )
             timings["workday"] = time.monotonic() - t
         if section("signing"):
@@ -208,6 +230,17 @@ def main(argv: list[str] | None = None) -> int:
                 commits=10 if quick else 50,
             )
             timings["signing"] = time.monotonic() - t
+        if section("latency"):
+            t = time.monotonic()
+            data["latency"] = netdelay.run(
+                tmp,
+                env,
+                runs=2 if quick else 8,
+                duration=3.0 if quick else 15.0,
+                levels=netdelay.QUICK_LEVELS if quick else netdelay.LEVELS,
+                experiments=args.experiments,
+            )
+            timings["latency"] = time.monotonic() - t
         if section("compare"):
             t = time.monotonic()
             data["compare"] = compare.run(
@@ -261,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         command = f"python -m benchmarks --only {','.join(sorted(ran))}" + (
             " --quick" if quick else ""
         )
+        if args.experiments:
+            command += " --experiments"
         text = page.read_text()
         for name in sorted(ran):
             heading, render = MERGED[name]
@@ -268,9 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         page.write_text(text)
         print(text)
         print(f"updated the {', '.join(sorted(ran))} section of {page}", file=sys.stderr)
+        if "latency" in ran:
+            print(netdelay.chart(data, out_dir / netdelay.CHART), file=sys.stderr)
         return 0
     try:
         chart = report.chart(data, out_dir / "contention.png")
+        if "latency" in data:
+            print(netdelay.chart(data, out_dir / netdelay.CHART), file=sys.stderr)
         text = report.markdown(
             data, chart, command="python -m benchmarks" + (" --quick" if quick else "")
         )

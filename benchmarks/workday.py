@@ -9,15 +9,17 @@ For N sessions (12, 50, 200) a seeded schedule, the same per session at every si
   - a direct message to a random session about once an hour; session 1, the
     orchestrator, also broadcasts once an hour.
 Sessions are lightweight in-process `Coordinator`s — one per session, long-lived — in a
-few worker processes; as in `gitcoord demo`, half the sessions share one clone and half
-another, each clone here standing for a machine of its own (its own XDG_RUNTIME_DIR, where
-gitcoord keeps the per-user turn): within a machine transactions take turns, across the
-two they race through the remote. A worker runs its sessions' events in time order.
+few worker processes; PER_MACHINE (4) sessions share a clone, each clone standing for a
+machine of its own: within a machine transactions take turns (the per-clone turn), across
+machines they race through the remote (12 sessions: 3 machines; 50: 13; 200: 50). A
+worker hosts the sessions of one or more machines and runs their events in time order.
 Every process follows one scaled clock (`common.SimClock`, installed as gitcoord's clock),
 so leases, heartbeat pacing and commit times are all simulated time; the scale is chosen
 from a calibration of this machine so that the estimated demand stays near 30% of what the
-cores can do, and the window is as long as the time budget allows (at least 1 minute).
-Reported: pushes per simulated minute, latency, retries (`Outcome.attempts`), refused
+cores can do, and the window is as long as the time budget allows (at least `min_minutes`:
+60 in a full run, so that every session's 10-minute heartbeat comes round six times).
+Reported: pushes per simulated minute, by source (SOURCES: claims and releases,
+heartbeats, messages, read marks), latency, retries (`Outcome.attempts`), refused
 claims, lost updates (every commit reported must be on the branch) and double grants
 (`Coordinator.metrics()['work_collisions']`), plus how far events ran behind schedule.
 """
@@ -37,8 +39,16 @@ from typing import Any
 from . import common
 
 PHASES = ("research", "implement", "tests", "review")
-CLONES = 2  # as the demo: half the sessions in one clone, half in another — here each
-# clone on a "machine" of its own (a runtime directory), so that the two race
+PER_MACHINE = 4  # sessions sharing one clone (a machine): they take turns, machines race
+# Where a push comes from: the schedule's kinds of event, by what they write.
+SOURCES = {
+    "claim": "claims",
+    "release": "claims",
+    "beat": "heartbeats",
+    "send": "messages",
+    "broadcast": "messages",
+    "inbox": "read marks",
+}
 UTIL = 0.3  # compress time only as far as keeps the estimated demand at 30% of the cores
 
 
@@ -85,17 +95,18 @@ def schedule(sessions: list[str], minutes: float, seed: int) -> list[Event]:
 
 def _worker(
     conn: Connection,
-    clone: str,
     sessions: list[str],
     events: list[Event],
     pool: int,
     seed: int,
-    machine: str,
+    runtime: str,
+    clones: dict[str, str],
 ) -> None:
-    # The clone's machine: gitcoord's per-user turn lives in XDG_RUNTIME_DIR, so the
-    # workers of one clone share it and the two clones race through the remote.
-    os.makedirs(machine, mode=0o700, exist_ok=True)
-    os.environ["XDG_RUNTIME_DIR"] = machine
+    # The turn is per clone (the default): the sessions of a machine (a clone) take
+    # turns, machines race through the remote. A runtime folder of the worker's own
+    # keeps anything per-user out of the real one.
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = runtime
     from gitcoord import Coordinator, GitcoordError
     from gitcoord.errors import ConflictError
 
@@ -104,7 +115,7 @@ def _worker(
     tx: list[tuple[float, int, str | None]] = []  # one per transaction: secs, attempts, commit
 
     for sid in sessions:
-        c = Coordinator(clone, session=sid)
+        c = Coordinator(clones[sid], session=sid)
         orig = c.store.transact
 
         def transact(*a: Any, _orig: Any = orig, **kw: Any) -> Any:
@@ -115,7 +126,8 @@ def _worker(
 
         c.store.transact = transact  # type: ignore[method-assign]
         coords[sid] = c
-    coords[sessions[0]].snapshot()
+    for sid in {clones[sid]: sid for sid in sessions}.values():  # one per machine: warm
+        coords[sid].snapshot()
     conn.send("ready")
     sim0, real0, rate, hard_stop = conn.recv()
     clock = common.SimClock(sim0, real0, rate)
@@ -225,24 +237,27 @@ def run_size(
     minutes = max(min_minutes, min(max_minutes, budget / pace))
     events = schedule(sessions, minutes, seed)
 
-    workers = {12: 4, 50: 6}.get(n, 8) if n >= 8 else n
-    clones = [common.clone(url, root / f"clone{k}", env) for k in range(CLONES)]
+    machines = [sessions[k : k + PER_MACHINE] for k in range(0, n, PER_MACHINE)]
+    clones = [common.clone(url, root / f"machine{k}", env) for k in range(len(machines))]
+    workers = min(len(machines), {12: 3, 50: 6}.get(n, 8))
     ctx = mp.get_context("fork")
     conns, procs = [], []
     for w in range(workers):
-        mine = sessions[w::workers]
-        clone = clones[w % CLONES]
+        where = {
+            sid: str(clones[m]) for m in range(w, len(machines), workers) for sid in machines[m]
+        }
+        mine = [sid for sid in sessions if sid in where]
         parent, child = ctx.Pipe()
         p = ctx.Process(
             target=_worker,
             args=(
                 child,
-                str(clone),
                 mine,
-                [e for e in events if e.session in set(mine)],
+                [e for e in events if e.session in where],
                 2 * n,
                 seed + w,
-                str(root / f"machine{w % CLONES}"),
+                str(root / f"runtime{w}"),
+                where,
             ),
         )
         p.start()
@@ -254,7 +269,9 @@ def run_size(
     real0 = time.time() + 0.5
     sim0 = datetime.now(timezone.utc).replace(microsecond=0)
     rate = 60 / pace
-    hard_stop = real0 + minutes * pace + max(30.0, budget)
+    # Events that fall behind still run (and count) until twice the window's real length:
+    # on a machine busier than calibrated, skipping them would undercount the pushes.
+    hard_stop = real0 + 2 * minutes * pace + max(30.0, budget)
     for c in conns:
         c.send((sim0, real0, rate, hard_stop))
     got = [c.recv() for c in conns]
@@ -271,12 +288,15 @@ def run_size(
     attempts = [a for r in recs for a in r["attempts"]]
     pushing = [r for r in recs if r["commits"]]
     by_kind: dict[str, int] = {}
+    by_source = dict.fromkeys(dict.fromkeys(SOURCES.values()), 0)
     for r in recs:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + len(r["commits"])
+        by_source[SOURCES[r["kind"]]] += len(r["commits"])
     return {
         "sessions": n,
         "workers": workers,
-        "clones": CLONES,
+        "clones": len(clones),
+        "per_machine": PER_MACHINE,
         "minutes": minutes,
         "pace": pace,
         "per_event_estimate": per_event,
@@ -290,6 +310,7 @@ def run_size(
         "pushes_on_branch": len(new),
         "pushes_per_minute": len(reported) / minutes,
         "pushes_by_kind": by_kind,
+        "pushes_by_source": by_source,
         "latency_all": [r["secs"] for r in recs],
         "latency_push": [r["secs"] for r in pushing],
         "transactions": len(attempts),

@@ -336,3 +336,36 @@ def test_a_tip_moved_while_this_clone_was_away_is_no_contention(world: World) ->
     got = Pace.load(str(path))
     assert got.contended_until == 0 and got.give_way_until == 0
     assert got.known_at > time.time() - 3600
+
+
+def test_the_benchmarks_delay_proxy_relays_git_both_ways(
+    daemon_world: tuple[World, str],
+) -> None:
+    """benchmarks/netdelay.py measures through it: it must relay fetches and pushes
+    faithfully (its delay is the benchmark's business, not asserted here)."""
+    from testing.netdelay import DelayProxy
+
+    world, url = daemon_world
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    with DelayProxy(port, rtt=0.02) as proxy:
+        delayed = f"git://127.0.0.1:{proxy.port}/{world.remote.name}"
+        a = world.clone("a")
+        git(a, "remote", "set-url", "origin", delayed)
+        assert run(a, "init").code == 0
+        assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+        assert run(a, "claim", "task", "x", session="s1").code == 0
+        st = run(a, "status", "--json").json()
+        assert isinstance(st, dict) and st["claims"][0]["holder"] == "s1"
+        assert proxy.connections >= 4
+    assert trailers(world.remote)[-1]["subject"] == "claim task/x by s1"
+    with pytest.raises(ValueError):
+        DelayProxy(port, 0.0, host="192.0.2.1")
+
+
+def test_pace_forgets_times_from_a_clock_set_back(tmp_path: Path) -> None:
+    path = str(tmp_path / "pace")
+    later = time.time() + 3600 * 24
+    Pace(True, 0.2, later, later, later, 2).save(path)
+    got = Pace.load(path)
+    assert (got.known_at, got.contended_until, got.give_way_until) == (0.0, 0.0, 0.0)
+    assert got.round == 0.2 and got.streak == 2

@@ -199,6 +199,7 @@ class Backoff:
 # after each win until it has seen no other writer for this long.
 CONTENDED_ROUNDS = 8.0
 MIN_ROUND = 0.05  # a round's length before one was measured (seconds)
+MAX_ROUND = 60.0  # longer is no round: a clock or a file gone wrong
 # After this many back-to-back writes in one push each, a clone gives way for a round:
 # the only way a writer that keeps winning lets in (and so learns of) others who lose.
 STREAK = 8
@@ -251,9 +252,19 @@ class Pace:
                 speculate, *numbers = fh.read().split()
             round_, known, contended, give_way = (float(x) for x in numbers[:4])
             streak = max(0, int(numbers[4]))
-            return cls(speculate == "1", max(0.0, round_), known, contended, give_way, streak)
         except (OSError, ValueError, UnicodeDecodeError):
             return cls()
+        # Times further ahead than they can be set are from a clock set back since:
+        # forgotten, so that nothing waits on them.
+        round_ = min(max(0.0, round_), MAX_ROUND)
+        now = time.time()
+        if known > now + MAX_ROUND:
+            known = 0.0
+        if give_way > now + MAX_ROUND:
+            give_way = 0.0
+        if contended > now + (CONTENDED_ROUNDS + 1) * MAX_ROUND:
+            contended = 0.0
+        return cls(speculate == "1", round_, known, contended, give_way, streak)
 
     def save(self, path: str) -> None:
         tmp = f"{path}.{os.getpid()}.tmp"
