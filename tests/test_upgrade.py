@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import World, git, run
 from reliability import REF, hand_push, show, tip
 
@@ -195,3 +196,22 @@ def git_push(clone: Path, commit: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
     )
+
+
+def test_upgrade_gives_itself_time_unless_the_user_chose_a_timeout(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitcoord import Coordinator
+
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    with Coordinator(str(a)) as c:
+        c.allow(600)
+        assert c.store.timeout == c.store.trees.timeout == 600
+    with Coordinator(str(a), timeout=5) as c:
+        c.allow(600)
+        assert c.store.timeout == c.store.trees.timeout == 5
+    monkeypatch.setenv("GITCOORD_TIMEOUT", "7")
+    with Coordinator(str(a)) as c:
+        c.allow(600)
+        assert c.store.timeout == 7

@@ -115,8 +115,12 @@ class Coordinator:
                 f"no remote named {remote!r} in this repository "
                 f"(remotes: {', '.join(sorted(remotes)) or 'none'}); use --local for local-only"
             )
+        # Whether the user chose the timeout (--timeout, GITCOORD_TIMEOUT, gitcoord.timeout):
+        # only then is it kept by a command that needs longer (`allow`).
+        self.timeout_chosen = timeout is not None
         if timeout is None:
             raw = os.environ.get("GITCOORD_TIMEOUT") or cfg.get("gitcoord.timeout")
+            self.timeout_chosen = bool(raw)
             try:
                 timeout = float(raw) if raw else DEFAULT_TIMEOUT
             except ValueError:
@@ -276,6 +280,12 @@ class Coordinator:
 
     def _pending(self) -> Pending | None:
         return Pending(self.store.info.common_dir, self.session) if self.session else None
+
+    def allow(self, seconds: float) -> None:
+        """Give this command at least `seconds` (a rare, heavy one: an upgrade moving every
+        file), unless the user chose a timeout, which always stands."""
+        if not self.timeout_chosen and self.store.timeout < seconds:
+            self.store.timeout = self.store.trees.timeout = seconds
 
     def transact(
         self,

@@ -276,10 +276,14 @@ LEAVE = Verb(
 )
 
 
+UPGRADE_TIMEOUT = 600.0  # seconds: judging a commit that moves every file of a big branch
+
+
 def _upgrade(c: Coordinator) -> Any:
     from ... import clock
     from ...ops import sessions
 
+    c.allow(UPGRADE_TIMEOUT)
     return c.transact(lambda s: sessions.upgrade(s, clock.now(), session=c.session))
 
 
@@ -299,7 +303,9 @@ UPGRADE = Verb(
     "session runs a gitcoord that reads the new format. Format 4 shards the folders that grow "
     "(claims, messages, tasks, approvals, sessions) so that none passes 3,000 entries: the "
     "upgrade to it moves every file, bytes unchanged, in the same one commit, and a folder "
-    "already past 3,000 takes no new file until then. Changing config.yaml takes an approver "
+    "already past 3,000 takes no new file until then. The upgrade allows itself 10 minutes "
+    "unless --timeout says otherwise (judging thousands of moves takes a while). Changing "
+    "config.yaml takes an approver "
     "when the branch lists approvers (run it as one, by your git identity); otherwise any "
     "registered session may (--session).",
     idempotent=True,
