@@ -491,7 +491,8 @@ def analysis(data: dict[str, Any]) -> list[str]:
             " Before, a session that lost a few rounds backed off for seconds (its window "
             "doubled up to a third of the time left) while the others kept winning; now "
             "the window is at most 4 rounds and narrows the longer a session waited, and a "
-            "winner that saw contention gives way for a round."
+            "winner that saw contention gives way for as many rounds as its win took (up to "
+            "4)."
         )
     out.append(text)
     top = max(now_curves[far])

@@ -10,6 +10,7 @@ before it runs the real git: what talks to the remote is `fetch` and `push` (and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -298,6 +299,21 @@ def test_a_winner_that_lost_a_round_to_another_clone_gives_way_next_time(
         saved = Pace.load(store.pace_path)
         assert saved.give_way_until > 0 and saved.round > 0
         assert not saved.speculate  # its mirror was stale: fetch first next time
+        # it gives way for as many rounds as its win took (the others are that far in)
+        assert saved.give_way_until == pytest.approx(saved.known_at + 3 * saved.unit)
+
+
+def test_a_winner_gives_way_one_round_per_round_its_win_took_up_to_a_bound() -> None:
+    from gitcoord.store.turns import GIVE_WAY_ROUNDS
+
+    contended = Pace(round=0.5, contended_until=2000.0)
+    for rounds, waits in [(1, 1), (3, 3), (GIVE_WAY_ROUNDS + 5, GIVE_WAY_ROUNDS), (0, 1)]:
+        pace = dataclasses.replace(contended)
+        pace.won(1000.0, False, 0.5, rounds)
+        assert pace.give_way_until == pytest.approx(1000.0 + waits * 0.5), rounds
+    calm = Pace(round=0.5)  # no contention seen: no giving way, however long it took
+    calm.won(1000.0, False, 0.5, 7)
+    assert calm.give_way_until == 0.0
 
 
 def _now() -> datetime:

@@ -552,7 +552,7 @@ class TreeStore:
             if fetching:
                 pace.learn(time.monotonic() - started)
             if result == "ok":
-                pace.won(time.time(), not fresh, time.monotonic() - started)
+                pace.won(time.time(), not fresh, time.monotonic() - started, attempt)
                 if leader is not None:
                     leader.tell(asked, {"stand": attempt})
                 return own.done(tip, attempt)

@@ -203,6 +203,8 @@ MAX_ROUND = 60.0  # longer is no round: a clock or a file gone wrong
 # After this many back-to-back writes in one push each, a clone gives way for a round:
 # the only way a writer that keeps winning lets in (and so learns of) others who lose.
 STREAK = 8
+# The most rounds a winner under contention gives way for (one per round its win took).
+GIVE_WAY_ROUNDS = 4
 
 
 @dataclass
@@ -224,8 +226,9 @@ class Pace:
     - `contended_until` (wall clock): contention seen — a round lost to another writer,
       or the tip found moved within a few rounds of learning it — keeps the clone
       polite for CONTENDED_ROUNDS rounds: each win is followed by a give-way.
-    - `give_way_until` (wall clock): the next transaction waits until then, one round
-      after a win under contention, so that those it beat get a turn; and after every
+    - `give_way_until` (wall clock): the next transaction waits until then, after a win
+      under contention for as many rounds as the win took (up to GIVE_WAY_ROUNDS: those
+      it beat are as far into their wait), so that they get a turn; and after every
       STREAK-th of a run of back-to-back writes that each took one push (`streak`
       counts them). A writer whose own pushes keep its mirror current writes in one
       push where the others need a fetch and a push: it would win every time and,
@@ -308,12 +311,14 @@ class Pace:
     def contend(self, now: float) -> None:
         self.contended_until = now + CONTENDED_ROUNDS * self.unit
 
-    def won(self, now: float, speculated: bool, took: float) -> None:
-        """A win, in one push if `speculated`, after `took` seconds: under contention,
-        or at the end of a streak, the next transaction gives way for a round."""
+    def won(self, now: float, speculated: bool, took: float, rounds: int = 1) -> None:
+        """A win, in one push if `speculated`, after `took` seconds and `rounds` rounds:
+        under contention the next transaction gives way for as many rounds as this win
+        took (up to GIVE_WAY_ROUNDS: the others are as many rounds into their wait), at
+        the end of a streak for a round."""
         self.knew(now)
         if now < self.contended_until:
-            self.give_way_until = now + self.unit
+            self.give_way_until = now + self.unit * min(max(1, rounds), GIVE_WAY_ROUNDS)
         if speculated:
             self.streak += 1
             if self.streak >= STREAK:
