@@ -237,15 +237,28 @@ def double_grants(remote: Path, env: dict[str, str]) -> int:
 
 
 def level(
-    tmp: Path, env: dict[str, str], url: str, curve: str, rtt: float, n: int, duration: float
+    tmp: Path,
+    env: dict[str, str],
+    url: str,
+    curve: str,
+    rtt: float,
+    n: int,
+    duration: float,
+    shared: bool = False,
 ) -> dict[str, Any]:
-    root = tmp / f"netdelay-{'before' if curve == BEFORE else 'now'}-{int(rtt * 1000)}-{n}"
+    """`n` sessions, each a long-lived process, in clones of their own (separate machines)
+    or, `shared`, all in one clone (one machine: they take turns, and go in groups)."""
+    name = f"{'before' if curve == BEFORE else 'now'}-{int(rtt * 1000)}-{n}"
+    root = tmp / f"netdelay-{name}{'-shared' if shared else ''}"
     root.mkdir()
     remote = contention._seed(root, env)
     ctx = mp.get_context("fork")
     procs, conns = [], []
+    mine = root / "clone0"
     for k in range(n):
-        mine = _clone(remote, root / f"clone{k}", f"{url}/{root.relative_to(tmp)}/remote.git", env)
+        if k == 0 or not shared:
+            where = f"{url}/{root.relative_to(tmp)}/remote.git"
+            mine = _clone(remote, root / f"clone{k}", where, env)
         parent, child = ctx.Pipe()
         p = ctx.Process(
             target=_session_proc, args=(child, str(mine), contention.SESSIONS[k], curve == BEFORE)
