@@ -164,6 +164,9 @@ def test_the_two_layouts_spelled_out() -> None:
     }
     for got, want in sharded.items():
         assert got == want
+    # any file name maps somewhere, so a stray file is reported, never an exception
+    assert kinds.task_path("notes", fmt=4) == "coordination/tasks/0/notes.yaml"
+    assert kinds.task_path("t٣", fmt=4) == "coordination/tasks/0/t٣.yaml"
     # a file of either layout is of its kind; in the wrong one for its branch, misplaced
     old, new = kinds.session_path("S07", fmt=3), kinds.session_path("S07", fmt=4)
     assert kind_at(old) is kind_at(new) is kinds.SESSION

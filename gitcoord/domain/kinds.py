@@ -114,8 +114,15 @@ FLAT = Shards(0, lambda key: ())
 # order of their own (names, session ids): 256 x 3,000 is room for three quarters of
 # a million documents of one kind (or of one claim type).
 HASHED = Shards(1, _hashed)
+def _by_thousand(task_id: str) -> tuple[str, ...]:
+    number = task_id[1:]
+    # A file name that is no task id (a stray file pushed by hand) still maps somewhere,
+    # and is then reported as misplaced: never an exception on what a tree holds.
+    return (str(int(number) // 1000) if number.isascii() and number.isdigit() else "0",)
+
+
 # t1..t999 -> "0", t1000..t1999 -> "1": tasks in the order they were added.
-BY_THOUSAND = Shards(1, lambda task_id: (str(int(task_id[1:]) // 1000),))
+BY_THOUSAND = Shards(1, _by_thousand)
 # '20261201-ab12cd' -> ("2026-12", "01"): a month's folder holds at most 31 days.
 BY_DAY = Shards(2, lambda aid: (f"{aid[0:4]}-{aid[4:6]}", aid[6:8]))
 # '20261201T134501123Z-...' -> ("2026-12", "01", "13"): a recipient's month, day and UTC
