@@ -215,3 +215,15 @@ def test_upgrade_gives_itself_time_unless_the_user_chose_a_timeout(
     with Coordinator(str(a)) as c:
         c.allow(600)
         assert c.store.timeout == 7
+
+
+def test_where_approvers_are_listed_a_session_cannot_upgrade_the_layout(world: World) -> None:
+    """The move to format 4 changes config.yaml: on a branch that lists approvers, a
+    session's upgrade is refused (by the client here, and by the same rule in the hook)."""
+    a = world.clone("a")
+    assert run(a, "init", "--approver", "someone.else@example.com").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    with_format(a, world, 3)
+    r = run(a, "upgrade", session="s1")
+    assert r.code == 5 and "[config]" in r.err, (r.code, r.err)
+    assert b"format: 3\n" in show(a, tip(world.remote) or "", CONFIG)
