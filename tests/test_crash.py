@@ -13,8 +13,10 @@ after their fetch, object writes, push and reply. Two ways to die:
 
 Several kill loops run at once, each on its own clone and sessions. After every
 kill, once nothing of the killed process is left running: no `*.lock` under any
-.git, no refs but branches, remote-tracking refs and gitcoord's mirror of the tip
-(refs/gitcoord/remotes/...), the user's work tree as it was, and the next command
+.git (a git killed while it moved gitcoord's mirror ref may leave that ref's lock,
+which the next command must clear once it is stale), no refs but branches,
+remote-tracking refs and gitcoord's mirror of the tip (refs/gitcoord/remotes/...),
+the user's work tree as it was, and the next command
 works. At the end, over the whole history:
 - every commit is a complete operation: `validate --range <root>..<tip>` judges
   each one as the server hook would, and each claim/release commit's tree holds
@@ -57,6 +59,7 @@ from reliability import (
 
 from gitcoord.domain import kinds, yamlio
 from gitcoord.domain.models import FORMAT
+from gitcoord.store.remote import STALE_LOCK_SECONDS
 
 KILLS_PER_LOOP = env_int("GITCOORD_CRASH_KILLS", 25)
 LOOPS = 4
@@ -98,6 +101,23 @@ def _gone(pgid: int, timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+MIRROR = os.path.join("refs", "gitcoord", "remotes", "")
+
+
+def stale_mirror_lock_cleared(clone: Path, locks: list[str], env: dict[str, str]) -> list[str]:
+    """A git killed while it moved gitcoord's mirror of the tip leaves that ref's lock,
+    which git never removes. gitcoord clears such a lock once it is older than any live
+    git could hold it: age it past that, and the next command must clear it and work.
+    Returns the locks still there."""
+    old = time.time() - STALE_LOCK_SECONDS - 5
+    for lk in locks:
+        os.utime(lk, (old, old))
+    argv = [sys.executable, "-m", "gitcoord", "-C", str(clone), "status", "--json"]
+    done = subprocess.run(argv, capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return lock_files(clone)
 
 
 def run_loop(loop: Loop, remote: Path) -> None:
@@ -149,6 +169,8 @@ def run_loop(loop: Loop, remote: Path) -> None:
             loop.failures.append(f"#{n}: {argv[-6:]} exit {proc.returncode}: {err}")
         for repo in (loop.clone, remote):
             locks = lock_files(repo)
+            if repo == loop.clone and locks and all(MIRROR in lk for lk in locks):
+                locks = stale_mirror_lock_cleared(loop.clone, locks, env)
             if locks:
                 loop.failures.append(f"#{n}: lock files left: {locks}")
         stray = stray_refs(loop.clone)

@@ -18,6 +18,7 @@ exit 6 (`--timeout` keeps them short).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -329,3 +330,47 @@ def test_unreachable_through_the_warm_agent_is_still_exit_6(
         assert "cannot fetch" in r.err, r.err
         assert tip(clone, f"refs/remotes/origin/{BRANCH}") == before
         assert remote_tip(world) is not None and "claim task/x" not in str(trailers(world.remote))
+
+
+# --- a git killed mid ref-update ------------------------------------------------------
+
+
+def test_a_stale_lock_on_gitcoords_mirror_ref_is_cleared_and_a_fresh_one_is_left(
+    world: World,
+) -> None:
+    """A git killed while it moved gitcoord's mirror of the tip (a killed terminal takes
+    the whole process group) leaves `<ref>.lock`; git never removes it. Once it is older
+    than any live git holds a ref lock, the next command removes it and sees the
+    branch as it is; a fresh lock may belong to a live git and is not touched."""
+    from gitcoord.store.remote import STALE_LOCK_SECONDS
+
+    clone, other = setup(world), world.clone("b")
+    gitdir = Path(git(clone, "rev-parse", "--git-common-dir").strip())
+    if not gitdir.is_absolute():
+        gitdir = clone / gitdir
+    mirror = gitdir / "refs" / "gitcoord" / "remotes" / "origin" / BRANCH
+    assert mirror.exists()
+    lock = mirror.with_name(mirror.name + ".lock")
+
+    # The branch moves on elsewhere; this clone's mirror is locked by a "killed" git.
+    assert run(other, "register", "--role", "r", "--goal", "g", session="s2").code == 0
+    lock.write_text("")
+    r = run(clone, "--timeout", "10", "status", "--json")
+    assert r.code == 0, r.err
+    assert lock.exists(), "a fresh lock may be a live git's: left alone"
+
+    old = time.time() - STALE_LOCK_SECONDS - 1
+    os.utime(lock, (old, old))
+    r = run(clone, "status", "--json")
+    assert r.code == 0, r.err
+    assert not lock.exists()
+    assert mirror.read_text().strip() == remote_tip(world)
+    assert "s2" in {s["id"] for s in json.loads(r.out)["sessions"]}, r.out
+
+    # The same after a push of ours: the mirror follows it, lock cleared.
+    lock.write_text("")
+    os.utime(lock, (old, old))
+    r = run(clone, "claim", "task", "x", session="s1")
+    assert r.code == 0, r.err
+    assert lock_files(clone) == []
+    assert mirror.read_text().strip() == remote_tip(world)

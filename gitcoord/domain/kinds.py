@@ -114,6 +114,8 @@ FLAT = Shards(0, lambda key: ())
 # order of their own (names, session ids): 256 x 3,000 is room for three quarters of
 # a million documents of one kind (or of one claim type).
 HASHED = Shards(1, _hashed)
+
+
 def _by_thousand(task_id: str) -> tuple[str, ...]:
     number = task_id[1:]
     # A file name that is no task id (a stray file pushed by hand) still maps somewhere,

@@ -17,6 +17,7 @@ FETCH_HEAD is never written and no index file is ever used.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from typing import Literal
@@ -28,6 +29,11 @@ from .turns import Backoff
 _LOCK_TIMEOUT = ["core.filesRefLockTimeout=1000"]
 _LOCK_ERRORS = ("cannot lock ref", "Unable to create", "unable to resolve reference", "is at ")
 _STALE = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock")
+# A live git holds a ref's lock file for milliseconds (lock, write, rename). One much
+# older than that was left by a git killed mid-update (a killed terminal or tool
+# timeout takes the whole process group), and git never removes it: every later write
+# of that ref would fail for good.
+STALE_LOCK_SECONDS = 10.0
 
 Swap = Literal["ok", "lost", "unknown"]
 
@@ -115,6 +121,8 @@ class RemoteBranch:
             if any(s in err for s in _LOCK_ERRORS):
                 # Another process in this clone is writing the mirror: the objects are
                 # here; fetch again (cheap) so we end up with a tip no older than ours.
+                # Or a killed git left its lock behind: clear it, then fetch again.
+                self.clear_stale_lock()
                 if attempt < 3:
                     self.backoff.sleep(attempt, deadline)
                 continue
@@ -215,11 +223,28 @@ class RemoteBranch:
         transaction can decide on it without fetching. A local compare-and-swap from
         `old`: if a fetch moved the mirror meanwhile, it holds a tip at least as new.
         Best effort: the mirror is a cache, and every push states its lease."""
-        self.git.run(
-            ["update-ref", "-m", "gitcoord: pushed", self.mirror, new, old or self.info.zero_oid],
-            check=False,
-            config=_LOCK_TIMEOUT,
-        )
+        argv = ["update-ref", "-m", "gitcoord: pushed", self.mirror, new, old or self.info.zero_oid]
+        proc = self.git.run(argv, check=False, config=_LOCK_TIMEOUT)
+        if proc.returncode != 0 and self.clear_stale_lock():
+            self.git.run(argv, check=False, config=_LOCK_TIMEOUT)
+
+    def clear_stale_lock(self) -> bool:
+        """Remove the mirror ref's lock file when it is older than any live git could
+        hold it (see STALE_LOCK_SECONDS). Only gitcoord's own mirror ref: it is a cache
+        that the next fetch rewrites, and every push states its lease, so even a
+        lock removed under a stalled git costs at most a stale read that the
+        compare-and-swap catches. True when a lock was removed."""
+        if self.mirror == self.ref:
+            return False  # no remote: the branch itself, which is not ours to unlock
+        lock = os.path.join(self.info.common_dir, *self.mirror.split("/")) + ".lock"
+        try:
+            age = time.time() - os.stat(lock).st_mtime
+            if age < STALE_LOCK_SECONDS:
+                return False
+            os.unlink(lock)
+        except OSError:  # no lock (a reftable repository has none), or gone meanwhile
+            return False
+        return True
 
     def publish_branch(self, branch: str, commit: str) -> None:
         """Create `refs/heads/<branch>` at `commit` (on the remote when there is one)."""
