@@ -18,9 +18,17 @@ so leases, heartbeat pacing and commit times are all simulated time; the scale i
 from a calibration of this machine so that the estimated demand stays near 30% of what the
 cores can do, and the window is as long as the time budget allows (at least `min_minutes`:
 60 in a full run, so that every session's 10-minute heartbeat comes round six times).
-Reported: pushes per simulated minute, by source (SOURCES: claims and releases,
-heartbeats, messages, read marks), latency, retries (`Outcome.attempts`), refused
-claims, lost updates (every commit reported must be on the branch) and double grants
+Each worker is also its machines' long-lived host (what the warm agent, the MCP server or
+the background flusher is on a real machine): a due heartbeat is held for a ride
+(`Coordinator.on_hold`), goes in the next push of any session of its clone, and the
+worker flushes what is still held when its time comes (`Coordinator.flush_held`), in
+simulated time like everything else. `ride=False` runs the day as before riding
+(GITCOORD_RIDE=0: every due beat pushes at once), for the before/after.
+Reported: pushes per simulated minute — pushes counted as they are made (a push that
+carries riders is one push), landed and refused apart — by source (SOURCES: claims and
+releases, heartbeats, messages, read marks; a flush of held beats counts as heartbeats),
+latency, retries (`Outcome.attempts`), refused claims, lost updates (every commit
+reported, riders' included, must be on the branch) and double grants
 (`Coordinator.metrics()['work_collisions']`), plus how far events ran behind schedule.
 """
 
@@ -48,6 +56,7 @@ SOURCES = {
     "send": "messages",
     "broadcast": "messages",
     "inbox": "read marks",
+    "flush": "heartbeats",
 }
 UTIL = 0.3  # compress time only as far as keeps the estimated demand at 30% of the cores
 
@@ -101,32 +110,51 @@ def _worker(
     seed: int,
     runtime: str,
     clones: dict[str, str],
+    ride: bool = True,
 ) -> None:
     # The turn is per clone (the default): the sessions of a machine (a clone) take
     # turns, machines race through the remote. A runtime folder of the worker's own
     # keeps anything per-user out of the real one.
     os.makedirs(runtime, mode=0o700, exist_ok=True)
     os.environ["XDG_RUNTIME_DIR"] = runtime
+    os.environ["GITCOORD_RIDE"] = "1" if ride else "0"
     from gitcoord import Coordinator, GitcoordError
+    from gitcoord import clock as gclock
+    from gitcoord.api import carry
     from gitcoord.errors import ConflictError
 
     rng = random.Random(seed)
     coords: dict[str, Any] = {}
-    tx: list[tuple[float, int, str | None]] = []  # one per transaction: secs, attempts, commit
+    # One per transaction: secs, attempts, its commit and the riders' it landed.
+    tx: list[tuple[float, int, str | None, list[str]]] = []
+    swaps: list[str] = []  # every push, as it went: ok, lost (refused), unknown
 
     for sid in sessions:
         c = Coordinator(clones[sid], session=sid)
         orig = c.store.transact
 
-        def transact(*a: Any, _orig: Any = orig, **kw: Any) -> Any:
+        def transact(*a: Any, _orig: Any = orig, _c: Any = c, **kw: Any) -> Any:
             t0 = time.perf_counter()
             out = _orig(*a, **kw)
-            tx.append((time.perf_counter() - t0, out.attempts, out.commit))
+            rode = list(_c.store.trees.rode)
+            tx.append((time.perf_counter() - t0, out.attempts, out.commit, rode))
             return out
 
         c.store.transact = transact  # type: ignore[method-assign]
+        up = c.store.trees.upstream
+        orig_swap = up.swap
+
+        def swap(*a: Any, _orig: Any = orig_swap, **kw: Any) -> Any:
+            result = _orig(*a, **kw)
+            swaps.append(result)
+            return result
+
+        up.swap = swap
+        # This worker is the machine's long-lived host: it flushes what is held (below).
+        c.on_hold = lambda ride_by: None
         coords[sid] = c
-    for sid in {clones[sid]: sid for sid in sessions}.values():  # one per machine: warm
+    hosts = {clones[sid]: sid for sid in sessions}  # a clone (machine) -> one of its sessions
+    for sid in hosts.values():  # one per machine: warm
         coords[sid].snapshot()
     conn.send("ready")
     sim0, real0, rate, hard_stop = conn.recv()
@@ -136,16 +164,52 @@ def _worker(
     beats: dict[str, int] = {}
     recs: list[dict[str, Any]] = []
     skipped = 0
+
+    def record(kind: str, lag: float, secs: float, first: int, pushed: int, **more: Any) -> None:
+        mine = tx[first:]
+        went = swaps[pushed:]
+        recs.append(
+            {
+                "kind": kind,
+                "lag": lag,
+                "secs": secs,
+                "commits": [m[2] for m in mine if m[2]] + [r for m in mine for r in m[3]],
+                "rode": sum(len(m[3]) for m in mine),
+                "pushes": went.count("ok") + went.count("unknown"),
+                "refused": went.count("lost"),
+                "attempts": [m[1] for m in mine],
+                "conflicts": more.get("conflicts", 0),
+                "error": more.get("error", ""),
+            }
+        )
+
+    def flush_due(everything: bool = False) -> None:
+        """What the machine's host does: push held beats whose time has come."""
+        if not ride:
+            return
+        now = gclock.iso(gclock.now())
+        for sid in hosts.values():
+            times = carry.held(coords[sid].store.info.common_dir)
+            if times and (everything or times[0] <= now):
+                first, pushed, t0 = len(tx), len(swaps), time.perf_counter()
+                error = ""
+                try:
+                    coords[sid].flush_held()
+                except GitcoordError as exc:
+                    error = f"exit {exc.code}: {exc.message}"
+                record("flush", 0.0, time.perf_counter() - t0, first, pushed, error=error)
+
     for ev in events:
         due = clock.real_at(ev.t)
         while (left := due - time.time()) > 0:
+            flush_due()
             time.sleep(min(left, 0.05))
         if time.time() > hard_stop:
             skipped += 1
             continue
         lag = max(0.0, time.time() - due)
         c = coords[ev.session]
-        first = len(tx)
+        first, pushed = len(tx), len(swaps)
         conflicts = 0
         error = ""
         t0 = time.perf_counter()
@@ -179,18 +243,9 @@ def _worker(
         except GitcoordError as exc:
             error = f"exit {exc.code}: {exc.message}"
         secs = time.perf_counter() - t0
-        mine = tx[first:]
-        recs.append(
-            {
-                "kind": ev.kind,
-                "lag": lag,
-                "secs": secs,
-                "commits": [m[2] for m in mine if m[2]],
-                "attempts": [m[1] for m in mine],
-                "conflicts": conflicts,
-                "error": error,
-            }
-        )
+        record(ev.kind, lag, secs, first, pushed, conflicts=conflicts, error=error)
+    # Held beats still waiting at the end of the window go now (and count).
+    flush_due(everything=True)
     for c in coords.values():
         c.close()
     conn.send({"records": recs, "skipped": skipped})
@@ -214,11 +269,15 @@ def run_size(
     max_minutes: float,
     seed: int,
     min_minutes: float = 1.0,
+    ride: bool = True,
+    pace: float | None = None,
 ) -> dict[str, Any]:
+    """One size's day. `pace`: real seconds per simulated minute, instead of the
+    calibrated compression (a slower one races less: fewer refused pushes)."""
     from gitcoord import Coordinator
 
-    root = tmp / f"workday-{n}"
-    root.mkdir()
+    root = tmp / f"workday-{n}{'' if ride else '-noride'}"
+    root.mkdir(parents=True)
     remote = common.bare_remote(root / "remote.git", env)
     sessions = [f"w{k:03d}" for k in range(1, n + 1)]
     hist = common.FastHistory()
@@ -233,8 +292,11 @@ def run_size(
     base = common.git(remote, "rev-parse", "gitcoord", env=env).strip()
     per_minute = len(schedule(sessions, 60, seed)) / 60  # events per simulated minute
     # Real seconds per simulated minute: the demand at UTIL of the cores, by the estimate.
-    pace = max(0.1, per_minute * per_event / (cores * UTIL))
-    minutes = max(min_minutes, min(max_minutes, budget / pace))
+    if pace is None:
+        pace = max(0.1, per_minute * per_event / (cores * UTIL))
+        minutes = max(min_minutes, min(max_minutes, budget / pace))
+    else:
+        minutes = max(min_minutes, min(max_minutes, budget / pace))
     events = schedule(sessions, minutes, seed)
 
     machines = [sessions[k : k + PER_MACHINE] for k in range(0, n, PER_MACHINE)]
@@ -258,6 +320,7 @@ def run_size(
                 seed + w,
                 str(root / f"runtime{w}"),
                 where,
+                ride,
             ),
         )
         p.start()
@@ -286,13 +349,16 @@ def run_size(
     metrics = probe.metrics()
     probe.close()
     attempts = [a for r in recs for a in r["attempts"]]
-    pushing = [r for r in recs if r["commits"]]
+    pushing = [r for r in recs if r["pushes"]]
     by_kind: dict[str, int] = {}
     by_source = dict.fromkeys(dict.fromkeys(SOURCES.values()), 0)
     for r in recs:
-        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + len(r["commits"])
-        by_source[SOURCES[r["kind"]]] += len(r["commits"])
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["pushes"]
+        by_source[SOURCES[r["kind"]]] += r["pushes"]
+    pushes = sum(r["pushes"] for r in recs)
+    refused = sum(r["refused"] for r in recs)
     return {
+        "ride": ride,
         "sessions": n,
         "workers": workers,
         "clones": len(clones),
@@ -306,9 +372,14 @@ def run_size(
         "run": len(recs),
         "skipped": sum(g["skipped"] for g in got),
         "wall": wall,
-        "pushes": len(reported),
+        "pushes": pushes,
+        "refused_pushes": refused,
+        "commits": len(reported),
+        "rode": sum(r["rode"] for r in recs),
         "pushes_on_branch": len(new),
-        "pushes_per_minute": len(reported) / minutes,
+        "pushes_per_minute": pushes / minutes,
+        # The budget a host counts: every push it gets, refused ones too.
+        "push_attempts_per_minute": (pushes + refused) / minutes,
         "pushes_by_kind": by_kind,
         "pushes_by_source": by_source,
         "latency_all": [r["secs"] for r in recs],
@@ -334,9 +405,31 @@ def run(
     max_minutes: dict[int, float],
     seed: int = 20261122,
     min_minutes: float = 1.0,
+    compare: tuple[int, ...] = (),
+    compare_pace: float | None = None,
 ) -> dict[str, Any]:
-    return {
+    """Each size with riding on; the sizes in `compare` again with riding off and on,
+    both at `compare_pace` (real seconds per simulated minute; None: calibrated), a
+    gentler compression that races less, for the before and after."""
+    data: dict[str, Any] = {
         "sizes": {
             n: run_size(tmp, env, n, budgets[n], max_minutes[n], seed, min_minutes) for n in sizes
-        }
+        },
+        "ride_ab": {},
     }
+    for n in compare:
+        data["ride_ab"][n] = {
+            label: run_size(
+                tmp / label,
+                env,
+                n,
+                budgets[n] if compare_pace is None else min_minutes * compare_pace,
+                max_minutes[n],
+                seed,
+                min_minutes,
+                ride=ride,
+                pace=compare_pace,
+            )
+            for label, ride in (("off", False), ("on", True))
+        }
+    return data

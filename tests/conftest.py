@@ -63,6 +63,9 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     monkeypatch.setenv("GITCOORD_AGENT_IDLE", "20")
+    # A due heartbeat pushes at once, as the tests of pacing expect, and no background
+    # flusher outlives a test; riding is exercised on purpose in test_riders.py.
+    monkeypatch.setenv("GITCOORD_RIDE", "0")
     return home
 
 

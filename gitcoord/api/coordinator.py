@@ -142,6 +142,12 @@ class Coordinator:
         self._keys: dict[str, Signer | None] = {}
         self.store.trees.signers = self._signer
         self.store.tip_check = self._check_tip
+        # What a face with a flusher on this machine sets (`faces.flusher`): called with
+        # the time a held heartbeat must be pushed by. None: due beats push at once.
+        self.on_hold: Callable[[str], None] | None = None
+        self._flushing = False
+        if carry.riding():
+            self.store.trees.riders = self._riders
 
     # --- keys ------------------------------------------------------------------
 
@@ -316,7 +322,53 @@ class Coordinator:
     def settle_heartbeat(self, result: dict[str, Any]) -> None:
         pending = self._pending()
         if pending is not None:
-            carry.settle_heartbeat(pending, result)
+            ride_by = carry.settle_heartbeat(pending, result)
+            if ride_by is not None and self.on_hold is not None:
+                self.on_hold(ride_by)
+
+    def hold_read_mark(self, mark: Any, window: int) -> None:
+        """Keep this session's moved read mark to ride the clone's next push, pushed
+        within `window` seconds either way."""
+        pending = self._pending()
+        if pending is None:
+            return
+        ride_by = carry.hold_read_mark(pending, mark, window)
+        if self.on_hold is not None:
+            self.on_hold(ride_by)
+
+    def kept_read_mark(self, seen: Any) -> Any:
+        """The later of `seen` (the branch's read mark) and one held for a ride."""
+        pending = self._pending()
+        return carry.kept_read_mark(self.store, pending, seen) if pending else seen
+
+    @property
+    def holds(self) -> bool:
+        """A due heartbeat may be held for a ride: a flusher will push it in time."""
+        return self.on_hold is not None and carry.riding()
+
+    def _riders(self) -> list[Any]:
+        session = None if self._flushing else self.session
+        return list(carry.riders(self.store, session, flush=self._flushing))
+
+    def flush_held(self) -> list[str]:
+        """Push every heartbeat and read mark this clone's sessions keep for a ride (held
+        or deferred), now, in one push; the commits that landed (none when nothing was)."""
+        landed: list[str] = []
+        self._flushing = True
+        try:
+            # Nothing of its own (a no-op change): what is kept rides, all due. One push
+            # for all of them; one a refused push made suspect goes alone, one per
+            # push (see `store.transaction`), so go on while that gets somewhere.
+            kept = carry.kept(self.store.info.common_dir)
+            for _ in range(carry.MAX_FLUSH_PUSHES):
+                self.transact(lambda state: Change("heartbeat", "flush"))
+                landed += self.store.trees.rode
+                before, kept = kept, carry.kept(self.store.info.common_dir)
+                if not kept or kept >= before:
+                    break
+        finally:
+            self._flushing = False
+        return landed
 
     # --- paths -----------------------------------------------------------------
 

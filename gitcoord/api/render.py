@@ -207,7 +207,9 @@ def inbox(data: dict[str, Any]) -> str:
             text += "\n" + (f"handled: answered by {cell(handled)}" if handled else "open")
         out.append(text)
     tail = f"{data['unread']} unread" if data["session"] else f"{data['unread']} open"
-    if data["marked_read"]:
+    if data["marked_read"] and data.get("mark_held"):
+        tail += ", now marked read (the mark rides this clone's next push)"
+    elif data["marked_read"]:
         tail += f", now marked read (commit {str(data['commit'])[:10]})"
     return "\n\n".join(out) + "\n\n" + tail
 

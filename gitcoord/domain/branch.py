@@ -214,6 +214,23 @@ class Store:
         `known`: a tip and its state fetched a moment ago (e.g. by the read that led to
         this write): the first round plans on them instead of fetching again.
         """
+        decide = self.decider(plan, now, repair=repair, known=known)
+        try:
+            done = self.trees.transact(decide, known=None if known is None else Known(known[0]))
+        finally:
+            self.parsed.save()  # after the push and the turn: off the contended path
+        return Outcome(done.result, done.commit, done.tip, done.attempts)
+
+    def decider(
+        self,
+        plan: Callable[[State], Change],
+        now: Callable[[], datetime],
+        *,
+        repair: bool = False,
+        known: tuple[str | None, State] | None = None,
+    ) -> Callable[[str | None], Decision[Change]]:
+        """The gate for one operation, as the store's transaction calls it each round:
+        `plan` on the state at the tip it is given, validated (see `transact`)."""
         first = known
 
         def decide(tip: str | None) -> Decision[Change]:
@@ -234,11 +251,7 @@ class Store:
             first = None
             return self._decide(plan, now, repair, tip, state)
 
-        try:
-            done = self.trees.transact(decide, known=None if known is None else Known(known[0]))
-        finally:
-            self.parsed.save()  # after the push and the turn: off the contended path
-        return Outcome(done.result, done.commit, done.tip, done.attempts)
+        return decide
 
     def _decide(
         self,

@@ -28,7 +28,7 @@ BROADCAST = "broadcast"
 HUMAN = "human"  # the approvers' shared mailbox: escalations reach every one of them
 APPROVAL_BRANCH_PREFIX = "gitcoord-approval/"
 
-_SESSION_RE = re.compile(SESSION_ID_PATTERN)
+SESSION_RE = re.compile(SESSION_ID_PATTERN)
 _MESSAGE_RE = re.compile(MESSAGE_ID_PATTERN)
 _TYPE_RE = re.compile(CLAIM_TYPE_PATTERN)
 _NAME_RE = re.compile(CLAIM_NAME_PATTERN)
@@ -72,7 +72,7 @@ def check_session_id(value: str) -> str:
         raise UsageError(f"{BROADCAST!r} is reserved for messages to everyone", field="session")
     if value == HUMAN:
         raise UsageError(f"{HUMAN!r} is reserved for messages to the approvers", field="session")
-    return _check(_SESSION_RE, value, "session id", "session", _ID_HINT)
+    return _check(SESSION_RE, value, "session id", "session", _ID_HINT)
 
 
 def check_claim_type(value: str) -> str:
@@ -170,7 +170,7 @@ def check_task_id(value: str) -> str:
 
 
 def check_milestone(value: str) -> str:
-    return _check(_SESSION_RE, value, "milestone name", "milestone", _ID_HINT)
+    return _check(SESSION_RE, value, "milestone name", "milestone", _ID_HINT)
 
 
 def state_page_path() -> str:

@@ -187,7 +187,10 @@ def serve(
     remote: str | None = AUTO,
 ) -> None:
     """Run the server on stdin/stdout until the client closes it."""
+    from . import flusher
+
     coord = Coordinator(path, session=session, ref=ref, remote=remote)
+    flusher.install(coord)
     try:
         build_server(coord).run("stdio")
     finally:

@@ -112,6 +112,16 @@ def send(
     )
 
 
+def ride_mark(state: State, mark: ReadMark) -> Change:
+    """A read mark kept in this clone, riding another's push: written when it is newer
+    than the branch's (a no-op when the branch already says as much)."""
+    me = require_registered(state, mark.session)
+    current = state.reads.get(me.id)
+    if current is not None and current.at >= mark.at:
+        return Change("read", "read", session=me.id)
+    return _mark(state, mark)
+
+
 def mark_read(
     state: State, now: datetime, *, session: str, through: str, seen: ReadMark | None
 ) -> Change:
@@ -121,10 +131,19 @@ def mark_read(
     if current != seen:
         return Change("read", "read", session=me.id)
     mark: ReadMark = build(ReadMark, session=me.id, through=through, at=now)
+    return _mark(state, mark)
+
+
+def make_mark(session: str, through: str, now: datetime) -> ReadMark:
+    mark: ReadMark = build(ReadMark, session=session, through=through, at=now)
+    return mark
+
+
+def _mark(state: State, mark: ReadMark) -> Change:
     return Change(
         "read",
-        f"read inbox of {me.id} through {through[:10]}",
-        session=me.id,
-        writes={kinds.read_path(me.id, fmt=state.format): mark},
-        trailers={"Gitcoord-Read-Through": through},
+        f"read inbox of {mark.session} through {mark.through[:10]}",
+        session=mark.session,
+        writes={kinds.read_path(mark.session, fmt=state.format): mark},
+        trailers={"Gitcoord-Read-Through": mark.through},
     )

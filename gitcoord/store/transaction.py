@@ -24,6 +24,13 @@ branch and reports success instead of writing a duplicate.
 Transactions of one clone take turns, and go in groups (`group`): the turn holder
 leads whoever waits for the turn meanwhile — each decides in its own process on the
 commit the one before left, and the chain goes in the holder's one push.
+
+Riders (`Rider`, offered by `riders`) are writes kept in this clone that wait for a
+push to ride: after the group's commits, the holder decides each on the chain so far
+and adds its commit to the same push. They never cause a push of their own unless
+one of them is `due`. One the remote's hook refuses never sinks the push it rides:
+the writes go again without the riders, which turn `suspect` and from then on go
+only alone, where a refusal drops the one that caused it.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..errors import Cancelled, GitcoordError, RemoteError
+from ..errors import Cancelled, GitcoordError, InvalidError, RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
 from . import cancel, group, trees
 from .parsecache import ParseCache
@@ -46,6 +53,7 @@ from .turns import Backoff, Pace, TurnWaiter, local_turn, turn_file, turn_timeou
 DEFAULT_TIMEOUT = 30.0
 MAX_ATTEMPTS = 100  # a bound on rounds; the timeout is the one that matters
 MAX_GIVE_WAY = 5.0  # seconds
+MAX_RIDERS = 32  # per push: a bound on what one push carries besides its own writes
 
 R = TypeVar("R")
 
@@ -91,6 +99,33 @@ class Write(Generic[R]):
 
 
 Decision = Unchanged[R] | Write[R]
+
+
+class Rider(Protocol):
+    """A write kept in this clone until a push carries it (`TreeStore.riders`)."""
+
+    @property
+    def due(self) -> bool:
+        """It must go now: a push is made for it even if nothing else writes."""
+        ...
+
+    def decide(self, tip: str | None) -> Decision[Any]:
+        """Its commit's content on `tip` (Unchanged: the branch already says so)."""
+        ...
+
+    @property
+    def suspect(self) -> bool:
+        """A push it rode in was refused by the remote: it now goes only alone."""
+        ...
+
+    def settled(self, commit: str | None) -> None:
+        """It is on the branch (`commit`, or None: it was already), or it never can be
+        (decide refused it, or the remote refused it alone): no longer kept."""
+        ...
+
+    def refused(self) -> None:
+        """The remote refused a push it rode in with others: it becomes `suspect`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -162,6 +197,9 @@ class TreeStore:
         self.chained_on: tuple[str | None] | None = None
         self.pace_path = Pace.path(info.common_dir, remote, self.ref)
         self.pace = Pace()  # as the last transaction left it (read again by each one)
+        # What this clone keeps for a ride (by the API: held heartbeats); asked each round.
+        self.riders: Callable[[], list[Rider]] | None = None
+        self.rode: list[str] = []  # the riders' commits the last transaction landed
 
     def close(self) -> None:
         self.reader.close()
@@ -483,12 +521,14 @@ class TreeStore:
         pendings: list[tuple[str, Any]],
     ) -> Done[R]:
         pace = self.pace
+        self.rode = []
         # Commits of ours whose push may have landed (reply lost, or a leader gone).
         self._pending = list(pendings)
         self.upstream.push_error = None
         landing: tuple[str, int, _Own[R], list[group.Peer]] | None = None  # a chain, ditto
         began = time.monotonic()
         fetched: list[str | None] = []  # the next round's tip, when already fetched
+        spurned = False  # the remote's hook refused a push with riders: none this time
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if not self._pending:
                 cancel.check()  # stopped by the user: nothing was written
@@ -528,6 +568,9 @@ class TreeStore:
             asked: list[group.Peer] = []
             if leader is not None:
                 chain, asked = self._round(leader, attempt, tip, chain, deadline)
+            riding: list[tuple[Rider, str]] = []
+            if not spurned:
+                chain, riding = self._ride(tip, chain)
             if chain == tip:  # nobody writes anything
                 if not fresh and (now := self._confirm(tip, deadline)) != tip:
                     # An answer from the cached tip: reported only if the tip still stands.
@@ -549,10 +592,28 @@ class TreeStore:
                 # The push on the cached tip did not get through (nothing was sent): go
                 # the usual way, whose fetch says what is wrong if it still is.
                 continue
+            except InvalidError:
+                if not riding:
+                    raise
+                # The remote's hook refused a push that carried riders: go again without
+                # them, so that a rider can never sink the writes it rode with. One that
+                # rode alone was the cause: dropped. Others go alone from now on.
+                if leader is not None:
+                    self._refused(leader, asked, attempt)
+                if len(riding) == 1 and self._parent(riding[0][1]) == tip:
+                    riding[0][0].settled(None)
+                else:
+                    for rider, _ in riding:
+                        rider.refused()
+                spurned = True
+                continue
             if fetching:
                 pace.learn(time.monotonic() - started)
             if result == "ok":
                 pace.won(time.time(), not fresh, time.monotonic() - started, attempt)
+                for rider, commit in riding:
+                    rider.settled(commit)
+                    self.rode.append(commit)
                 if leader is not None:
                     leader.tell(asked, {"stand": attempt})
                 return own.done(tip, attempt)
@@ -576,6 +637,43 @@ class TreeStore:
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
             attempts=MAX_ATTEMPTS,
         )
+
+    def _ride(
+        self, tip: str | None, chain: str | None
+    ) -> tuple[str | None, list[tuple[Rider, str]]]:
+        """The chain with this clone's riders on it, each decided on the chain so far;
+        none when nothing else writes and none of them is due."""
+        try:
+            riders = self.riders() if self.riders is not None else []
+        except OSError:
+            riders = []  # what is kept cannot be read now: it rides another push
+        if not riders or (chain == tip and not any(r.due for r in riders)):
+            return chain, []
+        trusted = [r for r in riders if not r.suspect]
+        if trusted:
+            riders = trusted[:MAX_RIDERS]
+        elif chain == tip:  # only suspects, one of them due (see above): it goes alone
+            riders = [r for r in riders if r.due][:1]
+        else:
+            return chain, []
+        riding: list[tuple[Rider, str]] = []
+        for rider in riders:
+            self.chained_on = (tip,) if chain != tip else None
+            try:
+                decision = rider.decide(chain)
+            except (RemoteError, Cancelled):
+                raise
+            except GitcoordError:
+                rider.settled(None)  # it can never go (its session left, ...): not kept
+                continue
+            finally:
+                self.chained_on = None
+            if isinstance(decision, Unchanged):
+                rider.settled(None)
+                continue
+            chain = self._written(chain, decision)
+            riding.append((rider, chain))
+        return chain, riding
 
     def _refused(self, leader: group.Leader, asked: list[group.Peer], round_: int) -> None:
         """Tell the members whose commits a round's push did not land that it never

@@ -38,7 +38,8 @@ def _heartbeat(
         raise UsageError(str(exc), field="progress") from None
     session = c.need_session()
     beat = heartbeats.make_heartbeat(session, action, target, phase, progress, clock.now())
-    outcome = c.transact(lambda s: heartbeats.heartbeat(s, beat, force=force))
+    hold = c.holds
+    outcome = c.transact(lambda s: heartbeats.heartbeat(s, beat, force=force, hold=hold))
     result: dict[str, Any] = outcome.change.result
     c.settle_heartbeat(result)
     return {**result, "changed": outcome.commit is not None, "commit": outcome.commit}
@@ -51,7 +52,9 @@ def _heartbeat_text(data: dict[str, Any]) -> str:
         f"{hb['progress']}% (commit {str(data['commit'])[:10]})",
         "skipped": f"heartbeat unchanged; last pushed at {data['last_pushed_at']}, nothing to push",
         "deferred": f"heartbeat kept locally (last pushed at {data['last_pushed_at']}); "
-        "it rides along with your next write",
+        "it rides along with this clone's next push",
+        "held": "heartbeat held to ride this clone's next push (pushed within "
+        f"{data.get('ride_within')}s either way; --force pushes now)",
     }[data["action"]]
 
 
@@ -97,7 +100,54 @@ HEARTBEAT = Verb(
     "Call it every few minutes. To spare the remote, an unchanged heartbeat is pushed only "
     "when the last one is heartbeat_quiet_seconds old (default 600), and a changed one "
     "sooner than heartbeat_min_seconds (default 120) after the last is kept locally and "
-    "carried by this session's next write (`action` in the result: pushed, skipped, deferred).",
+    "carried by this clone's next push. From the command line, the Claude Code hooks and "
+    "the MCP server, a beat that is due is held up to heartbeat_min_seconds to ride a "
+    "push of any session of this clone, and pushed by a background `gitcoord flush "
+    "--wait` if none comes (not a change of ACTION, nor --force; GITCOORD_RIDE=0 turns "
+    "riding off). `action` in the result: pushed, skipped, deferred, held.",
+    idempotent=True,
+)
+
+
+def _flush(c: Coordinator, wait: bool = False) -> dict[str, Any]:
+    from .. import carry
+
+    if wait:
+        return carry.flusher(c)
+    commits = c.flush_held()
+    return {"pushed": len(commits), "commits": commits}
+
+
+def _flush_text(data: dict[str, Any]) -> str:
+    if "waited" in data:
+        if data.get("running"):
+            return "a flusher already runs for this clone; it pushes what is held"
+        return f"flushed {data['pushed']} held heartbeat(s) in {data['pushes']} push(es)"
+    if not data["pushed"]:
+        return "nothing held for a ride; nothing to push"
+    return f"pushed {data['pushed']} held heartbeat(s) in one push"
+
+
+FLUSH = Verb(
+    "flush",
+    "Push the heartbeats this clone's sessions hold for a ride, now, in one push.",
+    _flush,
+    _flush_text,
+    (
+        Param(
+            "wait",
+            bool,
+            "Stay until nothing is held: push each held beat when its time comes (what "
+            "gitcoord starts in the background when it holds one; one per clone).",
+            False,
+            mcp=False,
+        ),
+    ),
+    details="Example: gitcoord flush\n\n"
+    "A due heartbeat may be held up to heartbeat_min_seconds so that it rides a push of "
+    "another session of this clone instead of a push of its own (see `heartbeat`). "
+    "`flush` pushes every held one at once (e.g. before a machine shuts down); with "
+    "nothing held it pushes nothing.",
     idempotent=True,
 )
 
@@ -205,6 +255,9 @@ def _inbox(
     tip, state = c.store.snapshot()
     kernel.require_registered(state, session)
     seen = state.reads.get(session)
+    branch_seen = seen
+    if for_session is None:
+        seen = c.kept_read_mark(seen)  # a mark held for a ride counts here already
     old = c.store.view(seen.through) if seen is not None else None
     if old is not None and old.entries("") is None:
         old = None  # the marked commit is gone (branch recreated): all unread
@@ -229,21 +282,30 @@ def _inbox(
         + sum(1 for n in notices if not n["read"])
     )
     marked = None
+    held = False
     if unread and not peek and tip is not None:
         through = tip
+        if c.holds and state.config is not None:  # it rides the clone's next push (`carry`)
+            moved = messages.make_mark(session, through, clock.now())
+            c.hold_read_mark(moved, state.config.heartbeat_min_seconds)
+            held = True
+        else:
 
-        def mark(s: State) -> Any:
-            return messages.mark_read(s, clock.now(), session=session, through=through, seen=seen)
+            def mark(s: State) -> Any:
+                return messages.mark_read(
+                    s, clock.now(), session=session, through=through, seen=branch_seen
+                )
 
-        # Just fetched: the first round plans on it (no second fetch) unless it moved.
-        marked = c.transact(mark, known=(tip, state)).commit
+            # Just fetched: the first round plans on it (no second fetch) unless it moved.
+            marked = c.transact(mark, known=(tip, state)).commit
     return {
         "session": session,
         "decisions": decisions,
         "notices": notices,
         "messages": shown,
         "unread": unread,
-        "marked_read": marked is not None,
+        "marked_read": marked is not None or held,
+        "mark_held": held,
         "commit": marked,
     }
 
@@ -478,4 +540,4 @@ BOARD = Verb(
     session=False,
 )
 
-VERBS = (HEARTBEAT, SEND, INBOX, BOARD)
+VERBS = (HEARTBEAT, FLUSH, SEND, INBOX, BOARD)

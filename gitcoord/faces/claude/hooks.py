@@ -110,16 +110,19 @@ class HookInput:
 
     def coordinator(self) -> Coordinator:
         from ...api.coordinator import Coordinator
+        from .. import flusher
 
         opts = _root_options()
         timeout = None if os.environ.get("GITCOORD_TIMEOUT") else HOOK_REMOTE_TIMEOUT
-        return Coordinator(
+        coord = Coordinator(
             self.path,
             session=self.session,
             ref=opts.get("ref"),
             remote=opts.get("remote", "auto"),
             timeout=timeout,
         )
+        flusher.install(coord)
+        return coord
 
 
 def _root_options() -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Ctx:
     def coordinator(self) -> Any:
         if self._coord is None:
             from ...api.coordinator import Coordinator
+            from .. import flusher
 
             self._coord = Coordinator(
                 self.path,
@@ -54,6 +55,7 @@ class Ctx:
                 remote=self.remote,
                 timeout=self.timeout,
             )
+            flusher.install(self._coord)
         return self._coord
 
     def close(self) -> None:
