@@ -540,3 +540,35 @@ def test_hooks_install_records_path_claims_once(world: World) -> None:
     r = run(c, "hooks", "install")
     assert r.code == 0 and "gitcoord.pathClaims" in r.out, r.out
     assert "path_claims" not in ok(world.root, "hooks", "install", "--server", str(world.remote))
+
+
+def test_the_server_shim_passes_over_an_interpreter_without_gitcoords_dependencies(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interpreter that installed the hook still runs but no longer has what gitcoord
+    needs (its venv's packages gone: here, Python without its site-packages): the shim
+    finds that out without importing gitcoord, and goes on to `gitcoord` on PATH."""
+    a = world.clone("a")
+    ok(a, "init", "--slots", "4")
+    ok(a, "register", "--role", "one", "--goal", "g", session="s1")
+    ok(world.root, "hooks", "install", "--server", str(world.remote))
+    hook = world.remote / "hooks" / "pre-receive"
+    bare_python = tmp_path / "bare-python"
+    bare_python.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    bare_python.chmod(0o755)
+    hook.write_text(
+        hook.read_text().replace(f"recorded={sys.executable}", f"recorded={bare_python}")
+    )
+    bare = tools_only(tmp_path)
+    monkeypatch.setenv("PATH", str(bare))
+    tip = git(world.remote, "rev-parse", BRANCH)
+    r = run(a, "heartbeat", "x", "y", "z", "5", "--force", session="s1")
+    assert r.code == 5 and str(bare_python) in r.err, (r.out, r.err)
+    assert git(world.remote, "rev-parse", BRANCH) == tip
+
+    on_path = tmp_path / "on-path"
+    on_path.mkdir()
+    (on_path / "gitcoord").symlink_to(Path(sys.executable).parent / "gitcoord")
+    monkeypatch.setenv("PATH", f"{on_path}{os.pathsep}{bare}")
+    ok(a, "heartbeat", "x", "y", "z", "6", "--force", session="s1")
+    assert git(world.remote, "rev-parse", BRANCH) != tip
