@@ -111,10 +111,14 @@ def http_server(
             '$HTTP["url"] =~ "^/git" {\n'
             '  cgi.assign = ("" => "")\n'
             f'  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{base}", '
-            '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1")\n'
+            '"GIT_HTTP_EXPORT_ALL" => "", "GIT_CONFIG_NOSYSTEM" => "1", '
+            f'"XDG_RUNTIME_DIR" => "{_runtime(conf)}", "GITCOORD_AGENT_IDLE" => "20")\n'
             "}\n" + (_auth(conf, users) if users else "")
         )
-        with _serving([server, "-D", "-f", str(conf / "lighttpd.conf")], port, "lighttpd"):
+        with (
+            _agents_stopped(conf),
+            _serving([server, "-D", "-f", str(conf / "lighttpd.conf")], port, "lighttpd"),
+        ):
             yield f"http://127.0.0.1:{port}/git"
     finally:
         if conf_dir is None:
@@ -308,13 +312,44 @@ def gitolite_server(
         "PermitTTY no\n"
         "PrintMotd no\n"
         "UseDNS no\n"
-        f'SetEnv "HOME={home}" GIT_CONFIG_NOSYSTEM=1\n'
+        f'SetEnv "HOME={home}" GIT_CONFIG_NOSYSTEM=1 "XDG_RUNTIME_DIR={_runtime(base)}" '
+        "GITCOORD_AGENT_IDLE=20\n"
     )
     known_hosts = base / "known_hosts"
     algo, key = host_key.with_suffix(".pub").read_text().split()[:2]
     known_hosts.write_text(f"[127.0.0.1]:{port} {algo} {key}\n")
-    with _serving([sshd_cmd, "-D", "-e", "-f", str(config)], port, "sshd"):
+    with _agents_stopped(base), _serving([sshd_cmd, "-D", "-e", "-f", str(config)], port, "sshd"):
         yield Gitolite(home, port, account, paths, known_hosts)
+
+
+def _runtime(base: Path) -> Path:
+    """The runtime folder of the server's hooks: the warm agent that gitcoord's
+    pre-receive hook goes through lives there, not in the user's. A short temporary
+    folder (0700), named in `base`/run-folder: a socket's path must stay under ~100
+    bytes, or gitcoord falls back to the shared temporary folder's."""
+    note = base / "run-folder"
+    if note.exists():
+        return Path(note.read_text())
+    run = Path(tempfile.mkdtemp(prefix="gcs", dir="/tmp"))
+    note.write_text(str(run))
+    return run
+
+
+@contextlib.contextmanager
+def _agents_stopped(base: Path) -> Iterator[None]:
+    """When the server stops, so do the agents its hooks started (an agent leaves as
+    soon as its socket is removed), and their runtime folder goes."""
+    try:
+        yield
+    finally:
+        note = base / "run-folder"
+        if note.exists():
+            run = Path(note.read_text())
+            for sock in run.rglob("*.sock"):
+                with contextlib.suppress(OSError):
+                    sock.unlink()
+            shutil.rmtree(run, ignore_errors=True)
+            note.unlink()
 
 
 def _uncomment(text: str, line: str) -> str:

@@ -162,6 +162,73 @@ def test_command_detection_skips_global_options() -> None:
     assert client.socket_path("abc").endswith("agent-abc.sock")
     assert client._command(["-C", "x", "--json", "claim", "task", "y"]) == "claim"
     assert client._command(["--session", "s", "mcp"]) == "mcp"
+    assert client._pre_receive(["-C", "hooks", "hooks", "run", "pre-receive"])
+    assert not client._pre_receive(["hooks", "install", "--server", "x"])
+    assert not client._pre_receive(["-C", "hooks", "status"])
+
+
+def test_the_server_hook_runs_warm_through_the_agent_and_still_judges_every_push(
+    world: World, agent_env: Path, tmp_path: Path
+) -> None:
+    """The remote's pre-receive hook goes through the agent of the user running it, with
+    the pushed refs as its stdin and the push's quarantined objects in its environment:
+    an honest push lands and a crafted one is refused with the hook's message. It is the
+    agent that ran them: the pushes are made with a `pydantic` on PYTHONPATH that cannot
+    be imported, which only a process that imported everything before can get past."""
+    a = world.clone("a")
+    assert cli(a, "init").returncode == 0
+    assert cli(a, "register", "--role", "r", "--goal", "g", session="s1").returncode == 0
+    assert cli(world.root, "hooks", "install", "--server", str(world.remote)).returncode == 0
+    wait_for(client.socket_path())  # the commands above started the agent
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pydantic.py").write_text("raise ImportError('not this one')\n")
+    env = {**os.environ, "PYTHONPATH": str(broken), "GITCOORD_AGENT": "0"}
+
+    def push_heartbeat(progress: str) -> subprocess.CompletedProcess[str]:
+        # The pushing command runs in process (GITCOORD_AGENT=0 is for it: the hook's
+        # environment is its own, set below); only the hook goes through the agent.
+        argv = [sys.executable, "-m", "gitcoord", "--session", "s1", "heartbeat"]
+        return subprocess.run(
+            [*argv, "x", "y", "z", progress, "--force"],
+            cwd=a,
+            capture_output=True,
+            text=True,
+            env={**env, "PYTHONPATH": ""},
+            timeout=120,
+        )
+
+    hook = world.remote / "hooks" / "pre-receive"
+    text = hook.read_text()
+    # The hook's own environment: the broken pydantic first, the agent on.
+    hook.write_text(
+        text.replace(
+            "input=$(cat)\n",
+            f"input=$(cat)\nexport PYTHONPATH={broken} GITCOORD_AGENT=1\n",
+            1,
+        )
+    )
+    tip = git(world.remote, "rev-parse", "gitcoord")
+    done = push_heartbeat("10")
+    assert done.returncode == 0, done.stderr
+    assert git(world.remote, "rev-parse", "gitcoord") != tip
+
+    # A crafted push (the session file replaced by garbage) is judged and refused.
+    h = world.clone("h")
+    git(h, "checkout", "-q", "gitcoord")
+    target = next(h.glob("coordination/sessions/**/s1.yaml"))
+    target.write_text("{{{ not yaml\n")
+    git(h, "commit", "-q", "-a", "-m", "break it")
+    pushed = subprocess.run(
+        ["git", "push", "origin", "gitcoord"], cwd=h, capture_output=True, text=True, env=env
+    )
+    assert pushed.returncode != 0 and "[yaml]" in pushed.stderr, pushed.stderr
+
+    # Without the agent the same hook cannot run at all: proof the agent ran the above.
+    hook.write_text(hook.read_text().replace("GITCOORD_AGENT=1", "GITCOORD_AGENT=0"))
+    refused = push_heartbeat("20")
+    assert refused.returncode != 0
 
 
 class Impostor:

@@ -39,7 +39,8 @@ _STDIN_LIMIT = 64 * 1024 + 1
 STREAMS = ("stdout", "stderr")  # passed to the agent's child as its descriptors 1 and 2
 
 
-def _command(argv: list[str]) -> str | None:
+def _command_at(argv: list[str]) -> int | None:
+    """Where the command's name is in `argv` (after the root options)."""
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -49,8 +50,21 @@ def _command(argv: list[str]) -> str | None:
         if arg.startswith("-"):
             i += 1
             continue
-        return arg
+        return i
     return None
+
+
+def _command(argv: list[str]) -> str | None:
+    at = _command_at(argv)
+    return argv[at] if at is not None else None
+
+
+def _pre_receive(argv: list[str]) -> bool:
+    """`hooks run pre-receive`: the server's hook, run for every push to the branch. It
+    goes through the agent like any command (the verifier's code is the same, forked
+    warm instead of started cold: ~0.4 s less a push), with the pushed refs as stdin."""
+    at = _command_at(argv)
+    return at is not None and argv[at : at + 3] == ["hooks", "run", "pre-receive"]
 
 
 def fingerprint() -> str:
@@ -189,6 +203,9 @@ def _start_agent(path: str) -> None:
             return  # not ours alone: never talk to, or start, an agent there
         import subprocess
 
+        # Not git's variables of the command that starts it (a server hook's GIT_DIR and
+        # quarantine): each child takes its caller's environment, the agent none of them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         subprocess.Popen(
             [sys.executable, "-m", "gitcoord.faces.agent", path],
             stdin=subprocess.DEVNULL,
@@ -197,6 +214,7 @@ def _start_agent(path: str) -> None:
             start_new_session=True,
             close_fds=True,
             cwd="/",
+            env=env,
         )
     except OSError:
         pass  # no agent then; this and later commands run in process
@@ -248,7 +266,9 @@ def _stdio() -> tuple[list[dict[str, object]], list[int]]:
 def _via_agent(argv: list[str], path: str, cwd: str) -> int | None:
     """Exit code of the command run by the agent, or None if no agent answered."""
     stdin = None
-    if _command(argv) == "send" and "-" in argv:
+    if _pre_receive(argv):
+        stdin = sys.stdin.buffer.read()  # a line per pushed ref, all of them
+    elif _command(argv) == "send" and "-" in argv:
         try:
             stdin = sys.stdin.buffer.read(_STDIN_LIMIT)
         except KeyboardInterrupt:
@@ -341,7 +361,7 @@ def main() -> int:
         return 2
     if (
         os.environ.get("GITCOORD_AGENT", "1") == "0"
-        or _command(argv) in _IN_PROCESS
+        or (_command(argv) in _IN_PROCESS and not _pre_receive(argv))
         or not PEER_CHECK  # no agent where its peers' users cannot be checked
     ):
         return _in_process(argv)
