@@ -67,6 +67,26 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.05))
 
 
+def alternate(
+    c: Any, sid: str, start: float, end: float, held: bool = False
+) -> tuple[list[Record], bool]:
+    """From `start` to `end`, claim and release task/<sid> by turns as fast as they land:
+    each operation's record, and whether the task is held at the end."""
+    from gitcoord import GitcoordError
+
+    recs: list[Record] = []
+    _sleep_until(start)
+    while time.time() < end:
+        t0 = time.time()
+        try:
+            out = c.release("task", sid) if held else c.claim("task", sid)
+            held = not held
+            recs.append((t0, time.time(), out.commit, out.attempts, ""))
+        except GitcoordError as exc:
+            recs.append((t0, time.time(), None, 0, f"exit {exc.code}: {exc.message}"))
+    return recs, held
+
+
 def previous_store(store: Any) -> None:
     """EXPERIMENT: patch one `Store` back to how it behaved before commit bb78e6a, to
     measure in the same run what that change bought: the transaction's turn taken per
@@ -108,18 +128,9 @@ def _session_proc(
             break
         if cmd[0] == "run":
             _, start, end = cmd
-            recs: list[Record] = []
-            _sleep_until(start)
             for spent in phases.values():
                 spent.clear()
-            while time.time() < end:
-                t0 = time.time()
-                try:
-                    out = c.release("task", sid) if held else c.claim("task", sid)
-                    held = not held
-                    recs.append((t0, time.time(), out.commit, out.attempts, ""))
-                except GitcoordError as exc:
-                    recs.append((t0, time.time(), None, 0, f"exit {exc.code}: {exc.message}"))
+            recs, held = alternate(c, sid, start, end, held)
             conn.send({"recs": recs, "phases": phases})
         elif cmd[0] == "race":
             _, start, name = cmd

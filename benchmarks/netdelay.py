@@ -189,7 +189,7 @@ def single(tmp: Path, env: dict[str, str], base: str, rtt: float, runs: int) -> 
 
 def _session_proc(conn: Connection, clone: str, sid: str, before: bool) -> None:
     """One session in a clone of its own: a long-lived Coordinator, driven over `conn`."""
-    from gitcoord import Coordinator, GitcoordError
+    from gitcoord import Coordinator
 
     c = Coordinator(clone, session=sid)
     if before:
@@ -202,16 +202,7 @@ def _session_proc(conn: Connection, clone: str, sid: str, before: bool) -> None:
         if cmd[0] == "stop":
             break
         _, start, end = cmd
-        recs: list[contention.Record] = []
-        contention._sleep_until(start)
-        while time.time() < end:
-            t0 = time.time()
-            try:
-                out = c.release("task", sid) if held else c.claim("task", sid)
-                held = not held
-                recs.append((t0, time.time(), out.commit, out.attempts, ""))
-            except GitcoordError as exc:
-                recs.append((t0, time.time(), None, 0, f"exit {exc.code}: {exc.message}"))
+        recs, held = contention.alternate(c, sid, start, end, held)
         conn.send(recs)
     c.close()
 

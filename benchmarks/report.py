@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import common, netdelay
+from . import common, netdelay, selfhosted
 from .common import median, ms, pct
 from .contention import EXPERIMENTS, NAIVE, OWN, PREVIOUS, SHARED, TURNS
 from .growth import TARGET_ROWS
@@ -1246,4 +1246,6 @@ def markdown(data: dict[str, Any], chart_result: str, command: str) -> str:
         lines += ["", *signing_section(data)]
     if "latency" in data:
         lines += ["", *netdelay.section(data)]
+    if "selfhosted" in data:
+        lines += ["", *selfhosted.section(data)]
     return "\n".join(lines) + "\n"

@@ -27,14 +27,17 @@ times, are what to compare; medians of several runs):
        claim next to the raw floor, and contention of 1-16 sessions in clones of their
        own, with the ceiling of one push per commit, in a table and latency.png
        (benchmarks/netdelay.py);
+  10.  selfhosted: 200 sessions on 10 and on 50 machines against a remote at 50 ms with
+       the server hook and signatures required: landed operations per second
+       (benchmarks/selfhosted.py);
   and where the time of one claim goes (benchmarks/phases.py).
   compare: cold `--version`, `--version` through the agent and a claim in process, for
        two revisions at once (benchmarks/compare.py); only with --only compare or
        --baseline, and written to COMPARE.md, not RESULTS.md.
 Hermetic: a temporary HOME and git configuration, everything in one temporary directory,
-removed at the end (--keep keeps it). `--only workday`, `--only signing` and `--only
-latency` (or any of them together) update their own sections of an existing RESULTS.md
-and leave the rest of the page as it was;
+removed at the end (--keep keeps it). `--only workday`, `--only signing`, `--only
+latency` and `--only selfhosted` (or any of them together) update their own sections of
+an existing RESULTS.md and leave the rest of the page as it was;
 any other --only run writes the page with the sections it ran. The chart needs
 matplotlib (`pip install -e '.[bench]'`); without it RESULTS.md is still written and
 says so.
@@ -61,6 +64,7 @@ from benchmarks import (
     netdelay,
     phases,
     report,
+    selfhosted,
     signing,
     single,
     workday,
@@ -80,6 +84,7 @@ RESULTS_SECTIONS = (
     "workday",
     "signing",
     "latency",
+    "selfhosted",
 )
 SECTIONS = (*RESULTS_SECTIONS, "compare")
 # Sections whose part of RESULTS.md stands alone (its own heading, tables and analysis, no
@@ -88,6 +93,7 @@ MERGED = {
     "workday": (report.WORKDAY_HEADING, report.workday_section),
     "signing": (report.SIGNING_HEADING, report.signing_section),
     "latency": (netdelay.HEADING, netdelay.section),
+    "selfhosted": (selfhosted.HEADING, selfhosted.section),
 }
 
 
@@ -252,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
                 experiments=args.experiments,
             )
             timings["latency"] = time.monotonic() - t
+        if section("selfhosted"):
+            t = time.monotonic()
+            data["selfhosted"] = selfhosted.run(
+                tmp,
+                env,
+                configs=selfhosted.QUICK_CONFIGS if quick else selfhosted.CONFIGS,
+                seconds=6.0 if quick else 30.0,
+            )
+            timings["selfhosted"] = time.monotonic() - t
         if section("compare"):
             t = time.monotonic()
             data["compare"] = compare.run(

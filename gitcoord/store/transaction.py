@@ -593,17 +593,18 @@ class TreeStore:
                 # the usual way, whose fetch says what is wrong if it still is.
                 continue
             except InvalidError:
-                if not riding:
+                if not any(commit for _, commit in riding):
                     raise
                 # The remote's hook refused a push that carried riders: go again without
                 # them, so that a rider can never sink the writes it rode with. One that
                 # rode alone was the cause: dropped. Others go alone from now on.
                 if leader is not None:
                     self._refused(leader, asked, attempt)
-                if len(riding) == 1 and self._parent(riding[0][1]) == tip:
-                    riding[0][0].settled(None)
+                wrote = [(r, c) for r, c in riding if c]
+                if len(wrote) == 1 and self._parent(wrote[0][1]) == tip:
+                    wrote[0][0].settled(None)
                 else:
-                    for rider, _ in riding:
+                    for rider, _ in wrote:
                         rider.refused()
                 spurned = True
                 continue
@@ -612,8 +613,9 @@ class TreeStore:
             if result == "ok":
                 pace.won(time.time(), not fresh, time.monotonic() - started, attempt)
                 for rider, commit in riding:
-                    rider.settled(commit)
-                    self.rode.append(commit)
+                    rider.settled(commit or None)
+                    if commit:
+                        self.rode.append(commit)
                 if leader is not None:
                     leader.tell(asked, {"stand": attempt})
                 return own.done(tip, attempt)
@@ -642,7 +644,9 @@ class TreeStore:
         self, tip: str | None, chain: str | None
     ) -> tuple[str | None, list[tuple[Rider, str]]]:
         """The chain with this clone's riders on it, each decided on the chain so far;
-        none when nothing else writes and none of them is due."""
+        none when nothing else writes and none of them is due. Each rider comes with
+        its commit, or "" when the chain already says what it would (settled once the
+        push lands, not before: the chain may never land)."""
         try:
             riders = self.riders() if self.riders is not None else []
         except OSError:
@@ -669,7 +673,10 @@ class TreeStore:
             finally:
                 self.chained_on = None
             if isinstance(decision, Unchanged):
-                rider.settled(None)
+                if chain == tip:
+                    rider.settled(None)  # the branch itself says so already
+                else:  # the chain of this push says so: once it lands
+                    riding.append((rider, ""))
                 continue
             chain = self._written(chain, decision)
             riding.append((rider, chain))
