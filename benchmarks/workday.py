@@ -352,9 +352,11 @@ def run_size(
     pushing = [r for r in recs if r["pushes"]]
     by_kind: dict[str, int] = {}
     by_source = dict.fromkeys(dict.fromkeys(SOURCES.values()), 0)
+    refused_by_kind: dict[str, int] = {}
     for r in recs:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["pushes"]
         by_source[SOURCES[r["kind"]]] += r["pushes"]
+        refused_by_kind[r["kind"]] = refused_by_kind.get(r["kind"], 0) + r["refused"]
     pushes = sum(r["pushes"] for r in recs)
     refused = sum(r["refused"] for r in recs)
     return {
@@ -381,6 +383,7 @@ def run_size(
         # The budget a host counts: every push it gets, refused ones too.
         "push_attempts_per_minute": (pushes + refused) / minutes,
         "pushes_by_kind": by_kind,
+        "refused_by_kind": refused_by_kind,
         "pushes_by_source": by_source,
         "latency_all": [r["secs"] for r in recs],
         "latency_push": [r["secs"] for r in pushing],

@@ -354,7 +354,7 @@ class Coordinator:
         """Push every heartbeat and read mark this clone's sessions keep for a ride (held
         or deferred), now, in one push; the commits that landed (none when nothing was)."""
         landed: list[str] = []
-        self._flushing = True
+        self._flushing = self.store.trees.patient = True
         try:
             # Nothing of its own (a no-op change): what is kept rides, all due. One push
             # for all of them; one a refused push made suspect goes alone, one per
@@ -367,7 +367,7 @@ class Coordinator:
                 if not kept or kept >= before:
                     break
         finally:
-            self._flushing = False
+            self._flushing = self.store.trees.patient = False
         return landed
 
     # --- paths -----------------------------------------------------------------

@@ -200,6 +200,9 @@ class TreeStore:
         # What this clone keeps for a ride (by the API: held heartbeats); asked each round.
         self.riders: Callable[[], list[Rider]] | None = None
         self.rode: list[str] = []  # the riders' commits the last transaction landed
+        # Nobody waits on this transaction (a flush of what is kept): fetch first rather
+        # than risk a push refused on a stale mirror — a fetch costs no push budget.
+        self.patient = False
 
     def close(self) -> None:
         self.reader.close()
@@ -735,7 +738,7 @@ class TreeStore:
     def _cached_tip(self, pace: Pace) -> str | None:
         """The tip to decide the first round on without fetching: the mirror, when
         there is a remote, a mirror, and no reason to expect it is stale."""
-        if self.remote is None or not pace.may_speculate(time.time()):
+        if self.remote is None or self.patient or not pace.may_speculate(time.time()):
             return None
         return self.upstream.mirror_tip()
 
