@@ -266,3 +266,18 @@ def http_world(world: World) -> Iterator[tuple[World, str]]:
     git(world.remote, "config", "http.receivepack", "true")
     with http_server(world.root) as base_url:
         yield world, f"{base_url}/{world.remote.name}"
+
+
+@contextlib.contextmanager
+def flusher_lock(clone: Path) -> Iterator[None]:
+    """The test is the clone's flusher (`gitcoord flush --wait`): commands that hold a
+    heartbeat or read mark for a ride see one running, and start none."""
+    import fcntl
+
+    from gitcoord.api.carry import FLUSHER_LOCK
+
+    folder = clone / ".git" / "gitcoord" / "pending"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / FLUSHER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run
+from conftest import World, flusher_lock, git, run
 
 CLAUDE_SESSION = "0123abcd-89ef-4567-89ab-cdef01234567"
 ME = "claude-0123abcd"  # what the hooks derive from CLAUDE_SESSION
@@ -213,7 +213,11 @@ def test_invalid_json_is_refused_and_nothing_is_written(project: Path) -> None:
 
 
 def hook_env(project: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GITCOORD_")}
+    # Claude Code's environment has none of ours; but riding stays off as in every test
+    # (no flusher outlives one) unless a test turns it on.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GITCOORD_") or k == "GITCOORD_RIDE"
+    }
     env["CLAUDE_PROJECT_DIR"] = str(project)
     env.update(extra)
     return env
@@ -303,28 +307,40 @@ def test_hook_commands_run_register_beat_deliver_guard_and_release(
     assert r.returncode == 0 and ME in r.stdout, r.stderr
     assert status(other)["tip"] == tip
 
-    # PostToolUse: a heartbeat and new messages as additional context, at most once a minute
+    # PostToolUse: a heartbeat and new messages as additional context, at most once a minute.
+    # The beat is held to ride the clone's next push (this test plays the flusher that the
+    # hook would otherwise start, which pushes it within heartbeat_min_seconds).
     sent = run(other, "send", ME, "Heads up", "I own src/api", "--json", session="bob")
     assert sent.code == 0, sent.err
-    r = run_hook(cmd["PostToolUse"], project, edit_input(project, "PostToolUse", "README.md"))
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)["hookSpecificOutput"]
-    assert out["hookEventName"] == "PostToolUse"
-    assert "Heads up" in out["additionalContext"] and "I own src/api" in out["additionalContext"]
-    me = next(s for s in status(other)["sessions"] if s["id"] == ME)
-    assert me["heartbeat"] is not None and me["stale"] is False
-    started = time.monotonic()
-    r = run_hook(cmd["PostToolUse"], project, edit_input(project, "PostToolUse", "README.md"))
-    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""  # rate limited
-    assert time.monotonic() - started < 30
-    # past the interval: beats again, and a message already shown is not shown twice
-    r = run_hook(
-        cmd["PostToolUse"],
-        project,
-        edit_input(project, "PostToolUse", "README.md"),
-        GITCOORD_HOOK_INTERVAL="0",
-    )
-    assert r.returncode == 0 and r.stdout == "", (r.stdout, r.stderr)
+    with flusher_lock(project):
+        r = run_hook(
+            cmd["PostToolUse"],
+            project,
+            edit_input(project, "PostToolUse", "README.md"),
+            GITCOORD_RIDE="1",  # as Claude Code runs it
+        )
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)["hookSpecificOutput"]
+        assert out["hookEventName"] == "PostToolUse"
+        assert "Heads up" in out["additionalContext"]
+        assert "I own src/api" in out["additionalContext"]
+        me = next(s for s in status(other)["sessions"] if s["id"] == ME)
+        assert me["heartbeat"] is None  # held, not pushed on its own
+        assert run(project, "flush").code == 0  # what the flusher does by its time
+        me = next(s for s in status(other)["sessions"] if s["id"] == ME)
+        assert me["heartbeat"] is not None and me["stale"] is False
+        started = time.monotonic()
+        r = run_hook(cmd["PostToolUse"], project, edit_input(project, "PostToolUse", "README.md"))
+        assert r.returncode == 0 and r.stdout == "" and r.stderr == ""  # rate limited
+        assert time.monotonic() - started < 30
+        # past the interval: beats again, and a message already shown is not shown twice
+        r = run_hook(
+            cmd["PostToolUse"],
+            project,
+            edit_input(project, "PostToolUse", "README.md"),
+            GITCOORD_HOOK_INTERVAL="0",
+        )
+        assert r.returncode == 0 and r.stdout == "", (r.stdout, r.stderr)
 
     # PreToolUse: the path guard
     assert run(other, "claim", "path", "src/api/**", session="bob").code == 0

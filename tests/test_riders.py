@@ -10,21 +10,16 @@ runs start none (a real one is the subject of its own test).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World, git, run, spawn, wait_all
+from conftest import World, flusher_lock, git, run, spawn, wait_all
 from reliability import REF, trailers
-
-from gitcoord.api.carry import FLUSHER_LOCK
 
 SESSIONS = ("a", "b", "c", "d")
 HAS_SSH_KEYGEN = subprocess.run(["which", "ssh-keygen"], capture_output=True).returncode == 0
@@ -42,15 +37,6 @@ def pushes(remote: Path) -> int:
 
 def pending_dir(clone: Path) -> Path:
     return clone / ".git" / "gitcoord" / "pending"
-
-
-@contextlib.contextmanager
-def flusher_lock(clone: Path) -> Iterator[None]:
-    """This test is the clone's flusher: commands see one running and start none."""
-    pending_dir(clone).mkdir(parents=True, exist_ok=True)
-    with open(pending_dir(clone) / FLUSHER_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def ok(clone: Path, *args: str, session: str | None = None) -> dict[str, Any]:

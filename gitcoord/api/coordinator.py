@@ -355,6 +355,7 @@ class Coordinator:
         or deferred), now, in one push; the commits that landed (none when nothing was)."""
         landed: list[str] = []
         self._flushing = self.store.trees.patient = True
+        riders, self.store.trees.riders = self.store.trees.riders, self._riders
         try:
             # Nothing of its own (a no-op change): what is kept rides, all due. One push
             # for all of them; one a refused push made suspect goes alone, one per
@@ -368,6 +369,7 @@ class Coordinator:
                     break
         finally:
             self._flushing = self.store.trees.patient = False
+            self.store.trees.riders = riders  # (none while riding is off: GITCOORD_RIDE=0)
         return landed
 
     # --- paths -----------------------------------------------------------------
