@@ -27,7 +27,7 @@ times, are what to compare; medians of several runs):
        claim next to the raw floor, and contention of 1-16 sessions in clones of their
        own, with the ceiling of one push per commit, in a table and latency.png
        (benchmarks/netdelay.py);
-  10.  selfhosted: 200 sessions on 10 and on 50 machines against a remote at 50 ms with
+  10.  selfhosted: 1, 16 and 200 sessions, 4 per machine, against a remote at 50 ms with
        the server hook and signatures required: landed operations per second
        (benchmarks/selfhosted.py);
   and where the time of one claim goes (benchmarks/phases.py).

@@ -350,3 +350,23 @@ def test_a_moved_read_mark_is_held_counts_at_once_and_rides_the_next_push(
     # Another clone (no kept mark there) reads a's inbox as read: the mark is on the branch.
     other = world.clone("m2")
     assert ok(other, "inbox", "--peek", session="a")["unread"] == 0
+
+
+def test_the_flusher_leaves_at_once_when_nothing_is_held(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flush --wait` with nothing held (here a time left for nothing, as a file edited by
+    hand could say) returns at once and forgets the time; one already running for the
+    clone makes a second one leave at once."""
+    clone = started(world, monkeypatch)
+    folder = pending_dir(clone)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.json").write_text(json.dumps({"ride_by": "2000-01-01T00:00:00Z"}))
+    doc = ok(clone, "flush", "--wait")
+    assert doc == {"waited": 0.0, "pushed": 0, "pushes": 0, "running": False}
+    assert not (folder / "a.json").exists()
+    with flusher_lock(clone):
+        doc = ok(clone, "flush", "--wait")
+    assert doc["running"] is True
+    r = run(clone, "flush", "--wait")
+    assert r.out.strip().startswith("flushed 0 held"), r.out

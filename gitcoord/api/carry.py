@@ -190,14 +190,21 @@ def kept(common_dir: str) -> int:
 
 
 def held(common_dir: str) -> list[str]:
-    """When each held beat of this clone must be pushed by (ISO times), soonest first."""
+    """When what each session of this clone holds must be pushed by (ISO times),
+    soonest first."""
     from ..domain import names
 
     times = []
     for sid in owing(common_dir):
         if not names.SESSION_RE.match(sid):
             continue
-        ride_by = Pending(common_dir, sid).read().get("ride_by")
+        pending = Pending(common_dir, sid)
+        data = pending.read()
+        ride_by = data.get("ride_by")
+        if not any(what in data for what in KINDS):
+            if ride_by is not None:
+                pending.settle({})  # a time for nothing held (a file edited by hand)
+            continue
         if isinstance(ride_by, str):
             times.append(ride_by)
     return sorted(times)
