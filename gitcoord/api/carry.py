@@ -2,13 +2,14 @@
 
 Heartbeats are the most frequent write, and a remote like GitHub asks for at most
 6 pushes a minute per repository; so a changed heartbeat that is not due yet is
-kept in this clone (`gitcoord.store.pending`), and so is a due one when a flusher
-runs on this machine ("held": pushed within heartbeat_min_seconds, by whatever
-push of this clone comes first, or else by the flusher). A kept beat rides:
-- in the session's own next write, as part of its commit (`carrying`), with the
-  collisions it was refused for (counted by `metrics` once on the branch);
-- in any other session's push from this clone, as a commit of its own, signed by
-  this machine's key like every commit of its sessions (`riders`, `HeldBeat`).
+kept in this clone (`gitcoord.store.pending`), and so are a due one and a moved
+read mark when the face has a flusher for this clone ("held": pushed within
+heartbeat_min_seconds, by whatever push of this clone comes first, or else by the
+flusher, `flusher`). What is kept rides:
+- a heartbeat in the session's own next write, as part of its commit (`carrying`),
+  with the collisions it was refused for (counted by `metrics` once on the branch);
+- in any push from this clone, each as a commit of its own, signed by this
+  machine's key like every commit of its sessions (`riders`, `Kept`).
 This module is that policy: what rides, and settling what landed.
 """
 
