@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import World, run
+from conftest import World, flusher_lock, git, run
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
@@ -218,3 +218,43 @@ def test_mcp_session_from_env_or_argument(clones: tuple[Path, Path, Path], monke
     anyio.run(main)
     claims = {cl["resource"]: cl["holder"] for cl in status_json(c)["claims"]}
     assert claims == {"service/api": "delta"}
+
+
+def test_mcp_heartbeats_and_read_marks_ride_the_clones_next_push(
+    clones: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the MCP server, with riding on (as agents run it): a due heartbeat and a
+    moved read mark are held, not pushed; the next write of the server's session carries
+    both in the same push. The test holds the clone's flusher lock: none is started."""
+    a, b, c = clones
+    monkeypatch.setenv("GITCOORD_RIDE", "1")
+    assert run(b, "register", "--role", "r", "--goal", "g", session="bob").code == 0
+
+    async def main() -> None:
+        async with server(a, "alpha") as alpha:
+            ok(await alpha.call_tool("register", {"role": "r", "goal": "g"}))
+            beat = {"action": "implementing", "target": "x", "phase": "tests", "progress": 10}
+            first = ok(await alpha.call_tool("heartbeat", beat))
+            assert first["action"] == "held" and first["commit"] is None, first
+            assert run(b, "send", "alpha", "hello", "from bob", session="bob").code == 0
+            box = ok(await alpha.call_tool("inbox", {}))
+            assert box["unread"] == 1 and box["mark_held"] is True and box["commit"] is None
+            assert ok(await alpha.call_tool("inbox", {}))["unread"] == 0  # read by the held mark
+            seen = {s["id"]: s for s in status_json(c)["sessions"]}
+            assert seen["alpha"]["heartbeat"] is None
+            done = ok(await alpha.call_tool("claim", {"type": "task", "name": "t1"}))
+            assert done["changed"] is True
+
+    with flusher_lock(a):
+        anyio.run(main)
+    seen = {s["id"]: s for s in status_json(c)["sessions"]}
+    assert seen["alpha"]["heartbeat"]["progress"] == 10
+    subjects = [
+        line.split(" ", 1)[1]
+        for line in git(
+            c, "log", "-3", "--format=%H %s", "refs/gitcoord/remotes/origin/gitcoord"
+        ).splitlines()
+    ]
+    assert subjects[0].startswith("read inbox of alpha") and subjects[1].startswith(
+        "claim task/t1 by alpha"
+    ), subjects
