@@ -64,6 +64,21 @@ def hermetic_env(home: Path) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def setenv(values: dict[str, str]) -> Iterator[None]:
+    """This process's environment with `values` set for the block, then as it was."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def use_env(env: dict[str, str]) -> None:
     """Run this process (and the workers it forks) under the hermetic environment."""
     for k in list(os.environ):

@@ -139,17 +139,12 @@ def measure(
     # The hooks' warm agent (the server's user's) in a runtime folder of its own, short
     # enough for a socket's path; it leaves when its socket goes, at the end.
     hooks_runtime = Path(tempfile.mkdtemp(prefix="gcb", dir="/tmp"))
-    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "GITCOORD_AGENT")}
-    os.environ["XDG_RUNTIME_DIR"] = str(hooks_runtime)
-    os.environ["GITCOORD_AGENT"] = "1"  # the daemon's hooks: as a server's user runs them
+    # GITCOORD_AGENT=1: the daemon's hooks go through the agent, as a server user's do.
+    hooks_env = {"XDG_RUNTIME_DIR": str(hooks_runtime), "GITCOORD_AGENT": "1"}
     try:
-        got, start, end, base_tip = _window(srv, remote, clones, conns, rtt, seconds, env)
+        with common.setenv(hooks_env):
+            got, start, end, base_tip = _window(srv, remote, clones, conns, rtt, seconds, env)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         for sock in hooks_runtime.rglob("*.sock"):
             sock.unlink()
         shutil.rmtree(hooks_runtime, ignore_errors=True)

@@ -109,18 +109,8 @@ class NoKeygen:
     def env(self, env: dict[str, str]) -> dict[str, str]:
         return {**env, **self.vars}
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        saved = {k: os.environ.get(k) for k in self.vars}
-        os.environ.update(self.vars)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    def active(self) -> contextlib.AbstractContextManager[None]:
+        return common.setenv(self.vars)
 
 
 def _plain() -> contextlib.AbstractContextManager[None]:

@@ -167,6 +167,23 @@ def test_command_detection_skips_global_options() -> None:
     assert not client._pre_receive(["-C", "hooks", "status"])
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_an_agent_started_from_a_hook_keeps_none_of_gits_variables(
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server hook that starts the agent runs with git's GIT_DIR and quarantine; the
+    agent outlives that push, so it must not keep them (each child takes its caller's)."""
+    monkeypatch.setenv("GIT_DIR", "/srv/some/repo.git")
+    monkeypatch.setenv("GIT_QUARANTINE_PATH", "/srv/some/repo.git/objects/tmp_objdir")
+    path = client.socket_path()
+    client._start_agent(path)
+    wait_for(path)
+    environ = (Path("/proc") / str(agent_pid(path)) / "environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0] for entry in environ if entry}
+    assert b"GIT_DIR" not in names and b"GIT_QUARANTINE_PATH" not in names
+    assert b"HOME" in names  # the rest of the environment is kept
+
+
 def test_the_server_hook_runs_warm_through_the_agent_and_still_judges_every_push(
     world: World, agent_env: Path, tmp_path: Path
 ) -> None:
