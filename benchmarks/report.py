@@ -19,6 +19,7 @@ from .signing import (
     FIRST_OFF,
     FIRST_ON,
     INPROC_CHECK,
+    INPROC_SIGN,
     RANGE_OFF,
     RANGE_ON,
     REQUIRED,
@@ -947,8 +948,8 @@ def _signing_tables(data: dict[str, Any]) -> list[str]:
         "`trust.check_tip`, `trust.mark_verified` and `Git.run` — the short git processes, "
         "not the long-lived `cat-file --batch`):",
         "",
-        "| claim | signing: ssh-keygen processes, time | verifying the tip: time (ssh-keygen "
-        "checks: processes, time) | recording the verified tip | git processes |",
+        "| claim | signing: signatures made, time | verifying the tip: time (signature "
+        "checks: count, time) | recording the verified tip | git processes |",
         "|---|---:|---:|---:|---:|",
     ]
     for row in (UNSIGNED, SIGNED, REQUIRED, UNSIGNED2, REQUIRED2):
@@ -966,7 +967,7 @@ def _signing_tables(data: dict[str, Any]) -> list[str]:
         "| one step | median | p90 |",
         "|---|---:|---:|",
     ]
-    for row in (SIGN, CHECK, SPAWN, INPROC_CHECK):
+    for row in (SIGN, CHECK, SPAWN, INPROC_SIGN, INPROC_CHECK):
         if series.get(row):
             xs = series[row]
             lines.append(f"| {row} | {ms(median(xs))} | {ms(pct(xs, 90))} |")
@@ -984,7 +985,7 @@ def _signing_tables(data: dict[str, Any]) -> list[str]:
         "`Coordinator` and `status` (timed).",
         "",
         f"| over {n} commits | not required | required | × | + per commit | of which "
-        "ssh-keygen checks, per commit | checks / git processes: not required → required |",
+        "signature checks, per commit | checks / git processes: not required → required |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for what, off, on in (
@@ -1022,31 +1023,33 @@ def _signing_analysis(data: dict[str, Any]) -> list[str]:
     f_off, f_on = median(vs[FIRST_OFF]), median(vs[FIRST_ON])
     first_checks = v["work"][FIRST_ON]["check_s"]
     out = [
-        f"**Signing** is one `ssh-keygen -Y sign` process per commit: {ms(sign)} alone (the "
-        f"floor of starting any process from this Python is {ms(spawn)}), {ms(b['sign_s'])} "
-        f"inside a claim, whose fetch and push vary by more than that from one claim to the "
-        f"next: (b) over (a) measured {plus(SIGNED)} ({_x(m(SIGNED) / m(UNSIGNED))} by "
-        "medians), so the timed step is the better measure of what signing costs. "
-        "Requiring signatures adds no check while every new tip is this clone's own commit "
+        "**Signing** an ssh-ed25519 machine key's commit is done in process (`Signer.sign`, "
+        f"Ed25519 by `cryptography`, byte for byte what ssh-keygen makes): {ms(m(INPROC_SIGN))} "
+        f"against {ms(sign)} for one `ssh-keygen -Y sign` process (the floor of starting any "
+        f"process from this Python is {ms(spawn)}); {ms(b['sign_s'])} inside a claim, whose "
+        f"fetch and push vary by more than that from one claim to the next: (b) over (a) "
+        f"measured {plus(SIGNED)} ({_x(m(SIGNED) / m(UNSIGNED))} by medians). Requiring "
+        "signatures adds no check while every new tip is this clone's own commit "
         f"(b′: verifying the tip {ms(b2['verify_s'])}, recording it {ms(b2['record_s'])} — "
         "reading and writing `.git/gitcoord/verified/` and loading the new commit's state; "
         f"over (a), signing included, {plus(REQUIRED)}).",
         "",
-        "**Verifying** costs, per new commit, one `ssh-keygen -Y check-novalidate` "
-        f"({ms(check)} alone) and the transition rules — a `git diff-tree` and Python — "
-        "which a client runs only where signatures are required (the hook and `validate "
-        "--range` run them always), plus, per verified range, `git merge-base` and two "
-        f"`git log`. With two clones alternating, each claim verified {c['check']:g} "
-        f"commits and signed one, starting {c['git']:g} git processes against "
-        f"{work[UNSIGNED2]['git']:g} unsigned: verifying took {ms(c['verify_s'])} of the claim "
-        f"({ms(c['check_s'])} in the checks' processes), and (c) over (a′) came to "
+        "**Verifying** costs, per new commit, one signature check — in process for an "
+        f"ssh-ed25519 key ({ms(m(INPROC_CHECK))}, against {ms(check)} for one `ssh-keygen -Y "
+        "check-novalidate` process, which checks every other key) — and the transition "
+        "rules — a `git diff-tree` and Python — which a client runs only where signatures are "
+        "required (the hook and `validate --range` run them always), plus, per verified "
+        f"range, `git merge-base` and two `git log`. With two clones alternating, each claim "
+        f"verified {c['check']:g} commits and signed one, starting {c['git']:g} git processes "
+        f"against {work[UNSIGNED2]['git']:g} unsigned: verifying took {ms(c['verify_s'])} of "
+        f"the claim ({ms(c['check_s'])} in the signature checks), and (c) over (a′) came to "
         f"{plus(REQUIRED2)}, {_x(m(REQUIRED2) / m(UNSIGNED2))}. A cold CLI claim pays it "
         f"too, on top of its start-up: (d) {plus(CLI_REQUIRED)}, "
         f"{_x(m(CLI_REQUIRED) / m(CLI_UNSIGNED))}. Over {n} commits `validate --range` "
         f"took {_x(r_on / r_off)} ({ms(r_off / n)} per commit not required, {ms(r_on / n)} "
-        "required: the rules ran in both, so the difference is about one check process per "
-        f"commit); a new clone's first `status` verifies the whole history once: "
-        f"{ms(f_off)} → {ms(f_on)}: {ms(first_checks)} in the checks' processes, the rest "
+        "required: the rules ran in both, so the difference is the checks); a new clone's "
+        f"first `status` verifies the whole history once: {ms(f_off)} → {ms(f_on)}: "
+        f"{ms(first_checks)} in the signature checks, the rest "
         f"({ms((f_on - f_off - first_checks) / n)} per commit) the rules; every later "
         "command verifies only what is new. Verifying grows with history where nothing "
         "else here does (section 5): at this run's "
@@ -1055,27 +1058,12 @@ def _signing_analysis(data: dict[str, Any]) -> list[str]:
         "not measured), and so would a clone returning after that many commits.",
         "",
     ]
-    cheaper = "**What would make it cheaper.** The time is processes, not cryptography: "
-    if series.get(INPROC_CHECK):
-        fast = m(INPROC_CHECK)
-        cheaper += (
-            f"the same Ed25519 check done in process (an experiment, benchmark-only code on "
-            f"`cryptography`) took {ms(fast)}, {_x(check / fast)} less than the ssh-keygen "
-            f"process; for the new clone above that would leave ≈ {ms(n * fast)} of the "
-            f"{ms(first_checks)} in checks. "
-        )
-    cheaper += (
-        "Options, none built: (1) check (and sign, with an unencrypted ed25519 machine key) "
-        "in process when a vetted library such as `cryptography` is installed, keeping "
-        "ssh-keygen as the reference and for the keys only it can use (ssh-agent, FIDO): "
-        "the signed-commits change chose no crypto dependency, and one process per commit "
-        "written or verified is the price of that choice; (2) start a range's checks "
-        "concurrently (independent processes: up to the number of cores faster for a new "
-        "clone's first command and for `validate --range`); (3) one `git diff-tree --stdin` "
-        "for a whole range instead of one per commit, which the hook and `validate --range` "
-        "would gain from as well; (4) for a new clone, start from a tip an approver's key "
-        "attests as verified (a signed checkpoint) and verify only what follows — a trust "
-        "decision, not only a speed-up."
+    cheaper = (
+        "**What would make it cheaper.** With the checks in process, the rules are the cost: "
+        "(1) one `git diff-tree --stdin` for a whole range instead of one per commit, which "
+        "the hook and `validate --range` would gain from as well; (2) for a new clone, start "
+        "from a tip an approver's key attests as verified (a signed checkpoint) and verify "
+        "only what follows — a trust decision, not only a speed-up. Neither is built."
     )
     out.append(cheaper)
     return out

@@ -21,9 +21,9 @@ row on a `file://` bare remote of its own:
     other clone's claim and release (the realistic case);
   cold CLI claims (`python -m gitcoord`, GITCOORD_AGENT=0), two clones alternating,
   unsigned and signed+required, in every third round (every round with --quick); and
-  probes: one `ssh-keygen -Y sign`, one `-Y check-novalidate`, the process floor
-  (`/bin/true`), and — an experiment, benchmark-only code, when `cryptography` is
-  importable — the same check in process.
+  probes: one `ssh-keygen -Y sign` process, one `-Y check-novalidate` process, the
+  process floor (`/bin/true`), and the same signature and check as gitcoord makes them
+  in process for an ssh-ed25519 key (`Signer.sign`, `signed_by`).
 
   the verifier, over a history of N commits made by gitcoord (two sessions, signed):
   - `validate --range ..TIP` (a new `Coordinator` each time, as the hook and CI run it),
@@ -39,9 +39,7 @@ how many commits of each row's remote carry a signature: the rows did what their
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
 import shutil
 import subprocess
@@ -72,11 +70,12 @@ BASELINE = {
     CLI_UNSIGNED: CLI_UNSIGNED,
     CLI_REQUIRED: CLI_UNSIGNED,
 }
-SIGN = "one `ssh-keygen -Y sign` (`Signer.sign`, a commit's bytes)"
-CHECK = "one `ssh-keygen -Y check-novalidate` (`signed_by`)"
+SIGN = "one `ssh-keygen -Y sign` process (a commit's bytes)"
+CHECK = "one `ssh-keygen -Y check-novalidate` process"
 SPAWN = "the process floor: start and wait for `/bin/true`"
-INPROC_CHECK = "experiment: the same check in process (Ed25519, `cryptography`)"
-PROBES = (SIGN, CHECK, SPAWN, INPROC_CHECK)
+INPROC_SIGN = "the same signature made in process (`Signer.sign`, Ed25519 by `cryptography`)"
+INPROC_CHECK = "the same check in process (`signed_by`, Ed25519 by `cryptography`)"
+PROBES = (SIGN, CHECK, SPAWN, INPROC_SIGN, INPROC_CHECK)
 
 RANGE_OFF = "validate --range ..TIP, not required"
 RANGE_ON = "validate --range ..TIP, required"
@@ -273,53 +272,6 @@ def signed_share(repo: Path, env: dict[str, str]) -> tuple[int, int]:
     return signed, len(commits)
 
 
-# --- an in-process check (experiment) ---------------------------------------------------
-
-
-def inprocess_check() -> Callable[[bytes, bytes], bool] | None:
-    """An SSHSIG check of an ssh-ed25519 signature (namespace "git") without a process,
-    with `cryptography`'s Ed25519 — benchmark-only code, to measure what a check would
-    cost without ssh-keygen's process; None when `cryptography` is not importable."""
-    try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    except ImportError:
-        return None
-
-    def string(data: bytes, at: int) -> tuple[bytes, int]:
-        size = int.from_bytes(data[at : at + 4], "big")
-        return data[at + 4 : at + 4 + size], at + 4 + size
-
-    def pack(b: bytes) -> bytes:
-        return len(b).to_bytes(4, "big") + b
-
-    def check(payload: bytes, armored: bytes) -> bool:
-        lines = armored.strip().splitlines()[1:-1]
-        blob = base64.b64decode(b"".join(lines))
-        if blob[:6] != b"SSHSIG":
-            return False
-        public, at = string(blob, 10)
-        namespace, at = string(blob, at)
-        reserved, at = string(blob, at)
-        algo, at = string(blob, at)
-        sig, at = string(blob, at)
-        kind, k = string(public, 0)
-        raw_key, _ = string(public, k)
-        sig_kind, s = string(sig, 0)
-        raw_sig, _ = string(sig, s)
-        if kind != b"ssh-ed25519" or sig_kind != b"ssh-ed25519" or namespace != b"git":
-            return False
-        digest = hashlib.new(algo.decode(), payload).digest()
-        signed = b"SSHSIG" + pack(namespace) + pack(reserved) + pack(algo) + pack(digest)
-        try:
-            Ed25519PublicKey.from_public_bytes(raw_key).verify(raw_sig, signed)
-        except InvalidSignature:
-            return False
-        return True
-
-    return check
-
-
 # --- claims ---------------------------------------------------------------------------------
 
 
@@ -405,19 +357,18 @@ def claims(
     assert signer is not None
     payload = common.git(remotes[SIGNED].remote, "cat-file", "commit", "gitcoord", env=env)
     body, _ = sshsig.split_commit(payload.encode())
-    signature = signer.sign(body)
+    signature = signer._sign(body, signer.key_file)  # ssh-keygen's own
+    if signer.sign(body) != signature or not sshsig._keygen_valid(body, signature):
+        raise RuntimeError("the signature made in process is not ssh-keygen's")
     if sshsig.signed_by(body, signature) != signer.public:
-        raise RuntimeError("ssh-keygen does not verify its own signature")
-    fast = inprocess_check()
-    if fast is not None and not (fast(body, signature) and not fast(body + b"x", signature)):
-        fast = None  # it disagrees with ssh-keygen: measure nothing rather than a wrong check
+        raise RuntimeError("the signature does not verify in process")
     probes: dict[str, Callable[[], Any]] = {
-        SIGN: lambda: signer.sign(body),
-        CHECK: lambda: sshsig.signed_by(body, signature),
+        SIGN: lambda: signer._sign(body, signer.key_file),
+        CHECK: lambda: sshsig._keygen_valid(body, signature),
         SPAWN: lambda: subprocess.run(["/bin/true"], check=True),
+        INPROC_SIGN: lambda: signer.sign(body),
+        INPROC_CHECK: lambda: sshsig.signed_by(body, signature),
     }
-    if fast is not None:
-        probes[INPROC_CHECK] = lambda: fast(body, signature)
 
     rows = [*CLAIM_ROWS, *probes]
     out: dict[str, list[float]] = {r: [] for r in rows}
@@ -451,7 +402,7 @@ def claims(
         "cli_runs": len(out[CLI_UNSIGNED]),
         "work": per_op,
         "signed": signed,
-        "in_process_check": fast is not None,
+        "in_process_check": True,
     }
 
 
