@@ -316,6 +316,28 @@ def test_a_winner_gives_way_one_round_per_round_its_win_took_up_to_a_bound() -> 
     assert calm.give_way_until == 0.0
 
 
+def test_a_run_of_one_push_wins_gives_way_by_count_or_by_time() -> None:
+    """A writer whose pushes keep winning sees nobody who loses: it gives way after
+    STREAK of them, or once the run has lasted STREAK_SECONDS (pushes that carry a
+    group take long: a count alone let one machine hold the branch for 25 s)."""
+    from gitcoord.store.turns import STREAK, STREAK_SECONDS
+
+    quick = Pace(round=0.2)
+    for k in range(STREAK):
+        assert quick.give_way_until == 0.0, k
+        quick.won(1000.0 + 0.2 * k, True, 0.2)
+    assert quick.give_way_until == pytest.approx(1000.0 + 0.2 * (STREAK - 1) + 0.4)
+    slow = Pace(round=0.2)
+    took = STREAK_SECONDS / 2.5
+    slow.won(1000.0, True, took)
+    assert slow.give_way_until == 0.0
+    slow.won(1000.0 + took, True, took)  # 2 wins, the run's length now 2 x took
+    assert slow.give_way_until == 0.0
+    slow.won(1000.0 + 2 * took, True, took)  # 3 x took >= STREAK_SECONDS
+    assert slow.give_way_until == pytest.approx(1000.0 + 2 * took + 2 * took)
+    assert slow.streak == 0  # a new run starts
+
+
 def _now() -> datetime:
     return datetime.fromtimestamp(int(time.time()), timezone.utc)
 
@@ -381,7 +403,7 @@ def test_the_benchmarks_delay_proxy_relays_git_both_ways(
 def test_pace_forgets_times_from_a_clock_set_back(tmp_path: Path) -> None:
     path = str(tmp_path / "pace")
     later = time.time() + 3600 * 24
-    Pace(True, 0.2, later, later, later, 2).save(path)
+    Pace(True, 0.2, later, later, later, 2, later).save(path)
     got = Pace.load(path)
     assert (got.known_at, got.contended_until, got.give_way_until) == (0.0, 0.0, 0.0)
-    assert got.round == 0.2 and got.streak == 2
+    assert got.round == 0.2 and got.streak == 2 and got.streak_since == 0.0

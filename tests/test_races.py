@@ -653,6 +653,74 @@ def test_push_cut_off_by_timeout_that_lands_is_not_reported_as_nothing_written(
     )
 
 
+# --- a push the branch moved under, refused by the hook before it judges -----------------
+
+
+def test_a_push_the_branch_moved_under_is_refused_before_judging_and_goes_again(
+    world: World,
+) -> None:
+    """The server hook refuses, before judging a single commit, a push whose expected tip
+    is no longer the branch's (git would refuse it at the ref update anyway, but only
+    after the hook): in one line the pusher reads as a lost race, so it re-decides on the
+    new tip and lands, instead of reporting the change as invalid.
+
+    Made deterministic with a wrapper around the installed hook: the first push to reach
+    it (clone b's) is held there until another clone's push has landed."""
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    assert run(b, "register", "--role", "r", "--goal", "g", session="s2").code == 0
+    assert run(world.root, "hooks", "install", "--server", str(world.remote)).code == 0
+    hooks = world.remote / "hooks"
+    (hooks / "pre-receive").rename(hooks / "pre-receive.gitcoord")
+    hold, entered, release = (world.root / n for n in ("hold", "entered", "release"))
+    said = world.root / "hook-said"
+    (hooks / "pre-receive").write_text(
+        "#!/bin/sh\n"
+        'in="$(cat)"\n'
+        f"if mkdir '{hold}' 2>/dev/null; then\n"
+        f"  touch '{entered}'; i=0\n"
+        f"  while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+        "fi\n"
+        f'printf "%s\\n" "$in" | "$(dirname "$0")/pre-receive.gitcoord" 2>>\'{said}\'\n'
+        "code=$?\n"
+        f"cat '{said}' >&2\n"
+        "exit $code\n"
+    )
+    (hooks / "pre-receive").chmod(0o755)
+    slow = spawn(b, "claim", "task", "tb", "--json", session="s2")
+    try:
+        for _ in range(600):
+            if entered.exists() or slow.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert entered.exists(), "precondition: b's push should reach the hook"
+        first = run(a, "claim", "task", "ta", "--json", session="s1")  # lands meanwhile
+        assert first.code == 0, first.err
+    finally:
+        release.touch()
+    (got,) = wait_all([slow], 120)
+    assert got.code == 0, got.err
+    assert got.json()["attempts"] >= 2  # type: ignore[index]
+    assert "stale push:" in said.read_text()  # refused as stale, nothing judged
+    assert "rejected" not in got.err
+    claims = run(a, "status", "--json").json()["claims"]  # type: ignore[index]
+    assert {(c["name"], c["holder"]) for c in claims} == {("ta", "s1"), ("tb", "s2")}
+    assert run(a, "validate").code == 0
+
+
+def test_only_the_hooks_own_stale_line_reads_as_a_lost_race() -> None:
+    """Text a refused commit carries (a path, a session's goal) may say anything: only
+    the hook's one line, alone, makes a refusal a lost race."""
+    from gitcoord.store.remote import _stale_hook
+
+    line = "remote: gitcoord: stale push: refs/heads/gitcoord is at 1234567890, not at 0"
+    assert _stale_hook(f"{line}\nTo git://x\n")
+    assert not _stale_hook(f"remote: gitcoord: push rejected by gitcoord:\n{line}\n")
+    assert not _stale_hook("remote: gitcoord: push rejected: goal 'gitcoord: stale push: x'\n")
+    assert not _stale_hook("remote: stale push: refs/heads/gitcoord\n")
+
+
 # --- two clones building the same commit ----------------------------------------------
 
 

@@ -28,6 +28,11 @@ from .turns import Backoff
 
 _LOCK_TIMEOUT = ["core.filesRefLockTimeout=1000"]
 _LOCK_ERRORS = ("cannot lock ref", "Unable to create", "unable to resolve reference", "is at ")
+# What gitcoord's pre-receive hook says, alone, of a push whose expected tip is no longer
+# the branch's (another push landed while it was on its way): git would refuse it at the
+# ref update anyway, so the hook refuses it before judging a single commit. A lost race,
+# not a verdict on the commits: the pusher re-reads and re-decides.
+STALE_PUSH = "stale push:"
 _STALE = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock")
 # A live git holds a ref's lock file for milliseconds (lock, write, rename). One much
 # older than that was left by a git killed mid-update (a killed terminal or tool
@@ -210,6 +215,8 @@ class RemoteBranch:
             self.advance_mirror(old, new)
             return "ok"
         if "hook declined" in summary or "pre-receive" in summary:
+            if _stale_hook(err):
+                return "lost"
             raise InvalidError(
                 f"{self.remote} rejected the change: {_remote_message(err) or summary}",
                 remote=self.remote,
@@ -305,6 +312,14 @@ def _first_error(err: str) -> str:
         if ln.startswith(("fatal:", "error:")):
             return ln.split(":", 1)[1].strip()
     return lines[0] if lines else "unknown error"
+
+
+def _stale_hook(err: str) -> bool:
+    """Whether the hook's only words are that the push is stale (`STALE_PUSH`): its one
+    line, so that no text a refused commit carries can pass for it."""
+    said = [ln[len("remote:") :].strip() for ln in err.splitlines() if ln.startswith("remote:")]
+    said = [ln for ln in said if ln]
+    return len(said) == 1 and said[0].startswith(f"gitcoord: {STALE_PUSH} ")
 
 
 def _remote_message(err: str) -> str:

@@ -102,11 +102,14 @@ def hooks_run(which: str) -> None:
     """What the installed shims execute (and the pre-commit framework's
     gitcoord-validate: `validate-index`)."""
     from ...errors import InvalidError
+    from ...store.remote import STALE_PUSH
     from .. import githooks as hk
 
     if which == "pre-receive":
         lines = sys.stdin.read().splitlines()
         rejected = hk.run_pre_receive(".", lines)
+        if rejected and rejected[0].startswith(STALE_PUSH):
+            raise InvalidError(rejected[0])  # alone: the pusher reads it as a lost race
         if rejected:
             raise InvalidError(
                 "push rejected by gitcoord:\n" + "\n".join(f"  {r}" for r in rejected)
