@@ -261,9 +261,15 @@ def format_tree(entries: Iterable[TreeEntry]) -> bytes:
 class ObjectReader:
     """One `git cat-file --batch` for the whole command, asked interactively."""
 
+    # Trees read by object id, kept for the life of the reader: an id names its bytes, so
+    # a tree never changes, and a long-lived reader (a session's Coordinator, the warm
+    # agent's) walks the same unchanged folders state after state.
+    MAX_TREES = 20_000
+
     def __init__(self, git: Git) -> None:
         self._git = git
         self._proc: subprocess.Popen[bytes] | None = None
+        self._trees: dict[str, list[TreeEntry]] = {}
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
@@ -291,10 +297,18 @@ class ObjectReader:
         return oid, kind, data
 
     def tree(self, oid: str) -> list[TreeEntry]:
+        """The entries of the tree `oid` (callers must not change the list)."""
+        if (hit := self._trees.get(oid)) is not None:
+            return hit
         got = self.read(oid)
         if got is None or got[1] != "tree":
             raise GitError(["cat-file", oid], -1, b"not a tree")
-        return parse_tree(got[2], len(got[0]))
+        entries = parse_tree(got[2], len(got[0]))
+        if got[0] == oid:  # named by its id, not by a ref or a `<rev>:<path>` that moves
+            if len(self._trees) >= self.MAX_TREES:
+                self._trees.clear()
+            self._trees[oid] = entries
+        return entries
 
     def close(self) -> None:
         proc, self._proc = self._proc, None

@@ -307,10 +307,12 @@ class Coordinator:
         outcome = self.store.transact(plan, clock.now, known=known)
         if outcome.commit and carried and pending is not None:
             pending.settle(carried)
-        if outcome.commit:
+        if (made := outcome.landed or outcome.commit) is not None:
             from .trust import mark_verified
 
-            mark_verified(self.store, outcome.tip, outcome.commit)
+            # The whole chain its push landed, when it pushed one: every commit in it
+            # this clone's own (the group's, riders), each judged as it was written.
+            mark_verified(self.store, outcome.tip, made)
         return outcome
 
     def count_collision(self) -> None:

@@ -124,7 +124,11 @@ def check_tip(store: Store, tip: str | None, state: State) -> None:
 
 def mark_verified(store: Store, tip: str | None, commit: str) -> None:
     """`commit`, which this clone wrote on `tip` after verifying it, counts as verified
-    (only worth recording where signatures are required: elsewhere nothing is judged)."""
+    (only worth recording where signatures are required: elsewhere nothing is judged).
+    So does a chain of commits this clone's sessions wrote on `tip` and pushed in one
+    push (group commit, riders): `commit` is then the chain's last. Each was judged by
+    its writer's gate as it was written, and signed by this machine's key: the boundary
+    the key already draws (sessions of one user on one machine can read its file)."""
     last = read(store)
     if last is None or last.tip != tip or not last.required:
         return

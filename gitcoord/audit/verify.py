@@ -27,7 +27,7 @@ from .. import clock
 from ..domain import names
 from ..domain.branch import Store
 from ..domain.models import Approval, Claim, Config
-from ..domain.state import Problem, State
+from ..domain.state import Doc, Problem, State
 from ..domain.transition import (
     HANDOFF_TO,
     QUARANTINE_OP,
@@ -131,10 +131,10 @@ def verify_commit(
     message_paths = []
     modes: dict[str, str] = {}
     for path, old_oid, new_oid in changed_files(store, parent, commit, modes):
-        old_doc = parse_doc(path, _blob(store, old_oid))
+        old_doc = _doc(store, path, old_oid)
         mode = modes.get(path)
         # A submodule's id names a commit that is not here: never read it as a file.
-        new_doc = b"" if mode == GITLINK else parse_doc(path, _blob(store, new_oid))
+        new_doc = b"" if mode == GITLINK else _doc(store, path, new_oid)
         changes.append(Changed(path, old_doc, new_doc, mode))
         if path.startswith(f"{names.ROOT}/messages/") and new_oid:
             message_paths.append(path)
@@ -190,6 +190,15 @@ def _state_page(data: bytes, state: State, view: Any, meta: CommitMeta) -> list[
             )
         ]
     return []
+
+
+def _doc(store: Store, path: str, oid: str | None) -> Doc:
+    """`parse_doc` of the blob `oid` at `path`, through the store's caches."""
+
+    def read() -> bytes:
+        return _blob(store, oid) or b""
+
+    return store.parse_doc(path, oid, read)
 
 
 def _blob(store: Store, oid: str | None) -> bytes | None:

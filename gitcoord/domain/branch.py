@@ -42,9 +42,10 @@ from ..store.transaction import (
 from ..store.trees import Files, TreeSource
 from . import yamlio
 from .change import Change
+from .kinds import kind_at
 from .models import Claim
-from .state import Problem, State, load_state
-from .transition import HANDOFF_TO, Changed, CommitMeta, check_transition, doc_at
+from .state import Doc, Problem, State, Validated, load_state
+from .transition import HANDOFF_TO, Changed, CommitMeta, check_transition, doc_at, parse_doc
 from .validate import check_messages, check_state, overlap_problems
 
 __all__ = ["DEFAULT_TIMEOUT", "Identity", "Outcome", "Store", "TreeSource", "commit_message"]
@@ -65,10 +66,14 @@ class Outcome:
     commit: str | None  # None when the operation changed nothing
     tip: str | None  # the tip it was decided on
     attempts: int
+    landed: str | None = None  # the tip its push made, when it pushed (`Done.landed`)
 
 
 class CachedSource(TreeSource):
-    """A commit's tree whose files `load_state` parses through the parse cache."""
+    """A commit's tree whose files `load_state` parses through the parse cache, and
+    takes from the documents its store validated before (`Validated`)."""
+
+    validated: Validated | None = None
 
     def load_yaml(self, path: str) -> Any:
         """`yamlio.load(self.read(path))`, from the parse cache when the blob is in it
@@ -104,6 +109,10 @@ class Store:
         self.parsed = ParseCache(
             info.common_dir, self.mirror, parse=yamlio.load, version=PARSE_VERSION
         )
+        self.validated = Validated()
+        self.trees.wrote = self._wrote
+        # before the commit leaves this process (pruning is for the end of a command)
+        self.trees.written = lambda: self.parsed.save(prune=False)
         # Called with every tip read to act on (and its state) before anything is built
         # on it or shown from it: the API verifies signatures there (`api.trust`).
         self.tip_check: Callable[[str | None, State], None] | None = None
@@ -168,10 +177,38 @@ class Store:
         src = state.source
         return src if isinstance(src, TreeSource) else TreeSource(self.reader, None)
 
+    def _wrote(self, path: str, blob: str, data: bytes) -> None:
+        """A file this process wrote: parsed now, for the loads to come (the next member
+        of a group decides on it: `ParseCache.learn`), if a State holds its kind."""
+        kind = kind_at(path)
+        if kind is not None and kind.held is not None and path.endswith(".yaml"):
+            self.parsed.learn(blob, data)
+
+    def parse_doc(self, path: str, blob: str | None, read: Callable[[], bytes]) -> Doc:
+        """`transition.parse_doc(path, read())` for the blob `blob`, through the parse
+        cache and the documents validated before when a State holds the kind: along a
+        push's commits the same files change again and again, and each commit's old and
+        new versions were parsed once already, by the loads of its states."""
+        if blob is None:
+            return None
+        kind = kind_at(path)
+        if kind is None or kind.held is None:
+            return parse_doc(path, read())
+        if (hit := self.validated.get(kind.model, blob)) is not None:
+            return hit
+        try:
+            doc = kind.model.model_validate(self.parsed.parse(blob, read))
+        except ValueError:  # YAML or schema (pydantic's ValidationError is one)
+            return read()  # as parse_doc: check_state reports it
+        self.validated.put(kind.model, blob, doc)
+        return doc
+
     def load(self, tip: str | None) -> State:
         if tip is None:
             return State()
-        return load_state(CachedSource(self.reader, self.tree_of(tip), self.parsed, tip))
+        src = CachedSource(self.reader, self.tree_of(tip), self.parsed, tip)
+        src.validated = self.validated
+        return load_state(src)
 
     def snapshot(self) -> tuple[str | None, State]:
         deadline = time.monotonic() + self.timeout
@@ -219,7 +256,7 @@ class Store:
             done = self.trees.transact(decide, known=None if known is None else Known(known[0]))
         finally:
             self.parsed.save()  # after the push and the turn: off the contended path
-        return Outcome(done.result, done.commit, done.tip, done.attempts)
+        return Outcome(done.result, done.commit, done.tip, done.attempts, done.landed)
 
     def decider(
         self,

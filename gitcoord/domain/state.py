@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..version import __version__
 from . import names, yamlio
-from .kinds import KINDS, kind_of
+from .kinds import KINDS, Kind, kind_of
 from .models import (
     FORMAT,
     Activation,
@@ -151,12 +151,69 @@ class State:
         return replace(self, **changed)
 
 
+Loaded = tuple[dict[str, BaseModel], tuple[Problem, ...]]  # a kind's documents, problems
+
+
+class Validated:
+    """What a long-lived `Store` loaded before, for the life of that store.
+
+    - Documents that validated, by model and blob id: a blob id names its bytes and a
+      model's validation depends on nothing else, so each file is validated once, not
+      once per state loaded. What failed is not kept (judged again: rare).
+    - Each kind's documents and problems, by the id of the kind's folder (and the
+      format, which decides where files belong): a folder whose tree id did not change
+      holds the same files, so a state that changed one claim reuses the sessions and
+      heartbeats as they were. At 200 sessions that was most of every load.
+
+    A session's Coordinator, an MCP server's, and the hook judging each commit of a
+    push load state after state of one branch. Documents are frozen and states never
+    change the mappings they hold (`State.apply` copies), so states may share them.
+    """
+
+    LIMIT = 50_000  # documents: a state holds one file per session, claim, task...
+    FOLDERS = 64  # kinds' folders: a few states' worth
+
+    def __init__(self) -> None:
+        self._docs: dict[tuple[type[BaseModel], str], BaseModel] = {}
+        self._folders: dict[tuple[str, str, int], Loaded] = {}
+
+    def get(self, model: type[BaseModel], blob: str) -> BaseModel | None:
+        return self._docs.get((model, blob))
+
+    def put(self, model: type[BaseModel], blob: str, doc: BaseModel) -> None:
+        if len(self._docs) >= self.LIMIT:
+            self._docs.clear()
+        self._docs[(model, blob)] = doc
+
+    def folder(self, kind: str, tree: str, fmt: int) -> Loaded | None:
+        return self._folders.get((kind, tree, fmt))
+
+    def put_folder(self, kind: str, tree: str, fmt: int, loaded: Loaded) -> None:
+        if len(self._folders) >= self.FOLDERS:
+            self._folders.clear()
+        self._folders[(kind, tree, fmt)] = loaded
+
+
 def parse(
     src: Source, path: str, model: type[M], problems: list[Problem], *, cached: bool = False
 ) -> M | None:
     """The model in the file at `path`, or None with its problems recorded. `cached`:
-    the source may answer from its parse cache (see gitcoord.parsecache); `load_state`
-    asks for it, message readers do not (each message is read about once)."""
+    the source may answer from its parse cache (see gitcoord.parsecache) and from the
+    documents it validated before (`validated`: see `domain.branch.Validated`);
+    `load_state` asks for it, message readers do not (each message is read about once)."""
+    memo = getattr(src, "validated", None) if cached else None
+    blob = src.oid(path) if memo is not None else None  # type: ignore[attr-defined]
+    if memo is not None and blob is not None and (hit := memo.get(model, blob)) is not None:
+        return hit  # type: ignore[no-any-return]
+    doc = _parse(src, path, model, problems, cached=cached)
+    if memo is not None and blob is not None and doc is not None:
+        memo.put(model, blob, doc)
+    return doc
+
+
+def _parse(
+    src: Source, path: str, model: type[M], problems: list[Problem], *, cached: bool
+) -> M | None:
     load_yaml = getattr(src, "load_yaml", None) if cached else None
     try:
         data = load_yaml(path) if load_yaml is not None else yamlio.load(src.read(path))
@@ -206,29 +263,47 @@ def load_state(src: Source) -> State:
         elif name == names.QUARANTINE and not is_dir:
             problems.append(Problem(f"{root}/{name}", "layout", "expected a folder"))
 
-    def report(path: str, rule: str, message: str) -> None:
-        problems.append(Problem(path, rule, message))
-
+    memo: Validated | None = getattr(src, "validated", None)
     held: dict[str, Any] = {}  # State field -> a document or a mapping key -> document
     fmt = FORMAT  # until config.yaml, the first kind, says which layout the branch has
     for kind in KINDS:
         if kind.held is None:
             continue  # messages: read on demand (mailbox), never all at once
-        docs: dict[str, BaseModel] = {}
-        for path in kind.where.files(src, report, fmt):
-            doc = parse(src, path, kind.model, problems, cached=True)
-            if doc is None:
-                continue
-            key = kind.key_of(doc)
-            wrong = kind.where.misplaced(path, key, kind.key, fmt)
-            if wrong is not None:
-                problems.append(Problem(path, "path", wrong))
-                continue
-            docs[key] = doc
+        tree = None  # the id of the kind's folder (a memo comes with a view of git trees)
+        if memo is not None and not kind.single:
+            tree = src.oid(f"{root}/{kind.where.top}")  # type: ignore[attr-defined]
+        loaded = memo.folder(kind.name, tree, fmt) if memo is not None and tree else None
+        if loaded is None:
+            found: list[Problem] = []
+            loaded = (_load_kind(src, kind, fmt, found), tuple(found))
+            if memo is not None and tree:
+                memo.put_folder(kind.name, tree, fmt, loaded)
+        docs, found_here = loaded
+        problems.extend(found_here)
         held[kind.held] = docs.get("") if kind.single else docs
         if isinstance(held.get("config"), Config):
             fmt = held["config"].format
     return State(**held, problems=tuple(problems), source=src)
+
+
+def _load_kind(src: Source, kind: Kind, fmt: int, problems: list[Problem]) -> dict[str, BaseModel]:
+    """The documents of `kind` in `src`, by key; what cannot be loaded goes to `problems`."""
+
+    def report(path: str, rule: str, message: str) -> None:
+        problems.append(Problem(path, rule, message))
+
+    docs: dict[str, BaseModel] = {}
+    for path in kind.where.files(src, report, fmt):
+        doc = parse(src, path, kind.model, problems, cached=True)
+        if doc is None:
+            continue
+        key = kind.key_of(doc)
+        wrong = kind.where.misplaced(path, key, kind.key, fmt)
+        if wrong is not None:
+            problems.append(Problem(path, "path", wrong))
+            continue
+        docs[key] = doc
+    return docs
 
 
 class DirSource:

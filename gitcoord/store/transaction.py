@@ -143,6 +143,9 @@ class Done(Generic[R]):
     commit: str | None  # None when nothing was written
     tip: str | None  # the tip it was decided on
     attempts: int
+    # What this transaction's push put on the branch over `tip`, when it pushed: the
+    # last commit of its chain (its own, the group's, riders), all of this clone's.
+    landed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,10 @@ class _Own(Generic[R]):
     result: R | None
     error: GitcoordError | None
 
-    def done(self, tip: str | None, attempt: int) -> Done[R]:
+    def done(self, tip: str | None, attempt: int, landed: str | None = None) -> Done[R]:
         if self.error is not None:
             raise self.error
-        return Done(self.result, self.commit, tip, attempt)  # type: ignore[arg-type]
+        return Done(self.result, self.commit, tip, attempt, landed)  # type: ignore[arg-type]
 
 
 class TreeStore:
@@ -190,6 +193,10 @@ class TreeStore:
         self.remote_url: str | None = None  # the machine-wide turn's key, when known
         # role, required -> the key that signs such a commit (None: unsigned); by the API
         self.signers: Callable[[str, bool], Signer | None] | None = None
+        # Told of each file a commit writes (path, blob id, bytes), then that the commit
+        # is written: the domain keeps what its files parse to for the loads to come.
+        self.wrote: Callable[[str, str, bytes], None] | None = None
+        self.written: Callable[[], None] | None = None
         self._pending: list[tuple[str, Any]] = []  # (commit, result) maybe landed
         # While a member decides: the tip under the local chain it decides on (the
         # domain verifies that tip; the chain's commits are this clone's own, judged as
@@ -254,7 +261,12 @@ class TreeStore:
         by the key `signers` gives for `signer` (a role), if any."""
         sig = self.identity.signature()
         sign = self._sign(signer, required)
-        return trees.write_commit(self.reader, self.writer, tip, files, message, when, sig, sign)
+        commit = trees.write_commit(
+            self.reader, self.writer, tip, files, message, when, sig, sign, self.wrote
+        )
+        if self.written is not None:
+            self.written()
+        return commit
 
     def _written(self, tip: str | None, decision: Write[Any]) -> str:
         """The commit of `decision` on `tip` (written now, unless `decide` wrote it)."""
@@ -621,7 +633,7 @@ class TreeStore:
                         self.rode.append(commit)
                 if leader is not None:
                     leader.tell(asked, {"stand": attempt})
-                return own.done(tip, attempt)
+                return own.done(tip, attempt, chain)
             if result == "unknown":
                 landing = (chain, attempt, own, asked)
                 if own.commit is not None:

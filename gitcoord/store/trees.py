@@ -102,13 +102,20 @@ def write_commit(
     when: datetime,
     signature: str,
     sign: Callable[[bytes], bytes] | None = None,
+    wrote: Callable[[str, str, bytes], None] | None = None,
 ) -> str:
     """A commit whose parent is `tip` (none when None) and whose tree is `tip`'s with
     `files` written; its id. `sign` turns the commit's bytes into an armored SSH
-    signature, which the commit then carries in its `gpgsig` header."""
+    signature, which the commit then carries in its `gpgsig` header. `wrote` is told
+    each file written: its path, blob id and bytes."""
     blobs = {
         path: (None if data is None else writer.write("blob", data)) for path, data in files.items()
     }
+    if wrote is not None:
+        for path, data in files.items():
+            oid = blobs[path]
+            if data is not None and oid is not None:
+                wrote(path, oid, data)
     base_tree = tree_of(reader, tip) if tip is not None else None
     tree = build_tree(reader, writer, base_tree, "", blobs)
     return commit_tree(
