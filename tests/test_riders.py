@@ -115,6 +115,10 @@ def test_held_beats_ride_another_sessions_claim_in_its_one_push(
         assert doc["changed"] is True
     assert pushes(world.remote) == before + 1
     landed = new_commits(world, commits)
+    # The whole chain the push landed is recorded as verified (each commit this clone's,
+    # judged as it was written), not only the claim: no command verifies the beats again.
+    (verified,) = (clone / ".git" / "gitcoord" / "verified").iterdir()
+    assert verified.read_text().split()[0] == landed[-1]["commit"]
     assert [(t["subject"], t["Gitcoord-Session"]) for t in landed] == [
         ("claim task/x by d", "d"),
         ("heartbeat a: implementing x (tests, 50%)", "a"),
