@@ -328,7 +328,10 @@ def test_escalations_to_people_and_lapsed_requests(
         (mid, "s1", "human")
     ]
     assert "1 direct message unanswered over 5m (oldest 10m, to human)" in health["line"]
-    assert [p["id"] for p in health["approvals_pending"]] == sorted([deploy, general])
+    # Oldest request first, then by id: the two may or may not fall in one second.
+    pending = health["approvals_pending"]
+    assert {p["id"] for p in pending} == {deploy, general}
+    assert pending == sorted(pending, key=lambda p: (p["requested_at"], p["id"]))
     before = ok(a, "log", "--limit", "1")["entries"][0]["commit"]
     page = ok(a, "state", "--write", session="s1")
     assert "1 direct message unanswered over 5m (oldest 10m, to human)" in page["markdown"]
