@@ -374,3 +374,55 @@ def test_the_flusher_leaves_at_once_when_nothing_is_held(
     assert doc["running"] is True
     r = run(clone, "flush", "--wait")
     assert r.out.strip().startswith("flushed 0 held"), r.out
+
+
+def test_a_push_carries_at_most_32_riders_and_the_rest_go_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thirty-three sessions' beats held, a thirty-fourth session's claim: its push carries
+    32 of them (MAX_RIDERS) and the claim; the last one stays held for the next push."""
+    from gitcoord.store.transaction import MAX_RIDERS
+
+    clone = world.clone("m1")
+    ok(clone, "init", "--slots", "40")
+    git(world.remote, "config", "core.logAllRefUpdates", "always")
+    held = [f"h{k:02d}" for k in range(MAX_RIDERS + 1)]
+    for sid in [*held, "w"]:
+        ok(clone, "register", "--role", "r", "--goal", "g", session=sid)
+        first_beat(clone, sid)
+    monkeypatch.setenv("GITCOORD_CLOCK_OFFSET", "300")
+    with flusher_lock(clone):
+        for sid in held:
+            assert beat(clone, sid, 50)["action"] == "held"
+        before, commits = pushes(world.remote), len(trailers(world.remote))
+        ok(clone, "claim", "task", "x", session="w")
+        assert pushes(world.remote) == before + 1
+        landed = new_commits(world, commits)
+        assert landed[0]["subject"] == "claim task/x by w"
+        assert len(landed) == 1 + MAX_RIDERS
+        rode = {t["Gitcoord-Session"] for t in landed[1:]}
+        assert len(rode) == MAX_RIDERS and rode < set(held)
+        assert [p.stem for p in pending_dir(clone).glob("*.json")] == list(set(held) - rode)
+        assert ok(clone, "flush")["pushed"] == 1
+    assert list(pending_dir(clone).glob("*.json")) == []
+
+
+def test_a_flush_fetches_before_it_decides(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flush` pushes on the tip it fetched, never on the clone's cached one: it runs when
+    nothing else of the clone pushed for a while, when the branch has most likely moved,
+    and a push on a stale tip would be refused (a push counted against the budget). So
+    the clone's pace still trusts its cached tip afterwards: no push of it was refused."""
+    from gitcoord.store.turns import Pace
+
+    clone = started(world, monkeypatch)
+    other = world.clone("m2")
+    ok(other, "register", "--role", "r", "--goal", "g", session="e")
+    pace = Path(next((clone / ".git" / "gitcoord" / "pace").iterdir()))
+    with flusher_lock(clone):
+        assert beat(clone, "a", 20)["action"] == "held"
+        ok(other, "claim", "task", "y", session="e")  # the branch moves past the clone's tip
+        # A pace that would have any other write decide on the cached tip at once.
+        Pace(speculate=True, round=0.2, known_at=time.time()).save(str(pace))
+        assert ok(clone, "flush")["pushed"] == 1
+    assert Pace.load(str(pace)).speculate, "the flush pushed on the cached tip and was refused"
+    assert trailers(world.remote)[-1]["Gitcoord-Session"] == "a"
