@@ -202,3 +202,49 @@ def test_a_store_judges_each_file_by_its_place_and_not_its_bytes_alone(world: Wo
             assert {(mallory, "schema"), (zed, "schema")} <= problems
             assert "task/t0" in c.store.load(base).claims
         assert tip(world.remote) == base
+
+
+def test_states_loaded_one_after_another_are_the_states_loaded_afresh(world: World) -> None:
+    """A store loads each state from what the last one left (each kind's folder, each
+    shard's, by tree id): along a history that changes one shard at a time, with a bad
+    file and a misplaced one in shards that do not change, every state it loads is the
+    state a fresh load gives, problems included and in the same order."""
+    from reliability import commit_files
+
+    a, _ = setup(world, 4)
+    with Coordinator(str(a), session="alice") as c:
+        base, _ = c.store.snapshot()
+        assert base is not None
+        t1 = git(a, "show", f"{base}:{at('coordination/claims/task/t1.yaml')}").encode()
+        real = at("coordination/claims/task/t1.yaml")
+        shard = real.split("/")[-2]
+        twin = real.replace(f"/{shard}/", "/00/" if shard != "00" else "/01/")
+        bad = commit_files(
+            a,
+            {
+                at("coordination/claims/task/zz.yaml"): b"- not a mapping\n",
+                at("coordination/claims/task/elsewhere.yaml"): t1,  # t1's, misplaced
+                twin: t1,  # the same folder (tree id) as t1's own, in another shard
+            },
+            parent=base,
+        )
+        history = [base, bad]
+        for k in range(3):  # then one claim file at a time changes
+            t0 = git(a, "show", f"{history[-1]}:{at('coordination/claims/task/t0.yaml')}")
+            changed = t0.replace("note:", f"note: {k}") if "note:" in t0 else t0 + f"note: n{k}\n"
+            history.append(
+                commit_files(
+                    a,
+                    {at("coordination/claims/task/t0.yaml"): changed.encode()},
+                    parent=history[-1],
+                )
+            )
+        for tip in history + history[::-1]:
+            loaded = c.store.load(tip)
+            fresh = load_state(TreeSource(c.store.reader, c.store.tree_of(tip)))
+            assert loaded == fresh, tip
+            assert loaded.problems == fresh.problems
+        assert {p.rule for p in c.store.load(bad).problems} >= {"schema", "path"}
+        assert twin in {p.path for p in c.store.load(bad).problems}
+        notes = {c.store.load(tip).claims["task/t0"].note for tip in history[2:]}
+        assert len(notes) == 3  # each step changed what the state holds

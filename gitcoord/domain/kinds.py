@@ -235,9 +235,16 @@ class Folder:
         return "/".join((*parts[2 : 2 + self.group], self.decode(_stem(path))))
 
     def files(self, src: Source, report: Report, fmt: int) -> Iterator[str]:
+        for leaf in self.leaves(src, report, fmt):
+            yield from yaml_files(src, leaf, report)
+
+    def leaves(self, src: Source, report: Report, fmt: int) -> Iterator[str]:
+        """The folders that hold this kind's files (a group's, a shard's), sorted; what
+        stands where a folder belongs is reported. `files` lists what is in them."""
+
         def walk(folder: str, levels: int) -> Iterator[str]:
             if levels == 0:
-                yield from yaml_files(src, folder, report)
+                yield folder
                 return
             for name, is_dir in sorted(src.listdir(folder) or []):
                 if not is_dir:

@@ -9,7 +9,7 @@ refuse to build on a broken state with a precise message.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..version import __version__
 from . import names, yamlio
-from .kinds import KINDS, Kind, kind_of
+from .kinds import KINDS, Kind, kind_of, yaml_files
 from .models import (
     FORMAT,
     Activation,
@@ -152,6 +152,7 @@ class State:
 
 
 Loaded = tuple[dict[str, BaseModel], tuple[Problem, ...]]  # a kind's documents, problems
+Leaf = tuple[tuple[tuple[str, BaseModel], ...], tuple[Problem, ...]]  # one folder's, in order
 
 
 class Validated:
@@ -164,18 +165,26 @@ class Validated:
       format, which decides where files belong): a folder whose tree id did not change
       holds the same files, so a state that changed one claim reuses the sessions and
       heartbeats as they were. At 200 sessions that was most of every load.
+    - Likewise each folder that holds a kind's files (a shard of 256), by its tree id:
+      a state that changed one claim lists the claims' shards, and reads only the one
+      whose id changed.
 
     A session's Coordinator, an MCP server's, and the hook judging each commit of a
     push load state after state of one branch. Documents are frozen and states never
     change the mappings they hold (`State.apply` copies), so states may share them.
     """
 
-    LIMIT = 50_000  # documents: a state holds one file per session, claim, task...
+    # Documents kept: a state holds one per session, claim, task... (~1,000 at 200
+    # sessions); past this the memo starts again, so a long-lived MCP server's memory stays
+    # bounded (tens of MB at most) however many heartbeats it has seen.
+    LIMIT = 10_000
     FOLDERS = 64  # kinds' folders: a few states' worth
+    LEAVES = 20_000  # the folders that hold files (a shard's): a few states' worth
 
     def __init__(self) -> None:
         self._docs: dict[tuple[type[BaseModel], str], BaseModel] = {}
         self._folders: dict[tuple[str, str, int], Loaded] = {}
+        self._leaves: dict[tuple[str, str, str, int], Leaf] = {}
 
     def get(self, model: type[BaseModel], blob: str) -> BaseModel | None:
         return self._docs.get((model, blob))
@@ -184,6 +193,14 @@ class Validated:
         if len(self._docs) >= self.LIMIT:
             self._docs.clear()
         self._docs[(model, blob)] = doc
+
+    def leaf(self, kind: str, path: str, tree: str, fmt: int) -> Leaf | None:
+        return self._leaves.get((kind, path, tree, fmt))
+
+    def put_leaf(self, kind: str, path: str, tree: str, fmt: int, leaf: Leaf) -> None:
+        if len(self._leaves) >= self.LEAVES:
+            self._leaves.clear()
+        self._leaves[(kind, path, tree, fmt)] = leaf
 
     def folder(self, kind: str, tree: str, fmt: int) -> Loaded | None:
         return self._folders.get((kind, tree, fmt))
@@ -275,7 +292,7 @@ def load_state(src: Source) -> State:
         loaded = memo.folder(kind.name, tree, fmt) if memo is not None and tree else None
         if loaded is None:
             found: list[Problem] = []
-            loaded = (_load_kind(src, kind, fmt, found), tuple(found))
+            loaded = (_load_kind(src, kind, fmt, found, memo), tuple(found))
             if memo is not None and tree:
                 memo.put_folder(kind.name, tree, fmt, loaded)
         docs, found_here = loaded
@@ -286,14 +303,45 @@ def load_state(src: Source) -> State:
     return State(**held, problems=tuple(problems), source=src)
 
 
-def _load_kind(src: Source, kind: Kind, fmt: int, problems: list[Problem]) -> dict[str, BaseModel]:
-    """The documents of `kind` in `src`, by key; what cannot be loaded goes to `problems`."""
+def _load_kind(
+    src: Source, kind: Kind, fmt: int, problems: list[Problem], memo: Validated | None = None
+) -> dict[str, BaseModel]:
+    """The documents of `kind` in `src`, by key; what cannot be loaded goes to `problems`.
+    With a memo, folder by folder: one whose tree id it knows is taken as it was."""
 
     def report(path: str, rule: str, message: str) -> None:
         problems.append(Problem(path, rule, message))
 
+    leaves = getattr(kind.where, "leaves", None)
     docs: dict[str, BaseModel] = {}
-    for path in kind.where.files(src, report, fmt):
+    if memo is None or leaves is None:
+        for key, doc in _load_files(src, kind, fmt, kind.where.files(src, report, fmt), problems):
+            docs[key] = doc
+        return docs
+    for folder in leaves(src, report, fmt):
+        tree = src.oid(folder)  # type: ignore[attr-defined]  # (a memo: a view of git trees)
+        got = memo.leaf(kind.name, folder, tree, fmt) if tree else None
+        if got is None:
+            found: list[Problem] = []
+
+            def here(path: str, rule: str, message: str, found: list[Problem] = found) -> None:
+                found.append(Problem(path, rule, message))
+
+            paths = yaml_files(src, folder, here)
+            got = (tuple(_load_files(src, kind, fmt, paths, found)), tuple(found))
+            if tree:
+                memo.put_leaf(kind.name, folder, tree, fmt, got)
+        pairs, found_here = got
+        problems.extend(found_here)
+        docs.update(pairs)
+    return docs
+
+
+def _load_files(
+    src: Source, kind: Kind, fmt: int, paths: Iterator[str], problems: list[Problem]
+) -> Iterator[tuple[str, BaseModel]]:
+    """(key, document) of each file in `paths` that loads and is where its key belongs."""
+    for path in paths:
         doc = parse(src, path, kind.model, problems, cached=True)
         if doc is None:
             continue
@@ -302,8 +350,7 @@ def _load_kind(src: Source, kind: Kind, fmt: int, problems: list[Problem]) -> di
         if wrong is not None:
             problems.append(Problem(path, "path", wrong))
             continue
-        docs[key] = doc
-    return docs
+        yield key, doc
 
 
 class DirSource:

@@ -31,6 +31,7 @@ class TreeSource:
         self._root = root_tree
         self.commit = commit  # the commit whose tree this is, when it is one
         self._cache: dict[str, list[TreeEntry] | None] = {}
+        self._named: dict[str, dict[str, TreeEntry]] = {}  # a folder's entries by name
         self.parsed = parsed
 
     def entries(self, path: str) -> list[TreeEntry] | None:
@@ -42,9 +43,7 @@ class TreeSource:
         elif path == "":
             found = self._reader.tree(self._root)
         else:
-            parent, _, leaf = path.rpartition("/")
-            above = self.entries(parent)
-            entry = next((e for e in above or [] if e.name == leaf), None)
+            entry = self._entry(path)
             found = self._reader.tree(entry.oid) if entry is not None and entry.is_tree else None
         self._cache[path] = found
         return found
@@ -66,7 +65,12 @@ class TreeSource:
 
     def _entry(self, path: str) -> TreeEntry | None:
         parent, _, leaf = path.rpartition("/")
-        return next((e for e in self.entries(parent) or [] if e.name == leaf), None)
+        named = self._named.get(parent)
+        if named is None:  # once per folder: a state's load looks up each of its files
+            named = self._named[parent] = {}
+            for e in self.entries(parent) or []:
+                named.setdefault(e.name, e)  # a crafted tree may repeat a name: the first
+        return named.get(leaf)
 
     def read(self, path: str) -> bytes:
         entry = self._entry(path)
