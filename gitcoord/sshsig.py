@@ -4,13 +4,14 @@ A signed commit carries, after its committer line, a `gpgsig` header holding an
 armored SSHSIG signature (namespace "git") of the commit without that header: what
 `git commit -S` with `gpg.format=ssh` writes and `git verify-commit` checks. Both
 halves go through OpenSSH's `ssh-keygen -Y`, the reference implementation (one short
-process, ~5 ms, per signature made or checked), with one exception: the check of a
-signature by an ssh-ed25519 key, the kind every machine key is, is made in process
-when its every field is exactly what ssh-keygen requires (pyca/cryptography verifies
-the Ed25519; anything else still goes to ssh-keygen). No cryptography is written
-here. What this module parses itself is framing: the header, the armor, the SSHSIG
-fields (`signed_by` checks the signature against the key it names, and the caller
-decides whether that key may sign).
+process, ~5 ms, per signature made or checked), but for the commonest case, done in
+process by pyca/cryptography's Ed25519: signing with an unencrypted ssh-ed25519 key
+file (every machine key), byte for byte what ssh-keygen makes, and checking a
+signature by an ssh-ed25519 key when its every field is exactly what ssh-keygen
+requires (anything else still goes to ssh-keygen). No cryptography is written here.
+What this module parses itself is framing: the header, the armor, the SSHSIG fields
+(`signed_by` checks the signature against the key it names, and the caller decides
+whether that key may sign).
 
 Keys:
 - a machine key, one per user and machine (`machine_signer`): sessions that run as one
@@ -189,10 +190,9 @@ def _ed25519_sign(key_file: str, public: str, payload: bytes) -> bytes | None:
     except (OSError, ValueError, TypeError, ImportError):  # encrypted, FIDO, unreadable
         return None
     key_blob = base64.b64decode(public.split()[1])
-    if (
-        not isinstance(private, Ed25519PrivateKey)
-        or private.public_key().public_bytes_raw()
-        != (_string(key_blob, _string(key_blob, 0)[1])[0])
+    named = _string(key_blob, _string(key_blob, 0)[1])[0]  # the raw key after its type
+    if not isinstance(private, Ed25519PrivateKey) or (
+        private.public_key().public_bytes_raw() != named
     ):
         return None  # not the key the public half names: let ssh-keygen say so
     digest = hashlib.sha512(payload).digest()
@@ -401,9 +401,11 @@ def _ed25519_valid(payload: bytes, signature: bytes) -> bool:
             return False
     except (ValueError, base64.binascii.Error):  # type: ignore[attr-defined]
         return False
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:  # a broken installation: ssh-keygen still decides
+        return False
     digest = hashlib.new(hash_alg.decode(), payload).digest()
     signed = b"SSHSIG" + _strings(NAMESPACE.encode(), reserved, hash_alg, digest)
     try:
