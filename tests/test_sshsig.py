@@ -19,7 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitcoord import sshsig
-from gitcoord.sshsig import ARMOR_BEGIN, ARMOR_END, Signer, _ed25519_valid, _keygen_valid
+from gitcoord.sshsig import (
+    ARMOR_BEGIN,
+    ARMOR_END,
+    Signer,
+    _ed25519_valid,
+    _keygen_valid,
+    _strings,
+)
 
 PAYLOAD = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor a <a@x> 1 +0000\n\nclaim\n"
 
@@ -49,10 +56,6 @@ def _armor(fields: list[bytes], trailing: bytes = b"") -> bytes:
     b64 = base64.b64encode(blob + trailing).decode()
     lines = "\n".join(b64[i : i + 70] for i in range(0, len(b64), 70))
     return ARMOR_BEGIN + b"\n" + lines.encode() + b"\n" + ARMOR_END + b"\n"
-
-
-def _string(*parts: bytes) -> bytes:
-    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +95,8 @@ def test_each_field_changed_is_refused_by_both_or_left_to_ssh_keygen(
         "version": (PAYLOAD, _armor([f[0], b"\0\0\0\2", *f[2:]])),
         "hash sha1": (PAYLOAD, _armor([*f[:5], b"sha1", f[6]])),
         "trailing bytes": (PAYLOAD, _armor(f, b"\0\0\0\0")),
-        "signature type": (PAYLOAD, _armor([*f[:6], _string(b"ssh-rsa", _fields(sig)[6][19:])])),
-        "signature short": (PAYLOAD, _armor([*f[:6], _string(key_type, b"\1" * 63)])),
+        "signature type": (PAYLOAD, _armor([*f[:6], _strings(b"ssh-rsa", _fields(sig)[6][19:])])),
+        "signature short": (PAYLOAD, _armor([*f[:6], _strings(key_type, b"\1" * 63)])),
         "magic": (PAYLOAD, _armor([b"SSHSIH", *f[1:]])),
     }
     for what, (payload, bad) in changed.items():
@@ -120,9 +123,9 @@ def _signed_as(
     private = load_ssh_private_key(Path(key.key_file).read_bytes(), None)
     assert isinstance(private, Ed25519PrivateKey)
     digest = hashlib.new(hash_alg.decode(), PAYLOAD).digest()
-    raw = private.sign(b"SSHSIG" + _string(namespace, b"", hash_alg, digest))
+    raw = private.sign(b"SSHSIG" + _strings(namespace, b"", hash_alg, digest))
     key_blob = base64.b64decode(key.public.split()[1])
-    sig_blob = _string(b"ssh-ed25519", raw)
+    sig_blob = _strings(b"ssh-ed25519", raw)
     return _armor([b"SSHSIG", version, key_blob, namespace, b"", hash_alg, sig_blob])
 
 

@@ -111,8 +111,8 @@ class Store:
         )
         self.validated = Validated()
         self.trees.wrote = self._wrote
-        # before the commit leaves this process (pruning is for the end of a command)
-        self.trees.written = lambda: self.parsed.save(prune=False)
+        # (pruning is for the end of a command)
+        self.trees.share = lambda: self.parsed.save(prune=False)
         # Called with every tip read to act on (and its state) before anything is built
         # on it or shown from it: the API verifies signatures there (`api.trust`).
         self.tip_check: Callable[[str | None, State], None] | None = None
@@ -178,8 +178,8 @@ class Store:
         return src if isinstance(src, TreeSource) else TreeSource(self.reader, None)
 
     def _wrote(self, path: str, blob: str, data: bytes) -> None:
-        """A file this process wrote: parsed now, for the loads to come (the next member
-        of a group decides on it: `ParseCache.learn`), if a State holds its kind."""
+        """A file this process wrote, for the loads to come (the next member of a group
+        decides on it: `ParseCache.learn`), if a State holds its kind."""
         kind = kind_at(path)
         if kind is not None and kind.held is not None and path.endswith(".yaml"):
             self.parsed.learn(blob, data)

@@ -55,6 +55,7 @@ class ParseCache:
         self._stamp: tuple[int, int, int] | None = None  # the file as last read or written
         self._looked = False  # whether this load has looked at the file for news
         self._used_by_load = False  # whether `_used` says what a load used (save prunes)
+        self._learnt: dict[str, bytes] = {}  # blobs written here, parsed at the next save
         self.hits = 0
         self.misses = 0
 
@@ -107,33 +108,41 @@ class ParseCache:
             return entries[oid]
         self.misses += 1
         data = self.parser(read())
+        self._keep(oid, data)
+        return data
+
+    def _keep(self, oid: str, data: Any) -> None:
+        entries = self._load()
         if len(entries) < MAX_ENTRIES and _json_exact(data):
             entries[oid] = data
             self._dirty = True
-        return data
 
     def learn(self, oid: str, data: bytes) -> None:
-        """Parse a blob this process just wrote, for the loads to come. Sessions sharing
-        a clone go in one push as a chain of commits (group commit), each deciding on
-        the commit the one before it left: without this, the k-th parsed the k-1 files
-        of the others before it (quadratic in the group); with it, each file is parsed
-        once, by its writer, and the next one finds it in the file `save` then writes."""
-        entries = self._load()
+        """A blob this process just wrote, parsed at the next `save` for the loads to
+        come (not now: a lone writer's push does not wait for it). Sessions sharing a
+        clone go in one push as a chain of commits (group commit), each deciding on the
+        commit the one before it left: without this, the k-th parsed the k-1 files of
+        the others before it (quadratic in the group); with it, each file is parsed once,
+        by its writer, and saved before the next one decides (`TreeStore.share`)."""
         self._used.add(oid)
-        if oid in entries:
-            return
-        try:
-            parsed = self.parser(data)
-        except ValueError:  # a bad file: never cached, judged at each load
-            return
-        if len(entries) < MAX_ENTRIES and _json_exact(parsed):
-            entries[oid] = parsed
-            self._dirty = True
+        self._learnt[oid] = data
+
+    def _digest(self) -> None:
+        entries = self._load()
+        for oid, data in self._learnt.items():
+            if oid in entries:
+                continue
+            try:
+                self._keep(oid, self.parser(data))
+            except ValueError:  # a bad file: never cached, judged at each load
+                continue
+        self._learnt.clear()
 
     def save(self, prune: bool = True) -> None:
         """Write the entries used since the last save, if anything new was parsed.
         `prune=False` (mid-transaction, after a write): keep every entry, and go on
         counting what is used (a write may follow a load this process did not make)."""
+        self._digest()
         if not prune or not self._used_by_load:  # (only writes since: nothing to judge by)
             if self._dirty and self._entries is not None:
                 self._write(self._entries)

@@ -193,10 +193,12 @@ class TreeStore:
         self.remote_url: str | None = None  # the machine-wide turn's key, when known
         # role, required -> the key that signs such a commit (None: unsigned); by the API
         self.signers: Callable[[str, bool], Signer | None] | None = None
-        # Told of each file a commit writes (path, blob id, bytes), then that the commit
-        # is written: the domain keeps what its files parse to for the loads to come.
+        # Told of each file a commit writes (path, blob id, bytes): the domain keeps what
+        # its files parse to for the loads to come. `share`: called before another
+        # process of this clone decides on a commit written here (group commit), so that
+        # it finds what was learnt (a lone writer's push does not wait for it).
         self.wrote: Callable[[str, str, bytes], None] | None = None
-        self.written: Callable[[], None] | None = None
+        self.share: Callable[[], None] | None = None
         self._pending: list[tuple[str, Any]] = []  # (commit, result) maybe landed
         # While a member decides: the tip under the local chain it decides on (the
         # domain verifies that tip; the chain's commits are this clone's own, judged as
@@ -261,12 +263,9 @@ class TreeStore:
         by the key `signers` gives for `signer` (a role), if any."""
         sig = self.identity.signature()
         sign = self._sign(signer, required)
-        commit = trees.write_commit(
+        return trees.write_commit(
             self.reader, self.writer, tip, files, message, when, sig, sign, self.wrote
         )
-        if self.written is not None:
-            self.written()
-        return commit
 
     def _written(self, tip: str | None, decision: Write[Any]) -> str:
         """The commit of `decision` on `tip` (written now, unless `decide` wrote it)."""
@@ -469,6 +468,8 @@ class TreeStore:
                         commit = None
                     else:
                         commit = self._written(tip, decision)
+                        if self.share is not None:
+                            self.share()  # the next member decides on it
                         decided[round_] = (commit, decision.result, None, tip)
                         pendings.append((commit, decision.result))
                         handed = True
@@ -721,6 +722,8 @@ class TreeStore:
             if peer is None:
                 break
             seen.add(id(peer))
+            if self.share is not None:
+                self.share()  # (writes only what is new: the leader's own, once)
             wait = min(group.DECIDE_TIMEOUT, deadline - time.monotonic())
             reply = leader.ask(peer, round_, chain, tip, wait)
             if reply is None:
