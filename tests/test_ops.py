@@ -1184,3 +1184,85 @@ def test_iso_and_human_delta() -> None:
     assert clock.human_delta(timedelta(minutes=3, seconds=10)) == "3m"
     assert clock.human_delta(timedelta(hours=1, minutes=5)) == "1h05m"
     assert clock.human_delta(timedelta(days=2, hours=3)) == "2d03h"
+
+
+# --- overlap problems: grouped, and the same answer as every pair compared ----------------
+
+
+def _overlap_pairs_naive(state: State, now: datetime, keys: set[str] | None) -> set[str]:
+    """Every binding claim against every other (what the validator did before grouping)."""
+    from gitcoord.domain import overlap
+
+    assert state.config is not None
+    skew = state.config.skew
+    found = set()
+    for key in sorted(state.claims if keys is None else keys & set(state.claims)):
+        claim = state.claims[key]
+        if claim.takeable(now, skew):
+            continue
+        for other in state.claims.values():
+            if (
+                other.type == claim.type
+                and other.name != claim.name
+                and not other.takeable(now, skew)
+                and overlap.overlaps(claim.type, other.name, claim.name)
+                and other.holder != claim.holder
+            ):
+                found.add(f"{max(key, other.key)} > {min(key, other.key)}")
+    return found
+
+
+_CLAIM_NAMES = {
+    "task": ["t1", "t2", "t1:1", "t1:2-4", "t1:*", "t2:3,5"],
+    "batch": ["pages", "pages:1-3", "pages:3", "pages:4-9", "rows:1", "rows"],
+    "path": ["src/**", "src/a.py", "docs/**", "docs/*.md", "*.md", "src/b/**"],
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    picks=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_CLAIM_NAMES)),
+            st.integers(0, 5),
+            st.sampled_from(["alice", "bob", "carol"]),
+            st.sampled_from(["live", "released", "expired"]),
+        ),
+        max_size=14,
+    ),
+    subset=st.lists(st.integers(0, 13), max_size=4),
+)
+def test_overlap_problems_find_exactly_the_pairs_every_comparison_finds(
+    picks: list[tuple[str, int, str, str]], subset: list[int]
+) -> None:
+    from gitcoord.domain.validate import overlap_problems
+
+    now = T0 + timedelta(hours=1)
+    claims: dict[str, Claim] = {}
+    for type_, k, holder, status in picks:
+        name = _CLAIM_NAMES[type_][k]
+        claims[f"{type_}/{name}"] = Claim(
+            type=type_,
+            name=name,
+            holder=holder,
+            generation=1,
+            acquired_at=T0,
+            expires_at=now - timedelta(hours=1)
+            if status == "expired"
+            else now + timedelta(hours=1),
+            released_at=T0 if status == "released" else None,
+        )
+    state = make_state(session("alice", 1), session("bob", 2), session("carol", 3))
+    state = State(config=state.config, sessions=state.sessions, claims=claims)
+    listed = sorted(claims)
+    for keys in (None, {listed[i] for i in subset if i < len(listed)} | {"task/none"}):
+        got = overlap_problems(state, now, keys)
+        said = {f"{p.path} {p.message}" for p in got}
+        assert len(said) == len(got)  # each pair once
+        pairs = {
+            f"{c.key} > {p.message.split()[1]}"
+            for p in got
+            for c in claims.values()
+            if kinds.CLAIMS.file(c.type, c.name, state.format) == p.path
+        }
+        assert pairs == _overlap_pairs_naive(state, now, keys), (keys, got)
