@@ -165,6 +165,88 @@ def test_a_stale_cached_tip_is_refused_then_fetched_and_decided_again(
     assert calls.remote() == {"push": 1}, calls.verbs()
 
 
+def _reset_pace(repo: Path, **fields: float) -> Pace:
+    """This clone's pace with `fields` changed (what it learnt of the branch kept)."""
+    (path,) = (repo / ".git" / "gitcoord" / "pace").iterdir()
+    got = dataclasses.replace(Pace.load(str(path)), **fields)
+    got.save(str(path))
+    return got
+
+
+def test_a_clone_that_saw_others_write_often_fetches_first_rather_than_push_stale(
+    world: World, calls: Calls
+) -> None:
+    """A push on a stale mirror is refused, which costs a round trip and counts in a
+    host's push budget: a clone whose looks at the branch found others writing at a
+    rate that has most likely moved the tip since fetches first; one that found them
+    rare still pushes at once."""
+    a, b = two_clones(world)  # b's registration: a's mirror is behind by one
+    for t in ("t1", "t2", "t3"):
+        assert run(b, "claim", "task", t, session="s2").code == 0
+    # a knew the tip a minute ago and has seen nobody else write: it pushes on its
+    # mirror, is refused, and the fetch that follows counts what it missed.
+    _reset_pace(a, round=0.05, known_at=time.time() - 60, contended_until=0.0)
+    calls.clear()
+    r = run(a, "claim", "task", "x", "--json", session="s1")
+    assert r.code == 0, r.err
+    assert calls.remote() == {"push": 2, "fetch": 1}, calls.verbs()
+    learnt = pace(a)
+    assert learnt.others == 4 and 59 <= learnt.watched <= 120
+
+    # A minute later (as far as its pace knows) the tip has most likely moved again: it
+    # fetches first, and lands in one push.
+    assert run(b, "claim", "task", "t4", session="s2").code == 0
+    kept = _reset_pace(
+        a, known_at=time.time() - 60, contended_until=0.0, give_way_until=0.0, speculate=True
+    )
+    assert kept.risk(time.time()) > 0.9
+    calls.clear()
+    r = run(a, "claim", "task", "y", "--json", session="s1")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert isinstance(doc, dict) and doc["attempts"] == 1
+    assert calls.remote() == {"fetch": 1, "push": 1}, calls.verbs()
+
+    # Others rare (one commit in ten minutes watched): a minute away, the mirror most
+    # likely stands, and it does: one push, no fetch.
+    quiet = _reset_pace(
+        a,
+        known_at=time.time() - 60,
+        contended_until=0.0,
+        give_way_until=0.0,
+        speculate=True,
+        watched=600.0,
+        others=1.0,
+    )
+    assert quiet.risk(time.time()) < 0.2
+    calls.clear()
+    assert run(a, "release", "task", "y", session="s1").code == 0
+    assert calls.remote() == {"push": 1}, calls.verbs()
+
+
+def test_the_chance_the_tip_moved_follows_the_rate_seen_and_forgets_old_looks() -> None:
+    p = Pace(known_at=1000.0)
+    assert p.risk(5000.0) == 0.0  # nobody else seen: the mirror stands, however old
+    p.observe(1010.0, 5)  # 5 commits of others in 10 s
+    p.known_at = 1010.0
+    assert p.risk(1010.0) == 0.0
+    assert 0.3 < p.risk(1011.0) < 0.5  # 1 - e^-0.5
+    assert p.risk(1020.0) > 0.99
+    # A night away counts as WATCH_CAP seconds: one look cannot make a busy branch quiet.
+    p.observe(1010.0 + 8 * 3600, 40)
+    assert p.watched <= 5.0 + 600.0
+    # Quiet looks since: the rate falls, and speculation comes back.
+    for k in range(1, 8):
+        p.known_at = 100_000.0 * k
+        p.observe(100_000.0 * k + 60, 0)
+    p.known_at = 900_000.0
+    assert p.risk(900_001.0) < 0.2 and p.may_speculate(900_001.0)
+    # A look from before the tip was known (a clock set back) teaches nothing.
+    before = dataclasses.replace(p)
+    p.observe(p.known_at - 5, 3)
+    assert p == before
+
+
 def test_a_stale_push_that_wins_on_the_fetched_tip_builds_on_it(world: World, calls: Calls) -> None:
     a, b = two_clones(world)
     assert run(b, "claim", "task", "other", session="s2").code == 0
@@ -269,6 +351,17 @@ def test_pace_survives_a_round_trip_and_a_broken_file(tmp_path: Path) -> None:
     assert Pace.load(path) == Pace(False, 0.125, 1000.25, 1100.5, 1234.5, 3)
     Path(path).write_text("garbage")
     assert Pace.load(path) == Pace()
+    full = Pace(True, 0.125, 1000.25, 1100.5, 1234.5, 3, 999.5, 42.5, 7.0)
+    full.save(path)
+    assert Pace.load(path) == full
+    # a file from before the rate was kept: none seen
+    Path(path).write_text("1 0.1250 1000.250 1100.500 1234.500 3 999.500\n")
+    assert Pace.load(path) == dataclasses.replace(full, watched=0.0, others=0.0)
+    # numbers that are no times: the defaults; a broken rate alone is forgotten
+    Path(path).write_text("1 nan 1000 1100 1234 3 999\n")
+    assert Pace.load(path) == Pace()
+    Path(path).write_text("1 0.125 1000.25 1100.5 1234.5 3 999.5 inf -3\n")
+    assert Pace.load(path) == dataclasses.replace(full, watched=0.0, others=0.0)
 
 
 def test_a_winner_that_lost_a_round_to_another_clone_gives_way_next_time(

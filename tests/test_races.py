@@ -49,6 +49,7 @@ from conftest import (
     spawn,
     wait_all,
 )
+from reliability import tip
 
 import gitcoord.api.coordinator
 import gitcoord.api.render
@@ -775,3 +776,109 @@ def test_identical_commit_pushed_first_by_another_clone_is_not_a_second_win(
         f"answered '= [up to date]' and counted as a win\n{rb.out}"
     )
     assert_no_locks(world.remote, a, b)
+
+
+# --- the server judges pushes to the branch one at a time ---------------------------------
+
+
+def test_pushes_racing_from_one_tip_are_judged_one_at_a_time_and_the_rest_refused_unjudged(
+    world: World,
+) -> None:
+    """Two pushes from the same tip both reach the server's hook before either moves the
+    ref. Judged side by side, the server would verify both and git would then refuse
+    one under the ref's lock. In turns (`turns.judging`), the first is judged and lands,
+    and the second, when its turn comes, is refused at once as a lost race, nothing
+    judged; its client goes round again and lands too.
+
+    Deterministic: the hook holds each push until both are there, then lets them in
+    together."""
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    assert run(b, "register", "--role", "r", "--goal", "g", session="s2").code == 0
+    assert run(world.root, "hooks", "install", "--server", str(world.remote)).code == 0
+    for clone in (a, b):  # both know the tip: both push from it
+        assert run(clone, "status").code == 0
+    mirror = "refs/gitcoord/remotes/origin/gitcoord"
+    assert tip(a, mirror) == tip(b, mirror) == tip(world.remote)
+    entered, said = world.root / "entered", world.root / "hook-said"
+    entered.mkdir()
+    # In place of the installed shim: gitcoord's hook in this interpreter, imported
+    # first, so that the two start judging together (not a Python start-up apart).
+    (world.remote / "hooks" / "pre-receive").write_text(
+        f"#!{sys.executable}\n"
+        "import contextlib, io, os, sys, time\n"
+        "from gitcoord.faces.cli import main\n"
+        "import gitcoord.faces.githooks, gitcoord.audit.verify, gitcoord.api.coordinator\n"
+        f"entered = {str(entered)!r}\n"
+        "open(os.path.join(entered, str(os.getpid())), 'w').close()\n"
+        "for _ in range(5000):\n"
+        "    if len(os.listdir(entered)) >= 2:\n"
+        "        break\n"
+        "    time.sleep(0.002)\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        "    code = main(['hooks', 'run', 'pre-receive'])\n"
+        f"with open({str(said)!r}, 'a') as fh:\n"
+        "    fh.write(err.getvalue())\n"
+        "sys.stderr.write(err.getvalue())\n"
+        "sys.exit(code)\n"
+    )
+    procs = [
+        spawn(a, "claim", "task", "ta", "--json", session="s1"),
+        spawn(b, "claim", "task", "tb", "--json", session="s2"),
+    ]
+    got = wait_all(procs, 120)
+    assert len(list(entered.iterdir())) >= 2, "precondition: both pushes at the hook"
+    assert all(r.code == 0 for r in got), [r.err for r in got]
+    attempts = sorted(r.json()["attempts"] for r in got)  # type: ignore[index]
+    assert attempts[0] == 1 and attempts[1] >= 2, attempts
+    text = said.read_text()
+    assert text.count("stale push:") == 1, text  # the loser: refused unjudged, once
+    for r in got:
+        assert "cannot lock ref" not in r.err and "rejected" not in r.err, r.err
+    claims = run(a, "status", "--json").json()["claims"]  # type: ignore[index]
+    assert {(c["name"], c["holder"]) for c in claims} == {("ta", "s1"), ("tb", "s2")}
+    assert run(a, "validate").code == 0
+
+
+def test_a_push_from_a_tip_an_accepted_push_is_leaving_waits_for_it_to_land(
+    world: World,
+) -> None:
+    """Git moves the ref a moment after the hook accepts a push. The next push judged,
+    from the same tip, finds the ref not yet moved: it waits for the accepted one to
+    land (then refused as stale, unjudged), and is judged as usual if it never does."""
+    import threading
+
+    from gitcoord.faces.githooks import run_pre_receive
+    from gitcoord.store.turns import judge_files
+
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    ref = "refs/heads/gitcoord"
+    base = tip(world.remote)
+    assert base is not None
+    assert run(a, "claim", "task", "x", session="s1").code == 0
+    ours = tip(world.remote)
+    assert run(a, "claim", "task", "y", session="s1").code == 0
+    theirs = tip(world.remote)  # a commit on `ours`: the "accepted" push's
+    assert ours is not None and theirs is not None
+    git(world.remote, "update-ref", ref, base)  # the branch back at the tip both left
+    _, record = judge_files(str(world.remote), ref)
+    os.makedirs(os.path.dirname(record), exist_ok=True)
+    Path(record).write_text(f"{base} {theirs}\n")
+
+    # The accepted push lands 0.2 s into the wait: this one is refused, unjudged.
+    mover = threading.Timer(0.2, lambda: git(world.remote, "update-ref", ref, theirs, base))
+    mover.start()
+    said = run_pre_receive(str(world.remote), [f"{base} {ours} {ref}"])
+    mover.join()
+    assert len(said) == 1 and said[0].startswith("stale push:"), said
+    assert tip(world.remote) == theirs
+
+    # It never lands (refused under the ref's lock, say): after the wait, judged as usual.
+    git(world.remote, "update-ref", ref, base)
+    assert run_pre_receive(str(world.remote), [f"{base} {ours} {ref}"]) == []
+    # ... and accepted, it is what the next one judged from that tip waits for.
+    assert Path(record).read_text().split() == [base, ours]

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from ..gitio import Git
 
 if TYPE_CHECKING:
     from ..api.coordinator import Coordinator
-    from ..domain.branch import Outcome
+    from ..domain.branch import Outcome, Store
     from ..domain.change import Change
     from ..domain.state import State
 
@@ -208,14 +209,16 @@ def pusher() -> str | None:
 def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
     """Validate ref updates read from pre-receive's stdin; the rejection lines (if any).
 
-    First, whether the coordination branch is still at the tip the push expected: if
-    not, git would refuse the update anyway, under the ref's lock, but only after this
-    hook; under contention the server then judged every commit of pushes that were lost
+    Pushes to the coordination branch are judged one at a time (`turns.judging`), and
+    each first looks whether the branch is still at the tip it expected: if not, git
+    would refuse the update anyway, under the ref's lock, but only after this hook;
+    under contention the server then judged every commit of pushes that were lost
     before they arrived (measured at 200 sessions on 10 machines: most of its time). So
     such a push is refused at once, in one line the pusher knows as a lost race
-    (`STALE_PUSH`), nothing judged."""
+    (`STALE_PUSH`), nothing judged — as is one whose tip the push judged just before
+    it, and accepted, is about to move."""
     from ..api.coordinator import Coordinator
-    from ..store.remote import STALE_PUSH
+    from ..store.turns import judging
 
     with Coordinator(repo, remote=None, objects_from_env=True) as coord:
         store = coord.store
@@ -223,25 +226,56 @@ def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
         from ..audit.verify import verify_update
 
         ours = [p for p in (line.split() for line in lines) if len(p) == 3 and p[2] == store.ref]
-        for old, _, ref in ours:
-            got = store.reader.read(ref)  # (the cat-file the judging reads through anyway)
-            now = got[0] if got is not None else zero
-            if now != old:
-                return [
-                    f"{STALE_PUSH} {ref} is at {now[:10]}, not at {old[:10]} as this push "
-                    "expected: another push landed first; nothing was judged or written"
-                ]
-        rejected: list[str] = []
-        for old, new, ref in ours:  # other refs, approval proposals included, pass untouched
-            problems = verify_update(
-                store,
-                None if old == zero else old,
-                None if new == zero else new,
-                pusher=pusher(),
-                server=True,
-            )
-            rejected += [f"{ref}: {p}" for p in problems]
-        return rejected
+        if not ours:
+            return []  # other refs, approval proposals included, pass untouched
+        with judging(store.info.common_dir, store.ref) as turn:
+            for old, new, ref in ours:
+                if (stale := _stale(store, old, new, ref, turn.accepted)) is not None:
+                    return [stale]
+            rejected: list[str] = []
+            for old, new, ref in ours:
+                problems = verify_update(
+                    store,
+                    None if old == zero else old,
+                    None if new == zero else new,
+                    pusher=pusher(),
+                    server=True,
+                )
+                rejected += [f"{ref}: {p}" for p in problems]
+            if not rejected:
+                turn.accept(ours[-1][0], ours[-1][1])
+            # What the states judged parse to, for the next push's judge (in the turn:
+            # it reads them next). Without it each push parsed every file of the branch.
+            store.parsed.save()
+            return rejected
+
+
+def _stale(
+    store: Store, old: str, new: str, ref: str, accepted: tuple[str, str] | None
+) -> str | None:
+    """Why this push can no longer land (`STALE_PUSH`), or None: the ref is not at
+    `old`, or a push from `old` accepted just before this one is landing (git moves the
+    ref a moment after the hook; given LANDING_WAIT to do it, and judged as usual if it
+    did not)."""
+    from ..store.remote import STALE_PUSH
+    from ..store.turns import LANDING_WAIT
+
+    def at() -> str:
+        got = store.reader.read(ref)  # (the cat-file the judging reads through anyway)
+        return got[0] if got is not None else store.info.zero_oid
+
+    now = at()
+    if now == old and accepted is not None and accepted[0] == old and accepted[1] != new:
+        until = time.monotonic() + LANDING_WAIT
+        while now == old and time.monotonic() < until:
+            time.sleep(0.01)
+            now = at()
+    if now == old:
+        return None
+    return (
+        f"{STALE_PUSH} {ref} is at {now[:10]}, not at {old[:10]} as this push "
+        "expected: another push landed first; nothing was judged or written"
+    )
 
 
 def staged_tree(repo: str) -> str:

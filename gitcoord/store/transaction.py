@@ -545,6 +545,7 @@ class TreeStore:
         began = time.monotonic()
         fetched: list[str | None] = []  # the next round's tip, when already fetched
         spurned = False  # the remote's hook refused a push with riders: none this time
+        stale = False  # a push on the mirror was refused: it was behind
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if not self._pending:
                 cancel.check()  # stopped by the user: nothing was written
@@ -558,7 +559,8 @@ class TreeStore:
             elif fetched:
                 tip = fetched.pop()
             else:
-                tip, fetching = self._fetch(pace, attempt == 1, deadline), True
+                tip = self._fetch(pace, attempt == 1, deadline, looked=stale)
+                fetching, stale = True, False
             if tip is not None and landing is not None:
                 sent, landed, theirs, told = landing
                 if self.upstream.contains(tip, sent):  # the whole chain is on the branch
@@ -647,6 +649,7 @@ class TreeStore:
                     # again at once (nobody raced this round); fetch first next time.
                     pace.speculate = False
                     pace.moved(time.time())
+                    stale = True  # the next fetch says by how many commits
                 continue
             pace.contend(time.time())  # lost to a writer who pushed while we decided
             self.backoff.round = pace.unit
@@ -757,18 +760,22 @@ class TreeStore:
             return None
         return self.upstream.mirror_tip()
 
-    def _fetch(self, pace: Pace, first: bool, deadline: float) -> str | None:
+    def _fetch(self, pace: Pace, first: bool, deadline: float, looked: bool = False) -> str | None:
         """The tip, fetched. A transaction's first fetch that finds the branch where
-        this clone last left it turns speculation back on: nobody else is writing."""
-        if not first or self.remote is None:
+        this clone last left it turns speculation back on: nobody else is writing.
+        Each such look (and the fetch after a push refused on the mirror, `looked`)
+        tells the pace how many commits of others came since this clone knew the tip."""
+        if (not first and not looked) or self.remote is None:
             tip = self.fetch_tip(deadline)
             pace.knew(time.time())
             return tip
         before = self.upstream.mirror_tip()
         tip = self.fetch_tip(deadline)
-        if before is not None and tip == before:
+        if before is not None:
+            pace.observe(time.time(), self._since(before, tip))
+        if first and before is not None and tip == before:
             pace.speculate = True
-        elif before is not None:
+        elif before is not None and tip != before:
             pace.moved(time.time())
         pace.knew(time.time())
         return tip
@@ -776,7 +783,20 @@ class TreeStore:
     def _confirm(self, tip: str | None, deadline: float) -> str | None:
         """The tip fetched now, to confirm an answer decided on the cached `tip`."""
         now = self.fetch_tip(deadline)
+        if tip is not None:
+            self.pace.observe(time.time(), self._since(tip, now))
         if now != tip:
             self.pace.moved(time.time())
         self.pace.knew(time.time())
         return now
+
+    def _since(self, old: str, new: str | None, most: int = 64) -> int:
+        """How many commits `new` is ahead of `old` along first parents (at most
+        `most`; `most` too when `old` is not among them: the branch was rewritten)."""
+        count, at = 0, new
+        while at is not None and at != old and count < most:
+            parent = self._parent(at)
+            if parent == "":
+                break
+            count, at = count + 1, parent
+        return count if at == old else most
