@@ -118,10 +118,12 @@ def measure(
     ctx = mp.get_context("fork")
     conns: list[Connection] = []
     procs = []
-    clones = []
+    # Every clone before any machine starts: a local clone copies the remote's object
+    # folder, and the first machines' registrations pushing meanwhile (their quarantine
+    # folders coming and going) made a later clone fail.
+    clones = [common.clone(f"file://{remote}", tmp / f"machine{m}", env) for m in range(len(per))]
     for m, mine in enumerate(per):
-        clone = common.clone(f"file://{remote}", tmp / f"machine{m}", env)
-        clones.append(clone)
+        clone = clones[m]
         home = tmp / f"home{m}"
         home.mkdir()
         parent, child = ctx.Pipe()

@@ -162,7 +162,7 @@ def _turn(path: str, deadline: float) -> IO[str] | None:
 
 
 # The server's side: pushes to the coordination branch are judged one at a time.
-JUDGE_WAIT = 60.0  # seconds a push waits for those judged before it (then judged anyway)
+JUDGE_WAIT = 10.0  # seconds a push waits for those judged before it (then judged anyway)
 LANDING_WAIT = 1.0  # seconds a push accepted before this one has to land on the ref
 
 
