@@ -169,6 +169,13 @@ def run_loop(loop: Loop, remote: Path) -> None:
             loop.failures.append(f"#{n}: {argv[-6:]} exit {proc.returncode}: {err}")
         for repo in (loop.clone, remote):
             locks = lock_files(repo)
+            # The daemon's receive-pack is no process of the killed group: a push the kill
+            # cut off may still be finishing on the server side. Give it a moment; a lock
+            # it leaves behind is still one.
+            settle = time.monotonic() + 10
+            while repo == remote and locks and time.monotonic() < settle:
+                time.sleep(0.05)
+                locks = lock_files(repo)
             if repo == loop.clone and locks and all(MIRROR in lk for lk in locks):
                 locks = stale_mirror_lock_cleared(loop.clone, locks, env)
             if locks:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -882,3 +883,50 @@ def test_a_push_from_a_tip_an_accepted_push_is_leaving_waits_for_it_to_land(
     assert run_pre_receive(str(world.remote), [f"{base} {ours} {ref}"]) == []
     # ... and accepted, it is what the next one judged from that tip waits for.
     assert Path(record).read_text().split() == [base, ours]
+
+
+def test_a_push_that_cannot_have_the_judging_turn_is_judged_without_it(tmp_path: Path) -> None:
+    """The turn only saves work: held by another judge past the wait, a push goes on
+    without it — and knows no accepted push to wait for, and records none."""
+    import fcntl
+
+    from gitcoord.store.turns import judge_files, judging
+
+    lock, record = judge_files(str(tmp_path), "refs/heads/gitcoord")
+    os.makedirs(os.path.dirname(lock))
+    Path(record).write_text(f"{'a' * 40} {'b' * 40}\n")
+    with judging(str(tmp_path), "refs/heads/gitcoord", wait=5) as free:
+        assert free.held and free.accepted == ("a" * 40, "b" * 40)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with judging(str(tmp_path), "refs/heads/gitcoord", wait=0.3) as turn:
+            assert not turn.held and turn.accepted is None
+            # it waited for the turn, and no longer than it was told (a generous bound:
+            # the wait's end, not a speed)
+            assert 0.3 <= time.monotonic() - started < 10
+            turn.accept("c" * 40, "d" * 40)  # not held: the record stays the last judge's
+    assert Path(record).read_text().split() == ["a" * 40, "b" * 40]
+
+
+def test_the_hook_keeps_what_it_parsed_for_the_next_push(world: World) -> None:
+    """The server's hook writes its parse cache (in the repository's gitcoord/ folder),
+    so that the next push parses only what it changed."""
+    from gitcoord.faces.githooks import run_pre_receive
+
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    base = tip(world.remote)
+    assert run(a, "claim", "task", "x", session="s1").code == 0
+    new = tip(world.remote)
+    assert base is not None and new is not None
+    git(world.remote, "update-ref", "refs/heads/gitcoord", base)
+    parsed = world.remote / "gitcoord" / "parsed"
+    assert not parsed.exists()
+    assert run_pre_receive(str(world.remote), [f"{base} {new} refs/heads/gitcoord"]) == []
+    (cache,) = parsed.iterdir()
+    entries = json.loads(cache.read_text())["entries"]
+    files = git(world.remote, "ls-tree", "-r", new).split("\n")
+    blobs = {ln.split()[2] for ln in files if ln.endswith(".yaml") and "coordination/" in ln}
+    assert blobs and blobs <= set(entries)

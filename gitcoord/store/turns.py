@@ -180,11 +180,21 @@ class Judging:
         """This push passed: the next one judged knows it is about to land."""
         if not self.held:
             return
-        tmp = f"{self.record}.{os.getpid()}.{threading.get_ident()}.tmp"
+        _write_line(self.record, f"{old} {new}\n")
+
+
+def _write_line(path: str, line: str) -> None:
+    """`path` holding `line`, replaced whole (a reader sees the old file or the new);
+    a read-only repository goes without: these files only save work."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(line)
+        os.replace(tmp, path)
+    except OSError:
         with contextlib.suppress(OSError):
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(f"{old} {new}\n")
-            os.replace(tmp, self.record)
+            os.unlink(tmp)
 
 
 def judge_files(common_dir: str, ref: str) -> tuple[str, str]:
@@ -371,20 +381,12 @@ class Pace:
         )
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.{os.getpid()}.tmp"
         line = (
             f"{int(self.speculate)} {self.round:.4f} {self.known_at:.3f} "
             f"{self.contended_until:.3f} {self.give_way_until:.3f} {self.streak} "
             f"{self.streak_since:.3f} {self.watched:.3f} {self.others:.3f}\n"
         )
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(line)
-            os.replace(tmp, path)
-        except OSError:  # a read-only repository goes without
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        _write_line(path, line)
 
     @property
     def unit(self) -> float:
