@@ -431,6 +431,25 @@ def test_a_run_of_one_push_wins_gives_way_by_count_or_by_time() -> None:
     assert slow.streak == 0  # a new run starts
 
 
+def test_a_group_gives_way_for_two_pushes_not_for_its_members_decisions() -> None:
+    """A push carrying a group took its members' decisions too: the others need a
+    fetch and a push (about two pushes, a fetching round at least), not that long."""
+    from gitcoord.store.turns import STREAK
+
+    group = Pace(round=0.3)
+    for k in range(STREAK):
+        group.won(1000.0 + 0.4 * k, True, 0.9, pushed=0.25)
+    assert group.give_way_until == pytest.approx(1000.0 + 0.4 * (STREAK - 1) + 0.5)
+    short = Pace(round=0.3)  # pushes quicker than a fetching round: a round still
+    for k in range(STREAK):
+        short.won(1000.0 + 0.4 * k, True, 0.9, pushed=0.05)
+    assert short.give_way_until == pytest.approx(1000.0 + 0.4 * (STREAK - 1) + 0.3)
+    odd = Pace(round=0.3)  # a push time past the win's own (a clock step): the win's
+    for k in range(STREAK):
+        odd.won(1000.0 + 0.4 * k, True, 0.4, pushed=7.0)
+    assert odd.give_way_until == pytest.approx(1000.0 + 0.4 * (STREAK - 1) + 0.8)
+
+
 def _now() -> datetime:
     return datetime.fromtimestamp(int(time.time()), timezone.utc)
 

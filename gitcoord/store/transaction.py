@@ -600,6 +600,7 @@ class TreeStore:
             assert chain is not None
             if not self._pending:
                 cancel.check()  # the last moment at which stopping writes nothing
+            pushing = time.monotonic()
             try:
                 result = self.upstream.swap(tip, chain, deadline)
             except RemoteError:
@@ -629,7 +630,8 @@ class TreeStore:
             if fetching:
                 pace.learn(time.monotonic() - started)
             if result == "ok":
-                pace.won(time.time(), not fresh, time.monotonic() - started, attempt)
+                end = time.monotonic()
+                pace.won(time.time(), not fresh, end - started, attempt, end - pushing)
                 for rider, commit in riding:
                     rider.settled(commit or None)
                     if commit:

@@ -433,11 +433,18 @@ class Pace:
     def contend(self, now: float) -> None:
         self.contended_until = now + CONTENDED_ROUNDS * self.unit
 
-    def won(self, now: float, speculated: bool, took: float, rounds: int = 1) -> None:
-        """A win, in one push if `speculated`, after `took` seconds and `rounds` rounds:
-        under contention the next transaction gives way for as many rounds as this win
-        took (up to GIVE_WAY_ROUNDS: the others are as many rounds into their wait), at
-        the end of a streak for a round."""
+    def won(
+        self,
+        now: float,
+        speculated: bool,
+        took: float,
+        rounds: int = 1,
+        pushed: float | None = None,
+    ) -> None:
+        """A win, in one push if `speculated`, after `took` seconds (`pushed` of them in
+        the push) and `rounds` rounds: under contention the next transaction gives way
+        for as many rounds as this win took (up to GIVE_WAY_ROUNDS: the others are as
+        many rounds into their wait), at the end of a streak for a round."""
         self.knew(now)
         if now < self.contended_until:
             self.give_way_until = now + self.unit * min(max(1, rounds), GIVE_WAY_ROUNDS)
@@ -447,5 +454,8 @@ class Pace:
             self.streak += 1
             if self.streak >= STREAK or now - self.streak_since >= STREAK_SECONDS:
                 self.streak = 0
-                # a round the others can use: a fetch and a push (~2 pushes) at least
-                self.give_way_until = now + max(self.unit, 2 * took)
+                # A round the others can use: a fetch and a push, ~2 pushes (a fetching
+                # round here, at least). Pushes, not this win's whole time: a group's
+                # took its members' decisions too, which the others need not wait out.
+                push = took if pushed is None else min(took, max(0.0, pushed))
+                self.give_way_until = now + max(self.unit, 2 * push)
