@@ -7,6 +7,7 @@ generations, the clock-skew boundary) is checked exactly, to the second.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 from datetime import datetime, timedelta, timezone
@@ -1266,3 +1267,45 @@ def test_overlap_problems_find_exactly_the_pairs_every_comparison_finds(
             if kinds.CLAIMS.file(c.type, c.name, state.format) == p.path
         }
         assert pairs == _overlap_pairs_naive(state, now, keys), (keys, got)
+
+
+def test_a_state_checked_again_at_another_time_is_judged_at_that_time() -> None:
+    """check_state keeps the rules that hold whatever the time of the states it checked
+    last (a State is immutable): the overlap of claims, which depends on the time, is
+    still judged at each call's own time, and the answer is the one a fresh check
+    gives, in the same order."""
+    from gitcoord.domain.validate import check_state
+
+    now = T0 + timedelta(hours=1)
+
+    def claim(name: str, holder: str, hours: float) -> Claim:
+        return Claim(
+            type="task",
+            name=name,
+            holder=holder,
+            generation=1,
+            acquired_at=T0,
+            expires_at=now + timedelta(hours=hours),
+        )
+
+    base = make_state(session("alice", 1), session("bob", 2))
+    claims = {
+        "task/t1:1-3": claim("t1:1-3", "alice", 1),
+        "task/t1:2": claim("t1:2", "bob", 2),
+        "task/ghost": claim("ghost", "nobody", 1),  # a holder never registered
+    }
+    state = State(config=base.config, sessions=base.sessions, claims=claims)
+    later = now + timedelta(hours=1, minutes=30)  # alice's claim has expired by then
+
+    def rules(problems: list[Problem]) -> list[str]:
+        return [p.rule for p in problems]
+
+    first = check_state(state, now)
+    assert rules(first) == ["holder-registered", "overlap"]
+    assert rules(check_state(state, later)) == ["holder-registered"]
+    assert check_state(state, now) == first
+    assert check_state(state) == first[:1]
+    fresh = dataclasses.replace(state)  # another object: checked from scratch
+    assert fresh is not state
+    assert check_state(fresh, now) == first
+    assert check_state(fresh, later) == check_state(state, later)

@@ -71,6 +71,26 @@ def test_sessions_sharing_a_clone_parse_a_changed_file_once_between_them(world: 
         assert "task/fresh" in second.snapshot().state.claims
 
 
+def test_a_file_another_process_parsed_meanwhile_is_not_parsed_again(tmp_path: Path) -> None:
+    """Within one transaction, too: a member of a group whose push was refused decides
+    again on the new tip, whose new files the first member to decide parsed and saved
+    meanwhile. It looks at the file on each miss, not once per command."""
+    parsed: list[bytes] = []
+
+    def parse(raw: bytes) -> Any:
+        parsed.append(raw)
+        return yamlio.load(raw)
+
+    first = ParseCache(str(tmp_path), "k", parse=parse, version="v")
+    second = ParseCache(str(tmp_path), "k", parse=parse, version="v")
+    assert second.parse("a" * 40, lambda: b"x: 1\n") == {"x": 1}  # a miss: it looked
+    assert first.parse("b" * 40, lambda: b"y: 2\n") == {"y": 2}
+    first.save(prune=False)  # (as a member shares what it parsed, mid-transaction)
+    assert second.parse("b" * 40, lambda: b"not read: from the file") == {"y": 2}
+    assert parsed == [b"x: 1\n", b"y: 2\n"]
+    assert (second.hits, second.misses) == (1, 1)
+
+
 def test_the_state_loaded_through_the_cache_is_the_state_parsed_afresh(world: World) -> None:
     a, _ = setup(world, 4)
     for f in (a / ".git" / "gitcoord" / "parsed").iterdir():

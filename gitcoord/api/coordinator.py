@@ -212,7 +212,7 @@ class Coordinator:
             return None
         return _Signing(signer)
 
-    def _check_tip(self, tip: str | None, state: State) -> None:
+    def _check_tip(self, tip: str | None, state: Callable[[], State]) -> None:
         """A tip this clone has not verified yet is verified before anything is built
         on it or shown from it, when the branch requires signatures (`api.trust`)."""
         from .trust import check_tip

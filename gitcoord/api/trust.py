@@ -18,6 +18,7 @@ past requirement that a forged commit might have turned off.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..audit import signatures
@@ -82,15 +83,15 @@ def problems_since(store: Store, old: str | None, tip: str) -> list[Problem]:
     return verify_update(store, old, tip)
 
 
-def check_tip(store: Store, tip: str | None, state: State) -> None:
-    """Verify `tip` (whose state is `state`) unless this clone verified it before;
+def check_tip(store: Store, tip: str | None, state: Callable[[], State]) -> None:
+    """Verify `tip` (whose state `state()` gives) unless this clone verified it before;
     raise UnverifiedError naming the first refused commit."""
     if tip is None:
         return
     last = read(store)
     if last is not None and last.tip == tip:
         return
-    required = signatures.required(state.config)
+    required = signatures.required(state().config)
     config = _config_blob(store, tip)
     if required or (last is not None and last.required):
         need = True

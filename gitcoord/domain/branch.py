@@ -56,6 +56,7 @@ __all__ = ["DEFAULT_TIMEOUT", "Identity", "Outcome", "Store", "TreeSource", "com
 PARSE_VERSION = (
     f"ruamel-{yamlio.parser_version()}/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
 )
+KEPT_STATES = 4  # states a Store keeps by commit (`Store.load`)
 
 
 @dataclass
@@ -110,17 +111,23 @@ class Store:
             info.common_dir, self.mirror, parse=yamlio.load, version=PARSE_VERSION
         )
         self.validated = Validated()
+        # The last few states loaded, by commit: a commit names its tree, so its state
+        # never changes. Along a verified range each commit's state is the next one's
+        # old state, and a write decides on the tip its check just loaded: one State
+        # object for both, whose rules are then checked once (`validate.check_state`).
+        self._states: dict[str, State] = {}
         self.trees.wrote = self._wrote
         # (pruning is for the end of a command)
         self.trees.share = lambda: self.parsed.save(prune=False)
         # Called with every tip read to act on (and its state) before anything is built
         # on it or shown from it: the API verifies signatures there (`api.trust`).
-        self.tip_check: Callable[[str | None, State], None] | None = None
+        # The state comes as a function: a tip verified before needs no state at all.
+        self.tip_check: Callable[[str | None, Callable[[], State]], None] | None = None
         self._pinned: tuple[str | None] | None = None  # reads at this tip (`pinned`)
 
     def checked(self, tip: str | None, state: State) -> State:
         if self.tip_check is not None:
-            self.tip_check(tip, state)
+            self.tip_check(tip, lambda: state)
         return state
 
     @property
@@ -206,9 +213,15 @@ class Store:
     def load(self, tip: str | None) -> State:
         if tip is None:
             return State()
+        if (known := self._states.get(tip)) is not None:
+            return known
         src = CachedSource(self.reader, self.tree_of(tip), self.parsed, tip)
         src.validated = self.validated
-        return load_state(src)
+        state = load_state(src)
+        if len(self._states) >= KEPT_STATES:
+            self._states.pop(next(iter(self._states)), None)
+        self._states[tip] = state
+        return state
 
     def snapshot(self) -> tuple[str | None, State]:
         deadline = time.monotonic() + self.timeout
@@ -281,7 +294,8 @@ class Store:
                 # push (group commit): the tip is what is verified; each chained commit
                 # was judged as it was written, as this clone's own writes are.
                 if self.tip_check is not None:
-                    self.checked(on[0], self.load(on[0]))
+                    base = on[0]
+                    self.tip_check(base, lambda: self.load(base))
                 state = self.load(tip)
             else:
                 state = self.checked(tip, self.load(tip))

@@ -6,7 +6,7 @@ and by the hooks. Problems name the file and the rule they break.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime
 
@@ -93,9 +93,29 @@ def _signature_fields(state: State) -> list[Problem]:
     return found
 
 
+# The rules that do not depend on the time, of the last few states checked (by identity:
+# a State is immutable, and a Store hands out one object per commit). The verifier checks
+# each commit's state as the new state of one commit and the old state of the next, and a
+# writer checks the tip its trust check just judged.
+_RECENT: deque[tuple[State, tuple[Problem, ...], tuple[Problem, ...]]] = deque(maxlen=8)
+
+
 def check_state(state: State, now: datetime | None = None) -> list[Problem]:
     """Every rule a state obeys. With `now`, also that no two binding claims of
     different holders overlap at that time (time-dependent, so optional)."""
+    known = next((k for k in list(_RECENT) if k[0] is state), None)  # (list: threads add)
+    if known is None:
+        board = tuple(_check_board(state)) if state.config is not None else ()
+        known = (state, tuple(_documents(state)), board)
+        _RECENT.append(known)
+    _, documents, board = known
+    overlapping = overlap_problems(state, now) if now is not None else []
+    return [*documents, *overlapping, *board]
+
+
+def _documents(state: State) -> list[Problem]:
+    """The rules of `check_state` on the documents and how they refer to each other
+    (but the board's), which hold whatever the time."""
     problems = list(state.problems)
     if state.config is None:
         if (state.sessions or state.claims) and not any(p.path == config_path() for p in problems):
@@ -202,16 +222,12 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
                 )
             )
     for _, claim in sorted(state.claims.items()):
-        path = CLAIMS.file(claim.type, claim.name, state.format)
+        found: list[tuple[str, str]] = []  # (rule, message): most claims have none
         holder = state.sessions.get(claim.holder)
         if holder is None:
-            problems.append(
-                Problem(path, "holder-registered", f"holder {claim.holder!r} is not registered")
-            )
+            found.append(("holder-registered", f"holder {claim.holder!r} is not registered"))
         elif holder.left_at is not None and claim.released_at is None:
-            problems.append(
-                Problem(path, "left", f"{claim.holder!r} left, but still holds {claim.key}")
-            )
+            found.append(("left", f"{claim.holder!r} left, but still holds {claim.key}"))
         # A name the CLI would refuse, pushed by hand: an uncompilable glob turned the path
         # guard off for everyone (it crashed, or let every path through), and a range that
         # ends before it starts covers nothing, so it never conflicts with anything.
@@ -219,26 +235,20 @@ def check_state(state: State, now: datetime | None = None) -> list[Problem]:
         if bad_name is None and claim.type == overlap.PATH_TYPE:
             bad_name = overlap.glob_problem(claim.name)
         if bad_name is not None:
-            problems.append(Problem(path, "claim-name", bad_name))
+            found.append(("claim-name", bad_name))
         if claim.expires_at <= claim.acquired_at:
-            problems.append(Problem(path, "time-order", "expires_at is not after acquired_at"))
+            found.append(("time-order", "expires_at is not after acquired_at"))
         if claim.released_at is not None and claim.released_at < claim.acquired_at:
-            problems.append(Problem(path, "time-order", "released_at is before acquired_at"))
+            found.append(("time-order", "released_at is before acquired_at"))
         if claim.type in required and claim.generation and claim.approval is None:
-            problems.append(
-                Problem(path, "approval", f"{claim.type} claims need an approval request")
-            )
+            found.append(("approval", f"{claim.type} claims need an approval request"))
         if claim.approval is not None:
             gate = state.approvals.get(claim.approval)
             if gate is None or gate.kind != "claim" or gate.resource != claim.key:
-                problems.append(
-                    Problem(
-                        path, "approval", f"approval {claim.approval} does not gate {claim.key}"
-                    )
-                )
-    if now is not None:
-        problems += overlap_problems(state, now)
-    problems += _check_board(state)
+                found.append(("approval", f"approval {claim.approval} does not gate {claim.key}"))
+        if found:  # (its path is worked out only then: a few hundred claims, every load)
+            path = CLAIMS.file(claim.type, claim.name, state.format)
+            problems += [Problem(path, rule, message) for rule, message in found]
     return problems
 
 
@@ -258,9 +268,10 @@ def overlap_problems(state: State, now: datetime, keys: set[str] | None = None) 
         return []
     wanted = None if keys is None else keys & set(state.claims)
     groups: dict[tuple[str, str], list[Claim]] = defaultdict(list)
+    skew = config.skew
     for key in sorted(state.claims):
         claim = state.claims[key]
-        if claim.takeable(now, config.skew):
+        if claim.takeable(now, skew):
             continue
         part = "" if claim.type == overlap.PATH_TYPE else claim.name.partition(":")[0]
         groups[(claim.type, part)].append(claim)

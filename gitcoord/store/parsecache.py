@@ -53,7 +53,6 @@ class ParseCache:
         self._used: set[str] = set()
         self._dirty = False
         self._stamp: tuple[int, int, int] | None = None  # the file as last read or written
-        self._looked = False  # whether this load has looked at the file for news
         self._used_by_load = False  # whether `_used` says what a load used (save prunes)
         self._learnt: dict[str, bytes] = {}  # blobs written here, parsed at the next save
         self.hits = 0
@@ -82,12 +81,12 @@ class ParseCache:
                     self._entries.setdefault(oid, data)
 
     def _news(self) -> bool:
-        """Once per load, on its first miss: has another process of this clone saved
-        since? (Sessions sharing a clone take turns; whoever loads a changed file first
-        parses it for all of them.)"""
-        if self._looked:
-            return False
-        self._looked = True
+        """On a miss: has another process of this clone saved since? (Sessions sharing
+        a clone take turns; whoever loads a changed file first parses it for all of
+        them.) A stat per miss, not once per load: a member of a group deciding again
+        on a new tip (its push refused) missed every file the new commits brought, which
+        the first member to decide had parsed and saved meanwhile — measured at 200
+        sessions on 10 machines, the re-parsing was half of what the machines spent."""
         try:
             stamp = _stamp(os.stat(self.path))
         except OSError:
@@ -146,10 +145,7 @@ class ParseCache:
         if not prune or not self._used_by_load:  # (only writes since: nothing to judge by)
             if self._dirty and self._entries is not None:
                 self._write(self._entries)
-            if prune:
-                self._looked = False
             return
-        self._looked = False
         self._used_by_load = False
         if not self._dirty or self._entries is None:
             self._used.clear()
