@@ -395,3 +395,75 @@ def test_any_one_process_of_a_batch_killed_loses_no_one_elses_operation(
     count = Counter(t.get("Gitcoord-Session") for t in new)
     assert all(count[s] == 1 for s in alive) and count[who[2]] <= 1, count
     assert run(clone, "validate").code == 0
+
+
+# --- what the group parses ------------------------------------------------------------
+
+
+def test_the_members_of_a_batch_parse_each_new_file_once_between_them(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each member decides on the chain the ones before it left, whose files it has not
+    read: the group hands on what each parsed (`ParseCache.fresh`), so each new file is
+    parsed once in the batch — by its writer — not by every member after it. Long-lived
+    sessions (a Coordinator each, as MCP servers run), here threads of one process; the
+    leader admits no one before all the others have joined (one batch, for certain)."""
+    import threading
+
+    from gitcoord import Coordinator
+
+    clone = world.clone("a")
+    assert run(clone, "init").code == 0
+    who = [f"m{k}" for k in range(6)]
+    for s in who:
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=s).code == 0
+    git(world.remote, "config", "core.logAllRefUpdates", "always")
+    coords = [Coordinator(str(clone), session=s, timeout=90) for s in who]
+    parsed: list[bytes] = []
+    lock = threading.Lock()
+    for c in coords:
+        c.snapshot()  # warm: every file on the branch is in its cache already
+        own = c.store.parsed.parser
+
+        def counted(raw: bytes, own: object = own) -> object:
+            with lock:
+                parsed.append(raw)
+            return own(raw)  # type: ignore[operator]
+
+        c.store.parsed.parser = counted
+    base = pushes(world.remote)
+    errors: list[BaseException] = []
+    admit = group.Leader.admit
+
+    def admit_everyone(self: group.Leader) -> None:
+        end = time.monotonic() + 60
+        while len(self.live) < len(coords) - 1 and time.monotonic() < end:
+            admit(self)
+            time.sleep(0.01)
+
+    monkeypatch.setattr(group.Leader, "admit", admit_everyone)
+
+    def claim(c: Coordinator, name: str) -> None:
+        try:
+            c.claim("task", name)
+        except BaseException as exc:  # reported below, with the rest
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(c, f"t{k}")) for k, c in enumerate(coords)]
+    try:
+        with queued(clone, len(coords)):
+            for t in threads:
+                t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        for c in coords:
+            c.close()
+    assert not errors, errors
+    landed = pushes(world.remote) - base
+    print(f"\n{len(coords)} claims in {landed} pushes; parsed: {len(parsed)}")
+    assert landed == 1
+    # Each claim file parsed once, by its writer (for the loads to come), and by nobody
+    # else: each member after it takes it from the group.
+    claimed = [raw for raw in parsed if b"holder: m" in raw]
+    assert len(set(claimed)) == len(claimed) == len(coords), claimed

@@ -117,8 +117,7 @@ class Store:
         # object for both, whose rules are then checked once (`validate.check_state`).
         self._states: dict[str, State] = {}
         self.trees.wrote = self._wrote
-        # (pruning is for the end of a command)
-        self.trees.share = lambda: self.parsed.save(prune=False)
+        self.trees.parsed = self.parsed  # (group commit hands its new entries on)
         # Called with every tip read to act on (and its state) before anything is built
         # on it or shown from it: the API verifies signatures there (`api.trust`).
         # The state comes as a function: a tip verified before needs no state at all.

@@ -20,10 +20,16 @@ on the branch (a killed leader's push may still land) and decides again only if 
 So no operation is lost silently: each waiter sees its own operation land, or gets an
 error of its own.
 
+`parsed`: what the files of the chain and of the tip parse to, as the leader and the
+members before parsed them (`ParseCache.fresh`): each file is parsed once in the group,
+by the first to read or write it, not by each member (a cache: the receiver takes only
+entries of its own parser's format, and validates every document it loads as ever).
+
     member                           leader (holds the turn)
     connect ─────────────────────▶   accept (at the start of each round)
-            ◀── decide(tip, base, round)
-    decide(tip) ─ commit | none ──▶  chain = commit
+            ◀── decide(tip, base, round, parsed)
+    decide(tip) ─ commit | none, ─▶  chain = commit
+                  parsed             parsed += the member's
                                      push chain with lease base
             ◀── stand(round) | lost(round) | EOF
 """
@@ -221,10 +227,19 @@ class Leader:
             conn.setblocking(True)
             self.peers.append(Peer(Channel(conn)))
 
-    def ask(self, peer: Peer, round_: int, tip: str | None, base: str | None, wait: float) -> Any:
-        """Ask `peer` to decide on `tip` (a chain over `base`); its reply, or None when it
-        is gone, silent past `wait`, or makes no sense (then it is dropped)."""
-        if not peer.chan.send({"decide": tip, "base": base, "round": round_}):
+    def ask(
+        self,
+        peer: Peer,
+        round_: int,
+        tip: str | None,
+        base: str | None,
+        wait: float,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        """Ask `peer` to decide on `tip` (a chain over `base`), handing it `extra` (what
+        the group parsed so far); its reply, or None when it is gone, silent past
+        `wait`, or makes no sense (then it is dropped)."""
+        if not peer.chan.send({"decide": tip, "base": base, "round": round_, **(extra or {})}):
             peer.drop()
             return None
         try:

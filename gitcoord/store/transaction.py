@@ -36,6 +36,7 @@ only alone, where a refusal drops the one that caused it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import Cancelled, GitcoordError, InvalidError, RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
-from . import cancel, group, trees
+from . import cancel, group, parsecache, trees
 from .parsecache import ParseCache
 from .remote import RemoteBranch
 from .trees import Files, TreeSource
@@ -194,11 +195,10 @@ class TreeStore:
         # role, required -> the key that signs such a commit (None: unsigned); by the API
         self.signers: Callable[[str, bool], Signer | None] | None = None
         # Told of each file a commit writes (path, blob id, bytes): the domain keeps what
-        # its files parse to for the loads to come. `share`: called before another
-        # process of this clone decides on a commit written here (group commit), so that
-        # it finds what was learnt (a lone writer's push does not wait for it).
+        # its files parse to for the loads to come. `parsed`: the domain's parse cache,
+        # whose new entries a group hands on from member to member (`store.group`).
         self.wrote: Callable[[str, str, bytes], None] | None = None
-        self.share: Callable[[], None] | None = None
+        self.parsed: ParseCache | None = None
         self._pending: list[tuple[str, Any]] = []  # (commit, result) maybe landed
         # While a member decides: the tip under the local chain it decides on (the
         # domain verifies that tip; the chain's commits are this clone's own, judged as
@@ -453,6 +453,8 @@ class TreeStore:
                             return Done(answer, sent, base, round_)
                 if not pendings:
                     cancel.check()
+                if self.parsed is not None and msg.get("format") == self.parsed.format:
+                    self.parsed.absorb(msg.get("parsed"))
                 self.chained_on = (base,) if tip != base else None
                 commit: str | None = None
                 try:
@@ -468,14 +470,12 @@ class TreeStore:
                         commit = None
                     else:
                         commit = self._written(tip, decision)
-                        if self.share is not None:
-                            self.share()  # the next member decides on it
                         decided[round_] = (commit, decision.result, None, tip)
                         pendings.append((commit, decision.result))
                         handed = True
                 finally:
                     self.chained_on = None
-                if not chan.send({"commit": commit}):
+                if not chan.send({"commit": commit, **self._handed_on()}):
                     return None
             elif kind == "stand" and round_ in decided:
                 commit, result, error, parent = decided[round_]
@@ -721,18 +721,18 @@ class TreeStore:
         the members that answered."""
         asked: list[group.Peer] = []
         seen: set[int] = set()
+        handed = self._handed_on()  # what this round's deciders parsed, for the next
         while True:
             leader.admit()  # whoever joined by now goes in this round, in order
             peer = next((p for p in leader.live if id(p) not in seen), None)
             if peer is None:
                 break
             seen.add(id(peer))
-            if self.share is not None:
-                self.share()  # (writes only what is new: the leader's own, once)
             wait = min(group.DECIDE_TIMEOUT, deadline - time.monotonic())
-            reply = leader.ask(peer, round_, chain, tip, wait)
+            reply = leader.ask(peer, round_, chain, tip, wait, handed)
             if reply is None:
                 continue
+            self._take_on(reply, handed)
             commit = reply.get("commit")
             if commit is not None and (
                 not isinstance(commit, str) or self._parent(commit) != chain
@@ -743,6 +743,24 @@ class TreeStore:
             asked.append(peer)
             chain = commit or chain
         return chain, asked
+
+    def _handed_on(self) -> dict[str, Any]:
+        """What this process parsed since it last handed anything on, for the group."""
+        if self.parsed is None:
+            return {}
+        return {"parsed": self.parsed.fresh(), "format": self.parsed.format}
+
+    def _take_on(self, reply: dict[str, Any], handed: dict[str, Any]) -> None:
+        """A member's parses: for this process (its riders decide on the chain too) and
+        for the members after it."""
+        got = reply.get("parsed")
+        if self.parsed is None or reply.get("format") != self.parsed.format:
+            return
+        if not isinstance(got, dict) or not isinstance(handed.get("parsed"), dict):
+            return
+        self.parsed.absorb(got)
+        room = parsecache.MAX_HANDED - len(handed["parsed"])
+        handed["parsed"].update(itertools.islice(got.items(), max(0, room)))
 
     def _parent(self, commit: str) -> str | None:
         got = self.reader.read(commit)
