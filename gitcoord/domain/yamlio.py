@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from typing import Any
 
 from pydantic import BaseModel
@@ -73,7 +74,19 @@ def _yaml() -> YAML:
     return y
 
 
-_Y = _yaml()
+# One parser and emitter per thread: a ruamel YAML object keeps its reader, scanner,
+# parser and emitter state on itself, so two threads using one corrupt each other's
+# documents (found at 200 sessions as threads of 10 processes: a valid claim file
+# failed to parse, "'NoneType' object has no attribute 'anchor'"). Long-lived processes
+# run several sessions' work in threads: the MCP server, the web page, the API's users.
+_LOCAL = threading.local()
+
+
+def _y() -> YAML:
+    y: YAML | None = getattr(_LOCAL, "yaml", None)
+    if y is None:
+        y = _LOCAL.yaml = _yaml()
+    return y
 
 
 def dump(model: BaseModel) -> bytes:
@@ -88,7 +101,7 @@ def dump(model: BaseModel) -> bytes:
         if getattr(model, name) == default:
             data.pop(name, None)
     buf = io.StringIO()
-    _Y.dump(data, buf)
+    _y().dump(data, buf)
     return buf.getvalue().encode("utf-8")
 
 
@@ -112,7 +125,7 @@ def load(raw: bytes) -> Any:
     if deep:
         raise YamlProblem(f"malformed YAML: {deep}")
     try:
-        return _Y.load(text)
+        return _y().load(text)
     except YamlProblem:
         raise
     except YAMLError as exc:
