@@ -285,6 +285,15 @@ def section(data: dict[str, Any], command: str | None = None) -> list[str]:
             f"{r['fewest']}–{r['most']} | {r['starved']} | {r['lost']} | "
             f"{r['double_grants']} | {r['error_count']} |"
         )
+    failed = [r for r in d["configs"] if r["error_count"]]
+    if failed:  # what the errors were: a count alone says nothing of a timeout vs a bug
+        lines += ["", "Errors (the first of each configuration's, as the sessions reported them):"]
+        lines += [
+            f"- {r['sessions']} on {r['machines']}: {r['error_count']}, e.g. "
+            f"`{str(r['errors'][0])[:300]}`"
+            for r in failed
+            if r["errors"]
+        ]
     big = [r for r in d["configs"] if r["sessions"] >= 200]
     if big:
         best = max(big, key=lambda r: r["ops_per_second"])
