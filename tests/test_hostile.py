@@ -358,7 +358,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 def _dump(data: Any) -> bytes:
     buf = io.StringIO()
-    yamlio._Y.dump(data, buf)
+    yamlio._y().dump(data, buf)
     return buf.getvalue().encode()
 
 

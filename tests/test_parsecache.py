@@ -179,7 +179,7 @@ def test_what_comes_back_from_the_cache_equals_a_fresh_parse_type_for_type(
     tmp_path_factory: Any, data: Any
 ) -> None:
     buf = io.StringIO()
-    yamlio._Y.dump(data, buf)
+    yamlio._y().dump(data, buf)
     raw = buf.getvalue().encode()
     try:
         fresh = yamlio.load(raw)
@@ -268,3 +268,25 @@ def test_states_loaded_one_after_another_are_the_states_loaded_afresh(world: Wor
         assert twin in {p.path for p in c.store.load(bad).problems}
         notes = {c.store.load(tip).claims["task/t0"].note for tip in history[2:]}
         assert len(notes) == 3  # each step changed what the state holds
+
+
+def test_a_store_keeps_a_state_by_commit_and_never_by_a_name_that_moves(world: World) -> None:
+    """A commit names its tree: its state is loaded once and handed out again (the
+    verifier and the writer then check one object once). A ref names whatever it points
+    at now, and a commit not fetched yet has no state here: neither is kept."""
+    a, b = setup(world, 1)
+    with Coordinator(str(a), session="alice") as c:
+        first, _ = c.store.snapshot()
+        assert first is not None
+        assert c.store.load(first) is c.store.load(first)
+        git(a, "update-ref", "refs/test/moving", first)
+        before = c.store.load("refs/test/moving")
+        assert "task/later" not in before.claims
+        assert run(b, "claim", "task", "later", session="bob").code == 0
+        later, _ = c.store.snapshot()
+        assert later is not None and later != first
+        git(a, "update-ref", "refs/test/moving", later)
+        assert "task/later" in c.store.load("refs/test/moving").claims
+        absent = "1" * len(first)  # a commit this clone does not have (yet)
+        assert c.store.load(absent).claims == {}
+        assert c.store.load(absent) is not c.store.load(absent)

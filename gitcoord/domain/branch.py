@@ -19,6 +19,7 @@ the transaction (`transact`), and the store's own attributes.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ PARSE_VERSION = (
     f"ruamel-{yamlio.parser_version()}/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
 )
 KEPT_STATES = 4  # states a Store keeps by commit (`Store.load`)
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass
@@ -214,12 +216,16 @@ class Store:
             return State()
         if (known := self._states.get(tip)) is not None:
             return known
-        src = CachedSource(self.reader, self.tree_of(tip), self.parsed, tip)
+        tree = self.tree_of(tip)
+        src = CachedSource(self.reader, tree, self.parsed, tip)
         src.validated = self.validated
         state = load_state(src)
-        if len(self._states) >= KEPT_STATES:
-            self._states.pop(next(iter(self._states)), None)
-        self._states[tip] = state
+        # Kept only by a full object id of a commit that is here: a name that can move
+        # (a ref) or an object not fetched yet would keep a state that is not its own.
+        if tree is not None and _OID.fullmatch(tip):
+            if len(self._states) >= KEPT_STATES:
+                self._states.pop(next(iter(self._states)), None)
+            self._states[tip] = state
         return state
 
     def snapshot(self) -> tuple[str | None, State]:

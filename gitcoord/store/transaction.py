@@ -732,13 +732,13 @@ class TreeStore:
             reply = leader.ask(peer, round_, chain, tip, wait, handed)
             if reply is None:
                 continue
-            self._take_on(reply, handed)
             commit = reply.get("commit")
             if commit is not None and (
                 not isinstance(commit, str) or self._parent(commit) != chain
             ):
                 peer.drop()  # not a commit on the chain it was given
                 continue
+            self._take_on(reply, handed)
             peer.handed[round_] = commit
             asked.append(peer)
             chain = commit or chain
