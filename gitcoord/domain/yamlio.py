@@ -78,7 +78,7 @@ def _yaml() -> YAML:
 # parser and emitter state on itself, so two threads using one corrupt each other's
 # documents (found at 200 sessions as threads of 10 processes: a valid claim file
 # failed to parse, "'NoneType' object has no attribute 'anchor'"). Long-lived processes
-# run several sessions' work in threads: the MCP server, the web page, the API's users.
+# work in threads: the web page (reads and actions in worker threads), the API's users.
 _LOCAL = threading.local()
 
 
