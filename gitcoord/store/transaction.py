@@ -721,13 +721,15 @@ class TreeStore:
         the members that answered."""
         asked: list[group.Peer] = []
         seen: set[int] = set()
-        handed = self._handed_on()  # what this round's deciders parsed, for the next
+        handed: dict[str, Any] | None = None  # what this round's deciders parsed
         while True:
             leader.admit()  # whoever joined by now goes in this round, in order
             peer = next((p for p in leader.live if id(p) not in seen), None)
             if peer is None:
                 break
             seen.add(id(peer))
+            if handed is None:  # (only with a member: a lone writer's push waits for none)
+                handed = self._handed_on()
             wait = min(group.DECIDE_TIMEOUT, deadline - time.monotonic())
             reply = leader.ask(peer, round_, chain, tip, wait, handed)
             if reply is None:
