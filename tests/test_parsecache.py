@@ -91,6 +91,34 @@ def test_a_file_another_process_parsed_meanwhile_is_not_parsed_again(tmp_path: P
     assert (second.hits, second.misses) == (1, 1)
 
 
+def test_what_a_group_hands_on_is_taken_only_as_this_cache_would_keep_it(tmp_path: Path) -> None:
+    """A member's hand-on comes through a socket: only entries of this parser's format,
+    under object ids, are taken, and never over an entry this process already has."""
+    cache = ParseCache(str(tmp_path), "k", parse=yamlio.load, version="v")
+    mine, theirs, other = "a" * 40, "b" * 40, "c" * 64
+    assert cache.parse(mine, lambda: b"x: 1\n") == {"x": 1}
+    assert not cache.absorb({theirs: {"y": 2}}, "another parser")
+    assert not cache.absorb([theirs], cache.format)
+    assert cache.absorb(
+        {mine: {"x": "forged"}, "HEAD": {"z": 3}, "B" * 40: {}, 7: {}, other: {"w": 4}},
+        cache.format,
+    )
+    parsed: list[bytes] = []
+
+    def read(raw: bytes) -> Any:
+        def give() -> bytes:
+            parsed.append(raw)
+            return raw
+
+        return give
+
+    assert cache.parse(mine, read(b"x: 1\n")) == {"x": 1}  # its own, kept
+    assert cache.parse(other, read(b"w: 5\n")) == {"w": 4}  # a well-formed one, taken
+    assert cache.parse(theirs, read(b"y: 2\n")) == {"y": 2}  # (refused: parsed here)
+    assert cache.parse("HEAD", read(b"z: 9\n")) == {"z": 9}
+    assert parsed == [b"y: 2\n", b"z: 9\n"]
+
+
 def test_the_state_loaded_through_the_cache_is_the_state_parsed_afresh(world: World) -> None:
     a, _ = setup(world, 4)
     for f in (a / ".git" / "gitcoord" / "parsed").iterdir():

@@ -17,12 +17,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import at, git
+from conftest import World, at, git, run
 from reliability import REF, commit_files
 
 pytestmark = pytest.mark.skipif(
@@ -589,3 +590,37 @@ def test_without_ssh_keygen_commits_are_unsigned_where_not_required(
     monkeypatch.setenv("PATH", str(bare))
     done = m.ok("claim", "task", "t1", session="s1")
     assert m.git("log", "-1", "--format=%G?", str(done["commit"])) == "N"
+
+
+def test_a_tip_verified_before_is_not_loaded_again_to_be_checked(world: World) -> None:
+    """The trust check takes the tip's state as a function: a member of a group checks
+    the base tip on every decision, and a tip this clone verified already needs no
+    state at all. A tip it has not verified is loaded, and judged."""
+    from gitcoord import Coordinator
+    from gitcoord.api import trust
+    from gitcoord.domain.state import State
+
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    with Coordinator(str(a), session="alice") as c:
+        tip, _ = c.store.snapshot()  # this clone's verified tip is now `tip`
+        assert tip is not None
+        loaded: list[str] = []
+
+        def state_of(commit: str) -> Callable[[], State]:
+            def load() -> State:
+                loaded.append(commit)
+                return c.store.load(commit)
+
+            return load
+
+        trust.check_tip(c.store, tip, state_of(tip))
+        assert loaded == []
+        assert run(a, "register", "--role", "r", "--goal", "g", session="bob").code == 0
+        new = git(world.remote, "rev-parse", REF).strip()
+        git(a, "fetch", "-q", "origin")  # (its objects: the check reads them)
+        assert new != tip
+        trust.check_tip(c.store, new, state_of(new))
+        assert loaded == [new]
+        verified = trust.read(c.store)
+        assert verified is not None and verified.tip == new

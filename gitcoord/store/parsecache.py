@@ -134,20 +134,21 @@ class ParseCache:
         found, self._fresh = self._fresh, {}
         return found
 
-    def absorb(self, entries: Any) -> None:
-        """Entries another process of this clone parsed (`fresh`), as handed on by its
-        group: taken only when they are object ids and data a parse can give (a JSON
-        round trip's), and kept in memory (the file is written by whoever parsed them).
-        Anything else is ignored: this is a cache, and the documents it gives are still
-        validated on every load."""
-        if not isinstance(entries, dict):
-            return
+    def absorb(self, entries: Any, fmt: Any) -> bool:
+        """Entries another process of this clone parsed (`fresh`) with a parser of format
+        `fmt`, as handed on by its group: taken only from this cache's own format, by
+        object ids, never over an entry this process has, and kept in memory (the file
+        is written by whoever parsed them). Anything else is ignored (False): this is a
+        cache, and the documents it gives are still validated on every load."""
+        if fmt != self.format or not isinstance(entries, dict):
+            return False
         mine = self._load()
         for oid, data in entries.items():
             if len(mine) >= MAX_ENTRIES:
-                return
+                break
             if isinstance(oid, str) and _OID.fullmatch(oid) and oid not in mine:
                 mine[oid] = data
+        return True
 
     def learn(self, oid: str, data: bytes) -> None:
         """A blob this process just wrote, parsed at the next `save` for the loads to

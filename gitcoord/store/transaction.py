@@ -453,8 +453,8 @@ class TreeStore:
                             return Done(answer, sent, base, round_)
                 if not pendings:
                     cancel.check()
-                if self.parsed is not None and msg.get("format") == self.parsed.format:
-                    self.parsed.absorb(msg.get("parsed"))
+                if self.parsed is not None:
+                    self.parsed.absorb(msg.get("parsed"), msg.get("format"))
                 self.chained_on = (base,) if tip != base else None
                 commit: str | None = None
                 try:
@@ -756,11 +756,9 @@ class TreeStore:
         """A member's parses: for this process (its riders decide on the chain too) and
         for the members after it."""
         got = reply.get("parsed")
-        if self.parsed is None or reply.get("format") != self.parsed.format:
+        if self.parsed is None or not self.parsed.absorb(got, reply.get("format")):
             return
-        if not isinstance(got, dict) or not isinstance(handed.get("parsed"), dict):
-            return
-        self.parsed.absorb(got)
+        assert isinstance(got, dict) and isinstance(handed.get("parsed"), dict)
         room = parsecache.MAX_HANDED - len(handed["parsed"])
         handed["parsed"].update(itertools.islice(got.items(), max(0, room)))
 
