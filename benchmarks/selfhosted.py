@@ -233,7 +233,11 @@ def _results(
 
 
 HEADING = "## 10. Many sessions on a self-hosted remote"
-CONFIGS = ((1, 1), (16, 4), (200, 10), (200, 50))  # sessions, machines
+# (sessions, machines). The target's configuration, 200 sessions on 10 machines, runs TARGET_RUNS
+# times: one 30 s window of it gave 8.0 to 15.2 ops/s on the same kind of box, so the
+# verdict is on the median of the runs, not on one that happened to be lucky.
+TARGET_RUNS = 3
+CONFIGS = ((1, 1), (16, 4), *((200, 10),) * TARGET_RUNS, (200, 50))
 QUICK_CONFIGS = ((1, 1), (8, 2))
 TARGET_OPS = 10.0  # landed operations per second at 200 sessions (#16)
 
@@ -294,18 +298,33 @@ def section(data: dict[str, Any], command: str | None = None) -> list[str]:
             for r in failed
             if r["errors"]
         ]
-    big = [r for r in d["configs"] if r["sessions"] >= 200]
-    if big:
-        best = max(big, key=lambda r: r["ops_per_second"])
-        met = best["ops_per_second"] >= TARGET_OPS and all(r["lost"] == 0 for r in big)
-        lines += [
-            "",
-            f"Against #16's target (200 sessions, hook and signatures, ≥ {TARGET_OPS:g} landed "
-            f"operations per second, 0 lost): best {best['ops_per_second']:.2f} ops/s "
-            f"({best['machines']} machines), lost {sum(r['lost'] for r in big)}: "
-            + ("**met**." if met else "**not met** on these 2 cores."),
-        ]
+    lines += verdict([r for r in d["configs"] if r["sessions"] >= 200])
     return lines
+
+
+def verdict(big: list[dict[str, Any]]) -> list[str]:
+    """Against #16's 200-session target: the median of each machine count's runs (one
+    window is too noisy to judge by), the best of those medians, and every run's losses."""
+    if not big:
+        return []
+    by_machines: dict[int, list[float]] = {}
+    for r in big:
+        by_machines.setdefault(r["machines"], []).append(r["ops_per_second"])
+    medians = {m: median(v) for m, v in by_machines.items()}
+    best = max(medians, key=lambda m: medians[m])
+    lost = sum(r["lost"] for r in big)
+    met = medians[best] >= TARGET_OPS and lost == 0
+    runs = "; ".join(
+        f"{m} machines: median {medians[m]:.2f} of " + ", ".join(f"{v:.2f}" for v in by_machines[m])
+        for m in sorted(by_machines)
+    )
+    return [
+        "",
+        f"Against #16's target (200 sessions, hook and signatures, ≥ {TARGET_OPS:g} landed "
+        f"operations per second, 0 lost), judged on the median of each configuration's runs "
+        f"({runs}): best {medians[best]:.2f} ops/s ({best} machines), lost {lost}: "
+        + ("**met**." if met else "**not met** on these 2 cores."),
+    ]
 
 
 def main(argv: list[str]) -> None:
