@@ -97,8 +97,9 @@ def measure(
 ) -> dict[str, Any]:
     """One configuration, in a folder of its own under `tmp`, under `env` (this process's
     environment, `common.use_env`: the machines are forked from it)."""
-    tmp = tmp / f"selfhosted-{sessions}-{machines}-{int(rtt * 1000)}"
-    tmp.mkdir(parents=True)
+    # A folder of its own per run: a configuration may run more than once (TARGET_RUNS).
+    name = f"selfhosted-{sessions}-{machines}-{int(rtt * 1000)}-"
+    tmp = Path(tempfile.mkdtemp(prefix=name, dir=tmp))
     srv = tmp / "srv"
     srv.mkdir()
     remote = common.bare_remote(srv / "remote.git", env)
