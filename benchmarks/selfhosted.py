@@ -235,7 +235,7 @@ def _results(
 
 HEADING = "## 10. Many sessions on a self-hosted remote"
 # (sessions, machines). The target's configuration, 200 sessions on 10 machines, runs TARGET_RUNS
-# times: one 30 s window of it gave 8.0 to 15.2 ops/s on the same kind of box, so the
+# times: one 30 s window of it gave 8.0 to 16.0 ops/s on the same kind of box, so the
 # verdict is on the median of the runs, not on one that happened to be lucky.
 TARGET_RUNS = 3
 CONFIGS = ((1, 1), (16, 4), *((200, 10),) * TARGET_RUNS, (200, 50))

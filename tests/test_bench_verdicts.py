@@ -1,5 +1,5 @@
 """How the benchmark pages judge a target: on the median of repeated runs, never on the
-luckiest one (`benchmarks/selfhosted.py`: one 30 s window of 200 sessions gave 8.0 to 15.2
+luckiest one (`benchmarks/selfhosted.py`: one 30 s window of 200 sessions gave 8.0 to 16.0
 landed operations a second on the same kind of box)."""
 
 from __future__ import annotations
