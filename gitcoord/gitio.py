@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import zlib
@@ -217,6 +218,15 @@ def discover(path: str, *, keep_objects: bool = False) -> RepoInfo:
 
 
 # --- objects ---------------------------------------------------------------
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256, in full
+
+
+def is_object_id(name: str) -> bool:
+    """Whether `name` is an object's full id (never a ref, an abbreviation or a
+    `<rev>:<path>`, which can name something else tomorrow)."""
+    return _OBJECT_ID.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,7 @@ from benchmarks import selfhosted
 
 
 def runs(machines: int, *ops: float, lost: int = 0) -> list[dict[str, Any]]:
-    return [
-        {"sessions": 200, "machines": machines, "ops_per_second": x, "lost": lost} for x in ops
-    ]
+    return [{"sessions": 200, "machines": machines, "ops_per_second": x, "lost": lost} for x in ops]
 
 
 def test_the_200_session_target_is_judged_on_the_median_of_its_runs() -> None:

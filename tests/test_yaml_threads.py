@@ -1,6 +1,6 @@
-"""YAML in threads: long-lived processes (the MCP server, the web page, programs using
-the API with a Coordinator per session) parse and write files from several threads at
-once. Each document must come out exactly as it does from one thread alone."""
+"""YAML in threads: long-lived processes (the web page's workers, programs using the
+API with a Coordinator per session in threads) parse and write files from several threads
+at once. Each document must come out exactly as it does from one thread alone."""
 
 from __future__ import annotations
 

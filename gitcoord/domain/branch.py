@@ -19,7 +19,6 @@ the transaction (`transact`), and the store's own attributes.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import ConflictError, InvalidError, RefusedError, RemoteError
-from ..gitio import Git, ObjectReader, RepoInfo
+from ..gitio import Git, ObjectReader, RepoInfo, is_object_id
 from ..store.parsecache import ParseCache
 from ..store.transaction import (
     DEFAULT_TIMEOUT,
@@ -58,7 +57,6 @@ PARSE_VERSION = (
     f"ruamel-{yamlio.parser_version()}/max-{yamlio.MAX_FILE_BYTES}-{yamlio.MAX_FLOW_DEPTH}"
 )
 KEPT_STATES = 4  # states a Store keeps by commit (`Store.load`)
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass
@@ -222,7 +220,7 @@ class Store:
         state = load_state(src)
         # Kept only by a full object id of a commit that is here: a name that can move
         # (a ref) or an object not fetched yet would keep a state that is not its own.
-        if tree is not None and _OID.fullmatch(tip):
+        if tree is not None and is_object_id(tip):
             if len(self._states) >= KEPT_STATES:
                 self._states.pop(next(iter(self._states)), None)
             self._states[tip] = state

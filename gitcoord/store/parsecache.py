@@ -29,16 +29,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from collections.abc import Callable
 from typing import Any
+
+from ..gitio import is_object_id
 
 # The layout of the file; the parser's version follows it (see `ParseCache`).
 FORMAT = "gitcoord-parsed-1"
 MAX_ENTRIES = 50_000  # a state holds one file per session, claim, task...; not messages
 MAX_HANDED = 4_096  # entries `fresh` hands on at most (a cold load parses a whole state)
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class ParseCache:
@@ -146,7 +146,7 @@ class ParseCache:
         for oid, data in entries.items():
             if len(mine) >= MAX_ENTRIES:
                 break
-            if isinstance(oid, str) and _OID.fullmatch(oid) and oid not in mine:
+            if isinstance(oid, str) and is_object_id(oid) and oid not in mine:
                 mine[oid] = data
         return True
 
