@@ -70,6 +70,7 @@ def before_16(store: Any) -> None:
     trees = store.trees
     trees._cached_tip = lambda pace: None
     trees._give_way = lambda pace, deadline: None
+    trees.tickets = trees.upstream.along = None
     backoff = trees.backoff
 
     def sleep(attempt: int, deadline: float, waited: float = 0.0) -> None:

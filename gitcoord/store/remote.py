@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 from ..errors import InvalidError, RemoteError
@@ -41,6 +42,15 @@ _STALE = ("stale info", "fetch first", "non-fast-forward", "failed to update ref
 STALE_LOCK_SECONDS = 10.0
 
 Swap = Literal["ok", "lost", "unknown"]
+# A ref pushed along with the branch, all or nothing (`git push --atomic`): (ref, the value
+# it must have now (None: absent), its new value (None: deleted)). New equal to old pushes
+# nothing and only checks the lease (`store.tickets`: the bell).
+Also = tuple[str, str | None, str | None]
+
+
+class AlsoRefused(RemoteError):
+    """The remote would not take a ref pushed along with the branch (no atomic pushes,
+    or a rule or hook refusing refs outside the branches): nothing was written."""
 
 
 class CutOff(RemoteError):
@@ -75,6 +85,8 @@ class RemoteBranch:
         # and our accepted push (both checking the old value) write this ref.
         self.mirror = f"refs/gitcoord/remotes/{remote}/{branch}" if remote else self.ref
         self.push_error: str | None = None  # why the last push had no verdict
+        # Refs fetched along with the branch: (remote glob, local glob), `store.tickets`.
+        self.along: tuple[str, str] | None = None
 
     @property
     def where(self) -> str:
@@ -113,9 +125,12 @@ class RemoteBranch:
             "--no-recurse-submodules",
             "--no-write-commit-graph",
             "--refmap=",
+            *(["--prune"] if self.along else []),  # (tickets served are deleted)
             self.remote,
             f"+{self.ref}:{self.mirror}",
         ]
+        if self.along is not None:
+            argv.append(f"+{self.along[0]}:{self.along[1]}")
         for attempt in range(4):
             proc = self.run(argv, deadline, "fetch from")
             if proc.returncode == 0:
@@ -163,8 +178,10 @@ class RemoteBranch:
 
     # --- writing -------------------------------------------------------------
 
-    def swap(self, old: str | None, new: str, deadline: float) -> Swap:
-        """Compare-and-swap the branch. 'ok', 'lost' (someone was first) or 'unknown'."""
+    def swap(self, old: str | None, new: str, deadline: float, also: Sequence[Also] = ()) -> Swap:
+        """Compare-and-swap the branch. 'ok', 'lost' (someone was first) or 'unknown'.
+        `also` (remote only): refs updated with it, all or nothing; 'lost' too when one
+        of their leases failed, `AlsoRefused` when the remote would not take them."""
         if self.remote is None:
             proc = self.git.run(
                 ["update-ref", "-m", "gitcoord", self.ref, new, old or self.info.zero_oid],
@@ -178,23 +195,27 @@ class RemoteBranch:
                 return "lost"
             raise GitError(["update-ref", self.ref], proc.returncode, proc.stderr)
 
+        argv = ["push", "--porcelain", "--no-verify"]
+        argv += ["--atomic"] if also else []
+        argv.append(f"--force-with-lease={self.ref}:{old or ''}")
+        argv += [f"--force-with-lease={ref}:{was or ''}" for ref, was, _ in also]
+        argv += [self.remote, f"{new}:{self.ref}"]
+        argv += [f"{now or ''}:{ref}" for ref, _, now in also]
         try:
-            proc = self.run(
-                [
-                    "push",
-                    "--porcelain",
-                    "--no-verify",
-                    f"--force-with-lease={self.ref}:{old or ''}",
-                    self.remote,
-                    f"{new}:{self.ref}",
-                ],
-                deadline,
-                "push to",
-            )
+            proc = self.run(argv, deadline, "push to")
         except CutOff:
             return "unknown"  # killed mid-push: the server may still complete it
-        status = _porcelain_status(proc.stdout.decode("utf-8", "replace"), self.ref)
+        out = proc.stdout.decode("utf-8", "replace")
+        status = _porcelain_status(out, self.ref)
         err = proc.stderr.decode("utf-8", "replace")
+        if also and (status is None or "atomic" in status[1]):
+            if status is None and "atomic" in err:  # "the receiving end does not support"
+                raise AlsoRefused(f"{self.remote} takes no atomic pushes", remote=self.remote)
+            if status is not None:
+                why = _refusal([_porcelain_status(out, ref) for ref, _, _ in also])
+                if why is not None:
+                    raise AlsoRefused(f"{self.remote} refused: {why}", remote=self.remote)
+                return "lost"  # a lease failed (the bell rang, say), or a lock was taken
         if status is None:
             # No verdict for our ref: the connection failed. The push may still have
             # landed; the next round's fetch tells.
@@ -224,6 +245,36 @@ class RemoteBranch:
         if any(s in summary for s in _STALE):
             return "lost"
         return "unknown"
+
+    def push_refs(self, updates: Sequence[Also], deadline: float) -> bool:
+        """Push refs other than the branch, all or nothing, each with its lease: True
+        when they landed, False when a lease failed (someone was first); `AlsoRefused`
+        when the remote would not take them, `RemoteError` when it could not be reached."""
+        assert self.remote is not None and updates
+        argv = ["push", "--porcelain", "--no-verify", "--atomic"]
+        argv += [f"--force-with-lease={ref}:{was or ''}" for ref, was, _ in updates]
+        argv += [self.remote, *(f"{now or ''}:{ref}" for ref, _, now in updates)]
+        try:
+            proc = self.run(argv, deadline, "push to")
+        except CutOff:
+            return False  # as if refused: the next fetch shows what landed
+        out = proc.stdout.decode("utf-8", "replace")
+        statuses = [_porcelain_status(out, ref) for ref, _, _ in updates]
+        if all(s is not None and s[0] in (" ", "*", "+", "=", "-") for s in statuses):
+            return True
+        err = proc.stderr.decode("utf-8", "replace")
+        if all(s is None for s in statuses):
+            if "atomic" in err:  # "the receiving end does not support --atomic push"
+                raise AlsoRefused(f"{self.remote} takes no atomic pushes", remote=self.remote)
+            if _maybe_sent(err):
+                return False  # no verdict: the next fetch shows what landed
+            raise RemoteError(
+                f"cannot push to {self.remote}: {_first_error(err)}", remote=self.remote
+            )
+        why = _refusal(statuses)
+        if why is not None:
+            raise AlsoRefused(f"{self.remote} refused: {why}", remote=self.remote)
+        return False
 
     def advance_mirror(self, old: str | None, new: str) -> None:
         """After our push from `old` to `new`: the mirror says `new`, so the next
@@ -303,6 +354,19 @@ def _porcelain_status(out: str, ref: str) -> tuple[str, str] | None:
         parts = line.split("\t")
         if len(parts) >= 3 and parts[1].endswith(":" + ref):
             return parts[0][:1] or " ", parts[2]
+    return None
+
+
+def _refusal(statuses: Sequence[tuple[str, str] | None]) -> str | None:
+    """Why refs pushed all or nothing were refused, when it was not a lost race: a lease
+    that failed, or a ref locked or moved under the server's transaction (every ref then
+    says "atomic transaction failed", the lock's own words going to stderr)."""
+    for status in statuses:
+        if status is None or status[0] != "!":
+            continue
+        if "atomic" in status[1] or any(w in status[1] for w in _STALE):
+            continue
+        return status[1]
     return None
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,13 +48,23 @@ from ..errors import Cancelled, GitcoordError, InvalidError, RemoteError
 from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
 from . import cancel, group, parsecache, trees
 from .parsecache import ParseCache
-from .remote import RemoteBranch
+from .remote import AlsoRefused, RemoteBranch
+from .tickets import TICKET_AFTER, Tickets, Wait
 from .trees import Files, TreeSource
-from .turns import Backoff, Pace, TurnWaiter, local_turn, turn_file, turn_timeout
+from .turns import (
+    TICKETS_OFF,
+    Backoff,
+    Pace,
+    TurnWaiter,
+    local_turn,
+    turn_file,
+    turn_timeout,
+)
 
 DEFAULT_TIMEOUT = 30.0
 MAX_ATTEMPTS = 100  # a bound on rounds; the timeout is the one that matters
 MAX_GIVE_WAY = 5.0  # seconds
+LEAVE_TIMEOUT = 2.0  # seconds: for a ticket's last push, when its transaction did not land
 MAX_RIDERS = 32  # per push: a bound on what one push carries besides its own writes
 
 R = TypeVar("R")
@@ -212,6 +223,15 @@ class TreeStore:
         # Nobody waits on this transaction (a flush of what is kept): fetch first rather
         # than risk a push refused on a stale mirror — a fetch costs no push budget.
         self.patient = False
+        # The order in which clones that keep losing go (None: local, nobody races).
+        self.tickets = (
+            Tickets(
+                git, self.reader, self.writer, self.upstream, info.common_dir, identity.signature
+            )
+            if remote is not None
+            else None
+        )
+        self.waiting: Wait | None = None  # this transaction's place among them
 
     def close(self) -> None:
         self.reader.close()
@@ -541,20 +561,52 @@ class TreeStore:
         # Commits of ours whose push may have landed (reply lost, or a leader gone).
         self._pending = list(pendings)
         self.upstream.push_error = None
-        landing: tuple[str, int, _Own[R], list[group.Peer]] | None = None  # a chain, ditto
         began = time.monotonic()
+        self.waiting = wait = self._wait(pace)
+        try:
+            return self._rounds(decide, deadline, known, leader, pace, began)
+        finally:
+            if wait is not None:
+                wait.leave(time.monotonic() + min(LEAVE_TIMEOUT, self.timeout))
+            self.waiting = None
+
+    def _rounds(
+        self,
+        decide: Callable[[str | None], Decision[R]],
+        deadline: float,
+        known: Known | None,
+        leader: group.Leader | None,
+        pace: Pace,
+        began: float,
+    ) -> Done[R]:
+        landing: tuple[str, int, _Own[R], list[group.Peer]] | None = None  # a chain, ditto
         fetched: list[str | None] = []  # the next round's tip, when already fetched
         spurned = False  # the remote's hook refused a push with riders: none this time
         stale = False  # a push on the mirror was refused: it was behind
+        # Others hold tickets older than any we have (as last fetched): fetch, and wait.
+        behind = (
+            self.waiting is not None
+            and self.waiting.look(pace.unit, self.upstream.mirror_tip(), fetched=False) > 0
+        )
+        if self.waiting is not None and time.time() < pace.served_until:
+            # Served a moment ago: this clone's turn has room for one write more (in one
+            # push, on the tip it left): the others wait one push longer, not a round.
+            behind, self.waiting.served = False, True
+            pace.served_until = 0.0
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if not self._pending:
                 cancel.check()  # stopped by the user: nothing was written
             started = time.monotonic()
             fresh = True  # this round's tip was fetched for it (or just before it)
             fetching = False
-            if attempt == 1 and known is not None:
+            if attempt == 1 and known is not None and not behind:
                 tip = known.tip
-            elif attempt == 1 and not self._pending and (cached := self._cached_tip(pace)):
+            elif (
+                attempt == 1
+                and not self._pending
+                and not behind
+                and (cached := self._cached_tip(pace))
+            ):
                 tip, fresh = cached, False
             elif fetched:
                 tip = fetched.pop()
@@ -601,8 +653,17 @@ class TreeStore:
             if not self._pending:
                 cancel.check()  # the last moment at which stopping writes nothing
             pushing = time.monotonic()
+            wait = self.waiting
+            also = wait.also() if wait is not None else []
             try:
-                result = self.upstream.swap(tip, chain, deadline)
+                result = self.upstream.swap(tip, chain, deadline, also)
+            except AlsoRefused:
+                # The remote takes no tickets: off in this clone, and the push again
+                # without them (nothing was written).
+                self._no_tickets(pace)
+                if leader is not None:
+                    self._refused(leader, asked, attempt)
+                continue
             except RemoteError:
                 if leader is not None:  # nothing was sent: theirs cannot land either
                     self._refused(leader, asked, attempt)
@@ -630,6 +691,10 @@ class TreeStore:
             if fetching:
                 pace.learn(time.monotonic() - started)
             if result == "ok":
+                if wait is not None:
+                    if wait.holding:
+                        pace.served_until = time.time() + pace.unit
+                    wait.landed(also)
                 end = time.monotonic()
                 pace.won(time.time(), not fresh, end - started, attempt, end - pushing)
                 for rider, commit in riding:
@@ -654,7 +719,16 @@ class TreeStore:
                     stale = True  # the next fetch says by how many commits
                 continue
             pace.contend(time.time())  # lost to a writer who pushed while we decided
+            if wait is not None:
+                wait.rounds += 1
+                wait.served = False  # a turn's second write that lost: in the queue now
+                self._take_ticket(wait, pace, deadline)
             self.backoff.round = pace.unit
+            if wait is not None and wait.holding:
+                # The tickets say when we go, not a backoff: only a short pause, lest
+                # we spin through rounds lost to those who do not know of our ticket.
+                cancel.CANCELLED.wait(random.uniform(0, pace.unit / 4))
+                continue
             self.backoff.sleep(attempt, deadline, time.monotonic() - began)
         raise RemoteError(
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
@@ -778,6 +852,8 @@ class TreeStore:
         there is a remote, a mirror, and no reason to expect it is stale."""
         if self.remote is None or self.patient or not pace.may_speculate(time.time()):
             return None
+        if pace.look and self.waiting is not None and self.waiting.bell is None:
+            return None  # the end of a streak, and no bell to learn of waits from: look
         return self.upstream.mirror_tip()
 
     def _fetch(self, pace: Pace, first: bool, deadline: float, looked: bool = False) -> str | None:
@@ -788,7 +864,7 @@ class TreeStore:
         if (not first and not looked) or self.remote is None:
             tip = self.fetch_tip(deadline)
             pace.knew(time.time())
-            return tip
+            return self._stand_back(tip, pace, deadline)
         before = self.upstream.mirror_tip()
         tip = self.fetch_tip(deadline)
         if before is not None:
@@ -798,7 +874,60 @@ class TreeStore:
         elif before is not None and tip != before:
             pace.moved(time.time())
         pace.knew(time.time())
+        return self._stand_back(tip, pace, deadline)
+
+    def _stand_back(self, tip: str | None, pace: Pace, deadline: float) -> str | None:
+        """The fetched `tip`, or a later one: while the tickets fetched with it say that
+        another clone goes first, wait half a round and fetch again (`store.tickets`)."""
+        wait = self.waiting
+        if wait is None:
+            return tip
+        pace.look = False
+        while (back := wait.look(pace.unit, tip)) and not wait.served:
+            wait.rounds += 1
+            if not wait.holding:
+                self._take_ticket(wait, pace, deadline)
+                if self.waiting is None:
+                    break  # the remote takes no tickets
+                if wait.holding:
+                    continue  # look again: ours may be the oldest now
+            # Half a round next in line, longer further back (a fetch each time is
+            # work for the server and this machine), at most two rounds.
+            pause = pace.unit * min(2.0, back / 2)
+            if time.monotonic() + pause >= deadline:
+                break  # go anyway: the deadline says when this transaction ends
+            if not self._pending:
+                cancel.check()
+            cancel.CANCELLED.wait(pause)
+            tip = self.fetch_tip(deadline)
+            pace.knew(time.time())
         return tip
+
+    def _wait(self, pace: Pace) -> Wait | None:
+        """A place among the tickets, for this transaction. None without a remote, where
+        the remote refused tickets, and without turns (GITCOORD_TURN=none: a ticket is a
+        clone's, and the clone's transactions would then write it at once)."""
+        if self.tickets is None or time.time() < pace.tickets_off:
+            return None
+        if turn_file(self.info.common_dir, self.remote, self.ref, self.remote_url) is None:
+            return None
+        return Wait(self.tickets, None)
+
+    def _take_ticket(self, wait: Wait, pace: Pace, deadline: float) -> None:
+        """Take a ticket once this transaction has gone TICKET_AFTER rounds without
+        landing (and holds none)."""
+        if wait.holding or wait.rounds < TICKET_AFTER:
+            return
+        try:
+            wait.take(deadline)
+        except AlsoRefused:
+            self._no_tickets(pace)
+        except RemoteError:
+            pass  # the round's own fetch and push say what is wrong, if it still is
+
+    def _no_tickets(self, pace: Pace) -> None:
+        pace.tickets_off = time.time() + TICKETS_OFF
+        self.waiting = None
 
     def _confirm(self, tip: str | None, deadline: float) -> str | None:
         """The tip fetched now, to confirm an answer decided on the cached `tip`."""

@@ -291,6 +291,7 @@ GIVE_WAY_ROUNDS = 4
 # stands: a push refused on a stale tip costs a round trip and counts against a host's
 # push budget, a fetch costs a round trip only. Above this chance that it moved, fetch.
 RISK = 0.2
+TICKETS_OFF = 86400.0  # seconds: tickets stay off this long after a remote refused them
 WATCH_DECAY = 0.5  # per look: the last few looks at the branch say how busy it is
 WATCH_CAP = 600.0  # seconds: the most one look counts for
 
@@ -331,6 +332,11 @@ class Pace:
       seconds fetches first: else each of its writes would cost a refused push, which
       a host counts as much as one that lands (measured in the 50-session workday:
       29 of 33 refused pushes were pushes on a stale mirror).
+    - `tickets_off` (wall clock): until then no tickets (`store.tickets`): the remote
+      refused them. `look`: the next transaction fetches before it speculates unless
+      it knows the branch's bell (set at the end of a streak). `served_until` (wall
+      clock): this clone's ticket was just served; a transaction of its that begins
+      before then goes at once, as its turn's second write.
     """
 
     speculate: bool = True
@@ -342,6 +348,9 @@ class Pace:
     streak_since: float = 0.0
     watched: float = 0.0
     others: float = 0.0
+    tickets_off: float = 0.0
+    look: bool = False
+    served_until: float = 0.0
 
     @classmethod
     def path(cls, common_dir: str, remote: str | None, ref: str) -> str:
@@ -357,6 +366,9 @@ class Pace:
             streak = max(0, int(numbers[4]))
             since = float(numbers[5]) if len(numbers) > 5 else 0.0  # (older files: none)
             watched, others = (float(x) for x in (numbers[6:8] if len(numbers) > 7 else (0, 0)))
+            off = float(numbers[8]) if len(numbers) > 8 else 0.0
+            look = len(numbers) > 9 and numbers[9] == "1"
+            served = float(numbers[10]) if len(numbers) > 10 else 0.0
         except (OSError, ValueError, UnicodeDecodeError):
             return cls()
         if not all(map(math.isfinite, (round_, known, contended, give_way, since))):
@@ -376,15 +388,31 @@ class Pace:
             contended = 0.0
         if since > now + MAX_ROUND:
             since = 0.0
+        if not math.isfinite(off) or off > now + TICKETS_OFF:
+            off = 0.0
+        if not math.isfinite(served) or served > now + MAX_ROUND:
+            served = 0.0
         return cls(
-            speculate == "1", round_, known, contended, give_way, streak, since, watched, others
+            speculate == "1",
+            round_,
+            known,
+            contended,
+            give_way,
+            streak,
+            since,
+            watched,
+            others,
+            off,
+            look,
+            served,
         )
 
     def save(self, path: str) -> None:
         line = (
             f"{int(self.speculate)} {self.round:.4f} {self.known_at:.3f} "
             f"{self.contended_until:.3f} {self.give_way_until:.3f} {self.streak} "
-            f"{self.streak_since:.3f} {self.watched:.3f} {self.others:.3f}\n"
+            f"{self.streak_since:.3f} {self.watched:.3f} {self.others:.3f} "
+            f"{self.tickets_off:.3f} {int(self.look)} {self.served_until:.3f}\n"
         )
         _write_line(path, line)
 
@@ -459,3 +487,6 @@ class Pace:
                 # took its members' decisions too, which the others need not wait out.
                 push = took if pushed is None else min(took, max(0.0, pushed))
                 self.give_way_until = now + max(self.unit, 2 * push)
+                # ...and then fetch: a clone that knows no bell (`store.tickets`) learns
+                # of those waiting only so.
+                self.look = True

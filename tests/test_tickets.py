@@ -1,0 +1,245 @@
+"""Tickets (store.tickets): clones that keep losing the race for the branch are served in
+the order they began. Each rule is tried with tickets made by plain git plumbing, as a
+waiting clone (or a hostile one) would push them, against real clones and a real bare
+remote; the CLI runs as it does for users.
+
+What is checked: a clone stands back for a live ticket older than its wait and goes
+once the holder's write landed (its ticket deleted in the same push); a writer deciding
+on the tip it knows learns of a new ticket from the bell, at its next push; a ticket
+whose holder is gone, or a pile of fake ones, holds nobody back for long and is deleted
+by the next push that passes it; a remote that refuses these refs turns them off and
+every write still lands."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import World, git, run, spawn, wait_all
+from test_latency import two_clones
+
+# The servers with gitcoord's hook, from the pushers' tests: smart HTTP and gitolite.
+from test_pushers import Site, site  # noqa: F401  (a fixture)
+
+from gitcoord.store.tickets import key
+
+BRANCH = "refs/heads/gitcoord"
+PREFIX = f"refs/gitcoord/tickets/{key(BRANCH)}/"
+
+
+def tip(world: World) -> str:
+    return git(world.remote, "rev-parse", BRANCH).strip()
+
+
+def tickets(world: World) -> dict[str, str]:
+    out = git(world.remote, "for-each-ref", "--format=%(refname) %(objectname)", PREFIX)
+    return dict(line.split() for line in out.splitlines())
+
+
+def ring(world: World) -> str:
+    """A new commit on the bell, made in the remote itself (as a waiter's push leaves it)."""
+    tree = git(world.remote, "hash-object", "-w", "-t", "tree", "/dev/null").strip()
+    args = ["commit-tree", "-m", "bell", tree]
+    old = git(world.remote, "rev-parse", "-q", "--verify", PREFIX + "bell", check=False).strip()
+    if old:
+        args[1:1] = ["-p", old]
+    bell = git(world.remote, *args).strip()
+    git(world.remote, "update-ref", PREFIX + "bell", bell)
+    return bell
+
+
+def wait_for(world: World, clone: str, at: str) -> str:
+    """A ticket of `clone` (its name in the queue), its wait begun at branch commit `at`."""
+    ref = f"{PREFIX}waiting/{clone}"
+    git(world.remote, "update-ref", ref, at)
+    ring(world)
+    return ref
+
+
+def clone_name(repo: Path) -> str:
+    return (repo / ".git" / "gitcoord" / "clone").read_text().strip()
+
+
+def slow_rounds(repo: Path, seconds: float) -> None:
+    """This clone measured its rounds at `seconds` each (its pace file, a cache): it then
+    waits a few such rounds for a ticket's holder before passing it over."""
+    (pace,) = (repo / ".git" / "gitcoord" / "pace").glob("*")
+    fields = pace.read_text().split()
+    fields[0], fields[1] = "0", f"{seconds:.4f}"  # (and fetch first)
+    pace.write_text(" ".join(fields) + "\n")
+
+
+@pytest.fixture
+def two(world: World) -> tuple[Path, Path]:
+    """Clones a and b of one remote, a session registered in each."""
+    return two_clones(world)
+
+
+def test_a_clone_stands_back_for_older_waits_and_goes_once_they_landed(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    a, b = two
+    assert run(b, "claim", "task", "warm", session="s2").code == 0  # b's clone has a name
+    oldest = tip(world)
+    assert run(a, "claim", "task", "first", session="s1").code == 0
+    older = tip(world)
+    gone = wait_for(world, "f" * 16, oldest)  # the oldest wait (its holder is slow)
+    wait_for(world, clone_name(b), older)  # then b's: the two go first
+    slow_rounds(a, 3.0)  # a waits up to 12 s for them before passing them over
+    before = tip(world)
+    late = spawn(a, "claim", "task", "late", session="s1")
+    time.sleep(2.0)
+    assert tip(world) == before, "a went while two older waits stood"
+    assert run(b, "claim", "task", "waited", session="s2").code == 0
+    (r,) = wait_all([late], 60)
+    assert r.code == 0, r.err
+    log = git(world.remote, "log", "--format=%s", BRANCH).splitlines()
+    assert log[0].startswith("claim task/late by s1"), log[:3]
+    assert log[1].startswith("claim task/waited by s2"), log[:3]
+    left = tickets(world)
+    assert f"{PREFIX}waiting/{clone_name(b)}" not in left  # deleted as b landed
+    assert gone in left  # a went once only one wait was ahead: it did not pass it over
+
+
+def test_the_bell_stops_a_writer_that_decides_on_the_tip_it_knows(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    a, _ = two
+    ring(world)  # someone waited once
+    assert run(a, "status").code == 0  # a read fetches: a knows the bell
+    assert run(a, "claim", "task", "one", session="s1").code == 0
+    older = tip(world)
+    assert run(a, "claim", "task", "two", session="s1").code == 0  # one push, on its mirror
+    gone = [wait_for(world, c * 16, older) for c in "ef"]  # clones that are gone
+    assert run(a, "claim", "task", "three", session="s1").code == 0
+    # a's push on its mirror carried the bell as a knew it and was refused; its fetch then
+    # showed the tickets, which a waited for, passed over and deleted as it landed.
+    assert not set(gone) & set(tickets(world))
+    log = git(world.remote, "log", "-1", "--format=%s", BRANCH)
+    assert log.startswith("claim task/three by s1")
+
+
+def test_without_the_bell_a_writer_on_the_tip_it_knows_never_sees_a_ticket(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    """The test above without the bell: the tickets stay. (What the bell is for.)"""
+    a, _ = two
+    assert run(a, "claim", "task", "one", session="s1").code == 0
+    assert run(a, "claim", "task", "two", session="s1").code == 0
+    refs = [f"{PREFIX}waiting/{c * 16}" for c in "ef"]
+    for ref in refs:
+        git(world.remote, "update-ref", ref, tip(world))  # no ring
+    assert run(a, "claim", "task", "three", session="s1").code == 0
+    assert set(refs) <= set(tickets(world))
+
+
+def test_fake_tickets_hold_nobody_back_for_long_and_honest_work_lands(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    a, b = two
+    at = tip(world)
+    assert run(a, "claim", "task", "one", session="s1").code == 0
+    fakes = [wait_for(world, f"{i:016x}", at) for i in range(40)]
+    # And refs no wait could be: a blob, a commit that is not on the branch.
+    blob = git(world.remote, "hash-object", "-w", "-t", "blob", "/dev/null").strip()
+    git(world.remote, "update-ref", f"{PREFIX}waiting/blob", blob)
+    tree = git(world.remote, "hash-object", "-w", "-t", "tree", "/dev/null").strip()
+    stray = git(world.remote, "commit-tree", "-m", "x", tree).strip()
+    git(world.remote, "update-ref", f"{PREFIX}waiting/stray", stray)
+    r = run(b, "--timeout", "20", "claim", "task", "two", session="s2")
+    assert r.code == 0, r.err
+    assert sum(f in tickets(world) for f in fakes) < len(fakes)  # some deleted already
+    for n in range(12):  # each push deletes a few of those it passed over
+        if not set(fakes) & set(tickets(world)):
+            break
+        assert run(b, "claim", "task", f"more-{n}", session="s2").code == 0
+    assert not set(fakes) & set(tickets(world))
+
+
+def test_a_remote_that_refuses_ticket_refs_turns_them_off_and_writes_still_land(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    a, _ = two
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "while read -r old new ref; do\n"
+        '  case "$ref" in refs/gitcoord/tickets/*) echo "no such refs here" >&2; exit 1;; esac\n'
+        "done\n"
+    )
+    hook.chmod(0o755)
+    older = tip(world)
+    assert run(a, "claim", "task", "zero", session="s1").code == 0
+    gone = [wait_for(world, c * 16, older) for c in "ef"]  # a's push would delete them
+    r = run(a, "claim", "task", "one", session="s1")
+    assert r.code == 0, r.err
+    assert set(gone) <= set(tickets(world))  # the remote took the write, not the deletions
+    (pace,) = (a / ".git" / "gitcoord" / "pace").glob("*")
+    assert float(pace.read_text().split()[9]) > time.time() + 3600  # off here for a day
+    before = tip(world)
+    assert run(a, "claim", "task", "two", session="s1").code == 0
+    assert tip(world) != before
+
+
+def test_clones_racing_with_tickets_lose_nothing_and_grant_each_claim_once(
+    world: World,
+) -> None:
+    """Eight clones as eight machines (turns per clone, tickets on), every session racing
+    for one resource and claiming three of its own at once, behind two stale tickets that
+    all of them stand back for, pass over and delete: one winner, nothing lost, no ticket
+    left behind, the branch valid."""
+    from test_races import (
+        Job,
+        assert_claims_on_branch,
+        assert_fsck_clean,
+        assert_valid,
+        describe,
+        founded,
+        race,
+        register_all,
+    )
+
+    clones = founded(world, 8)
+    sessions = [f"s{i}" for i in range(1, 9)]
+    register_all(list(zip(clones, sessions, strict=True)))
+    older = tip(world)
+    assert run(clones[0], "claim", "task", "warm", session="s1").code == 0
+    for c in "ef":
+        wait_for(world, c * 16, older)
+    jobs = [Job(c, ("claim", "task", "hot"), s) for c, s in zip(clones, sessions, strict=True)]
+    jobs += [
+        Job(c, ("claim", "task", f"{s}-r{k}"), s)
+        for c, s in zip(clones, sessions, strict=True)
+        for k in range(3)
+    ]
+    results = race(jobs)
+    hot = [r.code for r in results[:8]]
+    assert sorted(hot) == [0] + [3] * 7, describe(results, jobs)
+    assert all(r.code == 0 for r in results[8:]), describe(results, jobs)
+    winner = sessions[hot.index(0)]
+    mine = {f"task/{s}-r{k}": s for s in sessions for k in range(3)}
+    assert_claims_on_branch(clones[-1], {"task/hot": winner, **mine})
+    assert not [ref for ref in tickets(world) if "/waiting/" in ref]
+    assert_valid(clones[0])
+    assert_fsck_clean(world.remote)
+
+
+def test_tickets_pass_through_smart_http_and_gitolite_with_the_server_hook(
+    site: Site,  # noqa: F811
+) -> None:
+    """Through a server that knows who pushes, gitcoord's hook installed: a push that
+    lands a write and deletes tickets passed over, all or nothing, is taken."""
+    alice = site.clone("alice")
+    assert run(alice, "init").code == 0
+    assert run(alice, "register", "--role", "r", "--goal", "g", session="alice").code == 0
+    older = git(site.repo, "rev-parse", BRANCH).strip()
+    assert run(alice, "claim", "task", "one", session="alice").code == 0
+    served = World(site.repo.parent, site.repo)
+    gone = [wait_for(served, c * 16, older) for c in "ef"]
+    assert run(alice, "status").code == 0  # alice knows the bell
+    r = run(alice, "claim", "task", "two", session="alice")
+    assert r.code == 0, r.err
+    assert not set(gone) & set(tickets(served))
+    log = git(site.repo, "log", "-1", "--format=%s", BRANCH)
+    assert log.startswith("claim task/two by alice")
