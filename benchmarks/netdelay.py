@@ -65,8 +65,8 @@ BEFORE = "the store before #16 (experiment)"
 
 def before_16(store: Any) -> None:
     """EXPERIMENT: one `Store` made to behave as before issue #16: every transaction
-    fetches first, a winner never gives way, and a loser backs off by full jitter over
-    the round's length doubling per attempt, up to a third of the time left."""
+    fetches first, a winner never gives way, no tickets, and a loser backs off by full
+    jitter over the round's length doubling per attempt, up to a third of the time left."""
     trees = store.trees
     trees._cached_tip = lambda pace: None
     trees._give_way = lambda pace, deadline: None
@@ -497,7 +497,8 @@ def analysis(data: dict[str, Any]) -> list[str]:
             "doubled up to a third of the time left) while the others kept winning; now "
             "the window is at most 4 rounds and narrows the longer a session waited, and a "
             "winner that saw contention gives way for as many rounds as its win took (up to "
-            "4)."
+            "4); and a clone that went 3 rounds without landing takes a ticket: the two "
+            "oldest waits go, the others stand back (`store.tickets`)."
         )
     out.append(text)
     top = max(now_curves[far])

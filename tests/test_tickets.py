@@ -70,6 +70,18 @@ def slow_rounds(repo: Path, seconds: float) -> None:
     pace.write_text(" ".join(fields) + "\n")
 
 
+def refuse_ticket_refs(world: World) -> None:
+    """A pre-receive hook on the remote that declines any push touching ticket refs."""
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "while read -r old new ref; do\n"
+        '  case "$ref" in refs/gitcoord/tickets/*) echo "no such refs here" >&2; exit 1;; esac\n'
+        "done\n"
+    )
+    hook.chmod(0o755)
+
+
 @pytest.fixture
 def two(world: World) -> tuple[Path, Path]:
     """Clones a and b of one remote, a session registered in each."""
@@ -161,14 +173,7 @@ def test_a_remote_that_refuses_ticket_refs_turns_them_off_and_writes_still_land(
     world: World, two: tuple[Path, Path]
 ) -> None:
     a, _ = two
-    hook = world.remote / "hooks" / "pre-receive"
-    hook.write_text(
-        "#!/bin/sh\n"
-        "while read -r old new ref; do\n"
-        '  case "$ref" in refs/gitcoord/tickets/*) echo "no such refs here" >&2; exit 1;; esac\n'
-        "done\n"
-    )
-    hook.chmod(0o755)
+    refuse_ticket_refs(world)
     older = tip(world)
     assert run(a, "claim", "task", "zero", session="s1").code == 0
     gone = [wait_for(world, c * 16, older) for c in "ef"]  # a's push would delete them
@@ -243,3 +248,22 @@ def test_tickets_pass_through_smart_http_and_gitolite_with_the_server_hook(
     assert not set(gone) & set(tickets(served))
     log = git(site.repo, "log", "-1", "--format=%s", BRANCH)
     assert log.startswith("claim task/two by alice")
+
+
+def test_a_hook_that_declines_pushes_with_ticket_refs_turns_them_off_after_the_write_lands(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    """The hook declines the whole push (the branch's commits with it), so the push goes
+    again alone: it lands, and only then are tickets off."""
+    a, _ = two
+    assert run(a, "claim", "task", "zero", session="s1").code == 0
+    refuse_ticket_refs(world)
+    mine = wait_for(world, clone_name(a), tip(world))  # left by a wait of a's that was cut
+    assert run(a, "status").code == 0  # a sees it: its next push would delete it
+    (pace,) = (a / ".git" / "gitcoord" / "pace").glob("*")
+    assert float(pace.read_text().split()[9]) < time.time()
+    r = run(a, "claim", "task", "one", session="s1")
+    assert r.code == 0, r.err
+    assert git(world.remote, "log", "-1", "--format=%s", BRANCH).startswith("claim task/one")
+    assert mine in tickets(world)
+    assert float(pace.read_text().split()[9]) > time.time() + 3600

@@ -50,7 +50,13 @@ Also = tuple[str, str | None, str | None]
 
 class AlsoRefused(RemoteError):
     """The remote would not take a ref pushed along with the branch (no atomic pushes,
-    or a rule or hook refusing refs outside the branches): nothing was written."""
+    or a rule or hook refusing refs outside the branches): nothing was written. `sure`:
+    it said so of those refs; else a hook declined the whole push, which may have been
+    for the branch's commits (the push alone then tells)."""
+
+    def __init__(self, message: str, *, remote: str | None, sure: bool = True) -> None:
+        super().__init__(message, remote=remote)
+        self.sure = sure
 
 
 class CutOff(RemoteError):
@@ -238,6 +244,9 @@ class RemoteBranch:
         if "hook declined" in summary or "pre-receive" in summary:
             if _stale_hook(err):
                 return "lost"
+            if also:
+                why = _remote_message(err) or summary
+                raise AlsoRefused(f"{self.remote} refused: {why}", remote=self.remote, sure=False)
             raise InvalidError(
                 f"{self.remote} rejected the change: {_remote_message(err) or summary}",
                 remote=self.remote,

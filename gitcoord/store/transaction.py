@@ -583,6 +583,7 @@ class TreeStore:
         fetched: list[str | None] = []  # the next round's tip, when already fetched
         spurned = False  # the remote's hook refused a push with riders: none this time
         stale = False  # a push on the mirror was refused: it was behind
+        suspect = False  # a hook declined a push with tickets: this one goes without
         # Others hold tickets older than any we have (as last fetched): fetch, and wait.
         behind = (
             self.waiting is not None
@@ -657,10 +658,15 @@ class TreeStore:
             also = wait.also() if wait is not None else []
             try:
                 result = self.upstream.swap(tip, chain, deadline, also)
-            except AlsoRefused:
+            except AlsoRefused as exc:
                 # The remote takes no tickets: off in this clone, and the push again
-                # without them (nothing was written).
-                self._no_tickets(pace)
+                # without them (nothing was written). A hook that declined the whole
+                # push may have judged the branch's commits: then the push alone tells,
+                # and tickets are off only if it lands.
+                if exc.sure:
+                    self._no_tickets(pace)
+                else:
+                    self.waiting, suspect = None, True
                 if leader is not None:
                     self._refused(leader, asked, attempt)
                 continue
@@ -691,6 +697,8 @@ class TreeStore:
             if fetching:
                 pace.learn(time.monotonic() - started)
             if result == "ok":
+                if suspect:
+                    self._no_tickets(pace)  # it landed alone: the tickets were refused
                 if wait is not None:
                     if wait.holding:
                         pace.served_until = time.time() + pace.unit
