@@ -93,17 +93,20 @@ def clone_id(common_dir: str) -> str:
     except (OSError, UnicodeDecodeError):
         pass
     made = secrets.token_hex(8)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(made + "\n")
     try:
-        os.link(tmp, path)  # the first one made wins: every process agrees on the name
-    except FileExistsError:
-        with open(path, encoding="ascii") as fh:
-            made = fh.read().strip() or made
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(made + "\n")
+        try:
+            os.link(tmp, path)  # the first one made wins: every process agrees on the name
+        except FileExistsError:
+            with open(path, encoding="ascii") as fh:
+                made = fh.read().strip() or made
+        except OSError:
+            os.replace(tmp, path)
     except OSError:
-        os.replace(tmp, path)
+        pass  # a .git this user cannot write: a name for this process alone will do
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
