@@ -602,6 +602,10 @@ def reading_stdin(pid: int) -> bool:
         return False
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_a_body_is_typed(tmp_path: Path, agent_env: Path) -> None:
     """`send ... -` waiting for its body on stdin: Ctrl-C ends it as in process (click's
     "aborted", no traceback), through the agent's client too."""
@@ -616,6 +620,10 @@ def test_ctrl_c_while_a_body_is_typed(tmp_path: Path, agent_env: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "GITCOORD_AGENT": agent},
+            # As in a terminal: Ctrl-C not ignored. A suite started in the background
+            # by a non-interactive shell (`.ci/run &`) passes SIGINT on ignored, and
+            # Python then never raises KeyboardInterrupt for it.
+            preexec_fn=_sigint_default,
         )
         try:
             deadline = time.monotonic() + 60
