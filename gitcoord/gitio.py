@@ -377,6 +377,16 @@ class ObjectWriter:
         return oid
 
 
+def first_parent(commit: bytes) -> str | None:
+    """The first parent named in a commit object's header (None: a root commit)."""
+    for line in commit.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"parent "):
+            return line[7:].decode()
+    return None
+
+
 def format_commit(
     tree: str,
     parents: Sequence[str],

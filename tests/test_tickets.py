@@ -267,3 +267,22 @@ def test_a_hook_that_declines_pushes_with_ticket_refs_turns_them_off_after_the_w
     assert git(world.remote, "log", "-1", "--format=%s", BRANCH).startswith("claim task/one")
     assert mine in tickets(world)
     assert float(pace.read_text().split()[9]) > time.time() + 3600
+
+
+def test_a_clone_name_that_cannot_be_kept_is_made_for_the_process_and_nothing_fails(
+    tmp_path: Path,
+) -> None:
+    """Where .git/gitcoord cannot hold the name (here: a file stands where the folder
+    goes; a .git the user may only read fails the same way), a name is still made."""
+    from gitcoord.store.tickets import clone_id
+
+    git_dir = tmp_path / "dot-git"
+    git_dir.mkdir()
+    (git_dir / "gitcoord").write_text("not a folder\n")
+    name = clone_id(str(git_dir))
+    assert len(name) == 16 and int(name, 16) >= 0
+    assert (git_dir / "gitcoord").read_text() == "not a folder\n"
+    assert sorted(p.name for p in git_dir.iterdir()) == ["gitcoord"]  # no file left
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert clone_id(str(kept)) == clone_id(str(kept))  # kept where it can be: one name

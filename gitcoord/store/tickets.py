@@ -59,7 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import GitcoordError
-from ..gitio import Git, GitError, ObjectReader, ObjectWriter, format_commit
+from ..gitio import Git, GitError, ObjectReader, ObjectWriter, first_parent, format_commit
 from .remote import Also, RemoteBranch
 
 WINDOW = 2  # the oldest this many waits go (race) at once: the next is ready when one lands
@@ -163,7 +163,7 @@ class Tickets:
             got = self.reader.read(at)
             if got is None or got[1] != "commit":
                 break
-            at = _first_parent(got[2])
+            at = first_parent(got[2])
             depth += 1
         return found
 
@@ -315,15 +315,6 @@ class Wait:
         except (GitcoordError, GitError, OSError):
             pass  # a cleanup: the transaction's answer stands whatever happens here
         self.holding = False
-
-
-def _first_parent(data: bytes) -> str | None:
-    for line in data.split(b"\n"):
-        if not line:
-            break
-        if line.startswith(b"parent "):
-            return line[7:].decode()
-    return None
 
 
 def head_wait(unit: float) -> float:

@@ -45,7 +45,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import Cancelled, GitcoordError, InvalidError, RemoteError
-from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo
+from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo, first_parent
 from . import cancel, group, parsecache, trees
 from .parsecache import ParseCache
 from .remote import AlsoRefused, RemoteBranch
@@ -848,12 +848,7 @@ class TreeStore:
         got = self.reader.read(commit)
         if got is None or got[1] != "commit":
             return ""
-        for line in got[2].split(b"\n"):
-            if not line:
-                break
-            if line.startswith(b"parent "):
-                return line[7:].decode()
-        return None
+        return first_parent(got[2])
 
     def _cached_tip(self, pace: Pace) -> str | None:
         """The tip to decide the first round on without fetching: the mirror, when
