@@ -12,6 +12,7 @@ every write still lands."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from test_latency import two_clones
 # The servers with gitcoord's hook, from the pushers' tests: smart HTTP and gitolite.
 from test_pushers import Site, site  # noqa: F401  (a fixture)
 
-from gitcoord.store.tickets import key
+from gitcoord.store.tickets import MAX_EXPIRE, key
 
 BRANCH = "refs/heads/gitcoord"
 PREFIX = f"refs/gitcoord/tickets/{key(BRANCH)}/"
@@ -61,13 +62,31 @@ def clone_name(repo: Path) -> str:
     return (repo / ".git" / "gitcoord" / "clone").read_text().strip()
 
 
-def slow_rounds(repo: Path, seconds: float) -> None:
-    """This clone measured its rounds at `seconds` each (its pace file, a cache): it then
-    waits a few such rounds for a ticket's holder before passing it over."""
+def set_pace(repo: Path, fields: dict[int, str]) -> None:
+    """Fields of this clone's pace file (`store.turns.Pace`, a cache) set by hand."""
     (pace,) = (repo / ".git" / "gitcoord" / "pace").glob("*")
-    fields = pace.read_text().split()
-    fields[0], fields[1] = "0", f"{seconds:.4f}"  # (and fetch first)
-    pace.write_text(" ".join(fields) + "\n")
+    now = pace.read_text().split()
+    for k, value in fields.items():
+        now[k] = value
+    pace.write_text(" ".join(now) + "\n")
+
+
+def slow_rounds(repo: Path, seconds: float) -> None:
+    """This clone measured its rounds at `seconds` each: it then waits a few such rounds
+    for a ticket's holder before passing it over."""
+    set_pace(repo, {0: "0", 1: f"{seconds:.4f}"})  # (and fetch first)
+
+
+def two_waits_ahead(world: World, a: Path, b: Path, first: str) -> tuple[str, str]:
+    """a claims `first`; then two waits stand ahead of a's next write: the oldest (a
+    clone that is slow, or gone) and b's, begun on a's claim. Their ticket refs."""
+    assert run(b, "claim", "task", "warm", session="s2").code == 0  # b's clone has a name
+    oldest = tip(world)
+    assert run(a, "claim", "task", first, session="s1").code == 0
+    gone = wait_for(world, "f" * 16, oldest)
+    waits = wait_for(world, clone_name(b), tip(world))
+    slow_rounds(a, 3.0)  # a waits up to 12 s for them before passing them over
+    return gone, waits
 
 
 def refuse_ticket_refs(world: World) -> None:
@@ -92,13 +111,7 @@ def test_a_clone_stands_back_for_older_waits_and_goes_once_they_landed(
     world: World, two: tuple[Path, Path]
 ) -> None:
     a, b = two
-    assert run(b, "claim", "task", "warm", session="s2").code == 0  # b's clone has a name
-    oldest = tip(world)
-    assert run(a, "claim", "task", "first", session="s1").code == 0
-    older = tip(world)
-    gone = wait_for(world, "f" * 16, oldest)  # the oldest wait (its holder is slow)
-    wait_for(world, clone_name(b), older)  # then b's: the two go first
-    slow_rounds(a, 3.0)  # a waits up to 12 s for them before passing them over
+    gone, _ = two_waits_ahead(world, a, b, "first")
     before = tip(world)
     late = spawn(a, "claim", "task", "late", session="s1")
     time.sleep(2.0)
@@ -112,6 +125,33 @@ def test_a_clone_stands_back_for_older_waits_and_goes_once_they_landed(
     left = tickets(world)
     assert f"{PREFIX}waiting/{clone_name(b)}" not in left  # deleted as b landed
     assert gone in left  # a went once only one wait was ahead: it did not pass it over
+
+
+def test_a_clone_just_served_writes_once_more_at_once_and_then_waits_its_turn(
+    world: World, two: tuple[Path, Path]
+) -> None:
+    """A turn carries two writes (a claim and the release that follows), not three."""
+    a, b = two
+    _, waits = two_waits_ahead(world, a, b, "one")
+    set_pace(a, {11: f"{time.time() + 30:.3f}"})  # as if a's ticket was just served
+    began = time.monotonic()
+    assert run(a, "release", "task", "one", session="s1").code == 0  # the turn's second
+    assert time.monotonic() - began < 6.0  # it did not wait for b
+    assert waits in tickets(world)
+    third = spawn(a, "claim", "task", "three", session="s1")
+    time.sleep(2.0)
+    assert third.poll() is None and git(
+        world.remote, "log", "-1", "--format=%s", BRANCH
+    ).startswith("release task/one"), "a wrote a third time while b waited"
+    assert run(b, "claim", "task", "waited", session="s2").code == 0
+    (r,) = wait_all([third], 60)
+    assert r.code == 0, r.err
+    log = git(world.remote, "log", "-3", "--format=%s", BRANCH).splitlines()
+    assert [line.split(" by ")[0] for line in log] == [
+        "claim task/three",
+        "claim task/waited",
+        "release task/one",
+    ], log
 
 
 def test_the_bell_stops_a_writer_that_decides_on_the_tip_it_knows(
@@ -161,7 +201,8 @@ def test_fake_tickets_hold_nobody_back_for_long_and_honest_work_lands(
     git(world.remote, "update-ref", f"{PREFIX}waiting/stray", stray)
     r = run(b, "--timeout", "20", "claim", "task", "two", session="s2")
     assert r.code == 0, r.err
-    assert sum(f in tickets(world) for f in fakes) < len(fakes)  # some deleted already
+    left = sum(f in tickets(world) for f in fakes)
+    assert len(fakes) - MAX_EXPIRE <= left < len(fakes)  # some deleted, 16 at most a push
     for n in range(12):  # each push deletes a few of those it passed over
         if not set(fakes) & set(tickets(world)):
             break
@@ -286,3 +327,125 @@ def test_a_clone_name_that_cannot_be_kept_is_made_for_the_process_and_nothing_fa
     kept = tmp_path / "kept"
     kept.mkdir()
     assert clone_id(str(kept)) == clone_id(str(kept))  # kept where it can be: one name
+
+
+# --- the server's judge (audit.tickets): what a hostile pusher tries -------------------
+
+
+def push(clone: Path, *specs: str) -> tuple[int, str]:
+    """`git push --atomic` of raw refspecs from a clone (plain git, no gitcoord)."""
+    proc = subprocess.run(
+        ["git", "push", "--porcelain", "--atomic", "origin", *specs],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def make(clone: Path, *args: str) -> str:
+    return git(clone, *args).strip()
+
+
+@pytest.fixture
+def judged(world: World, two: tuple[Path, Path]) -> tuple[Path, Path]:
+    """Two clones of a remote with gitcoord's server hook; a has fetched the branch."""
+    a, b = two
+    assert run(a, "hooks", "install", "--server", str(world.remote)).code == 0
+    assert run(a, "claim", "task", "zero", session="s1").code == 0
+    git(a, "fetch", "-q", "origin", f"+{BRANCH}:refs/remotes/origin/gitcoord")
+    return a, b
+
+
+def test_the_server_refuses_tickets_that_no_honest_clone_pushes(
+    world: World, judged: tuple[Path, Path]
+) -> None:
+    a, _ = judged
+    on_branch = make(a, "rev-parse", "refs/remotes/origin/gitcoord")
+    empty = make(a, "hash-object", "-w", "-t", "tree", "/dev/null")
+    ring1 = make(a, "commit-tree", "-m", "bell", empty)
+    assert push(a, f"{ring1}:{PREFIX}bell")[0] == 0  # a first ring: a root commit
+    git(a, "fetch", "-q", "origin", f"+{PREFIX}bell:refs/bell")
+
+    def ring() -> str:
+        return make(a, "commit-tree", "-p", ring1, "-m", "bell", empty)
+
+    blob = make(a, "hash-object", "-w", "--stdin")
+    off_branch = make(a, "commit-tree", "-m", "not on the branch", empty)
+    files = subprocess.run(
+        ["git", "mktree"],
+        cwd=a,
+        input=f"100644 blob {blob}\tf\n",
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    stuffed = make(a, "commit-tree", "-p", ring1, "-m", "bell", files)
+    not_chained = make(a, "commit-tree", "-m", "a new chain", empty)
+    w = f"{PREFIX}waiting/"
+    attempts = {
+        "a blob": [f"{blob}:{w}{'1' * 16}", f"{ring()}:{PREFIX}bell"],
+        "a commit off the branch": [f"{off_branch}:{w}{'1' * 16}", f"{ring()}:{PREFIX}bell"],
+        "no ring": [f"{on_branch}:{w}{'1' * 16}"],
+        "two at once": [
+            f"{on_branch}:{w}{'1' * 16}",
+            f"{on_branch}:{w}{'2' * 16}",
+            f"{ring()}:{PREFIX}bell",
+        ],
+        "a name that is no clone's": [f"{on_branch}:{w}alice", f"{ring()}:{PREFIX}bell"],
+        "a ref that is no ticket": [f"{on_branch}:{PREFIX}other"],
+        "a ring with files": [f"{on_branch}:{w}{'1' * 16}", f"{stuffed}:{PREFIX}bell"],
+        "a ring on no bell (forced)": [
+            f"{on_branch}:{w}{'1' * 16}",
+            f"+{not_chained}:{PREFIX}bell",
+        ],
+        "the bell deleted": [f":{PREFIX}bell"],
+    }
+    for what, specs in attempts.items():
+        code, said = push(a, *specs)
+        assert code != 0, what
+        assert "gitcoord" in said and "hook declined" in said, (what, said)
+    assert tickets(world) == {f"{PREFIX}bell": ring1}  # nothing of it landed
+    # What an honest clone pushes passes: a ticket on the branch with a ring, deleted.
+    mine = f"{w}{'1' * 16}"
+    assert push(a, f"{on_branch}:{mine}", f"{ring()}:{PREFIX}bell")[0] == 0
+    assert push(a, f":{mine}")[0] == 0
+    # Another branch's queue is not this server's to judge, as other refs are not.
+    assert push(a, f"{blob}:refs/gitcoord/tickets/{key('refs/heads/x')}/anything")[0] == 0
+
+
+def test_an_honest_wait_passes_the_judge_and_a_full_queue_is_a_round_lost(
+    world: World, judged: tuple[Path, Path]
+) -> None:
+    """Through the client's own code: a ticket taken is on the remote; with the queue
+    full (tickets made behind the hook's back) the take is refused as a round lost, and
+    tickets stay on in the clone; once tickets out of the window are deleted, it lands."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.audit.tickets import MAX_WAITING
+    from gitcoord.store.tickets import Wait
+
+    _, b = judged
+    with Coordinator(str(b), session="s2") as coord:
+        store = coord.store.trees
+        assert store.tickets is not None
+        deadline = time.monotonic() + 60
+        wait = Wait(store.tickets, None)
+        wait.look(0.1, store.fetch_tip(deadline))
+        assert wait.take(deadline)
+        assert tickets(world)[store.tickets.mine_ref] == wait.began
+        wait.leave(deadline)
+        assert store.tickets.mine_ref not in tickets(world)
+
+        at = tip(world)
+        lines = "".join(f"create {PREFIX}waiting/{i:016x} {at}\n" for i in range(MAX_WAITING))
+        subprocess.run(
+            ["git", "update-ref", "--stdin"], cwd=world.remote, input=lines, text=True, check=True
+        )
+        wait = Wait(store.tickets, None)
+        wait.look(0.1, store.fetch_tip(deadline))
+        assert not wait.take(deadline)  # refused: the queue is full; no error
+        assert store.tickets.mine_ref not in tickets(world)
+    (pace_file,) = (b / ".git" / "gitcoord" / "pace").glob("*")
+    off = float(pace_file.read_text().split()[9]) if pace_file.exists() else 0.0
+    assert off < time.time()  # tickets are not off in b

@@ -218,6 +218,7 @@ def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
     (`STALE_PUSH`), nothing judged — as is one whose tip the push judged just before
     it, and accepted, is about to move."""
     from ..api.coordinator import Coordinator
+    from ..audit import tickets
     from ..store.turns import judging
 
     with Coordinator(repo, remote=None, objects_from_env=True) as coord:
@@ -225,9 +226,14 @@ def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
         zero = store.info.zero_oid
         from ..audit.verify import verify_update
 
-        ours = [p for p in (line.split() for line in lines) if len(p) == 3 and p[2] == store.ref]
+        updates = [(p[0], p[1], p[2]) for p in (line.split() for line in lines) if len(p) == 3]
+        ours = [p for p in updates if p[2] == store.ref]
+        queue = [p for p in updates if p[2].startswith(tickets.prefix(store.ref))]
         if not ours:
-            return []  # other refs, approval proposals included, pass untouched
+            # Other refs, approval proposals included, pass untouched; tickets are
+            # judged against the branch as it is.
+            now = store.reader.read(store.ref) if queue else None
+            return tickets.judge(store, queue, now[0] if now else None) if queue else []
         with judging(store.info.common_dir, store.ref) as turn:
             for old, new, ref in ours:
                 if (stale := _stale(store, old, new, ref, turn.accepted)) is not None:
@@ -242,6 +248,9 @@ def run_pre_receive(repo: str, lines: list[str]) -> list[str]:
                     server=True,
                 )
                 rejected += [f"{ref}: {p}" for p in problems]
+            if not rejected and queue:
+                tip = ours[-1][1]
+                rejected += tickets.judge(store, queue, None if tip == zero else tip)
             if not rejected:
                 turn.accept(ours[-1][0], ours[-1][1])
             # What the states judged parse to, for the next push's judge (in the turn:

@@ -282,7 +282,11 @@ class RemoteBranch:
             )
         why = _refusal(statuses)
         if why is not None:
-            raise AlsoRefused(f"{self.remote} refused: {why}", remote=self.remote)
+            said = _remote_message(err)
+            raise AlsoRefused(
+                f"{self.remote} refused: {why}" + (f" ({said})" if said else ""),
+                remote=self.remote,
+            )
         return False
 
     def advance_mirror(self, old: str | None, new: str) -> None:

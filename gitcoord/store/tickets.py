@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 from ..errors import GitcoordError
 from ..gitio import Git, GitError, ObjectReader, ObjectWriter, first_parent, format_commit
-from .remote import Also, RemoteBranch
+from .remote import Also, AlsoRefused, RemoteBranch
 
 WINDOW = 2  # the oldest this many waits go (race) at once: the next is ready when one lands
 TICKET_AFTER = 3  # rounds without landing before a transaction takes a ticket
@@ -69,6 +69,9 @@ MAX_TICKETS = 64  # the oldest this many live tickets are looked at, the rest no
 HEAD_ROUNDS = 4.0  # how long, in rounds, a clone waits for a ticket that may go...
 HEAD_FLOOR = 1.0  # ...but at least this many seconds
 MAX_EXPIRE = 16  # tickets passed over, deleted by one push at most
+# What a server that judges tickets (`audit.tickets`) says of one past its limit: a
+# round lost for the clone, not a remote that takes no tickets.
+TICKETS_FULL = "the ticket queue is full"
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,12 @@ class Wait:
             return 0
         wanted = {t.oid for t in others} | ({self.began} if self.began else set())
         depth = self.tickets.depths(tip, wanted)
+        # Further back, or not on the branch: no wait, only a ref every fetch brings; the
+        # next push deletes it. (A live one is always found: its holder fetched the commit
+        # before pushing the ticket, so the branch fetched with the ticket is as new.)
+        for t in others:
+            if t.oid not in depth:
+                self.passed.setdefault(t.ref, t.oid)
 
         # Oldest first: the furthest back along the branch, then by a hash of the name
         # and the tip (not the name alone: ties would always favour the same clones).
@@ -272,7 +281,13 @@ class Wait:
             (t.mine_ref, self.mine, self.began),
             (t.bell_ref, self.bell, t.ring(self.bell)),
         ]
-        if not t.upstream.push_refs(updates, deadline):
+        try:
+            landed = t.upstream.push_refs(updates, deadline)
+        except AlsoRefused as exc:
+            if TICKETS_FULL in str(exc):
+                return False  # passed-over tickets are deleted by pushes: later, maybe
+            raise
+        if not landed:
             return False  # another rang first: the next fetch shows it, and we try again
         t.saw(updates)
         self.mine, self.bell, self.holding = self.began, updates[1][2], True
