@@ -96,7 +96,7 @@ def previous_store(store: Any) -> None:
 
     store.remote_url = None  # no URL: store.turns.local_turn falls back to the clone's .git
 
-    def sleep(attempt: int, deadline: float) -> None:
+    def sleep(attempt: int, deadline: float, waited: float = 0.0) -> None:
         delay = random.uniform(0, min(1.0, 0.015 * 2 ** min(attempt, 8)))
         time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 

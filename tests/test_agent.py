@@ -138,6 +138,35 @@ def test_concurrent_claims_through_the_agent_have_one_winner(world: World, agent
     os.kill(pid, signal.SIGTERM)
 
 
+WARM_THEN_CLAIM = """
+import json, sys
+from gitcoord.faces.agent import _warm
+_warm()
+before = set(sys.modules)
+from gitcoord.faces.cli import main
+code = main(["-C", sys.argv[1], "--session", "s1", "claim", "task", "first"])
+print(json.dumps([code, sorted(set(sys.modules) - before)]), file=sys.stderr)
+"""
+
+
+def test_a_warm_agents_child_imports_nothing_more_for_a_signed_write(world: World) -> None:
+    """What a command needs is imported once by the agent, not by each child: the
+    claim after `_warm()` (the agent child's work: its first write, signed with the
+    machine key) imports no module of gitcoord or of what it runs on."""
+    a = world.clone("a")
+    assert run(a, "init").code == 0
+    assert run(a, "register", "--role", "r", "--goal", "g", session="s1").code == 0
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_THEN_CLAIM, str(a)], capture_output=True, text=True
+    )
+    code, imported = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert code == 0, proc.stdout
+    heavy = ("gitcoord", "cryptography", "pydantic", "ruamel", "click", "difflib")
+    assert not [m for m in imported if m.split(".")[0] in heavy], imported
+    landed = git(world.remote, "cat-file", "commit", "refs/heads/gitcoord")
+    assert "claim task/first" in landed and "gpgsig" in landed  # signed in that process
+
+
 def test_a_dead_agent_or_stale_socket_falls_back_to_in_process(
     world: World, agent_env: Path
 ) -> None:

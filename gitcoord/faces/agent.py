@@ -50,12 +50,21 @@ def _warm() -> None:
     from ..api import (  # noqa: F401
         coordinator,
         render,
+        trust,
         verbs,
     )
     from ..audit import history, verify  # noqa: F401
     from ..domain import branch, kinds, mailbox, transition, validate, yamlio  # noqa: F401
     from ..ops import board, kernel  # noqa: F401
+    from . import flusher  # noqa: F401
     from .cli import cli
+
+    # What signs a machine key's commits in process (`sshsig`): ~40 ms of imports that
+    # every child paid again at its first write, a claim through the agent 1.5x as long.
+    with contextlib.suppress(ImportError):
+        from cryptography.hazmat.primitives import serialization  # noqa: F401
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
+    import difflib  # noqa: F401  (click's parse of options it leaves to a verb imports it)
 
     cli.list_commands(click.Context(cli))  # every verb's command, made once here
 
