@@ -42,6 +42,9 @@ def judge(store: Store, updates: list[tuple[str, str, str]], tip: str | None) ->
     branch at `tip` once the push lands (None: no branch)."""
     zero = store.info.zero_oid
     pre = prefix(store.ref)
+    waits = [ref for _, new, ref in updates if "/waiting/" in ref and new != zero]
+    if len(waits) > 1:  # before any is looked up: each is a walk along the branch
+        return [f"{waits[1]}: one ticket per push, and this push has {len(waits)}"]
     problems: list[str] = []
     bell_rung = False
     moved: list[str] = []  # tickets created or moved
@@ -60,9 +63,7 @@ def judge(store: Store, updates: list[tuple[str, str, str]], tip: str | None) ->
         if why is not None:
             problems.append(f"{ref}: {why}")
     if moved and not problems:
-        if len(moved) > 1:
-            problems.append(f"{moved[1]}: one ticket per push, and this push has {len(moved)}")
-        elif not bell_rung:
+        if not bell_rung:
             problems.append(f"{moved[0]}: a ticket comes with a ring of {pre}bell in its push")
         elif _count_after(store, pre, updates, zero) > MAX_WAITING:
             problems.append(f"{moved[0]}: {TICKETS_FULL} ({MAX_WAITING} waits)")
