@@ -10,13 +10,14 @@ work of the CLI, which passes the same hook.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import World, git, run
+from conftest import World, git, hermetic_env, run
 from reliability import REF, commit_files, show, tip
 from test_commands import fails, ok, register, ts
 from test_ops import SEC, T0, make_state, session
@@ -47,30 +48,50 @@ def push(clone: Path, commit: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A remote where alice and bob, registered behind the server hook, did honest work
+    that passed it; and its tip. Built once for the module (a dozen pushes through the
+    hook took 7 s, and every test here starts from it): each test takes a copy."""
+    root = tmp_path_factory.mktemp("bounds")
+    with pytest.MonkeyPatch.context() as mp:
+        hermetic_env(root, mp)
+        remote = root / "remote.git"
+        git(root, "init", "-q", "--bare", str(remote))
+        a = root / "a"
+        git(root, "clone", "-q", str(remote), str(a))
+        assert run(a, "init").code == 0
+        assert run(a, "hooks", "install", "--server", str(remote)).code == 0
+        for who in ("alice", "bob"):
+            assert run(a, "register", "--role", "r", "--goal", "g", session=who).code == 0
+        # the CLI's own writes are stamped with the clock that dates their commit: they pass
+        honest_work = [
+            ("claim", "task", "x", "--ttl", "2h"),
+            ("renew", "task", "x", "--hours", "3"),
+            ("claim", "task", "w", "--ttl", "7d"),  # exactly the default maximum
+            ("heartbeat", "implementing", "x", "tests", "40", "--force"),
+            ("send", "bob", "hello", "a body"),
+            ("state", "--write"),
+            ("release", "task", "w"),
+        ]
+        for args in honest_work:
+            r = run(a, *args, session="alice")
+            assert r.code == 0, (args, r.err)
+        base = tip(remote)
+        assert base is not None
+        assert run(a, "validate", "--range", f"..{base}").code == 0
+        yield remote, base
+
+
 @pytest.fixture
-def guarded(world: World) -> tuple[Path, str]:
-    """alice and bob registered behind the server hook; honest work passed it."""
+def guarded(world: World, honest: tuple[Path, str]) -> tuple[Path, str]:
+    """A copy of `honest`'s remote, its server hook installed, and a clone of it."""
+    template, base = honest
+    shutil.rmtree(world.remote)
+    git(world.root, "clone", "-q", "--mirror", str(template), str(world.remote))
+    git(world.remote, "remote", "remove", "origin")
     a = world.clone("a")
-    assert run(a, "init").code == 0
     assert run(a, "hooks", "install", "--server", str(world.remote)).code == 0
-    for who in ("alice", "bob"):
-        assert run(a, "register", "--role", "r", "--goal", "g", session=who).code == 0
-    # the CLI's own writes are stamped with the clock that dates their commit: they pass
-    honest = [
-        ("claim", "task", "x", "--ttl", "2h"),
-        ("renew", "task", "x", "--hours", "3"),
-        ("claim", "task", "w", "--ttl", "7d"),  # exactly the default maximum
-        ("heartbeat", "implementing", "x", "tests", "40", "--force"),
-        ("send", "bob", "hello", "a body"),
-        ("state", "--write"),
-        ("release", "task", "w"),
-    ]
-    for args in honest:
-        r = run(a, *args, session="alice")
-        assert r.code == 0, (args, r.err)
-    base = tip(world.remote)
-    assert base is not None
-    assert run(a, "validate", "--range", f"..{base}").code == 0
     git(a, "fetch", "-q", "origin")
     return a, base
 
