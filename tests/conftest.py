@@ -26,6 +26,12 @@ from testing.servers import git_daemon
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests first (each keeps its order): under `-n 2` the longest ones, left
+    to start near the end, kept one worker busy for up to a minute with the other idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return hermetic_env(tmp_path, monkeypatch)

@@ -193,6 +193,7 @@ def daemon_remote(world: World) -> Iterator[str]:
         yield f"{base}/{world.remote.name}"
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_loses_nothing_and_leaves_nothing_behind(
     world: World, daemon_remote: str
 ) -> None:

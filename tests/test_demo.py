@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     before = set(Path("/tmp").glob("gitcoord-demo-*"))
     proc = subprocess.run(

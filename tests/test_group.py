@@ -121,6 +121,7 @@ def burst(clone: Path) -> list[tuple[str, tuple[str, ...]]]:
     return ops
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     subprocess.run(["which", "ssh-keygen"], capture_output=True).returncode != 0,
     reason="ssh-keygen (OpenSSH) is not installed",

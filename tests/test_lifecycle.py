@@ -129,6 +129,7 @@ def _end(project: Path, cmd: dict[str, str], claude_id: str, reason: str) -> Non
     assert run_hook(cmd["SessionEnd"], project, payload).returncode == 0
 
 
+@pytest.mark.slow
 def test_twenty_claude_conversations_keep_one_identity_and_leak_no_number(
     world: World,
 ) -> None:

@@ -182,6 +182,7 @@ def claimed_clone(world: World) -> Path:
     return c
 
 
+@pytest.mark.slow
 def test_the_guard_judges_everything_staged(world: World, framework: Framework) -> None:
     c = claimed_clone(world)
     write(c, ".pre-commit-config.yaml", framework.config("gitcoord-guard", "gitcoord-validate"))

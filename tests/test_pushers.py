@@ -68,6 +68,7 @@ def as_boss(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", BOSS)
 
 
+@pytest.mark.slow
 def test_accounts_speak_only_for_their_sessions(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:

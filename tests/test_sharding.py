@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from conftest import World, git, run
 from reliability import REF, commit_files, show, tip
 
@@ -79,6 +80,7 @@ def largest_folders(repo: Path, commit: str) -> list[tuple[str, int]]:
     return counts.most_common()
 
 
+@pytest.mark.slow
 def test_more_than_3000_tombstones_and_a_days_messages_stay_in_small_folders(
     world: World,
 ) -> None:
@@ -103,6 +105,7 @@ def test_more_than_3000_tombstones_and_a_days_messages_stay_in_small_folders(
     assert run(a, "claim", "prospect", "p-00007", session="s2").code == 0  # a tombstone, anew
 
 
+@pytest.mark.slow
 def test_a_flat_folder_past_3000_takes_no_new_file_until_the_upgrade(world: World) -> None:
     a = founded(world)
     # the branch as format 3 wrote it (flat folders), with a claim type past 3,000

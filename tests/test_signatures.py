@@ -229,6 +229,7 @@ def test_every_commit_is_signed_in_gits_own_format(hookless: Signed) -> None:
     }
 
 
+@pytest.mark.slow
 def test_honest_history_passes_hook_range_and_clients(hooked: Signed) -> None:
     """Every kind of write, an approval granted and one merged (signed by the approver's
     key), a rotation and a revocation: the hook lets each in, `validate --range` of the

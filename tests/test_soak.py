@@ -98,6 +98,7 @@ def work(w: Worker, everyone: list[str], until: float) -> None:
             w.failures.append(f"{w.session} {argv}: exit {p.returncode}: {out}{err}")
 
 
+@pytest.mark.slow
 def test_twelve_sessions_soak_loses_nothing_and_grants_nothing_twice(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -228,6 +228,7 @@ def test_a_remote_that_refuses_ticket_refs_turns_them_off_and_writes_still_land(
     assert tip(world) != before
 
 
+@pytest.mark.slow
 def test_clones_racing_with_tickets_lose_nothing_and_grant_each_claim_once(
     world: World,
 ) -> None:
