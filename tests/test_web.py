@@ -557,7 +557,9 @@ def _shoot(driver: Any, path: Path, height: int | None = None) -> None:
     except TimeoutException:
         # Seen once at the end of a loaded CI run, right after `get`: chromedriver's wait
         # for the navigation to settle timed out ("aborted by navigation: Not attached to
-        # an active page"). A picture is not what these tests judge: take it again.
+        # an active page"). A picture is not what these tests judge: load the page again
+        # (the emulated device stays) and take it again.
+        driver.refresh()
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", params)
     path.write_bytes(base64.b64decode(shot["data"]))
 
