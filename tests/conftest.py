@@ -174,12 +174,27 @@ class World:
         git(self.root, "init", "-q", str(dest))
         return dest
 
+    @classmethod
+    def made_in(cls, root: Path) -> World:
+        """A new empty bare remote, `root/remote.git`."""
+        remote = root / "remote.git"
+        git(root, "init", "-q", "--bare", str(remote))
+        return cls(root, remote)
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    return World(tmp_path, remote)
+    return World.made_in(tmp_path)
+
+
+@contextlib.contextmanager
+def shared_world(factory: pytest.TempPathFactory, name: str) -> Iterator[World]:
+    """A `world` for a module-scoped fixture: in a temp dir of its own, with the hermetic
+    environment set there while the fixture lasts (each test still sets its own)."""
+    root = factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        hermetic_env(root, mp)
+        yield World.made_in(root)
 
 
 @pytest.fixture

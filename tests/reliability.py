@@ -78,8 +78,8 @@ def commit_files(
             g("read-tree", parent)
         # one process for every blob and one for the index, not two per file: the
         # history tests write thousands of files, and 12,000 git processes took 90 s
-        blobs = [(p, d) for p, d in changes.items() if d is not None and mode != "160000"]
-        for n, (_, data) in enumerate(blobs):
+        blobs = [d for d in changes.values() if d is not None and mode != "160000"]
+        for n, data in enumerate(blobs):
             Path(tmp, f"blob{n}").write_bytes(data)
         listed = "".join(f"{tmp}/blob{n}\n" for n in range(len(blobs)))
         oids = iter(g("hash-object", "-w", "--stdin-paths", data=listed.encode()).split())

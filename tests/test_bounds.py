@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import World, git, hermetic_env, run
+from conftest import World, git, run, shared_world
 from reliability import REF, commit_files, show, tip
 from test_commands import fails, ok, register, ts
 from test_ops import SEC, T0, make_state, session
@@ -53,13 +53,9 @@ def honest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     """A remote where alice and bob, registered behind the server hook, did honest work
     that passed it; and its tip. Built once for the module (a dozen pushes through the
     hook took 7 s, and every test here starts from it): each test takes a copy."""
-    root = tmp_path_factory.mktemp("bounds")
-    with pytest.MonkeyPatch.context() as mp:
-        hermetic_env(root, mp)
-        remote = root / "remote.git"
-        git(root, "init", "-q", "--bare", str(remote))
-        a = root / "a"
-        git(root, "clone", "-q", str(remote), str(a))
+    with shared_world(tmp_path_factory, "bounds") as shared:
+        remote = shared.remote
+        a = shared.clone("a")
         assert run(a, "init").code == 0
         assert run(a, "hooks", "install", "--server", str(remote)).code == 0
         for who in ("alice", "bob"):

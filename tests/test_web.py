@@ -30,7 +30,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import git, hermetic_env, run
+from conftest import git, run, shared_world
 
 ARTIFACTS = os.environ.get("GITCOORD_ARTIFACTS")  # read before the hermetic env clears it
 HOSTILE = "<script>alert(1)</script>"
@@ -59,13 +59,9 @@ def _tip(repo: Path) -> str:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("web")
-    with pytest.MonkeyPatch.context() as mp:
-        hermetic_env(root, mp)
-        remote = root / "remote.git"
-        git(root, "init", "-q", "--bare", str(remote))
-        sessions = root / "sessions"
-        git(root, "clone", "-q", str(remote), str(sessions))
+    with shared_world(tmp_path_factory, "web") as shared:
+        root, remote = shared.root, shared.remote
+        sessions = shared.clone("sessions")
         assert run(sessions, "init", "--approver", HUMAN, "--slots", "6").code == 0
         seed = [
             ("orchestrator", "Orchestrator - Coordinate all sessions", "12 sessions, 0 collisions"),
@@ -180,8 +176,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             assert r.code == 0, r.err
             approvals[subject] = r.json()["approval"]["id"]  # type: ignore[index]
 
-        human = root / "human"
-        git(root, "clone", "-q", str(remote), str(human))
+        human = shared.clone("human")
         git(human, "config", "user.email", HUMAN)
         git(human, "config", "user.name", "The Boss")
         key = root / "boss_key"
