@@ -109,6 +109,20 @@ def subjects(doc: dict[str, Any]) -> list[str]:
     return [m["subject"] for m in doc["messages"]]
 
 
+def counted_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the messages the inbox opens from now on (a file that is no message: "?")."""
+    loads: list[str] = []
+    real_load = mailbox._load
+
+    def counting_load(view: Any, entry: Any) -> Message | None:
+        msg = real_load(view, entry)
+        loads.append(msg.id if msg else "?")
+        return msg
+
+    monkeypatch.setattr(mailbox, "_load", counting_load)
+    return loads
+
+
 def pending_file(clone: Path, sid: str) -> Path:
     return clone / ".git" / "gitcoord" / "pending" / f"{sid}.json"
 
@@ -951,16 +965,7 @@ def test_inbox_over_ten_thousand_messages_reads_only_what_is_new(
     assert any(m.sender == "alice" for m in in_folders)  # own broadcasts exist, to be hidden
     assert 0 < len(expected) < len(in_folders) < 10_000 // 10
 
-    loads: list[str] = []
-    real_load = mailbox._load
-
-    def counting_load(view: Any, entry: Any) -> Message | None:
-        msg = real_load(view, entry)
-        loads.append(msg.id if msg else "?")
-        return msg
-
-    monkeypatch.setattr(mailbox, "_load", counting_load)
-
+    loads = counted_loads(monkeypatch)
     first = inbox(b, "alice")  # from a clone that did not write the bulk
     assert [m["id"] for m in first["messages"]] == expected
     assert first["unread"] == len(expected) and first["marked_read"] is True
@@ -981,6 +986,74 @@ def test_inbox_over_ten_thousand_messages_reads_only_what_is_new(
     assert one["messages"][0]["subject"] == "the only new one"
     assert loads == [new]  # today's folder changed, but only the new file was opened
     assert inbox(b, "alice")["messages"] == []
+
+
+def test_own_broadcasts_are_opened_once_not_at_every_inbox(
+    world: World, trio: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that broadcasts and hears nothing has nothing unread, so its read mark
+    never moves (nothing is pushed for it): its own broadcasts, in a folder it reads, are
+    still opened once only. What others send is found as before."""
+    a, b, _ = trio
+    mine = [send(a, "alice", "broadcast", f"news {i}") for i in range(4)]
+    loads = counted_loads(monkeypatch)
+    first = inbox(a, "alice")
+    assert first["messages"] == [] and first["unread"] == 0 and first["marked_read"] is False
+    assert sorted(loads) == sorted(mine)  # opened, to be known as its own
+    before = tip(world)
+    loads.clear()
+    assert inbox(a, "alice")["messages"] == [] and loads == []  # not opened again
+    assert tip(world) == before  # and nothing was pushed for it
+
+    more = send(a, "alice", "broadcast", "one more")
+    theirs = send(b, "bob", "broadcast", "hello")
+    loads.clear()
+    got = inbox(a, "alice")
+    assert [m["id"] for m in got["messages"]] == [theirs] and got["marked_read"] is True
+    assert sorted(loads) == sorted([more, theirs])  # only what came since
+    loads.clear()
+    assert inbox(a, "alice")["messages"] == [] and loads == []
+    every = inbox(a, "alice", "--all")
+    assert [(m["id"], m["read"]) for m in every["messages"]] == [(theirs, True)]
+
+    # --peek leaves what is unread unread, so it is found again
+    direct = send(b, "bob", "alice", "direct")
+    assert [m["id"] for m in inbox(a, "alice", "--peek")["messages"]] == [direct]
+    assert [m["id"] for m in inbox(a, "alice")["messages"]] == [direct]
+
+
+def test_what_a_clone_looked_through_counts_only_while_the_mark_stands(
+    world: World, trio: tuple[Path, Path, Path]
+) -> None:
+    """The session reads on another machine meanwhile: its mark moves past what this clone
+    looked through, and this clone then reads by the mark (what was read there is not
+    shown as unread here)."""
+    a, b, c = trio
+    send(a, "alice", "broadcast", "mine")
+    assert inbox(a, "alice")["messages"] == []  # this clone looked through its own broadcast
+    news = send(b, "bob", "alice", "news")
+    elsewhere = world.clone("alice-elsewhere")
+    assert [m["id"] for m in inbox(elsewhere, "alice")["messages"]] == [news]
+    assert inbox(a, "alice")["messages"] == []  # read on the other machine: not unread here
+    later = send(c, "carol", "broadcast", "later")
+    assert [m["id"] for m in inbox(a, "alice")["messages"]] == [later]
+
+
+def test_a_damaged_look_through_record_is_ignored(
+    world: World, trio: tuple[Path, Path, Path]
+) -> None:
+    """What this clone keeps of how far it looked is a cache: a file that is not what it
+    writes, or names a commit that is not here, is ignored, and nothing unread is lost."""
+    a, b, _ = trio
+    send(a, "alice", "broadcast", "mine")
+    assert inbox(a, "alice")["messages"] == []
+    (record,) = (a / ".git" / "gitcoord" / "scanned").rglob("alice")
+    news = send(b, "bob", "alice", "news")
+    for junk in ("not a line", f"{'e' * 40} -", f"{'0' * 40} {'1' * 39}", "\xff\xfe"):
+        record.write_text(junk + "\n", encoding="latin-1")
+        got = inbox(a, "alice", "--peek")
+        assert [m["id"] for m in got["messages"]] == [news], junk
+    assert [m["id"] for m in inbox(a, "alice")["messages"]] == [news]
 
 
 def test_inbox_marks_read_on_the_tip_it_read_and_refetches_only_if_it_moved(

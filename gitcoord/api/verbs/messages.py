@@ -245,6 +245,7 @@ def _inbox(
     from ...domain import mailbox, names
     from ...domain.state import State
     from ...ops import kernel, messages
+    from .. import scanned
 
     if for_session is not None:
         names.check_session_id(for_session)
@@ -262,7 +263,13 @@ def _inbox(
     if old is not None and old.entries("") is None:
         old = None  # the marked commit is gone (branch recreated): all unread
     view = c.store.view_of(state)
-    items = mailbox.inbox(view, old, session, include_read=include_read)
+    read_by = seen.through if seen is not None else None
+    # Messages from where this clone last found none unread, while the mark is the one
+    # it read by then (`api.scanned`: a session's own broadcasts are opened once).
+    last = scanned.read(c.store, session) if for_session is None else None
+    items = mailbox.inbox(
+        view, _scanned_view(c, last, read_by) or old, session, include_read=include_read
+    )
     shown = []
     for item in items:
         entry = {**item.message.model_dump(mode="json"), "read": item.read}
@@ -281,6 +288,14 @@ def _inbox(
         + sum(1 for d in decisions if not d["read"])
         + sum(1 for n in notices if not n["read"])
     )
+    now_scanned = scanned.Scanned(tip, read_by) if tip is not None else None
+    if (
+        for_session is None
+        and now_scanned is not None
+        and now_scanned != last
+        and not any(not i.read for i in items)
+    ):
+        scanned.write(c.store, session, now_scanned)
     marked = None
     held = False
     if unread and not peek and tip is not None:
@@ -308,6 +323,15 @@ def _inbox(
         "mark_held": held,
         "commit": marked,
     }
+
+
+def _scanned_view(c: Coordinator, last: Any, mark: str | None) -> Any:
+    """The tree at `last` (an `api.scanned.Scanned`), if it was read by the read mark
+    `mark` and its commit is here; else None."""
+    if last is None or last.mark != mark:
+        return None
+    view = c.store.view(last.tip)
+    return view if view.entries("") is not None else None
 
 
 INBOX = Verb(
