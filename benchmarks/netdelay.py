@@ -60,6 +60,7 @@ COLD = "gitcoord claim, cold CLI (GITCOORD_AGENT=0)"
 ROWS = (RAW_FLOOR, RAW_PUSH, INPROC, STALE, FETCH_FIRST, COLD)
 
 NOW = "gitcoord (this store)"
+CARRY = "gitcoord, carrying (GITCOORD_CARRY=1)"
 BEFORE = "the store before #16 (experiment)"
 
 
@@ -188,9 +189,14 @@ def single(tmp: Path, env: dict[str, str], base: str, rtt: float, runs: int) -> 
     return out
 
 
-def _session_proc(conn: Connection, clone: str, sid: str, before: bool) -> None:
+def _session_proc(conn: Connection, clone: str, sid: str, before: bool, carry: bool) -> None:
     """One session in a clone of its own: a long-lived Coordinator, driven over `conn`."""
+    import os
+
     from gitcoord import Coordinator
+
+    if carry:
+        os.environ["GITCOORD_CARRY"] = "1"
 
     c = Coordinator(clone, session=sid)
     if before:
@@ -240,7 +246,8 @@ def level(
 ) -> dict[str, Any]:
     """`n` sessions, each a long-lived process, in clones of their own (separate machines)
     or, `shared`, all in one clone (one machine: they take turns, and go in groups)."""
-    name = f"{'before' if curve == BEFORE else 'now'}-{int(rtt * 1000)}-{n}"
+    tag = {BEFORE: "before", CARRY: "carry"}.get(curve, "now")
+    name = f"{tag}-{int(rtt * 1000)}-{n}"
     root = tmp / f"netdelay-{name}{'-shared' if shared else ''}"
     root.mkdir()
     remote = contention._seed(root, env)
@@ -253,7 +260,8 @@ def level(
             mine = _clone(remote, root / f"clone{k}", where, env)
         parent, child = ctx.Pipe()
         p = ctx.Process(
-            target=_session_proc, args=(child, str(mine), contention.SESSIONS[k], curve == BEFORE)
+            target=_session_proc,
+            args=(child, str(mine), contention.SESSIONS[k], curve == BEFORE, curve == CARRY),
         )
         p.start()
         procs.append(p)
@@ -317,7 +325,7 @@ def run(
         "single": {},
         "curves": {},
     }
-    curves = (NOW, BEFORE) if experiments else (NOW,)
+    curves = (NOW, CARRY, BEFORE) if experiments else (NOW, CARRY)
     with servers.git_daemon(tmp) as base:
         port = int(base.rsplit(":", 1)[1])
         for rtt in rtts:
@@ -415,13 +423,15 @@ def tables(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def targets(d: dict[str, Any], key: str = "50") -> str:
-    """Issue #16's targets at `key` ms, against this run's measurements."""
-    s, now = d["single"].get(key), d["curves"].get(NOW, {}).get(key, {})
+def targets(d: dict[str, Any], key: str = "50", curve: str = NOW) -> str:
+    """Issue #16's targets at `key` ms for `curve`, against this run's measurements (one
+    session's throughput: this store's, alone)."""
+    s, now = d["single"].get(key), d["curves"].get(curve, {}).get(key, {})
+    alone = d["curves"].get(NOW, {}).get(key, {})
     if not s or not now:
         return ""
     floor, inproc, stale = median(s[RAW_FLOOR]), median(s[INPROC]), median(s[STALE])
-    one = now.get(1, {}).get("throughput", float("nan"))
+    one = alone.get(1, {}).get("throughput", float("nan"))
     parts = [
         f"an uncontended claim ≤ 0.7× the raw floor: {_x(inproc / floor)} (contended, a "
         f"refused push then a fetch and a push: {_x(stale / floor)})"
@@ -442,7 +452,7 @@ def targets(d: dict[str, Any], key: str = "50") -> str:
         for lv in x.values()
     )
     parts.append(f"0 lost updates and 0 double grants: {lost} and {doubled}, at every level")
-    head = f"**Against #16's targets at {key} ms round trip** (this store): "
+    head = f"**Against #16's targets at {key} ms round trip** ({curve}): "
     return head + "; ".join(parts) + "."
 
 
@@ -533,8 +543,9 @@ def analysis(data: dict[str, Any]) -> list[str]:
             f"writes, the price of letting unseen losers in."
         )
     out.append(text)
-    if goals := targets(d):
-        out.append(goals)
+    for curve in (NOW, CARRY):
+        if goals := targets(d, curve=curve):
+            out.append(goals)
     return out
 
 
@@ -584,7 +595,11 @@ def chart(data: dict[str, Any], path: Path) -> str:
                 return "matplotlib is not installed (`.venv/bin/pip install -e '.[bench]'`)"
             keys = list(d["single"])
             fig, axes = plt.subplots(2, len(keys), figsize=(4 * len(keys), 6.4), squeeze=False)
-            style = {NOW: ("tab:blue", "o-"), BEFORE: ("tab:purple", "x:")}
+            style = {
+                NOW: ("tab:blue", "o-"),
+                CARRY: ("tab:green", "^-"),
+                BEFORE: ("tab:purple", "x:"),
+            }
             for col, key in enumerate(keys):
                 top, bottom = axes[0][col], axes[1][col]
                 series = d["single"][key]

@@ -387,6 +387,17 @@ def first_parent(commit: bytes) -> str | None:
     return None
 
 
+def commit_parents(commit: bytes) -> list[str]:
+    """Every parent named in a commit object's header, in order."""
+    found = []
+    for line in commit.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"parent "):
+            found.append(line[7:].decode())
+    return found
+
+
 def format_commit(
     tree: str,
     parents: Sequence[str],

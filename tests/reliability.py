@@ -127,16 +127,21 @@ def hand_push(
 
 
 MIRROR = re.compile(r"^refs/gitcoord/remotes/[^/]+/.+$")  # gitcoord's fetched copy of a tip
+# The queue's refs as last fetched (`store.tickets`: bell, tickets, requests): a cache that
+# every fetch rewrites, there as soon as any clone under load took a ticket.
+SEEN = re.compile(r"^refs/gitcoord/seen/[^/]+/[0-9a-f]{12}/(bell|waiting/.+|requests/.+)$")
 
 
 def stray_refs(repo: Path) -> list[str]:
-    """Refs other than branches, remote-tracking refs, tags and gitcoord's own mirror
-    of the remote tip (a crash must leave no temporary ref behind)."""
+    """Refs other than branches, remote-tracking refs, tags, gitcoord's own mirror of the
+    remote tip and the queue's fetched copies (a crash must leave no temporary ref behind)."""
     refs = git(repo, "for-each-ref", "--format=%(refname)").split()
     return [
         r
         for r in refs
-        if not r.startswith(("refs/heads/", "refs/remotes/", "refs/tags/")) and not MIRROR.match(r)
+        if not r.startswith(("refs/heads/", "refs/remotes/", "refs/tags/"))
+        and not MIRROR.match(r)
+        and not SEEN.match(r)
     ]
 
 

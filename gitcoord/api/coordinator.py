@@ -148,6 +148,12 @@ class Coordinator:
         self._flushing = False
         if carry.riding():
             self.store.trees.riders = self._riders
+        from ..store import requests
+
+        if requests.enabled():
+            from . import carrier
+
+            self.store.trees.carrier = carrier.carrier(self.store)
 
     # --- keys ------------------------------------------------------------------
 
@@ -311,7 +317,7 @@ class Coordinator:
         outcome = self.store.transact(plan, clock.now, known=known)
         if outcome.commit and carried and pending is not None:
             pending.settle(carried)
-        if (made := outcome.landed or outcome.commit) is not None:
+        if not outcome.carried and (made := outcome.landed or outcome.commit) is not None:
             from .trust import mark_verified
 
             # The whole chain its push landed, when it pushed one: every commit in it

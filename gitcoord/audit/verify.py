@@ -38,7 +38,7 @@ from ..domain.transition import (
 )
 from ..domain.validate import check_messages_at, check_state
 from ..gitio import GitError
-from . import signatures
+from . import carried, signatures
 from .history import Entry, read_commits
 from .tombstones import claim_versions
 
@@ -125,11 +125,14 @@ def verify_commit(
     now: datetime | None = None,
     approver: str | None = None,
     diff: tuple[Changes, dict[str, str]] | None = None,
+    signed: str | None = None,
 ) -> list[Problem]:
     """Problems of one commit, judged at its own time — but never later than `now`
     (the verifier's clock): a committer date is the pusher's to choose, so a commit
     dated in the future could otherwise pass off a takeover as "after expiry".
-    `diff`: its `changed_files` and their modes, when read already (`judged`)."""
+    `diff`: its `changed_files` and their modes, when read already (`judged`).
+    `signed`: the commit whose signature speaks for it (a carried commit's request,
+    `audit.carried`), when not its own."""
     future: list[Problem] = []
     if now is not None and meta.time > now:
         old_cfg = store.load(parent).config if parent else None
@@ -154,7 +157,7 @@ def verify_commit(
         verdict = signatures.Verdict([], approver)
     else:
         verdict = signatures.judge(
-            store, commit, meta.session, meta.author_email, old_state, new_state
+            store, signed or commit, meta.session, meta.author_email, old_state, new_state
         )
     if verdict.acting_as is not None:
         # With signatures required, who approves is the key's to say, not the author line.
@@ -192,6 +195,35 @@ def verify_commit(
         else Problem(p.path, p.rule, f"commit {short}: {p.message}")
         for p in problems
     ]
+
+
+def verify_carried(
+    store: Store, parent: str, commit: str, request: str, diff: Changes, now: datetime
+) -> list[Problem]:
+    """Problems of `commit`, a carried commit of `request` on `parent` that this clone
+    made (its message the request's, its change `diff`, the request's over its base) and
+    has not pushed: judged as the server judges a commit, its signature the request's.
+    What makes it a carried commit (the base, the id, the message, the change) the
+    carrier made sure of as it built it; `audit.carried` judges those where it lands."""
+    from ..store.requests import message_of, trailers_of
+
+    got = store.reader.read(commit)
+    if got is None or got[1] != "commit":
+        return [Problem(store.ref, "carried", f"commit {commit[:10]} cannot be read")]
+    said = trailers_of(message_of(got[2]))
+    head = got[2].split(b"\n\n", 1)[0].decode("utf-8", "replace").split("\n")
+    author = next((line for line in head if line.startswith("author ")), "")
+    email = author.partition("<")[2].partition(">")[0]
+    meta = CommitMeta(
+        commit=commit,
+        author_email=email,
+        session=said.get("Gitcoord-Session"),
+        op=said.get("Gitcoord-Op"),
+        time=now,
+        handoff_to=said.get(HANDOFF_TO),
+    )
+    modes = {path: "100644" for path, _, new in diff if new is not None}
+    return verify_commit(store, meta, parent, commit, now, None, (diff, modes), request)
 
 
 GITLINK = "160000"  # a submodule entry in a tree
@@ -383,12 +415,14 @@ def judged(
         return entries[i].parents[0] if entries[i].parents else None
 
     diffs = changed_files_of(store, [(parent_of(i), e.commit) for i, e in enumerate(entries)])
+    landed = carried.Landed(store, old)
     i = 0
     while i < len(entries):
         entry = entries[i]
         parent = parent_of(i)
         found: list[Problem] = []
-        if len(entry.parents) > 1:
+        is_carried = carried.is_carried(entry)
+        if len(entry.parents) > 1 and not is_carried:
             found += _merge_problems(store, entry, parent)
         meta = commit_meta(entry)
         if account is not None:
@@ -402,7 +436,25 @@ def judged(
         if proposal and i == len(entries) - 1:
             approver = _an_approver(store, parent, meta.author_email)
         diff = diffs[i] if diffs is not None else None
-        found += verify_commit(store, meta, parent, entry.commit, now, approver, diff)
+        signed = None
+        if is_carried:
+            if diff is None:
+                modes: dict[str, str] = {}
+                diff = (changed_files(store, parent, entry.commit, modes), modes)
+            found += carried.problems(
+                store,
+                entry,
+                parent,
+                min(meta.time, now),
+                landed,
+                diff[0],
+                lambda old, new: changed_files(store, old, new),
+            )
+            signed = entry.parents[1]
+        else:
+            found += carried.twice(store, entry, landed)
+        found += verify_commit(store, meta, parent, entry.commit, now, approver, diff, signed)
+        landed.add(entry)
         if undone and i == min(undone):
             if found:
                 # The first commit it undoes is refused: the restoring commit is what

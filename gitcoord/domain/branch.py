@@ -68,6 +68,7 @@ class Outcome:
     tip: str | None  # the tip it was decided on
     attempts: int
     landed: str | None = None  # the tip its push made, when it pushed (`Done.landed`)
+    carried: bool = False  # another clone's push carried it (`Done.carried`)
 
 
 class CachedSource(TreeSource):
@@ -272,7 +273,7 @@ class Store:
             done = self.trees.transact(decide, known=None if known is None else Known(known[0]))
         finally:
             self.parsed.save()  # after the push and the turn: off the contended path
-        return Outcome(done.result, done.commit, done.tip, done.attempts, done.landed)
+        return Outcome(done.result, done.commit, done.tip, done.attempts, done.landed, done.carried)
 
     def decider(
         self,

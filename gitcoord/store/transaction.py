@@ -41,14 +41,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import Cancelled, GitcoordError, InvalidError, RemoteError
-from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo, first_parent
-from . import cancel, group, parsecache, trees
+from ..gitio import Git, ObjectReader, ObjectWriter, RepoInfo, commit_parents, first_parent
+from . import cancel, group, parsecache, requests, trees
 from .parsecache import ParseCache
 from .remote import AlsoRefused, RemoteBranch
+from .requests import Request, Requests
 from .tickets import TICKET_AFTER, Tickets, Wait
 from .trees import Files, TreeSource
 from .turns import (
@@ -158,6 +159,9 @@ class Done(Generic[R]):
     # What this transaction's push put on the branch over `tip`, when it pushed: the
     # last commit of its chain (its own, the group's, riders), all of this clone's.
     landed: str | None = None
+    # Another clone's push carried this write (`store.requests`): `commit` is the carried
+    # commit, which this clone did not write (its verifier judges it like any other).
+    carried: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,16 @@ class TreeStore:
             else None
         )
         self.waiting: Wait | None = None  # this transaction's place among them
+        # Carrying (`store.requests`): the requests of clones that wait, as fetched with
+        # the tickets, and the domain's word on carrying one on a chain (set by the API:
+        # the carried commit, or None when it may not go there).
+        self.requests = (
+            Requests(git, self.reader, self.upstream, self.tickets.prefix, self.tickets.seen)
+            if self.tickets is not None
+            else None
+        )
+        self.carrier: Callable[[str | None, Request], str | None] | None = None
+        self._rid: str | None = None  # this transaction's request id, when it carries
 
     def close(self) -> None:
         self.reader.close()
@@ -563,12 +577,16 @@ class TreeStore:
         self.upstream.push_error = None
         began = time.monotonic()
         self.waiting = wait = self._wait(pace)
+        carries = wait is not None and self.requests is not None and requests.enabled()
+        self._rid = requests.new_id() if carries else None
         try:
             return self._rounds(decide, deadline, known, leader, pace, began)
         finally:
             if wait is not None:
                 wait.leave(time.monotonic() + min(LEAVE_TIMEOUT, self.timeout))
             self.waiting = None
+            if self.requests is not None:
+                self.requests.wait()
 
     def _rounds(
         self,
@@ -582,6 +600,7 @@ class TreeStore:
         landing: tuple[str, int, _Own[R], list[group.Peer]] | None = None  # a chain, ditto
         fetched: list[str | None] = []  # the next round's tip, when already fetched
         spurned = False  # the remote's hook refused a push with riders: none this time
+        shunned = False  # ... or one that carried others' requests: none this time
         stale = False  # a push on the mirror was refused: it was behind
         suspect = False  # a hook declined a push with tickets: this one goes without
         # Others hold tickets older than any we have (as last fetched): fetch, and wait.
@@ -597,6 +616,10 @@ class TreeStore:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if not self._pending:
                 cancel.check()  # stopped by the user: nothing was written
+            elif self._rid is not None and cancel.CANCELLED.is_set():
+                # Stopped with a request out, which another clone may yet carry: look
+                # once more, and say that it may still land if it has not.
+                return self._settle_pending(RemoteError("interrupted", remote=self.remote))
             started = time.monotonic()
             fresh = True  # this round's tip was fetched for it (or just before it)
             fetching = False
@@ -623,7 +646,8 @@ class TreeStore:
             if tip is not None:
                 for sent, answer in self._pending:
                     if self.upstream.contains(tip, sent):
-                        return Done(answer, sent, tip, attempt)
+                        return self._found(tip, sent, answer, attempt)
+            asks: str | None = None  # this round's commit, when it is a request
             try:
                 decision = decide(tip)
             except (RemoteError, Cancelled):
@@ -634,7 +658,9 @@ class TreeStore:
                 if isinstance(decision, Unchanged):
                     own = _Own(None, decision.result, None)
                 else:
-                    own = _Own(self._written(tip, decision), decision.result, None)
+                    own = _Own(self._written(tip, self._asked(decision)), decision.result, None)
+                    # (a commit `decide` wrote itself names no request: never published)
+                    asks = own.commit if decision.commit is None else None
             chain: str | None = own.commit or tip
             asked: list[group.Peer] = []
             if leader is not None:
@@ -642,6 +668,9 @@ class TreeStore:
             riding: list[tuple[Rider, str]] = []
             if not spurned:
                 chain, riding = self._ride(tip, chain)
+            carried: list[str] = []
+            if not shunned and chain != tip:
+                chain, carried = self._carry(tip, chain)
             if chain == tip:  # nobody writes anything
                 if not fresh and (now := self._confirm(tip, deadline)) != tip:
                     # An answer from the cached tip: reported only if the tip still stands.
@@ -679,6 +708,13 @@ class TreeStore:
                 # the usual way, whose fetch says what is wrong if it still is.
                 continue
             except InvalidError:
+                if carried:
+                    # Refused with others' requests in it: again without them (they are
+                    # theirs to push), so that carrying never sinks this clone's writes.
+                    if leader is not None:
+                        self._refused(leader, asked, attempt)
+                    shunned = True
+                    continue
                 if not any(commit for _, commit in riding):
                     raise
                 # The remote's hook refused a push that carried riders: go again without
@@ -727,6 +763,7 @@ class TreeStore:
                     stale = True  # the next fetch says by how many commits
                 continue
             pace.contend(time.time())  # lost to a writer who pushed while we decided
+            self._request(own, asks, asked, deadline)
             if wait is not None:
                 wait.rounds += 1
                 wait.served = False  # a turn's second write that lost: in the queue now
@@ -742,6 +779,77 @@ class TreeStore:
             f"gave up after {MAX_ATTEMPTS} attempts: {self.where} kept moving; nothing was written",
             attempts=MAX_ATTEMPTS,
         )
+
+    def _asked(self, decision: Write[R]) -> Write[R]:
+        """`decision`, as a request when this transaction carries (`store.requests`): the
+        same in every round but for the time it may be carried until."""
+        if self._rid is None or decision.commit is not None:
+            return decision
+        until = decision.when + requests.VALID_FOR
+        return dataclasses.replace(
+            decision, message=requests.with_request(decision.message, self._rid, until)
+        )
+
+    def _request(
+        self, own: _Own[Any], asks: str | None, asked: list[group.Peer], deadline: float
+    ) -> None:
+        """A push refused on a fetched tip: publish its own commit as this clone's request,
+        for another clone's push to carry, and count it among the commits that may land.
+        Not with members in the round (their commits went on ours: they decide again) nor
+        without a request id on it."""
+        if self._rid is None or asks is None or asked or self.requests is None:
+            return
+        assert self.tickets is not None
+        self.requests.publish(self.tickets.clone, asks, deadline)
+        self._pending.append((asks, own.result))
+
+    def _carry(self, tip: str | None, chain: str | None) -> tuple[str | None, list[str]]:
+        """The chain with the requests of others that it may carry, each as a commit the
+        domain made and judged (`carrier`), and those commits."""
+        if self._rid is None or self.carrier is None or self.requests is None or tip is None:
+            return chain, []
+        assert self.tickets is not None
+        now = datetime.now(timezone.utc)
+        fresh = [
+            r for r in self.requests.fetched(self.tickets.clone) if r.until - requests.MARGIN > now
+        ]
+        if not fresh:
+            return chain, []
+        landed = self.requests.landed_since(tip, {r.base for r in fresh})
+        carried: list[str] = []
+        taken: set[str] = set()
+        for req in fresh:
+            if len(carried) >= requests.MAX_CARRIED:
+                break
+            ids = landed.get(req.base)
+            if ids is None or req.rid in ids or req.rid in taken or req.rid == self._rid:
+                continue  # decided on a tip too old or off the branch, or it landed
+            try:
+                made = self.carrier(chain, req)
+            except (RemoteError, Cancelled):
+                raise
+            except GitcoordError:
+                made = None
+            if made is not None:
+                chain = made
+                carried.append(made)
+                taken.add(req.rid)
+        return chain, carried
+
+    def _found(self, tip: str, sent: str, answer: Any, attempt: int) -> Done[Any]:
+        """What a transaction did whose commit `sent` is in `tip`'s history: landed by a
+        push of ours, or carried by another clone's (the commit whose second parent it is)."""
+        at: str | None = tip
+        depth = 0
+        while at is not None and at != sent and depth <= 2 * requests.LOOK_BACK:
+            got = self.reader.read(at)
+            if got is None or got[1] != "commit":
+                break
+            parents = commit_parents(got[2])
+            if len(parents) > 1 and parents[1] == sent:
+                return Done(answer, at, tip, attempt, carried=True)
+            at, depth = (parents[0] if parents else None), depth + 1
+        return Done(answer, sent, tip, attempt)
 
     def _ride(
         self, tip: str | None, chain: str | None
@@ -904,6 +1012,8 @@ class TreeStore:
             cancel.CANCELLED.wait(pause)
             tip = self.fetch_tip(deadline)
             pace.knew(time.time())
+            if tip is not None and any(self.upstream.contains(tip, s) for s, _ in self._pending):
+                break  # a write of ours landed meanwhile (carried, or a reply lost)
         return tip
 
     def _wait(self, pace: Pace) -> Wait | None:

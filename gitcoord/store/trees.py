@@ -97,6 +97,33 @@ def tree_of(reader: ObjectReader, commit: str) -> str | None:
     return got[2].split(b"\n", 1)[0].split(b" ")[1].decode()
 
 
+def diff_trees(
+    reader: ObjectReader, old: str | None, new: str | None, prefix: str = ""
+) -> list[tuple[str, str | None, str | None]]:
+    """(path, old blob, new blob) of every file that differs between two trees, in
+    process: a subtree whose id is the same on both sides is not opened (what
+    `diff-tree -r` says, without a git process, for the few files a commit changes)."""
+    if old == new:
+        return []
+    before = {e.name: e for e in reader.tree(old)} if old else {}
+    after = {e.name: e for e in reader.tree(new)} if new else {}
+    found: list[tuple[str, str | None, str | None]] = []
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        if a is not None and b is not None and a.oid == b.oid and a.mode == b.mode:
+            continue
+        path = f"{prefix}{name}"
+        a_tree = a.oid if a is not None and a.is_tree else None
+        b_tree = b.oid if b is not None and b.is_tree else None
+        if a_tree or b_tree:
+            found += diff_trees(reader, a_tree, b_tree, path + "/")
+        a_blob = a.oid if a is not None and not a.is_tree else None
+        b_blob = b.oid if b is not None and not b.is_tree else None
+        if a_blob != b_blob:
+            found.append((path, a_blob, b_blob))
+    return found
+
+
 def write_commit(
     reader: ObjectReader,
     writer: ObjectWriter,

@@ -1,0 +1,344 @@
+"""Carrying (#16): one clone's push lands another clone's request, and nothing else.
+
+The server hook is the authority: a carried commit speaks for a session only through
+the request it carries, signed by that session's key (`audit.carried`). Each rule is
+attacked with commits made by plain git plumbing (`commit-tree -S` with the machines'
+real keys) and pushed to a remote whose hook judges every push; an honest carried
+commit passes the hook and the clients' own verification. Clones that carry for each
+other for real, with real processes racing through a remote, are at the end.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from conftest import World, clone_url, git, git_daemon, run
+from reliability import REF, commit_files
+from test_signatures import (  # noqa: F401 - the fixture is used by name
+    Machine,
+    Signed,
+    _fetch_tip,
+    _push,
+    hooked,
+)
+
+from gitcoord import clock
+from gitcoord.domain import kinds
+from gitcoord.domain.models import FORMAT
+from gitcoord.store.requests import REQUEST, VALID_UNTIL
+from gitcoord.store.tickets import key
+from testing.netdelay import DelayProxy
+
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+BRANCH = "gitcoord"
+
+
+def _message_to_alice(subject: str) -> dict[str, bytes | None]:
+    """A message from bob to alice, as `send` writes it."""
+    sent = datetime.now(timezone.utc)
+    mid = clock.message_id(sent, secrets.token_hex(3))
+    body = (
+        f"id: {mid}\nsender: bob\nto: alice\nsubject: {subject}\nbody: hello\n"
+        f"sent_at: '{sent.strftime(STAMP)}'\n"
+    )
+    return {kinds.message_path("alice", mid, fmt=FORMAT): body.encode()}
+
+
+def _request_message(
+    session: str = "bob", rid: str | None = None, until: timedelta = timedelta(minutes=1)
+) -> str:
+    end = (datetime.now(timezone.utc) + until).strftime(STAMP)
+    rid = rid or secrets.token_hex(8)
+    return (
+        f"send 1 message\n\nGitcoord-Op: send\nGitcoord-Session: {session}\n"
+        f"{REQUEST}: {rid}\n{VALID_UNTIL}: {end}"
+    )
+
+
+def _commit(m: Machine, tree: str, parents: list[str], message: str, key: Path | None) -> str:
+    argv = ["commit-tree", tree]
+    if key is not None:
+        argv = ["-c", "gpg.format=ssh", "-c", f"user.signingKey={key}", *argv, "-S"]
+    for p in parents:
+        argv += ["-p", p]
+    return m.git(*argv, "-m", message)
+
+
+def _request(
+    m: Machine, base: str, files: dict[str, bytes | None], message: str, key: Path | None
+) -> str:
+    """A request as a clone publishes it: one commit on `base`, signed by `key`."""
+    tree = m.git("rev-parse", f"{commit_files(m.repo, files, parent=base)}^{{tree}}")
+    return _commit(m, tree, [base], message, key)
+
+
+def _carry(m: Machine, tip: str, request: str, files: dict[str, bytes | None], message: str) -> str:
+    """A carried commit on `tip`: `files` written over it, `request` its second parent,
+    unsigned (the carrier's key would prove nothing)."""
+    tree = m.git("rev-parse", f"{commit_files(m.repo, files, parent=tip)}^{{tree}}")
+    m.git("fetch", "-q", "origin", "+refs/gitcoord/tickets/*:refs/test/tickets/*")
+    return _commit(m, tree, [tip, request], message, None)
+
+
+def _refused(m: Machine, commit: str, *words: str) -> None:
+    proc = _push(m, commit)
+    assert proc.returncode != 0, f"accepted: {commit}"
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def carrying(hooked: Signed) -> tuple[Signed, str]:  # noqa: F811 - the imported fixture
+    """bob's and alice's machines on a hooked, signed branch; alice has a claim landed
+    since the tip that bob's requests below are decided on (returned)."""
+    w = hooked
+    base = _fetch_tip(w.b)
+    w.a.ok("claim", "task", "t1", session="alice")
+    return w, base
+
+
+def _share(w: Signed, commit: str) -> None:
+    """Put bob's request where alice's machine can fetch it (as publishing does)."""
+    refs = f"refs/gitcoord/tickets/{key(REF)}/requests/{'b' * 16}"
+    w.b.git("push", "-q", "origin", f"+{commit}:{refs}")
+
+
+def _bobs_request(
+    w: Signed, base: str, subject: str
+) -> tuple[dict[str, bytes | None], str, str, str]:
+    """bob's request (a message to alice) decided on `base`, signed by his key and
+    published; its files, message and commit, and the tip alice's machine fetched."""
+    files = _message_to_alice(subject)
+    message = _request_message()
+    request = _request(w.b, base, files, message, w.b.machine_key)
+    _share(w, request)
+    return files, message, request, _fetch_tip(w.a)
+
+
+def test_an_honest_carried_commit_passes_the_hook_and_every_client(
+    carrying: tuple[Signed, str],
+) -> None:
+    w, base = carrying
+    files, message, request, tip = _bobs_request(w, base, "carried")
+    carried = _carry(w.a, tip, request, files, message)
+    proc = _push(w.a, carried)
+    assert proc.returncode == 0, proc.stderr
+    w.b.ok("status")  # bob's client verifies the tip, carried commit included
+    got = w.a.ok("inbox", session="alice")
+    assert [m["subject"] for m in got["messages"]] == ["carried"]  # type: ignore[index]
+    # the same request again, carried or pushed by bob himself: an id lands once
+    tip = _fetch_tip(w.a)
+    _refused(w.a, _carry(w.a, tip, request, files, message), "landed already")
+    again = _request(w.b, tip, _message_to_alice("twice"), message, w.b.machine_key)
+    _refused(w.b, again, "landed already")
+
+
+def test_a_carried_commit_that_changes_more_or_other_than_its_request_is_refused(
+    carrying: tuple[Signed, str],
+) -> None:
+    w, base = carrying
+    files, message, request, tip = _bobs_request(w, base, "one")
+    more = {**files, **_message_to_alice("smuggled")}
+    _refused(w.a, _carry(w.a, tip, request, more, message), "does not change what")
+    other = _message_to_alice("other")
+    _refused(w.a, _carry(w.a, tip, request, other, message), "does not change what")
+
+
+def test_a_carried_commit_speaks_only_as_its_request_does(
+    carrying: tuple[Signed, str],
+) -> None:
+    w, base = carrying
+    files, message, request, tip = _bobs_request(w, base, "one")
+    as_alice = message.replace("Session: bob", "Session: alice")
+    _refused(w.a, _carry(w.a, tip, request, files, as_alice), "message differs")
+
+
+def test_a_request_is_signed_by_its_sessions_key(carrying: tuple[Signed, str]) -> None:
+    w, base = carrying
+    files = _message_to_alice("one")
+    tip = _fetch_tip(w.a)
+    for signer, words in ((w.a.machine_key, "not by its key"), (None, "is not signed")):
+        message = _request_message()
+        request = _request(w.a, base, files, message, signer)  # alice forges bob's request
+        _refused(w.a, _carry(w.a, tip, request, files, message), words)
+
+
+def test_a_request_past_its_time_or_off_the_branch_is_not_carried(
+    carrying: tuple[Signed, str],
+) -> None:
+    w, base = carrying
+    files = _message_to_alice("one")
+    tip = _fetch_tip(w.a)
+    old = _request_message(until=timedelta(minutes=-5))
+    expired = _request(w.b, base, files, old, w.b.machine_key)
+    _share(w, expired)
+    _refused(w.a, _carry(w.a, tip, expired, files, old), "ended at")
+    aside = commit_files(w.b.repo, _message_to_alice("aside"), parent=base)  # never pushed
+    message = _request_message()
+    off = _request(w.b, aside, files, message, w.b.machine_key)
+    _share(w, off)
+    _refused(w.a, _carry(w.a, tip, off, files, message), "not one of the branch's last")
+    malformed = _request_message().replace(VALID_UNTIL, "Gitcoord-Valid")
+    bad = _request(w.b, base, files, malformed, w.b.machine_key)
+    _share(w, bad)
+    _refused(w.a, _carry(w.a, tip, bad, files, malformed), "well-formed")
+
+
+def test_the_hook_judges_request_refs(carrying: tuple[Signed, str]) -> None:
+    """What the queue holds as a request is a request commit: not a blob, not a commit
+    that names no request id, one per push; anyone may delete one."""
+    w, base = carrying
+    prefix = f"refs/gitcoord/tickets/{key(REF)}/requests/"
+    m = w.a
+
+    def push(*specs: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "push", "origin", *specs],
+            cwd=m.repo,
+            env=m.env(),
+            capture_output=True,
+            text=True,
+        )
+
+    blob = m.git("hash-object", "-w", "--stdin", input=b"not a commit\n")
+    plain = commit_files(m.repo, {"coordination/x.yaml": b"x: 1\n"}, parent=base)
+    request = _request(m, base, _message_to_alice("r"), _request_message(), m.machine_key)
+    for value, words in ((blob, "is a commit"), (plain, "names its id")):
+        proc = push(f"{value}:{prefix}{'c' * 16}")
+        assert proc.returncode != 0 and words in proc.stderr, proc.stderr
+    proc = push(f"{request}:{prefix}{'c' * 16}", f"{request}:{prefix}{'d' * 16}")
+    assert proc.returncode != 0 and "one request per push" in proc.stderr, proc.stderr
+    proc = push(f"{request}:{prefix}{'c' * 16}")
+    assert proc.returncode == 0, proc.stderr
+    proc = push(f":{prefix}{'c' * 16}")
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- clones carrying for each other, for real ---------------------------------------------
+
+
+def _carried_on_branch(remote: Path) -> list[str]:
+    """The carried commits of the branch: a second parent, and a request id."""
+    out = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(remote),
+            "log",
+            "--first-parent",
+            "--merges",
+            f"--format=%H %(trailers:key={REQUEST},valueonly,separator=)",
+            BRANCH,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line.split()[0] for line in out.splitlines() if len(line.split()) == 2]
+
+
+@pytest.mark.slow
+def test_clones_that_carry_for_each_other_lose_nothing_and_grant_each_claim_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight clones as eight machines, with 50 ms of round trip to a git daemon, every
+    session claiming and releasing a task of its own at once (each clone one process at a
+    time, so that each loser publishes its request), then all racing for one task: every
+    outcome is the session's own (one winner of the shared task, the others told who won),
+    carried commits land, nothing is lost, the branch verifies."""
+    from test_races import Job, assert_valid, describe, race
+
+    monkeypatch.setenv("GITCOORD_CARRY", "1")
+    with git_daemon(world.root) as base, DelayProxy(int(base.rsplit(":", 1)[1]), 0.05) as proxy:
+        url = f"git://127.0.0.1:{proxy.port}/{world.remote.name}"
+        clones = [clone_url(world, url, f"m{i}") for i in range(8)]
+        sessions = [f"s{i}" for i in range(1, 9)]
+        assert run(clones[0], "init", "--slots", "12").code == 0
+        for clone, sid in zip(clones, sessions, strict=True):
+            assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+        pairs = list(zip(clones, sessions, strict=True))
+        for rnd in range(4):
+            for verb in ("claim", "release"):
+                jobs = [Job(c, (verb, "task", f"{s}-{rnd}"), s) for c, s in pairs]
+                results = race(jobs)
+                assert all(r.code == 0 for r in results), describe(results, jobs)
+            if _carried_on_branch(world.remote) and rnd >= 1:
+                break
+        assert _carried_on_branch(world.remote), "no push carried another clone's request"
+        jobs = [Job(c, ("claim", "task", "hot"), s) for c, s in pairs]
+        results = race(jobs)
+        codes = sorted(r.code for r in results)
+        assert codes == [0] + [3] * 7, describe(results, jobs)
+        winner = sessions[[r.code for r in results].index(0)]
+        assert all(f"held by {winner}" in r.err for r in results if r.code == 3)
+        assert_valid(clones[-1])  # every commit judged as the server judges it
+    held = {}
+    for subject in git(
+        world.remote, "log", "--first-parent", "--reverse", "--format=%s", BRANCH
+    ).splitlines():
+        verb, _, rest = subject.partition(" ")
+        resource, sep, who = rest.rpartition(" by ")
+        if sep and verb == "claim":
+            assert held.get(resource, who) == who, f"{resource} granted twice"
+            held[resource] = who
+        elif sep and verb == "release":
+            assert held.pop(resource, None) == who
+    assert held == {"task/hot": winner}
+
+
+# --- what a clone carries, and what it leaves to the request's own clone -------------------
+
+
+def _publish(clone: Path, base: str, subject: str) -> tuple[str, str]:
+    """A request of bob's, as his clone would publish it: a message to alice decided on
+    `base` (the branch requires no signatures here). Its commit and the message's subject."""
+    files = _message_to_alice(subject)
+    message = _request_message()
+    request = commit_files(clone, files, parent=base, message=message)
+    ref = f"refs/gitcoord/tickets/{key(REF)}/requests/{'b' * 16}"
+    git(clone, "push", "-q", "origin", f"+{request}:{ref}")
+    return request, subject
+
+
+def _second_parents(world: World) -> list[str]:
+    out = git(world.remote, "log", "--first-parent", "--format=%P", BRANCH)
+    return [line.split()[1] for line in out.splitlines() if len(line.split()) == 2]
+
+
+def test_a_clone_carries_a_request_when_nothing_it_depends_on_moved(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's claim carries bob's published message in the same push (nothing but a
+    claim landed since bob decided it); a request decided before a registration is left
+    to its own clone, which decides it again."""
+    monkeypatch.setenv("GITCOORD_CARRY", "1")
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "claim", "task", "one", session="alice").code == 0
+    request, subject = _publish(b, base, "carried to you")
+    assert run(a, "status").code == 0  # alice's clone fetches the request with the branch
+    assert run(a, "claim", "task", "two", session="alice").code == 0
+    assert _second_parents(world) == [request]
+    top = git(world.remote, "log", "-2", "--first-parent", "--format=%s", BRANCH).splitlines()
+    assert top == ["send 1 message", "claim task/two by alice"]
+    got = run(a, "inbox", "--json", session="alice")
+    assert got.code == 0 and subject in got.out
+    assert run(b, "validate").code == 0
+
+    # decided before carol registered: the registry moved since, so it is not carried
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "register", "--role", "r", "--goal", "g", session="carol").code == 0
+    _publish(b, base, "left to bob")
+    assert run(a, "status").code == 0
+    assert run(a, "claim", "task", "three", session="alice").code == 0
+    assert _second_parents(world) == [request]  # only the first one, still
+    assert git(world.remote, "log", "-1", "--format=%s", BRANCH).strip() == (
+        "claim task/three by alice"
+    )
