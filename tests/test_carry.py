@@ -261,6 +261,7 @@ def test_clones_that_carry_for_each_other_lose_nothing_and_grant_each_claim_once
         for clone, sid in zip(clones, sessions, strict=True):
             assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
         pairs = list(zip(clones, sessions, strict=True))
+        start = git(world.remote, "rev-parse", BRANCH).strip()
         for rnd in range(4):
             for verb in ("claim", "release"):
                 jobs = [Job(c, (verb, "task", f"{s}-{rnd}"), s) for c, s in pairs]
@@ -275,7 +276,10 @@ def test_clones_that_carry_for_each_other_lose_nothing_and_grant_each_claim_once
         assert codes == [0] + [3] * 7, describe(results, jobs)
         winner = sessions[[r.code for r in results].index(0)]
         assert all(f"held by {winner}" in r.err for r in results if r.code == 3)
-        assert_valid(clones[-1])  # every commit judged as the server judges it
+        assert_valid(clones[-1])
+        end = git(world.remote, "rev-parse", BRANCH).strip()
+        judged = run(clones[-1], "validate", "--range", f"{start}..{end}")
+        assert judged.code == 0, judged.out + judged.err  # every commit, as a server judges
     held = {}
     for subject in git(
         world.remote, "log", "--first-parent", "--reverse", "--format=%s", BRANCH
