@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import World, clone_url, git, git_daemon, run
+from conftest import World, clone_url, git, git_daemon, run, spawn
 from reliability import REF, commit_files
 from test_signatures import (  # noqa: F401 - the fixture is used by name
     Machine,
@@ -346,3 +346,54 @@ def test_a_clone_carries_a_request_when_nothing_it_depends_on_moved(
     assert git(world.remote, "log", "-1", "--format=%s", BRANCH).strip() == (
         "claim task/three by alice"
     )
+
+
+def test_stopped_with_its_request_out_a_write_says_it_may_still_land(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob's claim loses its push to alice's, publishes its request, and is stopped (as by
+    Ctrl-C): it does not say that nothing was written, since another clone may still carry
+    the request, and alice's next push does."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.domain.branch import Store
+    from gitcoord.errors import RemoteError
+    from gitcoord.store import cancel, requests
+
+    monkeypatch.setenv("GITCOORD_CARRY", "1")
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    real_decide, real_publish = Store._decide, requests.Requests.publish
+    rounds: list[str] = []
+
+    def alice_first(self: Store, *args: object, **kwargs: object) -> object:
+        """Each of bob's rounds, alice lands a claim between his read and his push."""
+        rounds.append(f"a{len(rounds)}")
+        proc = spawn(a, "claim", "task", rounds[-1], session="alice")
+        assert proc.wait(timeout=120) == 0
+        return real_decide(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def publish_then_stop(self: requests.Requests, *args: object) -> None:
+        real_publish(self, *args)  # type: ignore[arg-type]
+        self.wait()
+        cancel.CANCELLED.set()  # the user stops the command right after
+
+    monkeypatch.setattr(Store, "_decide", alice_first)
+    monkeypatch.setattr(requests.Requests, "publish", publish_then_stop)
+    try:
+        with Coordinator(str(b), session="bob") as bob, pytest.raises(RemoteError) as got:
+            bob.claim("task", "mine")
+    finally:
+        cancel.CANCELLED.clear()
+        monkeypatch.setattr(Store, "_decide", real_decide)
+    assert got.value.details.get("uncertain") is True
+    assert "may still land" in got.value.message
+    assert "claim task/mine" not in git(
+        world.remote, "log", "--first-parent", "--format=%s", BRANCH
+    )
+
+    assert run(a, "status").code == 0  # alice's clone fetches bob's request with the branch
+    assert run(a, "claim", "task", "later", session="alice").code == 0
+    log = git(world.remote, "log", "--first-parent", "--format=%s", BRANCH).splitlines()
+    assert log[:2] == ["claim task/mine by bob", "claim task/later by alice"]
