@@ -348,6 +348,7 @@ def test_a_clone_carries_a_request_when_nothing_it_depends_on_moved(
     )
 
 
+@pytest.mark.slow
 def test_stopped_with_its_request_out_a_write_says_it_may_still_land(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
