@@ -22,7 +22,9 @@ connection's handshake paid), at 0, 50 and 100 ms of round trip.
    updates (every success reported must be on the branch) and double grants (the
    branch's claims and releases replayed in order: a claim landing while another session
    held the resource). Next to them: the ceiling of
-   one push per commit (1 / the raw push's median) and the raw floor's rate.
+   one push per commit (1 / the raw push's median) and the raw floor's rate. Beside it,
+   the same curve with carrying on (`GITCOORD_CARRY=1`, `store.requests`: the push that
+   lands takes the waiting clones' published writes along).
    `experiments`: the same curve with the store as before issue #16 (fetch first, full
    jitter doubling per attempt up to a third of the time left, no giving way).
 """
