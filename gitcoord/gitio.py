@@ -377,16 +377,6 @@ class ObjectWriter:
         return oid
 
 
-def first_parent(commit: bytes) -> str | None:
-    """The first parent named in a commit object's header (None: a root commit)."""
-    for line in commit.split(b"\n"):
-        if not line:
-            break
-        if line.startswith(b"parent "):
-            return line[7:].decode()
-    return None
-
-
 def commit_parents(commit: bytes) -> list[str]:
     """Every parent named in a commit object's header, in order."""
     found = []
@@ -396,6 +386,11 @@ def commit_parents(commit: bytes) -> list[str]:
         if line.startswith(b"parent "):
             found.append(line[7:].decode())
     return found
+
+
+def first_parent(commit: bytes) -> str | None:
+    """The first parent named in a commit object's header (None: a root commit)."""
+    return next(iter(commit_parents(commit)), None)
 
 
 def format_commit(

@@ -29,10 +29,11 @@ from test_signatures import (  # noqa: F401 - the fixture is used by name
 )
 
 from gitcoord import clock
+from gitcoord.audit.tickets import MAX_WAITING
 from gitcoord.domain import kinds
 from gitcoord.domain.models import FORMAT
 from gitcoord.store.requests import REQUEST, VALID_UNTIL
-from gitcoord.store.tickets import key
+from gitcoord.store.tickets import TICKETS_FULL, key
 from testing.netdelay import DelayProxy
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
@@ -196,6 +197,13 @@ def test_a_request_past_its_time_or_off_the_branch_is_not_carried(
     off = _request(w.b, aside, files, message, w.b.machine_key)
     _share(w, off)
     _refused(w.a, _carry(w.a, tip, off, files, message), "not one of the branch's last")
+    # a request of two parents (the hook keeps it off the queue: made where it is carried)
+    two = _request_message()
+    other = commit_files(w.a.repo, files, parent=base)
+    both = _commit(
+        w.a, w.a.git("rev-parse", f"{other}^{{tree}}"), [base, other], two, w.b.machine_key
+    )
+    _refused(w.a, _carry(w.a, tip, both, files, two), "not one commit on a tip")
     malformed = _request_message().replace(VALID_UNTIL, "Gitcoord-Valid")
     bad = _request(w.b, base, files, malformed, w.b.machine_key)
     _share(w, bad)
@@ -226,10 +234,28 @@ def test_the_hook_judges_request_refs(refused_only: tuple[Signed, str]) -> None:
         assert proc.returncode != 0 and words in proc.stderr, proc.stderr
     proc = push(f"{request}:{prefix}{'c' * 16}", f"{request}:{prefix}{'d' * 16}")
     assert proc.returncode != 0 and "one request per push" in proc.stderr, proc.stderr
+    merge = _commit(
+        m, m.git("rev-parse", f"{request}^{{tree}}"), [base, plain], _request_message(), None
+    )
+    proc = push(f"{merge}:{prefix}{'c' * 16}")
+    assert proc.returncode != 0 and "one commit on a tip" in proc.stderr, proc.stderr
     proc = push(f"{request}:{prefix}{'c' * 16}")
     assert proc.returncode == 0, proc.stderr
     proc = push(f":{prefix}{'c' * 16}")
     assert proc.returncode == 0, proc.stderr
+    # a queue at its bound takes no request more (the refs made on the server directly)
+    many = "".join(f"create {prefix}{i:016x} {request}\n" for i in range(MAX_WAITING))
+    subprocess.run(
+        ["git", "update-ref", "--stdin"], cwd=w.remote, input=many, text=True, check=True
+    )
+    try:
+        proc = push(f"{request}:{prefix}{'c' * 16}")
+        assert proc.returncode != 0 and TICKETS_FULL in proc.stderr, proc.stderr
+    finally:
+        gone = "".join(f"delete {prefix}{i:016x}\n" for i in range(MAX_WAITING))
+        subprocess.run(
+            ["git", "update-ref", "--stdin"], cwd=w.remote, input=gone, text=True, check=True
+        )
 
 
 # --- clones carrying for each other, for real ---------------------------------------------
@@ -412,3 +438,36 @@ def test_stopped_with_its_request_out_a_write_says_it_may_still_land(
     assert run(a, "claim", "task", "later", session="alice").code == 0
     log = git(world.remote, "log", "--first-parent", "--format=%s", BRANCH).splitlines()
     assert log[:2] == ["claim task/mine by bob", "claim task/later by alice"]
+
+
+def test_a_push_refused_with_requests_in_it_goes_again_without_them(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that will not take what alice carries (here a hook refusing every merge
+    on the branch, as a gitcoord from before carrying does) does not sink alice's own
+    write: her claim goes again without bob's request, and lands alone."""
+    monkeypatch.setenv("GITCOORD_CARRY", "1")
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "while read old new ref; do\n"
+        f'  [ "$ref" = refs/heads/{BRANCH} ] || continue\n'
+        '  if [ -n "$(git rev-list --merges "$old..$new")" ]; then\n'
+        '    echo "no merges here" >&2; exit 1\n'
+        "  fi\n"
+        "done\n"
+    )
+    hook.chmod(0o755)
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "claim", "task", "one", session="alice").code == 0
+    _publish(b, base, "never carried")
+    assert run(a, "status").code == 0
+    got = run(a, "claim", "task", "two", session="alice")
+    assert got.code == 0, got.err
+    assert _second_parents(world) == []
+    top = git(world.remote, "log", "-2", "--first-parent", "--format=%s", BRANCH).splitlines()
+    assert top == ["claim task/two by alice", "claim task/one by alice"]
