@@ -23,8 +23,9 @@ connection's handshake paid), at 0, 50 and 100 ms of round trip.
    branch's claims and releases replayed in order: a claim landing while another session
    held the resource). Next to them: the ceiling of
    one push per commit (1 / the raw push's median) and the raw floor's rate. Beside it,
-   the same curve with carrying on (`GITCOORD_CARRY=1`, `store.requests`: the push that
-   lands takes the waiting clones' published writes along).
+   the same curve with carrying (a branch at format 5 carries by default; the first curve
+   turns it off with `GITCOORD_CARRY=0`; `store.requests`: the push that lands takes the
+   waiting clones' published writes along).
    `experiments`: the same curve with the store as before issue #16 (fetch first, full
    jitter doubling per attempt up to a third of the time left, no giving way).
 """
@@ -61,8 +62,8 @@ FETCH_FIRST = "gitcoord claim in process, fetching first (the store before #16, 
 COLD = "gitcoord claim, cold CLI (GITCOORD_AGENT=0)"
 ROWS = (RAW_FLOOR, RAW_PUSH, INPROC, STALE, FETCH_FIRST, COLD)
 
-NOW = "gitcoord (this store)"
-CARRY = "gitcoord, carrying (GITCOORD_CARRY=1)"
+NOW = "gitcoord, not carrying (GITCOORD_CARRY=0)"
+CARRY = "gitcoord, carrying (format 5, the default)"
 BEFORE = "the store before #16 (experiment)"
 
 
@@ -197,8 +198,7 @@ def _session_proc(conn: Connection, clone: str, sid: str, before: bool, carry: b
 
     from gitcoord import Coordinator
 
-    if carry:
-        os.environ["GITCOORD_CARRY"] = "1"
+    os.environ["GITCOORD_CARRY"] = "1" if carry else "0"
 
     c = Coordinator(clone, session=sid)
     if before:

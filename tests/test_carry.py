@@ -292,7 +292,6 @@ def test_clones_that_carry_for_each_other_lose_nothing_and_grant_each_claim_once
     carried commits land, nothing is lost, the branch verifies."""
     from test_races import Job, assert_valid, describe, race
 
-    monkeypatch.setenv("GITCOORD_CARRY", "1")
     with git_daemon(world.root) as base, DelayProxy(int(base.rsplit(":", 1)[1]), 0.05) as proxy:
         url = f"git://127.0.0.1:{proxy.port}/{world.remote.name}"
         clones = [clone_url(world, url, f"m{i}") for i in range(8)]
@@ -342,6 +341,7 @@ def _publish(clone: Path, base: str, subject: str) -> tuple[str, str]:
     `base` (the branch requires no signatures here). Its commit and the message's subject."""
     files = _message_to_alice(subject)
     message = _request_message()
+    git(clone, "fetch", "-q", "origin", f"+refs/heads/{BRANCH}:refs/test/base")  # has `base`
     request = commit_files(clone, files, parent=base, message=message)
     ref = f"refs/gitcoord/tickets/{key(REF)}/requests/{'b' * 16}"
     git(clone, "push", "-q", "origin", f"+{request}:{ref}")
@@ -359,7 +359,6 @@ def test_a_clone_carries_a_request_when_nothing_it_depends_on_moved(
     """alice's claim carries bob's published message in the same push (nothing but a
     claim landed since bob decided it); a request decided before a registration is left
     to its own clone, which decides it again."""
-    monkeypatch.setenv("GITCOORD_CARRY", "1")
     a, b = world.clone("a"), world.clone("b")
     assert run(a, "init").code == 0
     for clone, sid in ((a, "alice"), (b, "bob")):
@@ -400,7 +399,6 @@ def test_stopped_with_its_request_out_a_write_says_it_may_still_land(
     from gitcoord.errors import RemoteError
     from gitcoord.store import cancel, requests
 
-    monkeypatch.setenv("GITCOORD_CARRY", "1")
     a, b = world.clone("a"), world.clone("b")
     assert run(a, "init").code == 0
     for clone, sid in ((a, "alice"), (b, "bob")):
@@ -446,7 +444,6 @@ def test_a_push_refused_with_requests_in_it_goes_again_without_them(
     """A server that will not take what alice carries (here a hook refusing every merge
     on the branch, as a gitcoord from before carrying does) does not sink alice's own
     write: her claim goes again without bob's request, and lands alone."""
-    monkeypatch.setenv("GITCOORD_CARRY", "1")
     a, b = world.clone("a"), world.clone("b")
     assert run(a, "init").code == 0
     for clone, sid in ((a, "alice"), (b, "bob")):
@@ -471,3 +468,92 @@ def test_a_push_refused_with_requests_in_it_goes_again_without_them(
     assert _second_parents(world) == []
     top = git(world.remote, "log", "-2", "--first-parent", "--format=%s", BRANCH).splitlines()
     assert top == ["claim task/two by alice", "claim task/one by alice"]
+
+
+def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Format 5 is the gate (`models.CARRIED`): on a format-4 branch, whose clones may run a
+    gitcoord that takes a commit of two parents for a merge, a losing write publishes no
+    request and names none, a published request is not carried, and the server hook
+    refuses a carried commit made by hand. `upgrade` to 5 turns carrying on, through the
+    same hook."""
+    from test_upgrade import with_format
+
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.domain.branch import Store
+
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    with_format(a, world, 4)
+    assert run(a, "hooks", "install", "--server", str(world.remote)).code == 0
+    requests_ref = f"refs/gitcoord/tickets/{key(REF)}/requests/"
+    old = git(world.remote, "rev-parse", BRANCH).strip()
+
+    # bob loses two rounds to alice, on tips he fetched for them: no request on format 4
+    real_decide = Store._decide
+    rounds: list[str] = []
+
+    def alice_first(self: Store, *args: object, **kwargs: object) -> object:
+        if len(rounds) < 2:
+            rounds.append(f"a{len(rounds)}")
+            proc = spawn(a, "claim", "task", rounds[-1], session="alice")
+            assert proc.wait(timeout=120) == 0
+        return real_decide(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "_decide", alice_first)
+    try:
+        with Coordinator(str(b), session="bob") as bob:
+            bob.claim("task", "mine")
+    finally:
+        monkeypatch.setattr(Store, "_decide", real_decide)
+    assert rounds == ["a0", "a1"]
+    assert git(world.remote, "for-each-ref", requests_ref).strip() == ""
+    named = git(
+        world.remote,
+        "log",
+        "--format=%(trailers:key=Gitcoord-Request,valueonly)",
+        f"{old}..{BRANCH}",
+    )
+    assert named.strip() == "", named
+
+    # a request published by hand is not carried; one carried by hand is refused
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "claim", "task", "one", session="alice").code == 0
+    request, _ = _publish(b, base, "not on format 4")
+    assert run(a, "status").code == 0
+    assert run(a, "claim", "task", "two", session="alice").code == 0
+    assert _second_parents(world) == []
+    now = git(world.remote, "rev-parse", BRANCH).strip()
+    git(a, "fetch", "-q", "origin", f"+refs/heads/{BRANCH}:refs/test/now")
+    files = {
+        path: git(b, "cat-file", "blob", f"{request}:{path}").encode()
+        for path in git(
+            b, "diff-tree", "-r", "--name-only", "--no-commit-id", base, request
+        ).split()
+    }
+    tree = git(a, "rev-parse", f"{commit_files(a, files, parent=now)}^{{tree}}").strip()
+    message = git(b, "log", "-1", "--format=%B", request).strip()
+    git(a, "fetch", "-q", "origin", f"+{requests_ref}*:refs/test/requests/*")
+    carried = git(a, "commit-tree", tree, "-p", now, "-p", request, "-m", message).strip()
+    proc = subprocess.run(
+        ["git", "push", "origin", f"{carried}:refs/heads/{BRANCH}"],
+        cwd=a,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "carried commits need format 5" in proc.stderr, proc.stderr
+
+    # upgraded, through the hook: the next request is carried
+    got = run(a, "upgrade", session="alice")
+    assert got.code == 0 and "from format 4 to 5" in got.out, got.out + got.err
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "claim", "task", "three", session="alice").code == 0
+    request, subject = _publish(b, base, "carried on format 5")
+    assert run(a, "status").code == 0
+    assert run(a, "claim", "task", "four", session="alice").code == 0
+    assert _second_parents(world) == [request]
+    got = run(a, "inbox", "--json", session="alice")
+    assert got.code == 0 and subject in got.out

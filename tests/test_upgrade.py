@@ -127,7 +127,7 @@ def test_upgrade_moves_a_flat_branch_into_sharded_folders(world: World) -> None:
     assert kinds.claim_path("task", "x", fmt=3) in flat
     assert kinds.task_path("t1", fmt=3) in flat
     r = run(a, "upgrade", session="s1")
-    assert r.code == 0 and "from format 3 to 4" in r.out and "moving" in r.out, r.out
+    assert r.code == 0 and f"from format 3 to {FORMAT}" in r.out and "moving" in r.out, r.out
     after = tip(world.remote)
     assert after is not None
     names_after = git(a, "ls-tree", "-r", "--name-only", after).split()

@@ -6,6 +6,8 @@ the request, whose tree is its parent's with the request's files, and whose mess
 the request's. The carrier's own key (or none) proves nothing about the session it
 speaks for; the request does. So a carried commit is accepted only when:
 
+- the branch is at format 5 (`models.CARRIED`) or later, which every clone that may
+  read it can verify;
 - its second parent is a commit of one parent (the tip it was decided on, the *base*),
   and both messages are the same bytes: the session, operation and request id are the
   request's own;
@@ -27,9 +29,10 @@ within AGE commits: an id lands once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ..domain.branch import Store
+from ..domain.models import CARRIED
 from ..domain.state import Problem
 from ..gitio import commit_parents
 from ..sshsig import split_commit
@@ -130,7 +133,15 @@ def problems(
         return no(f"carries a request without a well-formed {REQUEST} and {VALID_UNTIL}")
     assert rid is not None
     config = store.load(parent).config if parent else None
-    skew = config.skew if config is not None else timedelta(seconds=60)
+    if config is None or config.format < CARRIED:
+        # Before format 5 a clone may run a gitcoord that refuses a commit of two
+        # parents: nothing is carried until `upgrade` says every clone takes them.
+        fmt = config.format if config is not None else "none"
+        return no(
+            f"carries a request on a branch at format {fmt}: carried commits need format "
+            f"{CARRIED} (`gitcoord upgrade`)"
+        )
+    skew = config.skew
     if when > until + skew:
         return no(f"carries a request that ended at {entry.get(VALID_UNTIL)}")
     if not landed.within(base):

@@ -43,7 +43,7 @@ from ..store.trees import Files, TreeSource
 from . import yamlio
 from .change import Change
 from .kinds import kind_at
-from .models import Claim
+from .models import CARRIED, Claim
 from .state import Doc, Problem, State, Validated, load_state
 from .transition import HANDOFF_TO, Changed, CommitMeta, check_transition, doc_at, parse_doc
 from .validate import check_messages, check_state, overlap_problems
@@ -374,6 +374,10 @@ class Store:
             commit=commit,
             signer=signer,
             signature_required=required,
+            # (a session's write on a branch that takes carried commits: only those)
+            carriable=change.session is not None
+            and state.config is not None
+            and state.format >= CARRIED,
         )
 
     def _own_key(self, session: str, state: State, role: str, required: bool) -> None:

@@ -42,9 +42,14 @@ from .names import (
 #      (kinds.SHARDED): claims/<type>/<xx>/, messages/<to>/<YYYY-MM>/<DD>/<HH>/,
 #      tasks/<thousand>/, approvals/<YYYY-MM>/<DD>/, and sessions/, heartbeats/,
 #      reads/, milestones/ by <xx>, the first byte of the key's SHA-256
+#   5: carried commits (`CARRIED`): a clone's push may land another clone's request as a
+#      commit whose second parent is the request (store.requests, audit.carried); a
+#      gitcoord before it refuses a commit of two parents, so no clone carries, and the
+#      verifier takes no carried commit, on a branch before format 5
 # A branch is moved forward by `gitcoord upgrade`; what a format adds is written only on
 # a branch at that format, so every client the branch's format admits can read it.
-FORMAT = 4
+FORMAT = 5
+CARRIED = 5
 
 
 def _single_line(value: str) -> str:

@@ -48,12 +48,13 @@ def _warm() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .. import api, audit, domain, ops, store  # noqa: F401
     from ..api import (  # noqa: F401
+        carrier,
         coordinator,
         render,
         trust,
         verbs,
     )
-    from ..audit import history, verify  # noqa: F401
+    from ..audit import carried, history, verify  # noqa: F401
     from ..domain import branch, kinds, mailbox, transition, validate, yamlio  # noqa: F401
     from ..ops import board, kernel  # noqa: F401
     from . import flusher  # noqa: F401

@@ -1,9 +1,10 @@
 """Carrying: the push that lands takes along the writes of clones that wait.
 
 Under contention a branch lands one push per fetch + push round, and a turn handed from
-machine to machine costs that round (docs/scaling.md). With carrying (`GITCOORD_CARRY=1`)
-a push need not hand over: a clone whose push was refused publishes the commit it had
-decided, its *request*, and whichever clone pushes next carries it in the same push.
+machine to machine costs that round (docs/scaling.md). With carrying (on a branch at
+format 5 or later, unless GITCOORD_CARRY=0) a push need not hand over: a clone whose push
+was refused publishes the commit it had decided, its *request*, and whichever clone pushes
+next carries it in the same push.
 
 - A transaction of a clone that carries writes its own commits with two trailers more,
   `Gitcoord-Request: <16 hex>` (the same in every round of the transaction) and
@@ -52,9 +53,10 @@ _TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def enabled() -> bool:
-    """Whether this process carries others' writes and publishes its own (off unless
-    GITCOORD_CARRY=1: a protocol every clone of a branch should speak before it is on)."""
-    return os.environ.get(ENV, "").strip() == "1"
+    """Whether this process carries others' writes and publishes its own: on unless
+    GITCOORD_CARRY=0. It does so only on a branch at format 5 or later (`models.CARRIED`,
+    `Write.carriable`), one that every clone able to read it knows how to verify."""
+    return os.environ.get(ENV, "").strip() != "0"
 
 
 def new_id() -> str:

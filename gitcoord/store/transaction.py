@@ -109,6 +109,9 @@ class Write(Generic[R]):
     # "session" for what a session does, "person" for what only a person may).
     signer: str | None = None
     signature_required: bool = False
+    # The branch takes carried commits (its format): a refused push of this write may be
+    # published as a request for another clone to carry (`store.requests`).
+    carriable: bool = False
 
 
 Decision = Unchanged[R] | Write[R]
@@ -658,9 +661,9 @@ class TreeStore:
                 if isinstance(decision, Unchanged):
                     own = _Own(None, decision.result, None)
                 else:
-                    own = _Own(self._written(tip, self._asked(decision)), decision.result, None)
-                    # (a commit `decide` wrote itself names no request: never published)
-                    asks = own.commit if decision.commit is None else None
+                    request = self._asked(decision, fresh)
+                    own = _Own(self._written(tip, request), decision.result, None)
+                    asks = own.commit if request is not decision else None
             chain: str | None = own.commit or tip
             asked: list[group.Peer] = []
             if leader is not None:
@@ -780,10 +783,16 @@ class TreeStore:
             attempts=MAX_ATTEMPTS,
         )
 
-    def _asked(self, decision: Write[R]) -> Write[R]:
+    def _asked(self, decision: Write[R], fresh: bool) -> Write[R]:
         """`decision`, as a request when this transaction carries (`store.requests`): the
-        same in every round but for the time it may be carried until."""
-        if self._rid is None or decision.commit is not None:
+        same in every round but for the time it may be carried until. Only a round on a
+        fetched tip publishes its commit when refused, so only such a round names the
+        request (a push on a cached tip that lands, the common case, says nothing more);
+        never a commit `decide` wrote itself, nor one on a branch that takes no carried
+        commits (`Write.carriable`)."""
+        if self._rid is None or not fresh or decision.commit is not None:
+            return decision
+        if not decision.carriable:
             return decision
         until = decision.when + requests.VALID_FOR
         return dataclasses.replace(
