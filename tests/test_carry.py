@@ -336,16 +336,59 @@ def test_clones_that_carry_for_each_other_lose_nothing_and_grant_each_claim_once
 # --- what a clone carries, and what it leaves to the request's own clone -------------------
 
 
-def _publish(clone: Path, base: str, subject: str) -> tuple[str, str]:
-    """A request of bob's, as his clone would publish it: a message to alice decided on
-    `base` (the branch requires no signatures here). Its commit and the message's subject."""
+def _publish(
+    clone: Path,
+    base: str,
+    subject: str,
+    name: str = "b" * 16,
+    until: timedelta = timedelta(minutes=1),
+) -> tuple[str, str]:
+    """A request of bob's, as his clone would publish it (at requests/`name`): a message to
+    alice decided on `base` (the branch requires no signatures here), valid for `until`.
+    Its commit and the message's subject."""
     files = _message_to_alice(subject)
-    message = _request_message()
+    message = _request_message(until=until)
     git(clone, "fetch", "-q", "origin", f"+refs/heads/{BRANCH}:refs/test/base")  # has `base`
     request = commit_files(clone, files, parent=base, message=message)
-    ref = f"refs/gitcoord/tickets/{key(REF)}/requests/{'b' * 16}"
+    ref = f"refs/gitcoord/tickets/{key(REF)}/requests/{name}"
     git(clone, "push", "-q", "origin", f"+{request}:{ref}")
     return request, subject
+
+
+def _alice_wins(monkeypatch: pytest.MonkeyPatch, a: Path, times: int | None = None) -> list[str]:
+    """Make an in-process writer lose: in each of its first `times` rounds (all: None),
+    alice's clone `a` lands a claim between the writer's read and its push. The claims'
+    names, as they land."""
+    from gitcoord.domain.branch import Store
+
+    real_decide = Store._decide
+    rounds: list[str] = []
+
+    def alice_first(self: Store, *args: object, **kwargs: object) -> object:
+        if times is None or len(rounds) < times:
+            rounds.append(f"a{len(rounds)}")
+            proc = spawn(a, "claim", "task", rounds[-1], session="alice")
+            assert proc.wait(timeout=120) == 0
+        return real_decide(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "_decide", alice_first)
+    return rounds
+
+
+def _bob_claims_losing(monkeypatch: pytest.MonkeyPatch, a: Path, b: Path, times: int) -> list[str]:
+    """bob claims task/mine in process from clone `b`, losing his first `times` rounds to
+    alice (`_alice_wins`); the claims alice landed."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.domain.branch import Store
+
+    real_decide = Store._decide
+    rounds = _alice_wins(monkeypatch, a, times)
+    try:
+        with Coordinator(str(b), session="bob") as bob:
+            bob.claim("task", "mine")
+    finally:
+        monkeypatch.setattr(Store, "_decide", real_decide)
+    return rounds
 
 
 def _second_parents(world: World) -> list[str]:
@@ -404,21 +447,13 @@ def test_stopped_with_its_request_out_a_write_says_it_may_still_land(
     for clone, sid in ((a, "alice"), (b, "bob")):
         assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
     real_decide, real_publish = Store._decide, requests.Requests.publish
-    rounds: list[str] = []
-
-    def alice_first(self: Store, *args: object, **kwargs: object) -> object:
-        """Each of bob's rounds, alice lands a claim between his read and his push."""
-        rounds.append(f"a{len(rounds)}")
-        proc = spawn(a, "claim", "task", rounds[-1], session="alice")
-        assert proc.wait(timeout=120) == 0
-        return real_decide(self, *args, **kwargs)  # type: ignore[arg-type]
 
     def publish_then_stop(self: requests.Requests, *args: object) -> None:
         real_publish(self, *args)  # type: ignore[arg-type]
         self.wait()
         cancel.CANCELLED.set()  # the user stops the command right after
 
-    monkeypatch.setattr(Store, "_decide", alice_first)
+    _alice_wins(monkeypatch, a)  # every round of bob's
     monkeypatch.setattr(requests.Requests, "publish", publish_then_stop)
     try:
         with Coordinator(str(b), session="bob") as bob, pytest.raises(RemoteError) as got:
@@ -480,9 +515,6 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
     same hook."""
     from test_upgrade import with_format
 
-    from gitcoord.api.coordinator import Coordinator
-    from gitcoord.domain.branch import Store
-
     a, b = world.clone("a"), world.clone("b")
     assert run(a, "init").code == 0
     for clone, sid in ((a, "alice"), (b, "bob")):
@@ -493,23 +525,7 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
     old = git(world.remote, "rev-parse", BRANCH).strip()
 
     # bob loses two rounds to alice, on tips he fetched for them: no request on format 4
-    real_decide = Store._decide
-    rounds: list[str] = []
-
-    def alice_first(self: Store, *args: object, **kwargs: object) -> object:
-        if len(rounds) < 2:
-            rounds.append(f"a{len(rounds)}")
-            proc = spawn(a, "claim", "task", rounds[-1], session="alice")
-            assert proc.wait(timeout=120) == 0
-        return real_decide(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Store, "_decide", alice_first)
-    try:
-        with Coordinator(str(b), session="bob") as bob:
-            bob.claim("task", "mine")
-    finally:
-        monkeypatch.setattr(Store, "_decide", real_decide)
-    assert rounds == ["a0", "a1"]
+    assert _bob_claims_losing(monkeypatch, a, b, 2) == ["a0", "a1"]
     assert git(world.remote, "for-each-ref", requests_ref).strip() == ""
     named = git(
         world.remote,
@@ -557,3 +573,36 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
     assert _second_parents(world) == [request]
     got = run(a, "inbox", "--json", session="alice")
     assert got.code == 0 and subject in got.out
+
+
+def test_a_clone_that_publishes_deletes_the_requests_that_ended(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone's request ref stays after it lands, so the queue's bound of 256 would fill
+    with clones long gone: a clone publishing its own request deletes, in the same push,
+    others' that ended more than two minutes ago or are no request at all, and leaves a
+    live one alone."""
+
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    prefix = f"refs/gitcoord/tickets/{key(REF)}/requests/"
+    _publish(b, base, "long gone", "e" * 16, until=timedelta(minutes=-5))
+    aside = commit_files(b, _message_to_alice("aside"), parent=base)  # never carried
+    live, _ = _publish(b, aside, "still in time", "c" * 16)
+    junk = commit_files(b, {"coordination/x.yaml": b"x: 1\n"}, parent=base)  # names no id
+    git(b, "push", "-q", "origin", f"{junk}:{prefix}{'f' * 16}")
+
+    # the second round, on a tip fetched for it, publishes
+    assert _bob_claims_losing(monkeypatch, a, b, 2) == ["a0", "a1"]
+    left = dict(
+        line.split()[::-1]
+        for line in git(world.remote, "for-each-ref", "--format=%(objectname) %(refname)", prefix)
+        .strip()
+        .splitlines()
+    )
+    assert prefix + "e" * 16 not in left and prefix + "f" * 16 not in left, left
+    assert left.pop(prefix + "c" * 16) == live
+    assert len(left) == 1, left  # bob's own request, published when he lost

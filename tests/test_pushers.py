@@ -14,13 +14,14 @@ way.)
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import World, clone_as, clone_url, git, gitolite_server, http_server, run
-from reliability import hand_push, show, tip
+from reliability import REF, commit_files, hand_push, show, tip
 
 from gitcoord.domain import kinds
 
@@ -88,6 +89,10 @@ def test_accounts_speak_only_for_their_sessions(
     bob = site.clone("bob")
     assert run(bob, "register", "--role", "r", "--goal", "g", session="bob").code == 0
 
+    # a carried commit speaks for its request's session: alice's account may not carry
+    # bob's request (README, *Carrying*), bob's may carry his own
+    _carrying_speaks_for_the_request(site, alice, bob)
+
     # bob's account cannot speak for alice: her claim stays hers
     r = run(bob, "release", "task", "x", session="alice")
     assert r.code == 5 and "[pusher]" in r.err and "bob may not" in r.err, r.err
@@ -120,3 +125,40 @@ def test_accounts_speak_only_for_their_sessions(
     assert last is not None
     r = run(alice, "validate", "--range", f"{last}~1..{last}")
     assert r.code == 0 and "[pusher]" not in r.err, r.err
+
+
+def _carrying_speaks_for_the_request(site: Site, alice: Path, bob: Path) -> None:
+    """bob's request (a message to alice, decided on the tip, published by his account),
+    carried by hand with plain git: refused from alice's account as speaking for bob, taken
+    from bob's."""
+    from test_carry import _message_to_alice, _request_message
+
+    from gitcoord.store.tickets import key
+
+    base = tip(site.repo)
+    assert base is not None
+    files = _message_to_alice("carried")
+    message = _request_message()
+    git(bob, "fetch", "-q", "origin")
+    request = commit_files(bob, files, parent=base, message=message)
+    ref = f"refs/gitcoord/tickets/{key(REF)}/requests/{'b' * 16}"
+    git(bob, "push", "-q", "origin", f"{request}:{ref}")
+
+    def carried_by(clone: Path) -> subprocess.CompletedProcess[str]:
+        git(clone, "fetch", "-q", "origin", f"+{ref}:refs/test/request", f"+{REF}:refs/test/tip")
+        tree = git(clone, "rev-parse", f"{commit_files(clone, files, parent=base)}^{{tree}}")
+        commit = git(clone, "commit-tree", tree.strip(), "-p", base, "-p", request, "-m", message)
+        return subprocess.run(
+            ["git", "push", "origin", f"{commit.strip()}:{REF}"],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+        )
+
+    proc = carried_by(alice)
+    assert proc.returncode != 0 and "[pusher]" in proc.stderr, proc.stderr
+    assert "alice may not" in proc.stderr, proc.stderr
+    proc = carried_by(bob)
+    assert proc.returncode == 0, proc.stderr
+    parents = git(site.repo, "log", "-1", "--format=%P", "refs/heads/gitcoord").split()
+    assert parents == [base, request]

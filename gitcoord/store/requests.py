@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -47,6 +48,8 @@ VALID_UNTIL = "Gitcoord-Valid-Until"
 VALID_FOR = timedelta(seconds=10)  # from its decision: the time in which it may be carried
 MARGIN = timedelta(seconds=1)  # a carrier leaves a request this close to its end alone
 MAX_CARRIED = 16  # requests one push carries at most
+ENDED = timedelta(minutes=2)  # past its end (and any clock skew): a request only in the way
+MAX_ENDED = 16  # ended requests of others deleted by one publication at most
 LOOK_BACK = 256  # branch commits a carrier looks through for a request's base and its id
 _ID = re.compile(r"[0-9a-f]{16}")
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -128,22 +131,28 @@ class Requests:
     def ref_of(self, clone: str) -> str:
         return self.prefix + clone
 
-    def fetched(self, me: str) -> list[Request]:
-        """Other clones' requests as last fetched, soonest to end first."""
+    def _listed(self, me: str) -> Iterator[tuple[str, str, bytes | None]]:
+        """Other clones' request refs as last fetched: (clone, object, the commit's raw
+        bytes, or None when it is no commit here)."""
         proc = self.git.run(
             ["for-each-ref", "--format=%(objectname) %(refname)", self.seen], check=False
         )
-        found = []
         for line in proc.stdout.decode("utf-8", "replace").splitlines():
             oid, _, local = line.partition(" ")
             clone = local[len(self.seen) :]
             if clone == me or not _ID.fullmatch(clone):
                 continue
             got = self.reader.read(oid)
-            if got is None or got[1] != "commit":
+            yield clone, oid, (got[2] if got is not None and got[1] == "commit" else None)
+
+    def fetched(self, me: str) -> list[Request]:
+        """Other clones' requests as last fetched, soonest to end first."""
+        found = []
+        for clone, oid, raw in self._listed(me):
+            if raw is None:
                 continue
-            base = first_parent(got[2])
-            said = trailers_of(message_of(got[2]))
+            base = first_parent(raw)
+            said = trailers_of(message_of(raw))
             rid, until = said.get(REQUEST), until_of(said.get(VALID_UNTIL))
             if base is None or not is_id(rid) or until is None:
                 continue
@@ -151,6 +160,18 @@ class Requests:
             found.append(Request(clone, self.ref_of(clone), oid, rid, until, base))
         found.sort(key=lambda r: r.until)
         return found
+
+    def ended(self, me: str, now: datetime) -> list[tuple[str, str]]:
+        """Other clones' request refs (remote name, object as last fetched) that can never
+        be carried: ended more than ENDED ago, or not a request at all. Each clone's ref
+        stays after its request lands, so without this the queue's bound (`MAX_WAITING`)
+        would fill with clones long gone and refuse every new one."""
+        out: list[tuple[str, str]] = []
+        for clone, oid, raw in self._listed(me):
+            until = until_of(trailers_of(message_of(raw)).get(VALID_UNTIL)) if raw else None
+            if until is None or until + ENDED < now:
+                out.append((self.ref_of(clone), oid))
+        return out[:MAX_ENDED]
 
     def landed_since(self, tip: str | None, bases: set[str]) -> dict[str, set[str]]:
         """For each of `bases` found among the LOOK_BACK last commits along `tip`'s first
@@ -178,7 +199,13 @@ class Requests:
         self.wait()
         assert self.upstream.remote is not None
         argv = ["push", "--porcelain", "--no-verify", self.upstream.remote]
+        # Ended requests of others go in the same push, each only if it is still what we
+        # fetched (a lease: a clone that published anew keeps its new request). Not
+        # atomic: a lease that fails leaves our own request to land.
+        gone = self.ended(clone, datetime.now(timezone.utc))
+        argv += [f"--force-with-lease={ref}:{oid}" for ref, oid in gone]
         argv.append(f"+{commit}:{self.ref_of(clone)}")
+        argv += [f":{ref}" for ref, _ in gone]
 
         def push() -> None:
             # Whatever goes wrong, a request not published is only not carried.
