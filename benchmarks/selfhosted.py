@@ -334,11 +334,19 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--machines", type=int, default=50)
     ap.add_argument("--rtt-ms", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument(
+        "--no-carry",
+        action="store_true",
+        help="GITCOORD_CARRY=0 in every machine: no clone publishes or carries requests "
+        "(to compare with carrying, on by default)",
+    )
     ap.add_argument("--json", help="also write the measurements to this file")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gitcoord-selfhosted-") as tmp:
         (Path(tmp) / "home").mkdir()
         env = common.hermetic_env(Path(tmp) / "home")
+        if args.no_carry:
+            env["GITCOORD_CARRY"] = "0"
         common.use_env(env)
         data = measure(
             Path(tmp), env, args.sessions, args.machines, args.rtt_ms / 1000, args.seconds
