@@ -580,7 +580,10 @@ class TreeStore:
         self.upstream.push_error = None
         began = time.monotonic()
         self.waiting = wait = self._wait(pace)
-        carries = wait is not None and self.requests is not None and requests.enabled()
+        # (not with commits of ours that may land already: they name no request)
+        carries = (
+            wait is not None and self.requests is not None and requests.enabled() and not pendings
+        )
         self._rid = requests.new_id() if carries else None
         try:
             return self._rounds(decide, deadline, known, leader, pace, began)
@@ -755,6 +758,11 @@ class TreeStore:
                 landing = (chain, attempt, own, asked)
                 if own.commit is not None:
                     self._pending.append((own.commit, own.result))
+                    if asks is None:
+                        # It may land naming no request: a request published later
+                        # could then land the same write again (a carrier knows a
+                        # landed write only by its id). No requests from here on.
+                        self._rid = None
             elif leader is not None:  # refused: the members decide again next round
                 self._refused(leader, asked, attempt)
             if not fresh:
