@@ -497,7 +497,8 @@ def analysis(data: dict[str, Any]) -> list[str]:
                 b = f" vs {spread(before[n])}" if n in before else ""
                 fair.append(f"{key} ms × {n}: {spread(now[n])}{b}")
     text = (
-        "**Fairness.** Successes per session (fewest–most) in the window, and the longest "
+        f"**Fairness ({NOW}).** Successes per session (fewest–most) in the window, and the "
+        "longest "
         "any session went without one"
         + (", this store vs before #16: " if before_curves else ": ")
         + "; ".join(fair)
@@ -517,7 +518,7 @@ def analysis(data: dict[str, Any]) -> list[str]:
     lv = now_curves[far][top]
     one = now_curves[far].get(1)
     text = (
-        f"**Contention at {far} ms, {top} sessions:** {lv['throughput']:.2f} ops/s "
+        f"**Contention at {far} ms, {top} sessions, {NOW}:** {lv['throughput']:.2f} ops/s "
         f"(the ceiling of one push per commit: {_rate(push)}; the raw floor: {_rate(floor)}), "
         f"{lv['attempts']:.2f} attempts per success, latency p50 {ms(lv['p50'])}, p95 "
         f"{ms(lv['p95'])}, max {ms(lv['max'])}"
