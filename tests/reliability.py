@@ -197,6 +197,9 @@ class Proxy:
     - "swallow": forward the whole push, but never relay the server's verdict,
       and close the client's side after `hold` seconds (the push was accepted;
       its report was lost).
+    - "orphan": forward the whole push and close the client's side at once, while the
+      server goes on with it (a client cut off while a slow hook still judges its push,
+      which may yet land after the client has moved on).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -267,10 +270,14 @@ class Proxy:
                         return
                     server.sendall(data)
                     sent += len(data)
-                    if mode == "swallow":
+                    if mode in ("swallow", "orphan"):
                         muted.set()  # commands and pack are on their way: mute the verdict
+                    if mode == "orphan":
+                        client.settimeout(0.3)  # the rest of the pack, then cut the client
                 with contextlib.suppress(OSError):
                     server.shutdown(socket.SHUT_WR)
+            except TimeoutError:
+                _close(client)  # all sent: the server side stays open, it lands or not
             except OSError:
                 pass
 

@@ -606,3 +606,47 @@ def test_a_clone_that_publishes_deletes_the_requests_that_ended(
     assert prefix + "e" * 16 not in left and prefix + "f" * 16 not in left, left
     assert left.pop(prefix + "c" * 16) == live
     assert len(left) == 1, left  # bob's own request, published when he lost
+
+
+def test_a_write_whose_push_may_land_naming_no_request_publishes_none(world: World) -> None:
+    """bob's first push (on the tip his clone knew, so naming no request) is cut off while
+    a slow hook still judges it, and lands 3 s later. His next round, on a tip fetched
+    before that, is refused. Publishing that round's commit as a request could land the
+    claim a second time (a carrier knows a landed write only by its id): none is
+    published, and bob reports the one commit that landed."""
+    from reliability import daemon_port, proxy
+
+    from gitcoord.api.coordinator import Coordinator
+
+    hook = world.remote / "hooks" / "pre-receive"
+    count = world.root / "bobs-pushes"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "while read old new ref; do\n"
+        f'  [ "$ref" = refs/heads/{BRANCH} ] || continue\n'
+        '  git log -1 --format=%s "$new" | grep -q "^claim task/mine by bob" || continue\n'
+        f'  echo x >> "{count}"\n'
+        f'  n=$(wc -l < "{count}")\n'
+        '  [ "$n" = 1 ] && sleep 3\n'
+        '  [ "$n" = 2 ] && sleep 6\n'
+        "done\n"
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    with git_daemon(world.root) as base, proxy(daemon_port(base)) as p:
+        b = clone_url(world, f"{p.url_base}/{world.remote.name}", "b")
+        assert run(b, "init").code == 0
+        assert run(b, "register", "--role", "r", "--goal", "g", session="bob").code == 0
+        p.break_pushes("orphan", 1)
+        with Coordinator(str(b), session="bob") as bob:
+            got = bob.claim("task", "mine")
+        assert p.broken == 1, "the proxy never cut a push"
+    assert count.read_text().count("x") >= 2, "bob never pushed a second round"
+    log = git(world.remote, "log", "--format=%H %s", BRANCH).splitlines()
+    mine = [line.split()[0] for line in log if line.endswith("claim task/mine by bob")]
+    assert len(mine) == 1, log
+    assert got.commit == mine[0]
+    named = git(world.remote, "log", "-1", "--format=%(trailers:key=Gitcoord-Request)", mine[0])
+    assert named.strip() == ""  # the round that landed named no request
+    prefix = f"refs/gitcoord/tickets/{key(REF)}/requests/"
+    assert git(world.remote, "for-each-ref", prefix).strip() == ""
