@@ -38,6 +38,7 @@ from testing.netdelay import DelayProxy
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 BRANCH = "gitcoord"
+REQUESTS = f"refs/gitcoord/tickets/{key(REF)}/requests/"  # every clone's request ref
 
 
 def _message_to_alice(subject: str) -> dict[str, bytes | None]:
@@ -214,7 +215,7 @@ def test_the_hook_judges_request_refs(refused_only: tuple[Signed, str]) -> None:
     """What the queue holds as a request is a request commit: not a blob, not a commit
     that names no request id, one per push; anyone may delete one."""
     w, base = refused_only
-    prefix = f"refs/gitcoord/tickets/{key(REF)}/requests/"
+    prefix = REQUESTS
     m = w.a
 
     def push(*specs: str) -> subprocess.CompletedProcess[str]:
@@ -391,6 +392,23 @@ def _bob_claims_losing(monkeypatch: pytest.MonkeyPatch, a: Path, b: Path, times:
     return rounds
 
 
+def _loses_without_a_request(
+    monkeypatch: pytest.MonkeyPatch, world: World, a: Path, b: Path
+) -> None:
+    """bob loses two rounds to alice, on tips he fetched for them, then lands: he
+    published no request, and no commit since names one."""
+    old = git(world.remote, "rev-parse", BRANCH).strip()
+    assert _bob_claims_losing(monkeypatch, a, b, 2) == ["a0", "a1"]
+    assert git(world.remote, "for-each-ref", REQUESTS).strip() == ""
+    named = git(
+        world.remote,
+        "log",
+        "--format=%(trailers:key=Gitcoord-Request,valueonly)",
+        f"{old}..{BRANCH}",
+    )
+    assert named.strip() == "", named
+
+
 def _second_parents(world: World) -> list[str]:
     out = git(world.remote, "log", "--first-parent", "--format=%P", BRANCH)
     return [line.split()[1] for line in out.splitlines() if len(line.split()) == 2]
@@ -521,19 +539,9 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
         assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
     with_format(a, world, 4)
     assert run(a, "hooks", "install", "--server", str(world.remote)).code == 0
-    requests_ref = f"refs/gitcoord/tickets/{key(REF)}/requests/"
-    old = git(world.remote, "rev-parse", BRANCH).strip()
 
     # bob loses two rounds to alice, on tips he fetched for them: no request on format 4
-    assert _bob_claims_losing(monkeypatch, a, b, 2) == ["a0", "a1"]
-    assert git(world.remote, "for-each-ref", requests_ref).strip() == ""
-    named = git(
-        world.remote,
-        "log",
-        "--format=%(trailers:key=Gitcoord-Request,valueonly)",
-        f"{old}..{BRANCH}",
-    )
-    assert named.strip() == "", named
+    _loses_without_a_request(monkeypatch, world, a, b)
 
     # a request published by hand is not carried; one carried by hand is refused
     base = git(world.remote, "rev-parse", BRANCH).strip()
@@ -552,7 +560,7 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
     }
     tree = git(a, "rev-parse", f"{commit_files(a, files, parent=now)}^{{tree}}").strip()
     message = git(b, "log", "-1", "--format=%B", request).strip()
-    git(a, "fetch", "-q", "origin", f"+{requests_ref}*:refs/test/requests/*")
+    git(a, "fetch", "-q", "origin", f"+{REQUESTS}*:refs/test/requests/*")
     carried = git(a, "commit-tree", tree, "-p", now, "-p", request, "-m", message).strip()
     proc = subprocess.run(
         ["git", "push", "origin", f"{carried}:refs/heads/{BRANCH}"],
@@ -588,7 +596,7 @@ def test_a_clone_that_publishes_deletes_the_requests_that_ended(
     for clone, sid in ((a, "alice"), (b, "bob")):
         assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
     base = git(world.remote, "rev-parse", BRANCH).strip()
-    prefix = f"refs/gitcoord/tickets/{key(REF)}/requests/"
+    prefix = REQUESTS
     _publish(b, base, "long gone", "e" * 16, until=timedelta(minutes=-5))
     aside = commit_files(b, _message_to_alice("aside"), parent=base)  # never carried
     live, _ = _publish(b, aside, "still in time", "c" * 16)
@@ -648,5 +656,28 @@ def test_a_write_whose_push_may_land_naming_no_request_publishes_none(world: Wor
     assert got.commit == mine[0]
     named = git(world.remote, "log", "-1", "--format=%(trailers:key=Gitcoord-Request)", mine[0])
     assert named.strip() == ""  # the round that landed named no request
-    prefix = f"refs/gitcoord/tickets/{key(REF)}/requests/"
-    assert git(world.remote, "for-each-ref", prefix).strip() == ""
+    assert git(world.remote, "for-each-ref", REQUESTS).strip() == ""
+
+
+def test_a_process_with_carrying_off_neither_carries_nor_names_a_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GITCOORD_CARRY=0 (README, *Carrying*): on a format-5 branch, alice's claims leave
+    bob's published request alone; bob's write that loses two rounds publishes no request
+    and names none. With carrying on again, alice's next claim carries bob's request."""
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    monkeypatch.setenv("GITCOORD_CARRY", "0")
+    _loses_without_a_request(monkeypatch, world, a, b)
+
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "claim", "task", "one", session="alice").code == 0
+    request, _ = _publish(b, base, "carried once it is on")
+    assert run(a, "status").code == 0
+    assert run(a, "claim", "task", "two", session="alice").code == 0
+    assert _second_parents(world) == []
+    monkeypatch.delenv("GITCOORD_CARRY")
+    assert run(a, "claim", "task", "three", session="alice").code == 0
+    assert _second_parents(world) == [request]

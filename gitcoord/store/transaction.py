@@ -798,9 +798,7 @@ class TreeStore:
         request (a push on a cached tip that lands, the common case, says nothing more);
         never a commit `decide` wrote itself, nor one on a branch that takes no carried
         commits (`Write.carriable`)."""
-        if self._rid is None or not fresh or decision.commit is not None:
-            return decision
-        if not decision.carriable:
+        if self._rid is None or not fresh or decision.commit is not None or not decision.carriable:
             return decision
         until = decision.when + requests.VALID_FOR
         return dataclasses.replace(
