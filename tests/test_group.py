@@ -468,3 +468,12 @@ def test_the_members_of_a_batch_parse_each_new_file_once_between_them(
     # else: each member after it takes it from the group.
     claimed = [raw for raw in parsed if b"holder: m" in raw]
     assert len(set(claimed)) == len(claimed) == len(coords), claimed
+    # ...and each member knows the files of the members after it too (the verdict hands
+    # them on): its next transaction, deciding on the tip that push left, parses none.
+    before = len(parsed)
+    # (From memory: not from the file the others saved, which a member deciding at once
+    # may find not yet written.)
+    Path(coords[0].store.parsed.path).unlink()
+    for c in coords:
+        c.store.load(git(world.remote, "rev-parse", REF).strip())
+    assert len(parsed) == before, parsed[before:]

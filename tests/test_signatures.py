@@ -436,6 +436,34 @@ def test_clients_verify_each_commit_once(hookless: Signed) -> None:
     assert file.read_text().split()[0] == parent
 
 
+def test_a_write_of_its_own_is_marked_verified_with_what_its_config_requires(
+    hookless: Signed,
+) -> None:
+    """A clone's own write on a verified tip counts as verified, recorded with whether
+    the config it leaves requires signatures: the verified tip's answer while the write
+    leaves config.yaml as it was (no state is loaded for it), the new config's when the
+    write changed it — turning signatures off is not remembered as still required."""
+    w = hookless
+
+    def recorded(m: Machine) -> tuple[str, str, str]:
+        (file,) = list((m.repo / ".git" / "gitcoord" / "verified").iterdir())
+        tip, required, config = file.read_text().split()
+        return tip, required, config
+
+    def now(m: Machine, required: str) -> tuple[str, str, str]:
+        tip = _fetch_tip(m)
+        return tip, required, m.git("rev-parse", f"{tip}:coordination/config.yaml")
+
+    w.boss.ok("status")  # verified here: alice's and bob's registrations
+    w.boss.ok("signatures", "off")
+    assert recorded(w.boss) == now(w.boss, "0")
+    w.boss.ok("signatures", "on")  # (not recorded: nothing was required when it wrote)
+    w.boss.ok("status")  # verified now, against the config that requires them
+    assert recorded(w.boss) == now(w.boss, "1")
+    w.a.ok("claim", "task", "t1", session="alice")  # the config as it was
+    assert recorded(w.a) == now(w.a, "1")
+
+
 def test_signatures_need_format_3_and_an_approver_key(tmp_path: Path) -> None:
     remote = tmp_path / "r.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))

@@ -133,8 +133,11 @@ def mark_verified(store: Store, tip: str | None, commit: str) -> None:
     last = read(store)
     if last is None or last.tip != tip or not last.required:
         return
-    state = store.load(commit)
-    _write(store, Verified(commit, signatures.required(state.config), _config_blob(store, commit)))
+    config = _config_blob(store, commit)
+    # The same config.yaml as the verified tip's requires what it required: no state to
+    # load for it (a whole state, in every process of a group, for one field).
+    required = True if config == last.config else signatures.required(store.load(commit).config)
+    _write(store, Verified(commit, required, config))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ error of its own.
 members before parsed them (`ParseCache.fresh`): each file is parsed once in the group,
 by the first to read or write it, not by each member (a cache: the receiver takes only
 entries of its own parser's format, and validates every document it loads as ever).
+The verdict that the push landed hands on the whole round's, so that the members'
+next transactions, which decide on the tip this push left, parse none of them again.
 
     member                           leader (holds the turn)
     connect ─────────────────────▶   accept (at the start of each round)
@@ -31,7 +33,8 @@ entries of its own parser's format, and validates every document it loads as eve
     decide(tip) ─ commit | none, ─▶  chain = commit
                   parsed             parsed += the member's
                                      push chain with lease base
-            ◀── stand(round) | lost(round) | EOF
+            ◀── stand(round, parsed)         (parsed: the whole round's)
+              | lost(round) | EOF
 """
 
 from __future__ import annotations

@@ -148,6 +148,10 @@ class ParseCache:
                 break
             if isinstance(oid, str) and is_object_id(oid) and oid not in mine:
                 mine[oid] = data
+                # Kept through this transaction's save (which keeps only what was used
+                # since the last one): absorbed for the next load, which is often the
+                # next transaction's (measured: every such file was parsed again there).
+                self._used.add(oid)
         return True
 
     def learn(self, oid: str, data: bytes) -> None:

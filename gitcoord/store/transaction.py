@@ -217,6 +217,7 @@ class TreeStore:
         # whose new entries a group hands on from member to member (`store.group`).
         self.wrote: Callable[[str, str, bytes], None] | None = None
         self.parsed: ParseCache | None = None
+        self._parsed_in: dict[str, Any] | None = None  # what the last round's deciders parsed
         self._pending: list[tuple[str, Any]] = []  # (commit, result) maybe landed
         # While a member decides: the tip under the local chain it decides on (the
         # domain verifies that tip; the chain's commits are this clone's own, judged as
@@ -515,6 +516,8 @@ class TreeStore:
                 if not chan.send({"commit": commit, **self._handed_on()}):
                     return None
             elif kind == "stand" and round_ in decided:
+                if self.parsed is not None:  # what the members after us parsed too
+                    self.parsed.absorb(msg.get("parsed"), msg.get("format"))
                 commit, result, error, parent = decided[round_]
                 if error is not None:
                     raise error
@@ -603,6 +606,7 @@ class TreeStore:
         pace: Pace,
         began: float,
     ) -> Done[R]:
+        self._parsed_in = None
         landing: tuple[str, int, _Own[R], list[group.Peer]] | None = None  # a chain, ditto
         fetched: list[str | None] = []  # the next round's tip, when already fetched
         spurned = False  # the remote's hook refused a push with riders: none this time
@@ -647,7 +651,7 @@ class TreeStore:
                 sent, landed, theirs, told = landing
                 if self.upstream.contains(tip, sent):  # the whole chain is on the branch
                     if leader is not None:
-                        leader.tell(told, {"stand": landed})
+                        leader.tell(told, self._stand(landed))
                     return theirs.done(tip, attempt)
             if tip is not None:
                 for sent, answer in self._pending:
@@ -683,7 +687,7 @@ class TreeStore:
                     fetched.append(now)
                     continue
                 if leader is not None:
-                    leader.tell(asked, {"stand": attempt})
+                    leader.tell(asked, self._stand(attempt))
                 return own.done(tip, attempt)
             assert chain is not None
             if not self._pending:
@@ -752,7 +756,7 @@ class TreeStore:
                     if commit:
                         self.rode.append(commit)
                 if leader is not None:
-                    leader.tell(asked, {"stand": attempt})
+                    leader.tell(asked, self._stand(attempt))
                 return own.done(tip, attempt, chain)
             if result == "unknown":
                 landing = (chain, attempt, own, asked)
@@ -949,7 +953,15 @@ class TreeStore:
             peer.handed[round_] = commit
             asked.append(peer)
             chain = commit or chain
+        self._parsed_in = handed
         return chain, asked
+
+    def _stand(self, round_: int) -> dict[str, Any]:
+        """The verdict that a round's push landed (or wrote nothing), with what its
+        deciders parsed: each member saw the files of those before it, and now sees
+        those of the members after it as well, so that whichever of them decides first
+        on the new tip (the next round's leader, say) parses none of them again."""
+        return {"stand": round_, **(self._parsed_in or {})}
 
     def _handed_on(self) -> dict[str, Any]:
         """What this process parsed since it last handed anything on, for the group."""
