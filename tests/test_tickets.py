@@ -416,6 +416,75 @@ def test_the_server_refuses_tickets_that_no_honest_clone_pushes(
     assert push(a, f"{blob}:refs/gitcoord/tickets/{key('refs/heads/x')}/anything")[0] == 0
 
 
+def test_two_clones_that_ring_the_same_bell_in_the_same_second_do_not_ring_alike(
+    world: World, judged: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clones that saw the same bell take a ticket in the same second. Rings of the
+    same bell made alike were the same commit: the second push found the bell "up to
+    date" (git says so before it checks the lease), sent the ticket alone, and the hook
+    refused a ticket with no ring — which the clone took for a remote that refuses
+    tickets, and turned them off for a day (seen at 10 machines of 20 sessions: a clone
+    without tickets raced the queue every round). The later one now loses the bell's
+    lease, a round lost, and takes its place in line at the next look."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.store.tickets import Wait
+
+    a, b = judged
+    monkeypatch.setattr(time, "time", lambda: 1_900_000_000.0)  # one second for both
+    with Coordinator(str(a), session="s1") as first, Coordinator(str(b), session="s2") as second:
+        deadline = time.monotonic() + 60
+        waits = []
+        for coord in (first, second):
+            store = coord.store.trees
+            assert store.tickets is not None
+            wait = Wait(store.tickets, None)
+            wait.look(0.1, store.fetch_tip(deadline))
+            waits.append(wait)
+        assert waits[0].bell == waits[1].bell  # (both saw the same bell, or none)
+        assert waits[0].take(deadline)
+        assert not waits[1].take(deadline)  # a lease lost, not a refusal
+        second_store = second.store.trees
+        waits[1].look(0.1, second_store.fetch_tip(deadline))
+        assert waits[1].take(deadline)
+        assert second_store.tickets is not None
+        assert first.store.trees.tickets is not None
+        on = tickets(world)
+        assert first.store.trees.tickets.mine_ref in on
+        assert second_store.tickets.mine_ref in on
+
+
+def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
+    world: World, judged: tuple[Path, Path]
+) -> None:
+    """A group's leader decides for every member in each round: a lost round costs them
+    all. With one wait older than its own, a lone writer goes (the two oldest race) and
+    a group stands back; the group takes a ticket after one round without landing, not
+    three; and it gives the wait ahead of it the group's floor before passing it over."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.store.tickets import GROUP_HEAD_FLOOR, HEAD_FLOOR, TICKET_AFTER, Wait
+
+    a, b = judged
+    with Coordinator(str(a), session="s1") as first, Coordinator(str(b), session="s2") as second:
+        deadline = time.monotonic() + 60
+        ahead = Wait(first.store.trees.tickets, None)  # type: ignore[arg-type]
+        ahead.look(0.1, first.store.trees.fetch_tip(deadline))
+        assert ahead.take(deadline)  # one wait, older than anything b begins now
+        store = second.store.trees
+        assert store.tickets is not None
+        alone, grouped = Wait(store.tickets, None), Wait(store.tickets, None)
+        grouped.grouped()
+        now = store.fetch_tip(deadline)
+        assert alone.look(0.1, now) == 0  # the oldest two go: a's and this one
+        assert grouped.look(0.1, now) == 1  # only the oldest: a's
+        assert (alone.after, grouped.after) == (TICKET_AFTER, 1)
+        assert (alone.floor, grouped.floor) == (HEAD_FLOOR, GROUP_HEAD_FLOOR)
+        time.sleep(HEAD_FLOOR + 0.2)  # a's holder never lands: past a lone writer's patience
+        assert grouped.look(0.1, store.fetch_tip(deadline)) == 1  # not a group's
+        assert not grouped.passed
+        ahead.leave(deadline)  # a's wait ends: the group is first now
+        assert grouped.look(0.1, store.fetch_tip(deadline)) == 0
+
+
 def test_an_honest_wait_passes_the_judge_and_a_full_queue_is_a_round_lost(
     world: World, judged: tuple[Path, Path]
 ) -> None:

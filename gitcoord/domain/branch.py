@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import ConflictError, InvalidError, RefusedError, RemoteError
+from ..errors import ConflictError, GitcoordError, InvalidError, RefusedError, RemoteError
 from ..gitio import Git, ObjectReader, RepoInfo, is_object_id
 from ..store.parsecache import ParseCache
 from ..store.transaction import (
@@ -124,6 +124,18 @@ class Store:
         # The state comes as a function: a tip verified before needs no state at all.
         self.tip_check: Callable[[str | None, Callable[[], State]], None] | None = None
         self._pinned: tuple[str | None] | None = None  # reads at this tip (`pinned`)
+        self.trees.waited_on = self._verify_ahead
+
+    def _verify_ahead(self, tip: str | None) -> None:
+        """A tip fetched while this clone waits in the remote's queue: checked now, so
+        that the turn, when it comes, checks only what the push before it brought (at
+        10 machines of 20 sessions the head of the queue checked the nine pushes since
+        its last turn, ~180 commits, 1.4 s in which nobody else could go). A tip that
+        cannot be verified is left to the turn's own check, which refuses it."""
+        if self.tip_check is None or tip is None:
+            return
+        with contextlib.suppress(GitcoordError):
+            self.tip_check(tip, lambda: self.load(tip))
 
     def checked(self, tip: str | None, state: State) -> State:
         if self.tip_check is not None:

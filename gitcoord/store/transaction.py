@@ -50,7 +50,7 @@ from . import cancel, group, parsecache, requests, trees
 from .parsecache import ParseCache
 from .remote import AlsoRefused, RemoteBranch
 from .requests import Request, Requests
-from .tickets import TICKET_AFTER, Tickets, Wait
+from .tickets import Tickets, Wait
 from .trees import Files, TreeSource
 from .turns import (
     TICKETS_OFF,
@@ -65,6 +65,7 @@ from .turns import (
 DEFAULT_TIMEOUT = 30.0
 MAX_ATTEMPTS = 100  # a bound on rounds; the timeout is the one that matters
 MAX_GIVE_WAY = 5.0  # seconds
+NEXT_IN_LINE = 0.05  # seconds a group next in the remote's queue waits between looks
 LEAVE_TIMEOUT = 2.0  # seconds: for a ticket's last push, when its transaction did not land
 MAX_RIDERS = 32  # per push: a bound on what one push carries besides its own writes
 
@@ -218,6 +219,9 @@ class TreeStore:
         self.wrote: Callable[[str, str, bytes], None] | None = None
         self.parsed: ParseCache | None = None
         self._parsed_in: dict[str, Any] | None = None  # what the last round's deciders parsed
+        # Called with each tip fetched while this transaction stands back for older
+        # tickets (`_stand_back`): the domain verifies it then, off the turn's own path.
+        self.waited_on: Callable[[str | None], None] | None = None
         self._pending: list[tuple[str, Any]] = []  # (commit, result) maybe landed
         # While a member decides: the tip under the local chain it decides on (the
         # domain verifies that tip; the chain's commits are this clone's own, judged as
@@ -421,7 +425,7 @@ class TreeStore:
         # Read in the turn: what this clone's last transaction learnt is current.
         self.pace = pace = Pace.load(self.pace_path)
         before = dataclasses.replace(pace)
-        self._give_way(pace, deadline)
+        self._give_way(pace, deadline, leader)
         try:
             return self._attempts(decide, deadline, known, leader, pendings)
         except RemoteError as exc:
@@ -536,11 +540,15 @@ class TreeStore:
         why = exc if isinstance(exc, RemoteError) else RemoteError(exc.message)
         return self._settle_pending(why)
 
-    def _give_way(self, pace: Pace, deadline: float) -> None:
+    def _give_way(self, pace: Pace, deadline: float, leader: group.Leader | None) -> None:
         """This clone won under contention, or wrote a streak in one push each: let
         the others have a round before going again (`Pace`; holding the turn, so this
-        clone's other sessions wait with it)."""
+        clone's other sessions wait with it). Not a group's leader where the remote
+        takes tickets: it waits in line as the oldest wait goes (`Wait.grouped`), so
+        the others get their turn without its members waiting out a pause besides."""
         wait = pace.give_way_until - time.time()
+        if wait > 0 and leader is not None and self._queued(pace) and self._members(leader, 3):
+            return
         if wait > 0:  # (at most a few seconds, whatever the wall clock did meanwhile)
             left = deadline - time.monotonic()
             cancel.CANCELLED.wait(min(wait, MAX_GIVE_WAY, left / 3))
@@ -613,6 +621,8 @@ class TreeStore:
         shunned = False  # ... or one that carried others' requests: none this time
         stale = False  # a push on the mirror was refused: it was behind
         suspect = False  # a hook declined a push with tickets: this one goes without
+        if self.waiting is not None and leader is not None and self._members(leader):
+            self.waiting.grouped()
         # Others hold tickets older than any we have (as last fetched): fetch, and wait.
         behind = (
             self.waiting is not None
@@ -675,6 +685,8 @@ class TreeStore:
             asked: list[group.Peer] = []
             if leader is not None:
                 chain, asked = self._round(leader, attempt, tip, chain, deadline)
+                if asked and self.waiting is not None:
+                    self.waiting.grouped()
             riding: list[tuple[Rider, str]] = []
             if not spurned:
                 chain, riding = self._ride(tip, chain)
@@ -1030,18 +1042,40 @@ class TreeStore:
                 if wait.holding:
                     continue  # look again: ours may be the oldest now
             # Half a round next in line, longer further back (a fetch each time is
-            # work for the server and this machine), at most two rounds.
+            # work for the server and this machine), at most two rounds. A group next
+            # in line looks again at once: its turn comes with the push of the one
+            # ahead, and every moment it waits, all its members wait with it.
             pause = pace.unit * min(2.0, back / 2)
+            if back == 1 and wait.window == 1:
+                pause = min(pause, NEXT_IN_LINE)
             if time.monotonic() + pause >= deadline:
                 break  # go anyway: the deadline says when this transaction ends
             if not self._pending:
                 cancel.check()
             cancel.CANCELLED.wait(pause)
-            tip = self.fetch_tip(deadline)
+            before, tip = tip, self.fetch_tip(deadline)
             pace.knew(time.time())
+            if tip != before and self.waited_on is not None:
+                self.waited_on(tip)
             if tip is not None and any(self.upstream.contains(tip, s) for s, _ in self._pending):
                 break  # a write of ours landed meanwhile (carried, or a reply lost)
         return tip
+
+    def _members(self, leader: group.Leader, polls: int = 0) -> bool:
+        """Whether sessions of this clone wait to go in this transaction's push (those
+        that joined by now are admitted: they go in its first round). With `polls`, as
+        many of the waiters' polls for a leader to join are given to them."""
+        leader.admit()
+        for _ in range(polls):
+            if leader.live:
+                break
+            time.sleep(group.POLL)
+            leader.admit()
+        return bool(leader.live)
+
+    def _queued(self, pace: Pace) -> bool:
+        """Whether this transaction will wait in the remote's queue (`_wait`)."""
+        return self.tickets is not None and time.time() >= pace.tickets_off
 
     def _wait(self, pace: Pace) -> Wait | None:
         """A place among the tickets, for this transaction. None without a remote, where
@@ -1054,9 +1088,9 @@ class TreeStore:
         return Wait(self.tickets, None)
 
     def _take_ticket(self, wait: Wait, pace: Pace, deadline: float) -> None:
-        """Take a ticket once this transaction has gone TICKET_AFTER rounds without
+        """Take a ticket once this transaction has gone `wait.after` rounds without
         landing (and holds none)."""
-        if wait.holding or wait.rounds < TICKET_AFTER:
+        if wait.holding or wait.rounds < wait.after:
             return
         try:
             wait.take(deadline)
