@@ -459,7 +459,11 @@ def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
     """A group's leader decides for every member in each round: a lost round costs them
     all. With one wait older than its own, a lone writer goes (the two oldest race) and
     a group stands back; the group takes a ticket after one round without landing, not
-    three; and it gives the wait ahead of it the group's floor before passing it over."""
+    three; it gives the wait ahead of it the group's floor before passing it over; and
+    while it stands back it verifies each tip it fetches, so its turn has none to check."""
+    import threading
+
+    from gitcoord.api import trust
     from gitcoord.api.coordinator import Coordinator
     from gitcoord.store.tickets import GROUP_HEAD_FLOOR, HEAD_FLOOR, TICKET_AFTER, Wait
 
@@ -468,7 +472,8 @@ def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
         deadline = time.monotonic() + 60
         ahead = Wait(first.store.trees.tickets, None)  # type: ignore[arg-type]
         ahead.look(0.1, first.store.trees.fetch_tip(deadline))
-        assert ahead.take(deadline)  # one wait, older than anything b begins now
+        assert ahead.take(deadline)  # one wait, older than anything b begins now:
+        assert run(b, "claim", "task", "later", session="s2").code == 0  # (a tip later)
         store = second.store.trees
         assert store.tickets is not None
         alone, grouped = Wait(store.tickets, None), Wait(store.tickets, None)
@@ -481,8 +486,29 @@ def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
         time.sleep(HEAD_FLOOR + 0.2)  # a's holder never lands: past a lone writer's patience
         assert grouped.look(0.1, store.fetch_tip(deadline)) == 1  # not a group's
         assert not grouped.passed
-        ahead.leave(deadline)  # a's wait ends: the group is first now
-        assert grouped.look(0.1, store.fetch_tip(deadline)) == 0
+        # Standing back: it looks again and again; once a's write landed (its ticket
+        # deleted in the same push) it goes, and it verified that tip as it fetched it,
+        # so its turn does not (`TreeStore.waited_on`).
+        store.waiting = grouped
+        grouped._first.clear()  # (its patience counted from here: a slow box stays in line)
+        went: list[str | None] = []
+
+        def stand_back() -> None:
+            try:
+                went.append(store._stand_back(now, store.pace, deadline))
+            except BaseException as exc:
+                went.append(repr(exc))
+
+        behind = threading.Thread(target=stand_back)
+        behind.start()
+        time.sleep(0.5)
+        assert behind.is_alive(), went  # a's wait goes first
+        first.claim("task", "served")  # a's turn: its ticket goes with its write
+        behind.join(30)
+        landed = tip(world)
+        assert went == [landed] and landed != now
+        assert trust.read(second.store).tip == landed  # type: ignore[union-attr]
+        assert grouped.look(0.1, landed) == 0
 
 
 def test_an_honest_wait_passes_the_judge_and_a_full_queue_is_a_round_lost(

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import ConflictError, GitcoordError, InvalidError, RefusedError, RemoteError
-from ..gitio import Git, ObjectReader, RepoInfo, is_object_id
+from ..gitio import Git, GitError, ObjectReader, RepoInfo, is_object_id
 from ..store.parsecache import ParseCache
 from ..store.transaction import (
     DEFAULT_TIMEOUT,
@@ -131,10 +131,11 @@ class Store:
         that the turn, when it comes, checks only what the push before it brought (at
         10 machines of 20 sessions the head of the queue checked the nine pushes since
         its last turn, ~180 commits, 1.4 s in which nobody else could go). A tip that
-        cannot be verified is left to the turn's own check, which refuses it."""
+        cannot be verified, or not now (a git or file error), is left to the turn's own
+        check, which refuses it or says what is wrong."""
         if self.tip_check is None or tip is None:
             return
-        with contextlib.suppress(GitcoordError):
+        with contextlib.suppress(GitcoordError, GitError, OSError):
             self.tip_check(tip, lambda: self.load(tip))
 
     def checked(self, tip: str | None, state: State) -> State:
