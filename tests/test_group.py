@@ -473,7 +473,7 @@ def test_the_members_of_a_batch_parse_each_new_file_once_between_them(
     before = len(parsed)
     # (From memory: not from the file the others saved, which a member deciding at once
     # may find not yet written.)
-    Path(coords[0].store.parsed.path).unlink()
+    Path(coords[0].store.parsed.path).unlink(missing_ok=True)
     for c in coords:
         c.store.load(git(world.remote, "rev-parse", REF).strip())
     assert len(parsed) == before, parsed[before:]

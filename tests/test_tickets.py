@@ -490,7 +490,9 @@ def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
         # deleted in the same push) it goes, and it verified that tip as it fetched it,
         # so its turn does not (`TreeStore.waited_on`).
         store.waiting = grouped
-        grouped._first.clear()  # (its patience counted from here: a slow box stays in line)
+        # (Its patience counted from here, so that a slow box stays in line.)
+        grouped._first.clear()
+        grouped._moved = time.monotonic()
         went: list[str | None] = []
 
         def stand_back() -> None:
