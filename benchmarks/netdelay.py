@@ -73,7 +73,7 @@ def before_16(store: Any) -> None:
     jitter over the round's length doubling per attempt, up to a third of the time left."""
     trees = store.trees
     trees._cached_tip = lambda pace: None
-    trees._give_way = lambda pace, deadline: None
+    trees._give_way = lambda *_: None
     trees.tickets = trees.upstream.along = None
     backoff = trees.backoff
 
