@@ -409,6 +409,27 @@ def _loses_without_a_request(
     assert named.strip() == "", named
 
 
+def _alice_and_bob(world: World) -> tuple[Path, Path]:
+    """Clones a and b of one branch, alice registered in a and bob in b."""
+    a, b = world.clone("a"), world.clone("b")
+    assert run(a, "init").code == 0
+    for clone, sid in ((a, "alice"), (b, "bob")):
+        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    return a, b
+
+
+def _published_and_left(world: World, a: Path, b: Path, subject: str) -> str:
+    """bob publishes a request by hand on the tip before alice's claim; alice then claims
+    twice more (after a look at the branch) and carries nothing. The request."""
+    base = git(world.remote, "rev-parse", BRANCH).strip()
+    assert run(a, "claim", "task", "one", session="alice").code == 0
+    request, _ = _publish(b, base, subject)
+    assert run(a, "status").code == 0
+    assert run(a, "claim", "task", "two", session="alice").code == 0
+    assert _second_parents(world) == []
+    return request
+
+
 def _second_parents(world: World) -> list[str]:
     out = git(world.remote, "log", "--first-parent", "--format=%P", BRANCH)
     return [line.split()[1] for line in out.splitlines() if len(line.split()) == 2]
@@ -420,10 +441,7 @@ def test_a_clone_carries_a_request_when_nothing_it_depends_on_moved(
     """alice's claim carries bob's published message in the same push (nothing but a
     claim landed since bob decided it); a request decided before a registration is left
     to its own clone, which decides it again."""
-    a, b = world.clone("a"), world.clone("b")
-    assert run(a, "init").code == 0
-    for clone, sid in ((a, "alice"), (b, "bob")):
-        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    a, b = _alice_and_bob(world)
     base = git(world.remote, "rev-parse", BRANCH).strip()
     assert run(a, "claim", "task", "one", session="alice").code == 0
     request, subject = _publish(b, base, "carried to you")
@@ -460,10 +478,7 @@ def test_stopped_with_its_request_out_a_write_says_it_may_still_land(
     from gitcoord.errors import RemoteError
     from gitcoord.store import cancel, requests
 
-    a, b = world.clone("a"), world.clone("b")
-    assert run(a, "init").code == 0
-    for clone, sid in ((a, "alice"), (b, "bob")):
-        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    a, b = _alice_and_bob(world)
     real_decide, real_publish = Store._decide, requests.Requests.publish
 
     def publish_then_stop(self: requests.Requests, *args: object) -> None:
@@ -497,10 +512,7 @@ def test_a_push_refused_with_requests_in_it_goes_again_without_them(
     """A server that will not take what alice carries (here a hook refusing every merge
     on the branch, as a gitcoord from before carrying does) does not sink alice's own
     write: her claim goes again without bob's request, and lands alone."""
-    a, b = world.clone("a"), world.clone("b")
-    assert run(a, "init").code == 0
-    for clone, sid in ((a, "alice"), (b, "bob")):
-        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    a, b = _alice_and_bob(world)
     hook = world.remote / "hooks" / "pre-receive"
     hook.write_text(
         "#!/bin/sh\n"
@@ -533,10 +545,7 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
     same hook."""
     from test_upgrade import with_format
 
-    a, b = world.clone("a"), world.clone("b")
-    assert run(a, "init").code == 0
-    for clone, sid in ((a, "alice"), (b, "bob")):
-        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    a, b = _alice_and_bob(world)
     with_format(a, world, 4)
     assert run(a, "hooks", "install", "--server", str(world.remote)).code == 0
 
@@ -544,18 +553,13 @@ def test_a_branch_before_format_5_carries_nothing_until_it_is_upgraded(
     _loses_without_a_request(monkeypatch, world, a, b)
 
     # a request published by hand is not carried; one carried by hand is refused
-    base = git(world.remote, "rev-parse", BRANCH).strip()
-    assert run(a, "claim", "task", "one", session="alice").code == 0
-    request, _ = _publish(b, base, "not on format 4")
-    assert run(a, "status").code == 0
-    assert run(a, "claim", "task", "two", session="alice").code == 0
-    assert _second_parents(world) == []
+    request = _published_and_left(world, a, b, "not on format 4")
     now = git(world.remote, "rev-parse", BRANCH).strip()
     git(a, "fetch", "-q", "origin", f"+refs/heads/{BRANCH}:refs/test/now")
     files = {
         path: git(b, "cat-file", "blob", f"{request}:{path}").encode()
         for path in git(
-            b, "diff-tree", "-r", "--name-only", "--no-commit-id", base, request
+            b, "diff-tree", "-r", "--name-only", "--no-commit-id", f"{request}^", request
         ).split()
     }
     tree = git(a, "rev-parse", f"{commit_files(a, files, parent=now)}^{{tree}}").strip()
@@ -591,10 +595,7 @@ def test_a_clone_that_publishes_deletes_the_requests_that_ended(
     others' that ended more than two minutes ago or are no request at all, and leaves a
     live one alone."""
 
-    a, b = world.clone("a"), world.clone("b")
-    assert run(a, "init").code == 0
-    for clone, sid in ((a, "alice"), (b, "bob")):
-        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    a, b = _alice_and_bob(world)
     base = git(world.remote, "rev-parse", BRANCH).strip()
     prefix = REQUESTS
     _publish(b, base, "long gone", "e" * 16, until=timedelta(minutes=-5))
@@ -665,19 +666,11 @@ def test_a_process_with_carrying_off_neither_carries_nor_names_a_request(
     """GITCOORD_CARRY=0 (README, *Carrying*): on a format-5 branch, alice's claims leave
     bob's published request alone; bob's write that loses two rounds publishes no request
     and names none. With carrying on again, alice's next claim carries bob's request."""
-    a, b = world.clone("a"), world.clone("b")
-    assert run(a, "init").code == 0
-    for clone, sid in ((a, "alice"), (b, "bob")):
-        assert run(clone, "register", "--role", "r", "--goal", "g", session=sid).code == 0
+    a, b = _alice_and_bob(world)
     monkeypatch.setenv("GITCOORD_CARRY", "0")
     _loses_without_a_request(monkeypatch, world, a, b)
 
-    base = git(world.remote, "rev-parse", BRANCH).strip()
-    assert run(a, "claim", "task", "one", session="alice").code == 0
-    request, _ = _publish(b, base, "carried once it is on")
-    assert run(a, "status").code == 0
-    assert run(a, "claim", "task", "two", session="alice").code == 0
-    assert _second_parents(world) == []
+    request = _published_and_left(world, a, b, "carried once it is on")
     monkeypatch.delenv("GITCOORD_CARRY")
     assert run(a, "claim", "task", "three", session="alice").code == 0
     assert _second_parents(world) == [request]

@@ -513,6 +513,44 @@ def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
         assert grouped.look(0.1, landed) == 0
 
 
+def test_a_group_gives_no_way_after_a_win_where_the_line_takes_turns(
+    world: World, judged: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A winner under contention pauses before its next write so that the others get in;
+    a group's leader does not, where the remote takes tickets: the line already lets the
+    others go first, and its members would wait out the pause besides. Without members, or
+    with tickets off in the clone, it pauses as before."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.store import cancel, group
+    from gitcoord.store.turns import Pace
+
+    _, b = judged
+    paused: list[float] = []
+    monkeypatch.setattr(cancel.CANCELLED, "wait", lambda seconds=None: paused.append(seconds))
+    path = str(tmp_path / "g.sock")
+    with Coordinator(str(b), session="s2") as coord:
+        store = coord.store.trees
+        deadline = time.monotonic() + 60
+
+        def gives_way(members: int, tickets_off: float = 0.0) -> bool:
+            leader = group.Leader(path)
+            joined = [group.join(path) for _ in range(members)]
+            try:
+                pace = Pace(give_way_until=time.time() + 3, tickets_off=tickets_off)
+                paused.clear()
+                store._give_way(pace, deadline, leader)
+                return bool(paused)
+            finally:
+                for chan in joined:
+                    assert chan is not None
+                    chan.close()
+                leader.close()
+
+        assert not gives_way(members=2)
+        assert gives_way(members=0)
+        assert gives_way(members=2, tickets_off=time.time() + 3600)
+
+
 def test_an_honest_wait_passes_the_judge_and_a_full_queue_is_a_round_lost(
     world: World, judged: tuple[Path, Path]
 ) -> None:
