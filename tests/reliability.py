@@ -95,7 +95,7 @@ def commit_files(
                 "update-index",
                 "-z",
                 "--index-info",
-                data="".join(r + "\0" for r in records).encode(),
+                data="".join(r + "\0" for r in records).encode("utf-8", "surrogateescape"),
             )
         tree = g("write-tree")
         args = ["commit-tree", tree, "-m", message]

@@ -415,6 +415,8 @@ def judged(
         return entries[i].parents[0] if entries[i].parents else None
 
     diffs = changed_files_of(store, [(parent_of(i), e.commit) for i, e in enumerate(entries)])
+    if diffs is not None:
+        _prefetch(store, entries, diffs)
     landed = carried.Landed(store, old)
     i = 0
     while i < len(entries):
@@ -465,6 +467,27 @@ def judged(
         floor = meta.time
         yield entry, found
         i += 1
+
+
+PREFETCHED = 4096  # folders read ahead for a range at most (`_prefetch`)
+
+
+def _prefetch(
+    store: Store, entries: list[Entry], diffs: list[tuple[Changes, dict[str, str]]]
+) -> None:
+    """Read the folders each commit of a range changed (and so the ones its state's load
+    lists anew) in one exchange with cat-file, by `<commit>:<folder>`: a push of 20
+    commits then costs one exchange for them, not one per folder per commit."""
+    names: list[str] = []
+    for entry, (changes, _) in zip(entries, diffs, strict=True):
+        folders = {""}
+        for path, _, _ in changes:
+            parts = path.split("/")[:-1]
+            folders.update("/".join(parts[: k + 1]) for k in range(len(parts)))
+        names += [f"{entry.commit}:{f}" if f else f"{entry.commit}^{{tree}}" for f in folders]
+        if len(names) >= PREFETCHED:
+            break
+    store.reader.trees(names[:PREFETCHED])
 
 
 RESTORE_OP = "restore"

@@ -268,6 +268,9 @@ def load_state(src: Source) -> State:
     """The state in a tree: every kind the table (kinds.py) says a State holds, loaded from
     where the table says it lives; whatever cannot be loaded becomes a `Problem`."""
     root = names.ROOT
+    prefetch = getattr(src, "prefetch", None)  # a view of git trees reads them in bulk
+    if prefetch is not None:
+        prefetch(root)
     top = src.listdir(root)
     if top is None:
         return State(source=src)

@@ -54,10 +54,11 @@ def _warm() -> None:
         trust,
         verbs,
     )
-    from ..audit import carried, history, verify  # noqa: F401
+    from ..audit import carried, history, tickets, verify  # noqa: F401
     from ..domain import branch, kinds, mailbox, transition, validate, yamlio  # noqa: F401
     from ..ops import board, kernel  # noqa: F401
-    from . import flusher  # noqa: F401
+    from ..store import turns  # noqa: F401
+    from . import flusher, githooks  # noqa: F401  (githooks: the server's pre-receive)
     from .cli import cli
 
     # What signs a machine key's commits in process (`sshsig`): ~40 ms of imports that

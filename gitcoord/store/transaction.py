@@ -68,6 +68,8 @@ MAX_GIVE_WAY = 5.0  # seconds
 NEXT_IN_LINE = 0.05  # seconds a group next in the remote's queue waits between looks
 LEAVE_TIMEOUT = 2.0  # seconds: for a ticket's last push, when its transaction did not land
 MAX_RIDERS = 32  # per push: a bound on what one push carries besides its own writes
+MAX_ROOTS = 4096  # commits whose root tree `tree_of` keeps
+HEX = "0123456789abcdef"
 
 R = TypeVar("R")
 
@@ -201,6 +203,7 @@ class TreeStore:
         self.identity = identity
         self.timeout = timeout
         self.reader = ObjectReader(git)
+        self._roots: dict[str, str] = {}  # commit id -> its root tree (`tree_of`)
         self.writer = ObjectWriter(info)
         self.backoff = Backoff()
         self.upstream = RemoteBranch(
@@ -279,7 +282,16 @@ class TreeStore:
         return self.upstream.mirror_tip()
 
     def tree_of(self, commit: str) -> str | None:
-        return trees.tree_of(self.reader, commit)
+        if (hit := self._roots.get(commit)) is not None:
+            return hit
+        tree = trees.tree_of(self.reader, commit)
+        # Kept by commit id (never by a ref's name, which moves): a verified range loads
+        # each commit's state as the new state of one and the old state of the next.
+        if tree is not None and len(commit) == len(tree) and not commit.strip(HEX):
+            if len(self._roots) >= MAX_ROOTS:
+                self._roots.clear()
+            self._roots[commit] = tree
+        return tree
 
     def view(self, commit: str | None, parsed: ParseCache | None = None) -> TreeSource:
         """The tree of `commit` (empty when None or unknown), read on demand."""

@@ -20,6 +20,8 @@ class TreeSource:
     """A read-only view of a tree (e.g. a commit's), read on demand through one
     cat-file process: the domain's `state.Source`, and more."""
 
+    PREFETCH = 4096  # folders `prefetch` reads at most (a crafted branch may hold more)
+
     def __init__(
         self,
         reader: ObjectReader,
@@ -47,6 +49,32 @@ class TreeSource:
             found = self._reader.tree(entry.oid) if entry is not None and entry.is_tree else None
         self._cache[path] = found
         return found
+
+    def prefetch(self, path: str) -> None:
+        """Read the folders under `path` into the reader's cache, a level at a time in
+        one exchange each (`ObjectReader.trees`), before a walk that lists them one by
+        one: a state's ~300 folders at 200 sessions cost 4 exchanges with cat-file, not
+        300. A folder already cached is not gone into: along a branch an unchanged one
+        keeps its id, and was walked (or prefetched) with the state that had it."""
+        level = [path]
+        budget = self.PREFETCH
+        while level and budget > 0:
+            ids = []
+            for folder in level:
+                entry = self._entry(folder) if folder else None
+                oid = self._root if not folder else entry.oid if entry and entry.is_tree else None
+                if oid is not None and not self._reader.has_tree(oid):
+                    ids.append((folder, oid))
+            ids = ids[:budget]
+            budget -= len(ids)
+            self._reader.trees([oid for _, oid in ids])
+            level = [
+                f"{folder}/{e.name}" if folder else e.name
+                for folder, oid in ids
+                if self._reader.has_tree(oid)
+                for e in self._reader.tree(oid)
+                if e.is_tree
+            ]
 
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         found = self.entries(path)
