@@ -572,3 +572,37 @@ def test_the_server_shim_passes_over_an_interpreter_without_gitcoords_dependenci
     monkeypatch.setenv("PATH", f"{on_path}{os.pathsep}{bare}")
     ok(a, "heartbeat", "x", "y", "z", "6", "--force", session="s1")
     assert git(world.remote, "rev-parse", BRANCH) != tip
+
+
+def test_the_server_shim_starts_one_interpreter_a_push_and_checks_it_only_on_a_refusal(
+    world: World, tmp_path: Path
+) -> None:
+    """The interpreter that installed the hook runs gitcoord at once (a check before it
+    cost an interpreter's start at every push); only when that run refuses does the shim
+    check that it could run gitcoord at all, and then passes its verdict on."""
+    a = world.clone("a")
+    ok(a, "init", "--slots", "4")
+    ok(a, "register", "--role", "one", "--goal", "g", session="s1")
+    ok(world.root, "hooks", "install", "--server", str(world.remote))
+    hook = world.remote / "hooks" / "pre-receive"
+    started = tmp_path / "started"
+    logged = tmp_path / "logged-python"
+    logged.write_text(f'#!/bin/sh\necho "$1" >> "{started}"\nexec "{sys.executable}" "$@"\n')
+    logged.chmod(0o755)
+    hook.write_text(hook.read_text().replace(f"recorded={sys.executable}", f"recorded={logged}"))
+
+    tip = git(world.remote, "rev-parse", BRANCH)
+    ok(a, "heartbeat", "x", "y", "z", "5", "--force", session="s1")
+    assert git(world.remote, "rev-parse", BRANCH) != tip
+    assert started.read_text().split() == ["-m"]  # gitcoord, and nothing else
+
+    started.unlink()
+    h = world.clone("h")
+    git(h, "checkout", "-q", BRANCH)
+    write(h, at("coordination/sessions/s1.yaml"), "{{{ not yaml\n")
+    git(h, "commit", "-q", "-a", "-m", "break it")
+    tip = git(world.remote, "rev-parse", BRANCH)
+    p = sh(h, "push", "origin", BRANCH)
+    assert p.returncode != 0 and "[yaml]" in p.stderr, p.stderr
+    assert git(world.remote, "rev-parse", BRANCH) == tip
+    assert started.read_text().split() == ["-m", "-c"]  # the run refused; the check passed
