@@ -118,6 +118,9 @@ def test_a_cold_state_load_lists_its_folders_in_a_few_exchanges_and_the_same_sta
             monkeypatch.setattr(TreeSource, "PREFETCH", 0)
         with Coordinator(str(a), remote=None) as coord:
             seen = counted(coord.store.reader, monkeypatch)
+            # As a trust check does first: the root and coordination/ are read (cached)
+            # before the state's load, which still reads every folder below in bulk.
+            assert coord.store.view(commit).oid("coordination/config.yaml")
             state = coord.store.load(commit)
         monkeypatch.undo()
         return state, seen

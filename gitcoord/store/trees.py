@@ -54,27 +54,33 @@ class TreeSource:
         """Read the folders under `path` into the reader's cache, a level at a time in
         one exchange each (`ObjectReader.trees`), before a walk that lists them one by
         one: a state's ~300 folders at 200 sessions cost 4 exchanges with cat-file, not
-        300. A folder already cached is not gone into: along a branch an unchanged one
-        keeps its id, and was walked (or prefetched) with the state that had it."""
+        300. Below the first two levels (the root, a kind's folder), a folder already
+        cached is not gone into: along a branch an unchanged one keeps its id, and was
+        walked (or prefetched) with the state that had it."""
         level = [path]
         budget = self.PREFETCH
+        depth = 0
         while level and budget > 0:
-            ids = []
+            found: list[tuple[str, str, bool]] = []  # folder, id, read now
             for folder in level:
-                entry = self._entry(folder) if folder else None
-                oid = self._root if not folder else entry.oid if entry and entry.is_tree else None
-                if oid is not None and not self._reader.has_tree(oid):
-                    ids.append((folder, oid))
-            ids = ids[:budget]
-            budget -= len(ids)
-            self._reader.trees([oid for _, oid in ids])
+                if folder:
+                    entry = self._entry(folder)
+                    oid = entry.oid if entry is not None and entry.is_tree else None
+                else:
+                    oid = self._root
+                if oid is not None:
+                    found.append((folder, oid, not self._reader.has_tree(oid)))
+            wanted = [oid for _, oid, new in found if new][:budget]
+            budget -= len(wanted)
+            self._reader.trees(wanted)
             level = [
                 f"{folder}/{e.name}" if folder else e.name
-                for folder, oid in ids
-                if self._reader.has_tree(oid)
+                for folder, oid, new in found
+                if (new or depth < 2) and self._reader.has_tree(oid)
                 for e in self._reader.tree(oid)
                 if e.is_tree
             ]
+            depth += 1
 
     def listdir(self, path: str) -> list[tuple[str, bool]] | None:
         found = self.entries(path)
