@@ -513,6 +513,70 @@ def test_a_group_waits_in_line_from_its_first_lost_round_and_goes_only_first(
         assert grouped.look(0.1, landed) == 0
 
 
+def test_a_group_that_becomes_first_by_its_own_ticket_decides_on_a_fresh_tip(
+    world: World, judged: tuple[Path, Path]
+) -> None:
+    """A group stands back for an older wait, takes its ticket (a push), and its own
+    turns out the oldest: the tickets it looked at came with a fetch from before that
+    push (and a verification), and the wait it stood back for may have landed since. It
+    fetches before deciding every member on the tip, rather than decide them all on one
+    that is gone."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.store.tickets import Wait
+
+    a, b = judged
+    with Coordinator(str(a), session="s1") as first, Coordinator(str(b), session="s2") as second:
+        deadline = time.monotonic() + 60
+        store = second.store.trees
+        assert store.tickets is not None
+        began = store.fetch_tip(deadline)  # where b's waits begin: older than a's ticket
+        assert run(a, "claim", "task", "one", session="s1").code == 0
+        ahead = Wait(first.store.trees.tickets, None)  # type: ignore[arg-type]
+        ahead.look(0.1, first.store.trees.fetch_tip(deadline))
+        assert ahead.take(deadline)  # a's wait, at a later tip than b's began
+        stale = store.fetch_tip(deadline)  # what b fetched (with a's ticket) ...
+        assert run(a, "claim", "task", "two", session="s1").code == 0  # ... then a wrote
+        fresh = tip(world)
+
+        wait = Wait(store.tickets, began)
+        wait.grouped()
+        store.waiting = wait
+        assert wait.look(0.1, stale) == 1  # a's wait is ahead, as b last fetched it
+        went = store._stand_back(stale, store.pace, deadline)
+        assert wait.holding and wait.back == 0  # its ticket taken: the oldest wait
+        assert went == fresh != stale
+        assert store.mirror_tip() == fresh
+        wait.leave(deadline)
+
+
+def test_a_group_first_in_line_that_lost_a_round_looks_again_at_once(
+    world: World, judged: tuple[Path, Path]
+) -> None:
+    """After a lost round a ticket holder pauses a little (up to a quarter of a round),
+    lest it spin through rounds lost to writers who do not know of its ticket. A group
+    that the line said was first lost to the push it waited for, landing as it decided:
+    it looks again as soon as it would next in line, its members waiting with it."""
+    from gitcoord.api.coordinator import Coordinator
+    from gitcoord.store import transaction
+    from gitcoord.store.tickets import Wait
+    from gitcoord.store.turns import Pace
+
+    _, b = judged
+    with Coordinator(str(b), session="s2") as coord:
+        assert coord.store.trees.tickets is not None
+        pace = Pace(round=8.0)
+        for grouped, back in ((True, 0), (True, 1), (False, 0)):
+            wait = Wait(coord.store.trees.tickets, None)
+            if grouped:
+                wait.grouped()
+            wait.back = back
+            pauses = {transaction._after_lost(wait, pace) for _ in range(20)}
+            if grouped and back == 0:
+                assert pauses == {transaction.NEXT_IN_LINE}
+            else:
+                assert all(0 <= p <= pace.unit / 4 for p in pauses) and max(pauses) > 0.2
+
+
 def test_a_group_gives_no_way_after_a_win_where_the_line_takes_turns(
     world: World, judged: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

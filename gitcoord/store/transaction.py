@@ -809,9 +809,7 @@ class TreeStore:
                 self._take_ticket(wait, pace, deadline)
             self.backoff.round = pace.unit
             if wait is not None and wait.holding:
-                # The tickets say when we go, not a backoff: only a short pause, lest
-                # we spin through rounds lost to those who do not know of our ticket.
-                cancel.CANCELLED.wait(random.uniform(0, pace.unit / 4))
+                cancel.CANCELLED.wait(_after_lost(wait, pace))
                 continue
             self.backoff.sleep(attempt, deadline, time.monotonic() - began)
         raise RemoteError(
@@ -1045,13 +1043,29 @@ class TreeStore:
         if wait is None:
             return tip
         pace.look = False
-        while (back := wait.look(pace.unit, tip)) and not wait.served:
+        took = False  # a ticket taken since `tip` was fetched
+        while True:
+            back = wait.look(pace.unit, tip)
+            if (not back or wait.served) and took and wait.window == 1:
+                # Ours is the oldest, as of tickets fetched before our own went out (a
+                # push's round trip, and a verification, ago): a group decides all its
+                # members on the tip, so it fetches that first rather than decide them
+                # on one the push it waited for may have left behind.
+                took = False
+                before, tip = tip, self.fetch_tip(deadline)
+                pace.knew(time.time())
+                if tip != before and self.waited_on is not None:
+                    self.waited_on(tip)
+                continue
+            if not back or wait.served:
+                break
             wait.rounds += 1
             if not wait.holding:
                 self._take_ticket(wait, pace, deadline)
                 if self.waiting is None:
                     break  # the remote takes no tickets
                 if wait.holding:
+                    took = True
                     continue  # look again: ours may be the oldest now
             # Half a round next in line, longer further back (a fetch each time is
             # work for the server and this machine), at most two rounds. A group next
@@ -1135,3 +1149,15 @@ class TreeStore:
                 break
             count, at = count + 1, parent
         return count if at == old else most
+
+
+def _after_lost(wait: Wait, pace: Pace) -> float:
+    """How long a ticket's holder pauses after a lost round: the tickets say when it
+    goes, not a backoff, so only a short pause, lest it spin through rounds lost to those
+    who do not know of its ticket. A group the line said was first lost to the push just
+    before its turn (the one it waited for, landing as it decided): it looks again as
+    soon as it would next in line (a quarter of a round, seconds under load, was a wait
+    for every one of its members)."""
+    if wait.window == 1 and wait.back == 0:
+        return NEXT_IN_LINE
+    return random.uniform(0, pace.unit / 4)
