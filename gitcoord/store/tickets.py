@@ -45,9 +45,9 @@ The rules, applied by each clone to what it last fetched:
   turn verifies only the push before it. When its own ticket makes it the oldest, it
   fetches before deciding (the tickets it looked at came before that push, and the wait
   ahead may have landed meanwhile); first in line and beaten to the branch, it looks
-  again as soon as it would next in line, not after a quarter of a round. Measured at 200 sessions on 10 machines (50 ms,
-  hook and signatures): every machine decided every round, ~11 decisions per operation
-  that landed; in line, one machine decides at a time.
+  again as soon as it would next in line, not after a quarter of a round. Measured at
+  200 sessions on 10 machines (50 ms, hook and signatures): every machine decided every
+  round, ~11 decisions per operation that landed; in line, one machine decides at a time.
 - A ticket is live while its commit is within DEPTH commits of the tip. One that stays
   in the window longer than `head_wait` (its holder may be gone: a killed process) is
   passed over, and so are all of them when nothing moved for that long (no write landed,

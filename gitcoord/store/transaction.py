@@ -1056,6 +1056,8 @@ class TreeStore:
                 pace.knew(time.time())
                 if tip != before and self.waited_on is not None:
                     self.waited_on(tip)
+                if self._ours_on(tip):
+                    break  # a write of ours landed meanwhile (carried, or a reply lost)
                 continue
             if not back or wait.served:
                 break
@@ -1083,9 +1085,13 @@ class TreeStore:
             pace.knew(time.time())
             if tip != before and self.waited_on is not None:
                 self.waited_on(tip)
-            if tip is not None and any(self.upstream.contains(tip, s) for s, _ in self._pending):
+            if self._ours_on(tip):
                 break  # a write of ours landed meanwhile (carried, or a reply lost)
         return tip
+
+    def _ours_on(self, tip: str | None) -> bool:
+        """Whether a write of ours that may have landed is on `tip`."""
+        return tip is not None and any(self.upstream.contains(tip, s) for s, _ in self._pending)
 
     def _members(self, leader: group.Leader, polls: int = 0) -> bool:
         """Whether sessions of this clone wait to go in this transaction's push (those
