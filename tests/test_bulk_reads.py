@@ -24,7 +24,7 @@ from reliability import REF, hand_commit_local, tip
 from gitcoord.api.coordinator import Coordinator
 from gitcoord.audit import verify
 from gitcoord.domain import kinds, yamlio
-from gitcoord.domain.models import FORMAT, Claim
+from gitcoord.domain.models import FORMAT, Claim, Message
 from gitcoord.gitio import Git, ObjectReader
 from gitcoord.store.trees import TreeSource
 
@@ -155,6 +155,33 @@ def test_prefetch_stops_at_its_budget_on_a_branch_of_countless_folders(
         state = coord.store.load(commit)
     assert sum(asked) <= 50 * 2  # the view's own prefetch, and the load's
     assert state.config is not None and set(state.sessions) == {"s1", "s2"}
+
+
+def test_a_state_load_reads_ahead_no_message_folder(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages are read on demand, never with a state: a branch of many days of messages
+    (a folder a day) costs a state's load none of their folders."""
+    a = founded(world)
+    days = {}
+    for n in range(120):
+        at = NOW - timedelta(days=n)
+        mid = f"{at:%Y%m%dT%H%M%S}000Z-{n:06x}"
+        doc = Message(id=mid, sender="s1", to="broadcast", subject="s", body="b", sent_at=at)
+        days[kinds.message_path("broadcast", mid, fmt=FORMAT)] = yamlio.dump(doc)
+    commit = on_branch(a, days)
+    with Coordinator(str(a), remote=None) as coord:
+        asked: list[int] = []
+        real = coord.store.reader.trees
+
+        def trees(names: list[str]) -> None:
+            asked.append(len(names))
+            real(names)
+
+        monkeypatch.setattr(coord.store.reader, "trees", trees)
+        state = coord.store.load(commit)
+    assert set(state.sessions) == {"s1", "s2"}
+    assert 0 < sum(asked) < 40  # the state's few folders; not 120 days of messages
 
 
 def test_a_verified_range_reads_its_commits_folders_in_bulk_with_the_same_verdicts(

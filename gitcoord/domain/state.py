@@ -47,6 +47,9 @@ TOP_LEVEL = frozenset(
 """What may stand directly in coordination/: each kind's file or folder (kinds.py), and two
 entries that hold no documents."""
 
+HELD_TOPS = frozenset(kind.where.top for kind in KINDS if kind.held is not None)
+"""The entries of coordination/ that a State's load lists (not messages: read on demand)."""
+
 Doc = BaseModel | bytes | None  # what a write puts at a path (bytes: CURRENT_STATE.md)
 
 
@@ -270,7 +273,7 @@ def load_state(src: Source) -> State:
     root = names.ROOT
     prefetch = getattr(src, "prefetch", None)  # a view of git trees reads them in bulk
     if prefetch is not None:
-        prefetch(root)
+        prefetch(root, HELD_TOPS)
     top = src.listdir(root)
     if top is None:
         return State(source=src)

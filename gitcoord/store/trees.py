@@ -5,7 +5,7 @@ index).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -50,13 +50,14 @@ class TreeSource:
         self._cache[path] = found
         return found
 
-    def prefetch(self, path: str) -> None:
+    def prefetch(self, path: str, only: Collection[str] | None = None) -> None:
         """Read the folders under `path` into the reader's cache, a level at a time in
         one exchange each (`ObjectReader.trees`), before a walk that lists them one by
         one: a state's ~300 folders at 200 sessions cost 4 exchanges with cat-file, not
-        300. Below the first two levels (the root, a kind's folder), a folder already
-        cached is not gone into: along a branch an unchanged one keeps its id, and was
-        walked (or prefetched) with the state that had it."""
+        300. `only`: the folders directly under `path` to go into (a state's kinds, not
+        the messages it never lists). Below the first two levels (the root, a kind's
+        folder), a folder already cached is not gone into: along a branch an unchanged
+        one keeps its id, and was walked (or prefetched) with the state that had it."""
         level = [path]
         budget = self.PREFETCH
         depth = 0
@@ -78,7 +79,7 @@ class TreeSource:
                 for folder, oid, new in found
                 if (new or depth < 2) and self._reader.has_tree(oid)
                 for e in self._reader.tree(oid)
-                if e.is_tree
+                if e.is_tree and (depth or only is None or e.name in only)
             ]
             depth += 1
 
