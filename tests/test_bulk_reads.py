@@ -82,6 +82,19 @@ def counted(reader: ObjectReader, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     return seen
 
 
+def trees_asked(reader: ObjectReader, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many trees each bulk read (`ObjectReader.trees`) asks for."""
+    asked: list[int] = []
+    real = reader.trees
+
+    def trees(names: list[str]) -> None:
+        asked.append(len(names))
+        real(names)
+
+    monkeypatch.setattr(reader, "trees", trees)
+    return asked
+
+
 def test_read_many_answers_each_name_as_a_single_read_does(world: World) -> None:
     a = founded(world)
     on_branch(a, claims(300))
@@ -143,14 +156,7 @@ def test_prefetch_stops_at_its_budget_on_a_branch_of_countless_folders(
     commit = on_branch(a, crowd)
     monkeypatch.setattr(TreeSource, "PREFETCH", 50)
     with Coordinator(str(a), remote=None) as coord:
-        asked: list[int] = []
-        real = coord.store.reader.trees
-
-        def trees(names: list[str]) -> None:
-            asked.append(len(names))
-            real(names)
-
-        monkeypatch.setattr(coord.store.reader, "trees", trees)
+        asked = trees_asked(coord.store.reader, monkeypatch)
         coord.store.view(commit).prefetch("coordination")
         state = coord.store.load(commit)
     assert sum(asked) <= 50 * 2  # the view's own prefetch, and the load's
@@ -171,14 +177,7 @@ def test_a_state_load_reads_ahead_no_message_folder(
         days[kinds.message_path("broadcast", mid, fmt=FORMAT)] = yamlio.dump(doc)
     commit = on_branch(a, days)
     with Coordinator(str(a), remote=None) as coord:
-        asked: list[int] = []
-        real = coord.store.reader.trees
-
-        def trees(names: list[str]) -> None:
-            asked.append(len(names))
-            real(names)
-
-        monkeypatch.setattr(coord.store.reader, "trees", trees)
+        asked = trees_asked(coord.store.reader, monkeypatch)
         state = coord.store.load(commit)
     assert set(state.sessions) == {"s1", "s2"}
     assert 0 < sum(asked) < 40  # the state's few folders; not 120 days of messages
