@@ -476,9 +476,9 @@ def tools_only(tmp_path: Path) -> Path:
     return bin_dir
 
 
-def test_the_server_shim_without_gitcoord_takes_other_pushes_and_says_how_to_fix(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def shim_recording(world: World, interpreter: str) -> Path:
+    """A clone of a remote with a session, and the server hook installed there with
+    `interpreter` as the one that installed it (what the shim runs first)."""
     a = world.clone("a")
     ok(a, "init", "--slots", "4")
     ok(a, "register", "--role", "one", "--goal", "g", session="s1")
@@ -486,8 +486,15 @@ def test_the_server_shim_without_gitcoord_takes_other_pushes_and_says_how_to_fix
     hook = world.remote / "hooks" / "pre-receive"
     text = hook.read_text()
     assert f"recorded={sys.executable}\n" in text
+    hook.write_text(text.replace(f"recorded={sys.executable}", f"recorded={interpreter}"))
+    return a
+
+
+def test_the_server_shim_without_gitcoord_takes_other_pushes_and_says_how_to_fix(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the interpreter that installed it is gone (or unreadable by the server's user)
-    hook.write_text(text.replace(f"recorded={sys.executable}", "recorded=/nonexistent/python3"))
+    a = shim_recording(world, "/nonexistent/python3")
 
     work = world.clone("work")
     write(work, "README.md", "hello\n")
@@ -547,18 +554,12 @@ def test_the_server_shim_passes_over_an_interpreter_without_gitcoords_dependenci
 ) -> None:
     """The interpreter that installed the hook still runs but no longer has what gitcoord
     needs (its venv's packages gone: here, Python without its site-packages): the shim
-    finds that out without importing gitcoord, and goes on to `gitcoord` on PATH."""
-    a = world.clone("a")
-    ok(a, "init", "--slots", "4")
-    ok(a, "register", "--role", "one", "--goal", "g", session="s1")
-    ok(world.root, "hooks", "install", "--server", str(world.remote))
-    hook = world.remote / "hooks" / "pre-receive"
+    finds that out (its run fails, and the check, which imports nothing, says why) and
+    goes on to `gitcoord` on PATH."""
     bare_python = tmp_path / "bare-python"
     bare_python.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
     bare_python.chmod(0o755)
-    hook.write_text(
-        hook.read_text().replace(f"recorded={sys.executable}", f"recorded={bare_python}")
-    )
+    a = shim_recording(world, str(bare_python))
     bare = tools_only(tmp_path)
     monkeypatch.setenv("PATH", str(bare))
     tip = git(world.remote, "rev-parse", BRANCH)
@@ -580,16 +581,11 @@ def test_the_server_shim_starts_one_interpreter_a_push_and_checks_it_only_on_a_r
     """The interpreter that installed the hook runs gitcoord at once (a check before it
     cost an interpreter's start at every push); only when that run refuses does the shim
     check that it could run gitcoord at all, and then passes its verdict on."""
-    a = world.clone("a")
-    ok(a, "init", "--slots", "4")
-    ok(a, "register", "--role", "one", "--goal", "g", session="s1")
-    ok(world.root, "hooks", "install", "--server", str(world.remote))
-    hook = world.remote / "hooks" / "pre-receive"
     started = tmp_path / "started"
     logged = tmp_path / "logged-python"
     logged.write_text(f'#!/bin/sh\necho "$1" >> "{started}"\nexec "{sys.executable}" "$@"\n')
     logged.chmod(0o755)
-    hook.write_text(hook.read_text().replace(f"recorded={sys.executable}", f"recorded={logged}"))
+    a = shim_recording(world, str(logged))
 
     tip = git(world.remote, "rev-parse", BRANCH)
     ok(a, "heartbeat", "x", "y", "z", "5", "--force", session="s1")

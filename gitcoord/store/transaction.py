@@ -1052,10 +1052,7 @@ class TreeStore:
                 # members on the tip, so it fetches that first rather than decide them
                 # on one the push it waited for may have left behind.
                 took = False
-                before, tip = tip, self.fetch_tip(deadline)
-                pace.knew(time.time())
-                if tip != before and self.waited_on is not None:
-                    self.waited_on(tip)
+                tip = self._fetch_again(tip, pace, deadline)
                 if self._ours_on(tip):
                     break  # a write of ours landed meanwhile (carried, or a reply lost)
                 continue
@@ -1081,12 +1078,18 @@ class TreeStore:
             if not self._pending:
                 cancel.check()
             cancel.CANCELLED.wait(pause)
-            before, tip = tip, self.fetch_tip(deadline)
-            pace.knew(time.time())
-            if tip != before and self.waited_on is not None:
-                self.waited_on(tip)
+            tip = self._fetch_again(tip, pace, deadline)
             if self._ours_on(tip):
                 break  # a write of ours landed meanwhile (carried, or a reply lost)
+        return tip
+
+    def _fetch_again(self, tip: str | None, pace: Pace, deadline: float) -> str | None:
+        """The tip fetched again while standing back; a new one is verified now
+        (`waited_on`), so that the turn verifies only the push before it."""
+        before, tip = tip, self.fetch_tip(deadline)
+        pace.knew(time.time())
+        if tip != before and self.waited_on is not None:
+            self.waited_on(tip)
         return tip
 
     def _ours_on(self, tip: str | None) -> bool:
